@@ -1,0 +1,294 @@
+/**
+ * Frames to bytes and back.
+ *
+ * On the wire (inside the Noise transport) a frame is size-delimited Protobuf:
+ * a varint length, then the `carrier.v1.Frame` message of that length. The
+ * {@linkcode FrameDecoder} turns any chunking of such a stream back into
+ * frames, holding at most one partial frame, and refuses a length over the
+ * configured maximum as soon as the length prefix is read.
+ *
+ * @module
+ */
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  type Frame,
+  FrameFlag,
+  FrameSchema,
+} from "../../gen/carrier/v1/frame_pb.ts";
+import type { Compression } from "../../gen/carrier/v1/options_pb.ts";
+import { FrameDecodeError, FrameTooLargeError } from "../errors.ts";
+import { MAX_VARINT32_BYTES, varintSize, writeVarint } from "./_varint.ts";
+
+export type { Frame };
+export { FrameFlag };
+
+/**
+ * Default largest encoded frame (envelope included), in bytes: 1 MiB.
+ * A frame larger than one Noise message (65535 bytes) spans several.
+ */
+export const DEFAULT_MAX_FRAME_SIZE = 1024 * 1024;
+
+/** Largest maximum frame size a node may configure: 64 MiB. */
+export const MAX_FRAME_SIZE_LIMIT = 64 * 1024 * 1024;
+
+/** The fields of a frame, for {@linkcode createFrame}. */
+export interface FrameInit {
+  /** Opcode: a protocol `Opcode` value or an application opcode (>= 1000). */
+  opcode: number;
+  /** Request id (nonzero when a reply is expected), or the id of the request an ACK/NACK answers. @default {0} */
+  id?: number;
+  /** The opcode's Protobuf message, serialized (and compressed if `compression` is set). @default {empty} */
+  payload?: Uint8Array;
+  /** The setting `payload` is compressed with; sets `FRAME_FLAG_COMPRESSED`. @default {undefined} */
+  compression?: Compression;
+}
+
+/** Options of {@linkcode encodeFrame} and {@linkcode FrameDecoder}. */
+export interface FrameLimitOptions {
+  /** Largest encoded frame, length prefix excluded, in bytes. @default {DEFAULT_MAX_FRAME_SIZE} */
+  maxFrameSize?: number;
+}
+
+function checkMaxFrameSize(value: number | undefined): number {
+  const max = value ?? DEFAULT_MAX_FRAME_SIZE;
+  if (!Number.isInteger(max) || max < 16 || max > MAX_FRAME_SIZE_LIMIT) {
+    throw new RangeError(
+      `maxFrameSize must be an integer from 16 to ${MAX_FRAME_SIZE_LIMIT}, got ${max}`,
+    );
+  }
+  return max;
+}
+
+function checkUint32(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+    throw new RangeError(
+      `${name} must be an integer from 0 to 4294967295, got ${value}`,
+    );
+  }
+}
+
+/**
+ * Creates a frame message.
+ *
+ * @example
+ * ```ts
+ * import { createFrame, Opcode } from "@carrier/p2p";
+ * const frame = createFrame({ opcode: Opcode.PING, id: 1 });
+ * console.assert(frame.opcode === 2 && frame.flags === 0);
+ * ```
+ */
+export function createFrame(init: FrameInit): Frame {
+  const id = init.id ?? 0;
+  checkUint32("Frame id", id);
+  checkUint32("Frame opcode", init.opcode);
+  const compressed = init.compression !== undefined;
+  return create(FrameSchema, {
+    id,
+    opcode: init.opcode,
+    flags: compressed ? FrameFlag.COMPRESSED : 0,
+    payload: init.payload ?? new Uint8Array(0),
+    compression: init.compression ?? 0,
+  });
+}
+
+/** Whether the frame's payload is compressed (`FRAME_FLAG_COMPRESSED`). */
+export function isCompressed(frame: Frame): boolean {
+  return (frame.flags & FrameFlag.COMPRESSED) !== 0;
+}
+
+/**
+ * Encodes a frame as size-delimited Protobuf: varint length, then the frame.
+ *
+ * @throws {FrameTooLargeError} if the encoded frame exceeds `maxFrameSize`.
+ * @example
+ * ```ts
+ * import { createFrame, encodeFrame, Opcode } from "@carrier/p2p";
+ * const bytes = encodeFrame(createFrame({ opcode: Opcode.PING, id: 7 }));
+ * console.assert(bytes[0] === bytes.length - 1);
+ * ```
+ */
+export function encodeFrame(
+  frame: Frame,
+  options: FrameLimitOptions = {},
+): Uint8Array {
+  const max = checkMaxFrameSize(options.maxFrameSize);
+  const body = toBinary(FrameSchema, frame);
+  if (body.length > max) {
+    throw new FrameTooLargeError(
+      `Cannot encode frame: length ${body.length} exceeds maxFrameSize ${max}`,
+    );
+  }
+  const out = new Uint8Array(varintSize(body.length) + body.length);
+  out.set(body, writeVarint(out, 0, body.length));
+  return out;
+}
+
+/**
+ * Decodes one whole frame message (without length prefix).
+ *
+ * @throws {FrameDecodeError} if the bytes are not a `carrier.v1.Frame`.
+ */
+export function decodeFrameMessage(bytes: Uint8Array): Frame {
+  try {
+    return fromBinary(FrameSchema, bytes);
+  } catch (cause) {
+    throw new FrameDecodeError(
+      `Cannot decode frame: ${bytes.length} bytes are not a carrier.v1.Frame (${
+        (cause as Error).message
+      })`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * Incremental decoder: feed it the byte stream in chunks of any size, get
+ * whole frames back.
+ *
+ * Memory is bounded: it holds at most one partial frame (no more than
+ * `maxFrameSize` bytes, and only bytes actually received: a length prefix
+ * alone allocates nothing), and rejects a length prefix over the maximum as
+ * soon as the prefix's bytes show it.
+ *
+ * @example
+ * ```ts
+ * import { createFrame, encodeFrame, FrameDecoder, Opcode } from "@carrier/p2p";
+ * const bytes = encodeFrame(createFrame({ opcode: Opcode.PING, id: 1 }));
+ * const decoder = new FrameDecoder();
+ * const frames = [...decoder.push(bytes.subarray(0, 2)), ...decoder.push(bytes.subarray(2))];
+ * decoder.end();
+ * console.assert(frames.length === 1 && frames[0].id === 1);
+ * ```
+ */
+export class FrameDecoder {
+  readonly #max: number;
+  // Length prefix being read.
+  #lengthValue = 0;
+  #lengthBytes = 0;
+  // Body being read: -1 while reading the prefix.
+  #bodyLength = -1;
+  #bodyParts: Uint8Array[] = [];
+  #bodyReceived = 0;
+  #failed: Error | undefined;
+
+  /** Creates a decoder. */
+  constructor(options: FrameLimitOptions = {}) {
+    this.#max = checkMaxFrameSize(options.maxFrameSize);
+  }
+
+  /** Bytes of a partial frame currently held. */
+  get bufferedBytes(): number {
+    return this.#lengthBytes + this.#bodyReceived;
+  }
+
+  /**
+   * Feeds a chunk; returns the frames it completes, in order. The decoder
+   * and the frames it returns may keep views of `chunk`: do not modify it
+   * afterwards.
+   *
+   * @throws {FrameTooLargeError} for a length prefix over `maxFrameSize`.
+   * @throws {FrameDecodeError} for an overlong varint or a body that is not a Frame.
+   * After either, the decoder stays failed: the stream cannot be resynchronised.
+   */
+  push(chunk: Uint8Array): Frame[] {
+    if (this.#failed) throw this.#failed;
+    try {
+      return this.#push(chunk);
+    } catch (err) {
+      this.#failed = err as Error;
+      this.#reset();
+      throw err;
+    }
+  }
+
+  #push(chunk: Uint8Array): Frame[] {
+    const frames: Frame[] = [];
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.#bodyLength < 0) {
+        // Reading the varint length prefix, one byte at a time.
+        const byte = chunk[offset++];
+        this.#lengthValue += (byte & 0x7f) * 2 ** (7 * this.#lengthBytes);
+        this.#lengthBytes++;
+        if (this.#lengthValue > this.#max) {
+          throw new FrameTooLargeError(
+            `Cannot decode frame: length ${this.#lengthValue}${
+              byte & 0x80 ? " or more" : ""
+            } exceeds maxFrameSize ${this.#max}`,
+          );
+        }
+        if (byte & 0x80) {
+          if (this.#lengthBytes === MAX_VARINT32_BYTES) {
+            throw new FrameDecodeError(
+              `Cannot decode frame: length varint longer than ${MAX_VARINT32_BYTES} bytes`,
+            );
+          }
+          continue;
+        }
+        this.#bodyLength = this.#lengthValue;
+        if (this.#bodyLength === 0) {
+          frames.push(this.#finish(new Uint8Array(0)));
+        }
+        continue;
+      }
+      const need = this.#bodyLength - this.#bodyReceived;
+      const take = Math.min(need, chunk.length - offset);
+      const part = chunk.subarray(offset, offset + take);
+      offset += take;
+      if (take === need && this.#bodyParts.length === 0) {
+        // Fast path: the whole body is in this chunk.
+        frames.push(this.#finish(part));
+        continue;
+      }
+      this.#bodyParts.push(part);
+      this.#bodyReceived += take;
+      if (this.#bodyReceived === this.#bodyLength) {
+        frames.push(this.#finish(concat(this.#bodyParts, this.#bodyLength)));
+      }
+    }
+    return frames;
+  }
+
+  #finish(body: Uint8Array): Frame {
+    this.#reset();
+    return decodeFrameMessage(body);
+  }
+
+  #reset(): void {
+    this.#lengthValue = 0;
+    this.#lengthBytes = 0;
+    this.#bodyLength = -1;
+    this.#bodyParts = [];
+    this.#bodyReceived = 0;
+  }
+
+  /**
+   * Declares the end of the stream.
+   *
+   * @throws {FrameDecodeError} if it ends inside a frame (a truncated length
+   * prefix or body).
+   */
+  end(): void {
+    if (this.#failed) throw this.#failed;
+    if (this.#bodyLength >= 0) {
+      throw new FrameDecodeError(
+        `Cannot decode frame: stream ended after ${this.#bodyReceived} of ${this.#bodyLength} body bytes`,
+      );
+    }
+    if (this.#lengthBytes > 0) {
+      throw new FrameDecodeError(
+        `Cannot decode frame: stream ended inside a length varint (${this.#lengthBytes} bytes)`,
+      );
+    }
+  }
+}
+
+function concat(parts: Uint8Array[], length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}

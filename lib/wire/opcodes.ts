@@ -1,0 +1,300 @@
+/**
+ * The opcode registry: which Protobuf message each opcode carries, and what
+ * its ACK and NACK carry.
+ *
+ * The protocol's own opcodes (0–999, from `proto/carrier/v1/frame.proto`)
+ * are built in. Applications register theirs from
+ * {@linkcode APPLICATION_OPCODE_MIN} (1000) up, each with the schema of its
+ * payload from the application's own generated code.
+ *
+ * @module
+ */
+import {
+  type DescMessage,
+  fromBinary,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
+import {
+  CasRequestSchema,
+  ChangesReplySchema,
+  ChangesRequestSchema,
+  FindNodeReplySchema,
+  FindNodeRequestSchema,
+  FindValueReplySchema,
+  FindValueRequestSchema,
+  LockGrantSchema,
+  LockHeldSchema,
+  LockRequestSchema,
+  PatchRequestSchema,
+  StoreReplySchema,
+  StoreRequestSchema,
+  UnlockRequestSchema,
+  VersionConflictSchema,
+} from "../../gen/carrier/v1/dht_pb.ts";
+import {
+  DisconnectSchema,
+  KeepaliveSchema,
+  MetricsRequestSchema,
+  MetricsSchema,
+  PingSchema,
+  RelaySchema,
+} from "../../gen/carrier/v1/control_pb.ts";
+import {
+  AckSchema,
+  NackSchema,
+  Opcode,
+} from "../../gen/carrier/v1/frame_pb.ts";
+import {
+  ShoutSchema,
+  SpeakSchema,
+  WhisperAckSchema,
+  WhisperSchema,
+} from "../../gen/carrier/v1/messaging_pb.ts";
+import { SetConnectionOptSchema } from "../../gen/carrier/v1/options_pb.ts";
+import {
+  OpcodeRegistryError,
+  PayloadDecodeError,
+  UnknownOpcodeError,
+} from "../errors.ts";
+
+export { Opcode };
+
+/** The first application opcode. Values below it belong to the protocol. */
+export const APPLICATION_OPCODE_MIN = 1000;
+
+/** The largest opcode a frame can carry (uint32). */
+export const OPCODE_MAX = 0xffff_ffff;
+
+/** What an opcode carries. */
+export interface OpcodeSpec<
+  Request extends DescMessage = DescMessage,
+  Reply extends DescMessage = DescMessage,
+> {
+  /** The opcode value. */
+  readonly opcode: number;
+  /** A name for logs and errors (the protocol's are the seed's, e.g. `PING`). */
+  readonly name: string;
+  /** Schema of the frame's payload. */
+  readonly request: Request;
+  /** Schema of the ACK's data; `undefined` when the ACK carries none. */
+  readonly reply?: Reply;
+  /** Schema of the NACK's data, if it carries any. */
+  readonly nack?: DescMessage;
+  /** The sender expects no ACK or NACK (SHOUT, SPEAK, DISCONNECT…). */
+  readonly oneWay: boolean;
+}
+
+function spec(
+  opcode: Opcode,
+  request: DescMessage,
+  options: { reply?: DescMessage; nack?: DescMessage; oneWay?: boolean } = {},
+): OpcodeSpec {
+  return Object.freeze({
+    opcode,
+    name: Opcode[opcode],
+    request,
+    reply: options.reply,
+    nack: options.nack,
+    oneWay: options.oneWay ?? false,
+  });
+}
+
+/**
+ * The protocol's opcodes, as `proto/carrier/v1/frame.proto` documents them.
+ *
+ * @example
+ * ```ts
+ * import { Opcode, PROTOCOL_OPCODES } from "@carrier/p2p";
+ * const ping = PROTOCOL_OPCODES.find((s) => s.opcode === Opcode.PING)!;
+ * console.assert(ping.name === "PING" && !ping.oneWay);
+ * ```
+ */
+export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze([
+  spec(Opcode.ACK, AckSchema, { oneWay: true }),
+  spec(Opcode.NACK, NackSchema, { oneWay: true }),
+  spec(Opcode.PING, PingSchema, { reply: PingSchema }),
+  spec(Opcode.SET_CONNECTION_OPT, SetConnectionOptSchema, {
+    reply: SetConnectionOptSchema,
+    nack: SetConnectionOptSchema,
+  }),
+  spec(Opcode.SHOUT, ShoutSchema, { oneWay: true }),
+  spec(Opcode.SPEAK, SpeakSchema, { oneWay: true }),
+  spec(Opcode.WHISPER, WhisperSchema, { reply: WhisperAckSchema }),
+  spec(Opcode.FIND_NODE, FindNodeRequestSchema, { reply: FindNodeReplySchema }),
+  spec(Opcode.FIND_VALUE, FindValueRequestSchema, {
+    reply: FindValueReplySchema,
+  }),
+  spec(Opcode.STORE, StoreRequestSchema, {
+    reply: StoreReplySchema,
+    nack: VersionConflictSchema,
+  }),
+  spec(Opcode.KEEPALIVE, KeepaliveSchema, { reply: KeepaliveSchema }),
+  spec(Opcode.DISCONNECT, DisconnectSchema, { oneWay: true }),
+  spec(Opcode.RELAY, RelaySchema, { reply: RelaySchema, nack: RelaySchema }),
+  spec(Opcode.METRICS, MetricsRequestSchema, { reply: MetricsSchema }),
+  spec(Opcode.DHT_CAS, CasRequestSchema, {
+    reply: StoreReplySchema,
+    nack: VersionConflictSchema,
+  }),
+  spec(Opcode.DHT_LOCK, LockRequestSchema, {
+    reply: LockGrantSchema,
+    nack: LockHeldSchema,
+  }),
+  spec(Opcode.DHT_UNLOCK, UnlockRequestSchema, { nack: LockHeldSchema }),
+  spec(Opcode.DHT_PATCH, PatchRequestSchema, {
+    reply: StoreReplySchema,
+    nack: VersionConflictSchema,
+  }),
+  spec(Opcode.DHT_CHANGES, ChangesRequestSchema, { reply: ChangesReplySchema }),
+]);
+
+/** An application opcode's definition, for {@linkcode OpcodeRegistry.register}. */
+export interface ApplicationOpcodeInit<
+  Request extends DescMessage,
+  Reply extends DescMessage,
+> {
+  /** A name for logs and errors. @default {`APP_<opcode>`} */
+  name?: string;
+  /** Schema of the frame's payload. */
+  request: Request;
+  /** Schema of the ACK's data. @default {undefined} (an ACK without data) */
+  reply?: Reply;
+  /** The sender expects no reply. @default {false} */
+  oneWay?: boolean;
+}
+
+/**
+ * Maps opcodes to their schemas and decodes payloads by opcode.
+ *
+ * @example
+ * ```ts
+ * import { OpcodeRegistry } from "@carrier/p2p";
+ * import { PingSchema } from "@carrier/p2p";
+ * const registry = new OpcodeRegistry();
+ * registry.register(1000, { name: "ECHO", request: PingSchema, reply: PingSchema });
+ * console.assert(registry.get(1000)?.name === "ECHO");
+ * ```
+ */
+export class OpcodeRegistry {
+  readonly #specs = new Map<number, OpcodeSpec>();
+
+  /** Creates a registry holding the protocol's opcodes. */
+  constructor() {
+    for (const s of PROTOCOL_OPCODES) this.#specs.set(s.opcode, s);
+  }
+
+  /**
+   * Registers an application opcode.
+   *
+   * @throws {OpcodeRegistryError} if `opcode` is below 1000 (reserved for the
+   * protocol), not a uint32, or already registered.
+   */
+  register<
+    Request extends DescMessage,
+    Reply extends DescMessage = DescMessage,
+  >(
+    opcode: number,
+    init: ApplicationOpcodeInit<Request, Reply>,
+  ): OpcodeSpec<Request, Reply> {
+    if (!Number.isInteger(opcode) || opcode < 0 || opcode > OPCODE_MAX) {
+      throw new OpcodeRegistryError(
+        `Cannot register opcode ${opcode}: not an integer from ${APPLICATION_OPCODE_MIN} to ${OPCODE_MAX}`,
+      );
+    }
+    if (opcode < APPLICATION_OPCODE_MIN) {
+      const owner = Opcode[opcode] ?? "reserved for the protocol";
+      throw new OpcodeRegistryError(
+        `Cannot register opcode ${opcode}: values below ${APPLICATION_OPCODE_MIN} are the protocol's (${owner})`,
+      );
+    }
+    const existing = this.#specs.get(opcode);
+    if (existing) {
+      throw new OpcodeRegistryError(
+        `Cannot register opcode ${opcode}: already registered as ${existing.name}`,
+      );
+    }
+    const s: OpcodeSpec<Request, Reply> = Object.freeze({
+      opcode,
+      name: init.name ?? `APP_${opcode}`,
+      request: init.request,
+      reply: init.reply,
+      oneWay: init.oneWay ?? false,
+    });
+    this.#specs.set(opcode, s);
+    return s;
+  }
+
+  /** Removes an application opcode; returns whether it was registered. */
+  unregister(opcode: number): boolean {
+    if (opcode < APPLICATION_OPCODE_MIN) return false;
+    return this.#specs.delete(opcode);
+  }
+
+  /** The opcode's definition, or `undefined` if nobody registered it. */
+  get(opcode: number): OpcodeSpec | undefined {
+    return this.#specs.get(opcode);
+  }
+
+  /**
+   * The opcode's definition.
+   *
+   * @throws {UnknownOpcodeError} if nobody registered it.
+   */
+  lookup(opcode: number): OpcodeSpec {
+    const s = this.#specs.get(opcode);
+    if (!s) {
+      throw new UnknownOpcodeError(`Unknown opcode ${opcode}: not registered`);
+    }
+    return s;
+  }
+
+  /** Every registered opcode, protocol ones first, in ascending order. */
+  list(): OpcodeSpec[] {
+    return [...this.#specs.values()].sort((a, b) => a.opcode - b.opcode);
+  }
+
+  /**
+   * Decodes a frame's payload as its opcode's request message.
+   *
+   * @throws {UnknownOpcodeError} if the opcode is not registered.
+   * @throws {PayloadDecodeError} if the payload does not parse.
+   */
+  decodeRequest(
+    opcode: number,
+    payload: Uint8Array,
+  ): MessageShape<DescMessage> {
+    const s = this.lookup(opcode);
+    return decodePayload(s.request, payload, s.name);
+  }
+}
+
+/**
+ * Decodes `bytes` as a message of `schema`.
+ *
+ * @throws {PayloadDecodeError} naming the schema and the parse failure.
+ */
+export function decodePayload<Desc extends DescMessage>(
+  schema: Desc,
+  bytes: Uint8Array,
+  context: string = schema.typeName,
+): MessageShape<Desc> {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (cause) {
+    throw new PayloadDecodeError(
+      `Cannot decode ${context} payload: ${bytes.length} bytes are not a ${schema.typeName} (${
+        (cause as Error).message
+      })`,
+      { cause },
+    );
+  }
+}
+
+/** Encodes a message of `schema` (the inverse of {@linkcode decodePayload}). */
+export function encodePayload<Desc extends DescMessage>(
+  schema: Desc,
+  message: MessageShape<Desc>,
+): Uint8Array {
+  return toBinary(schema, message);
+}
