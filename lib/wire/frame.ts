@@ -9,18 +9,30 @@
  *
  * @module
  */
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import {
-  type Frame,
-  FrameFlag,
-  FrameSchema,
-} from "../../gen/carrier/v1/frame_pb.ts";
+import { fromBinary } from "@bufbuild/protobuf";
+import { FrameFlag, FrameSchema } from "../../gen/carrier/v1/frame_pb.ts";
 import type { Compression } from "../../gen/carrier/v1/options_pb.ts";
 import { FrameDecodeError, FrameTooLargeError } from "../errors.ts";
 import { MAX_VARINT32_BYTES, varintSize, writeVarint } from "./_varint.ts";
 
-export type { Frame };
 export { FrameFlag };
+
+/**
+ * One protocol message: the fields of `carrier.v1.Frame` (see
+ * `proto/carrier/v1/frame.proto`) as a plain object.
+ */
+export interface Frame {
+  /** Request id (nonzero when a reply is expected), or the id of the request an ACK/NACK answers. */
+  id: number;
+  /** A protocol `Opcode` value or an application opcode (>= 1000). */
+  opcode: number;
+  /** A bit set of `FrameFlag` values. */
+  flags: number;
+  /** The opcode's Protobuf message, serialized, compressed if `FRAME_FLAG_COMPRESSED` is set. */
+  payload: Uint8Array;
+  /** The compression setting of the payload, when `FRAME_FLAG_COMPRESSED` is set. */
+  compression: Compression;
+}
 
 /**
  * Default largest encoded frame (envelope included), in bytes: 1 MiB.
@@ -82,13 +94,13 @@ export function createFrame(init: FrameInit): Frame {
   checkUint32("Frame id", id);
   checkUint32("Frame opcode", init.opcode);
   const compressed = init.compression !== undefined;
-  return create(FrameSchema, {
+  return {
     id,
     opcode: init.opcode,
     flags: compressed ? FrameFlag.COMPRESSED : 0,
     payload: init.payload ?? new Uint8Array(0),
     compression: init.compression ?? 0,
-  });
+  };
 }
 
 /** Whether the frame's payload is compressed (`FRAME_FLAG_COMPRESSED`). */
@@ -112,14 +124,47 @@ export function encodeFrame(
   options: FrameLimitOptions = {},
 ): Uint8Array {
   const max = checkMaxFrameSize(options.maxFrameSize);
-  const body = toBinary(FrameSchema, frame);
-  if (body.length > max) {
+  // Hand-written proto3 encoding of carrier.v1.Frame (fields in number order,
+  // zero values omitted), byte-identical to toBinary(FrameSchema, ...) and
+  // written straight after its length prefix in one buffer.
+  const { id, opcode, flags, payload, compression } = frame;
+  let size = 0;
+  if (id !== 0) size += 1 + varintSize(id);
+  if (opcode !== 0) size += 1 + varintSize(opcode);
+  if (flags !== 0) size += 1 + varintSize(flags);
+  if (payload.length !== 0) {
+    size += 1 + varintSize(payload.length) + payload.length;
+  }
+  if (compression !== 0) size += 1 + varintSize(compression);
+  if (size > max) {
     throw new FrameTooLargeError(
-      `Cannot encode frame: length ${body.length} exceeds maxFrameSize ${max}`,
+      `Cannot encode frame: length ${size} exceeds maxFrameSize ${max}`,
     );
   }
-  const out = new Uint8Array(varintSize(body.length) + body.length);
-  out.set(body, writeVarint(out, 0, body.length));
+  const out = new Uint8Array(varintSize(size) + size);
+  let o = writeVarint(out, 0, size);
+  if (id !== 0) {
+    out[o++] = 0x08;
+    o = writeVarint(out, o, id);
+  }
+  if (opcode !== 0) {
+    out[o++] = 0x10;
+    o = writeVarint(out, o, opcode);
+  }
+  if (flags !== 0) {
+    out[o++] = 0x18;
+    o = writeVarint(out, o, flags);
+  }
+  if (payload.length !== 0) {
+    out[o++] = 0x22;
+    o = writeVarint(out, o, payload.length);
+    out.set(payload, o);
+    o += payload.length;
+  }
+  if (compression !== 0) {
+    out[o++] = 0x28;
+    writeVarint(out, o, compression);
+  }
   return out;
 }
 

@@ -9,12 +9,8 @@
  *
  * @module
  */
-import {
-  type DescMessage,
-  fromBinary,
-  type MessageShape,
-  toBinary,
-} from "@bufbuild/protobuf";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { MessageOf, Schema } from "../_protobuf.ts";
 import {
   CasRequestSchema,
   ChangesReplySchema,
@@ -68,8 +64,8 @@ export const OPCODE_MAX = 0xffff_ffff;
 
 /** What an opcode carries. */
 export interface OpcodeSpec<
-  Request extends DescMessage = DescMessage,
-  Reply extends DescMessage = DescMessage,
+  Request extends Schema = Schema,
+  Reply extends Schema = Schema,
 > {
   /** The opcode value. */
   readonly opcode: number;
@@ -80,15 +76,15 @@ export interface OpcodeSpec<
   /** Schema of the ACK's data; `undefined` when the ACK carries none. */
   readonly reply?: Reply;
   /** Schema of the NACK's data, if it carries any. */
-  readonly nack?: DescMessage;
+  readonly nack?: Schema;
   /** The sender expects no ACK or NACK (SHOUT, SPEAK, DISCONNECT…). */
   readonly oneWay: boolean;
 }
 
 function spec(
   opcode: Opcode,
-  request: DescMessage,
-  options: { reply?: DescMessage; nack?: DescMessage; oneWay?: boolean } = {},
+  request: Schema,
+  options: { reply?: Schema; nack?: Schema; oneWay?: boolean } = {},
 ): OpcodeSpec {
   return Object.freeze({
     opcode,
@@ -151,8 +147,8 @@ export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze([
 
 /** An application opcode's definition, for {@linkcode OpcodeRegistry.register}. */
 export interface ApplicationOpcodeInit<
-  Request extends DescMessage,
-  Reply extends DescMessage,
+  Request extends Schema,
+  Reply extends Schema,
 > {
   /** A name for logs and errors. @default {`APP_<opcode>`} */
   name?: string;
@@ -191,8 +187,8 @@ export class OpcodeRegistry {
    * protocol), not a uint32, or already registered.
    */
   register<
-    Request extends DescMessage,
-    Reply extends DescMessage = DescMessage,
+    Request extends Schema,
+    Reply extends Schema = Schema,
   >(
     opcode: number,
     init: ApplicationOpcodeInit<Request, Reply>,
@@ -263,7 +259,7 @@ export class OpcodeRegistry {
   decodeRequest(
     opcode: number,
     payload: Uint8Array,
-  ): MessageShape<DescMessage> {
+  ): MessageOf<Schema> {
     const s = this.lookup(opcode);
     return decodePayload(s.request, payload, s.name);
   }
@@ -274,11 +270,11 @@ export class OpcodeRegistry {
  *
  * @throws {PayloadDecodeError} naming the schema and the parse failure.
  */
-export function decodePayload<Desc extends DescMessage>(
+export function decodePayload<Desc extends Schema>(
   schema: Desc,
   bytes: Uint8Array,
   context: string = schema.typeName,
-): MessageShape<Desc> {
+): MessageOf<Desc> {
   try {
     return fromBinary(schema, bytes);
   } catch (cause) {
@@ -292,9 +288,9 @@ export function decodePayload<Desc extends DescMessage>(
 }
 
 /** Encodes a message of `schema` (the inverse of {@linkcode decodePayload}). */
-export function encodePayload<Desc extends DescMessage>(
+export function encodePayload<Desc extends Schema>(
   schema: Desc,
-  message: MessageShape<Desc>,
+  message: MessageOf<Desc>,
 ): Uint8Array {
   return toBinary(schema, message);
 }
