@@ -24,7 +24,6 @@ export interface CarrierErrorOptions {
  * ```
  */
 export class CarrierError extends Error {
-  override name: string = "CarrierError";
   /** Creates the error with a message naming the problem and the value. */
   constructor(message: string, options?: CarrierErrorOptions) {
     super(message, options);
@@ -32,91 +31,70 @@ export class CarrierError extends Error {
 }
 
 /** A node address (base58 text or 32 raw bytes) is malformed. */
-export class AddressError extends CarrierError {
-  override name = "AddressError" as const;
-}
+export class AddressError extends CarrierError {}
 
 /** A key file is missing, unreadable, truncated, corrupt or of the wrong size. */
-export class KeyFileError extends CarrierError {
-  override name = "KeyFileError" as const;
-}
+export class KeyFileError extends CarrierError {}
 
 /** A public key does not satisfy the S/Kademlia static puzzle. */
-export class PuzzleError extends CarrierError {
-  override name = "PuzzleError" as const;
-}
+export class PuzzleError extends CarrierError {}
 
 /** A frame's declared length exceeds the configured maximum frame size. */
-export class FrameTooLargeError extends CarrierError {
-  override name = "FrameTooLargeError" as const;
-}
+export class FrameTooLargeError extends CarrierError {}
 
 /** Bytes on the wire do not form a frame: a truncated or overlong varint, a malformed envelope. */
-export class FrameDecodeError extends CarrierError {
-  override name = "FrameDecodeError" as const;
-}
+export class FrameDecodeError extends CarrierError {}
 
 /** A frame's payload does not parse as the Protobuf message its opcode requires. */
-export class PayloadDecodeError extends CarrierError {
-  override name = "PayloadDecodeError" as const;
-}
+export class PayloadDecodeError extends CarrierError {}
 
 /** A frame names an opcode that no one registered. */
-export class UnknownOpcodeError extends CarrierError {
-  override name = "UnknownOpcodeError" as const;
-}
+export class UnknownOpcodeError extends CarrierError {}
 
 /** An opcode registration is refused: a reserved value or a duplicate. */
-export class OpcodeRegistryError extends CarrierError {
-  override name = "OpcodeRegistryError" as const;
-}
+export class OpcodeRegistryError extends CarrierError {}
 
 /** Compressed data is corrupt or cannot be processed. */
-export class CompressionError extends CarrierError {
-  override name: string = "CompressionError";
-}
+export class CompressionError extends CarrierError {}
 
 /** Compressed data would inflate past the configured bound (a decompression bomb). */
-export class DecompressionLimitError extends CompressionError {
-  override name = "DecompressionLimitError" as const;
-}
+export class DecompressionLimitError extends CompressionError {}
 
 /** A compression setting is unknown or not enabled. */
-export class UnsupportedCompressionError extends CarrierError {
-  override name = "UnsupportedCompressionError" as const;
-}
+export class UnsupportedCompressionError extends CarrierError {}
 
 /** The Noise handshake failed: garbage, a bad payload, a bad signature, a stall. */
-export class HandshakeError extends CarrierError {
-  override name: string = "HandshakeError";
-}
+export class HandshakeError extends CarrierError {}
 
 /** The remote proved an identity other than the one the dialer expected. */
-export class IdentityMismatchError extends HandshakeError {
-  override name = "IdentityMismatchError" as const;
-}
+export class IdentityMismatchError extends HandshakeError {}
 
 /** A ciphertext failed authentication (tampered, replayed or out of order). */
-export class DecryptError extends CarrierError {
-  override name = "DecryptError" as const;
-}
+export class DecryptError extends CarrierError {}
 
 /** A cipher state reached its last nonce; the connection must be closed. */
-export class NonceExhaustedError extends CarrierError {
-  override name = "NonceExhaustedError" as const;
-}
+export class NonceExhaustedError extends CarrierError {}
 
 /** An operation did not finish within its configured time. */
-export class TimeoutError extends CarrierError {
-  override name = "TimeoutError" as const;
-}
+export class TimeoutError extends CarrierError {}
 
 /** The connection closed while an operation was waiting on it. */
-export class ConnectionClosedError extends CarrierError {
-  override name = "ConnectionClosedError" as const;
-}
+export class ConnectionClosedError extends CarrierError {}
 
 /** The bounded send buffer is full and the caller asked not to wait. */
-export class SendBufferFullError extends CarrierError {
-  override name = "SendBufferFullError" as const;
-}
+export class SendBufferFullError extends CarrierError {}
+
+/** A NodeId (or any DHT key) is not a 32-byte Uint8Array. */
+export class NodeIdError extends CarrierError {}
+
+/** An Ed25519 secret key (seed) is not a 32-byte Uint8Array. */
+export class SecretKeyError extends CarrierError {}
+
+/** A transport address (`host:port`, `[v6]:port`, `mem:name`) is malformed. */
+export class TransportAddressError extends CarrierError {}
+
+/** A dial failed: connection refused, host unreachable, name not resolved, no listener. */
+export class DialError extends CarrierError {}
+
+/** A transport cannot listen: the address is in use, not available, or not permitted. */
+export class ListenError extends CarrierError {}
