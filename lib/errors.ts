@@ -27,6 +27,8 @@ export class CarrierError extends Error {
   /** Creates the error with a message naming the problem and the value. */
   constructor(message: string, options?: CarrierErrorOptions) {
     super(message, options);
+    // The class name is the stable `name`: "FrameTooLargeError", ...
+    this.name = new.target.name;
   }
 }
 
