@@ -166,9 +166,10 @@ export interface ApplicationOpcodeInit<
  * @example
  * ```ts
  * import { OpcodeRegistry } from "@carrier/p2p";
- * import { PingSchema } from "@carrier/p2p";
+ * // Any protoc-gen-es schema: usually the application's own generated code.
+ * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
  * const registry = new OpcodeRegistry();
- * registry.register(1000, { name: "ECHO", request: PingSchema, reply: PingSchema });
+ * registry.register(1000, { name: "ECHO", request: StringValueSchema, reply: StringValueSchema });
  * console.assert(registry.get(1000)?.name === "ECHO");
  * ```
  */

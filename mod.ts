@@ -1,0 +1,130 @@
+/**
+ * carrier: peer-to-peer networking for Deno.
+ *
+ * Nodes are addressed by their Ed25519 public keys and exchange Protobuf
+ * frames (schemas in `proto/carrier/v1`). This module is the whole public
+ * API; the protocol is documented in the README.
+ *
+ * @example Identities and frames
+ * ```ts
+ * import {
+ *   createFrame,
+ *   encodeFrame,
+ *   FrameDecoder,
+ *   generateIdentity,
+ *   Opcode,
+ * } from "@carrier/p2p";
+ *
+ * const me = await generateIdentity({ difficulty: 4 });
+ * console.log(me.address); // base58 of the 32-byte public key
+ *
+ * const bytes = encodeFrame(createFrame({ opcode: Opcode.PING, id: 1 }));
+ * const [frame] = new FrameDecoder().push(bytes);
+ * console.assert(frame.opcode === Opcode.PING);
+ * ```
+ *
+ * @module
+ */
+
+export * from "./lib/errors.ts";
+
+export {
+  ADDRESS_LENGTH,
+  addressEquals,
+  assertAddressBytes,
+  BASE58_ALPHABET,
+  formatAddress,
+  MAX_ADDRESS_TEXT_LENGTH,
+  parseAddress,
+} from "./lib/identity/address.ts";
+export {
+  assertNodeId,
+  bucketIndex,
+  compareDistance,
+  leadingZeroBits,
+  NODE_ID_BITS,
+  NODE_ID_LENGTH,
+  nodeIdOf,
+  xorDistance,
+} from "./lib/identity/node_id.ts";
+export {
+  assertPuzzle,
+  assertPuzzleDifficulty,
+  DEFAULT_PUZZLE_DIFFICULTY,
+  MAX_PUZZLE_DIFFICULTY,
+  puzzleHash,
+  puzzleWork,
+  verifyPuzzle,
+} from "./lib/identity/puzzle.ts";
+export {
+  generateIdentity,
+  generateIdentitySync,
+  type GenerateIdentityOptions,
+  type Identity,
+  identityFromSecretKey,
+  SECRET_KEY_LENGTH,
+  sign,
+  SIGNATURE_LENGTH,
+  verify,
+} from "./lib/identity/keys.ts";
+export {
+  KEY_FILE_MAGIC,
+  KEY_FILE_SIZE,
+  loadKeyFile,
+  type LoadKeyFileOptions,
+  saveKeyFile,
+  type SaveKeyFileOptions,
+} from "./lib/identity/key_file.ts";
+
+export {
+  createFrame,
+  decodeFrameMessage,
+  DEFAULT_MAX_FRAME_SIZE,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  FrameFlag,
+  type FrameInit,
+  type FrameLimitOptions,
+  isCompressed,
+  MAX_FRAME_SIZE_LIMIT,
+} from "./lib/wire/frame.ts";
+export {
+  APPLICATION_OPCODE_MIN,
+  type ApplicationOpcodeInit,
+  decodePayload,
+  encodePayload,
+  Opcode,
+  OPCODE_MAX,
+  OpcodeRegistry,
+  type OpcodeSpec,
+  PROTOCOL_OPCODES,
+} from "./lib/wire/opcodes.ts";
+export {
+  Compression,
+  ConnectionOption,
+  DisconnectReason,
+  NackReason,
+} from "./lib/protocol.ts";
+
+export type {
+  ByteStream,
+  DialOptions,
+  Listener,
+  ListenOptions,
+  Transport,
+} from "./lib/transport/types.ts";
+export {
+  formatHostPort,
+  type HostPort,
+  parseHostPort,
+  TcpTransport,
+} from "./lib/transport/tcp.ts";
+export {
+  DEFAULT_MEMORY_BACKLOG,
+  DEFAULT_MEMORY_BUFFER_SIZE,
+  MemoryNetwork,
+  type MemoryNetworkOptions,
+  type MemoryTransport,
+  parseMemoryAddress,
+} from "./lib/transport/memory.ts";
