@@ -1,0 +1,345 @@
+/**
+ * AES-256-GCM as the Noise `AESGCM` cipher functions use it: 256-bit key,
+ * 96-bit nonce made of 32 zero bits and the 64-bit big-endian counter, 128-bit
+ * tag appended to the ciphertext. Two implementations behind one interface:
+ * WebCrypto (`crypto.subtle`, native, async) and `@noble/ciphers` (pure
+ * TypeScript, sync), plus an `auto` mode that picks one per message size.
+ *
+ * Private to `lib/secure/`; `noise.ts` re-exports the public part.
+ *
+ * @module
+ */
+
+import { gcm } from "@noble/ciphers/aes.js";
+import { DecryptError } from "../errors.ts";
+
+/** Key length of AES-256, in bytes. */
+const KEY_LENGTH = 32;
+/** Length of the GCM authentication tag Noise uses, in bytes. */
+const TAG_LENGTH = 16;
+const MAX_COUNTER = 0xffff_ffff_ffff_ffffn;
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Which AES-GCM implementation a key uses.
+ *
+ * - `"webcrypto"`: `crypto.subtle` (native AES-NI; every call is an async op).
+ * - `"noble"`: `@noble/ciphers` (pure TypeScript, no async overhead).
+ * - `"auto"`: noble below {@linkcode AES_GCM_WEBCRYPTO_THRESHOLD} bytes of
+ *   plaintext, WebCrypto from there up. Both produce the same bytes.
+ */
+export type AesGcmBackend = "auto" | "webcrypto" | "noble";
+
+/**
+ * Plaintext size, in bytes, from which the `"auto"` backend hands a message to
+ * WebCrypto instead of noble: messages under 1 KiB go to noble.
+ *
+ * Measured with `bench/cipher_bench.ts` and an interleaved timing loop (Deno
+ * 2.9.6, x86_64 AMD EPYC with AES-NI, a 2-vCPU Firecracker VM shared with
+ * other jobs; µs per encrypt call, range of per-run medians; decrypt is the
+ * same within noise):
+ *
+ * | plaintext | noble      | WebCrypto, other vCPU idle | WebCrypto, other vCPU busy |
+ * | --------- | ---------- | -------------------------- | -------------------------- |
+ * | 0 B       | 17–23      | 77–92                      | 12–17                      |
+ * | 64 B      | 19–31      | 81–101                     | 14–17                      |
+ * | 256 B     | 33–36      | 78–83                      | 17–25                      |
+ * | 512 B     | 34–55      | 81–90                      | 19–21                      |
+ * | 1 KiB     | 48–77      | 77–105                     | 15–19                      |
+ * | 2 KiB     | 89–118     | 84–90                      | 19–23                      |
+ * | 4 KiB     | 144–218    | 89–94                      | 23–37                      |
+ * | 16 KiB    | 375–625    | 97–131                     | 31–54                      |
+ * | 64 KiB    | 1400–2300  | 160–205                    | 104–135                    |
+ *
+ * noble costs about 17 µs per call (it re-expands the key and rebuilds its
+ * GHASH table for every nonce) plus about 35 ns per byte, the same whatever
+ * the machine does. WebCrypto costs about 1.3 ns per byte plus a round trip
+ * to a worker thread, which is 12–20 µs while the cores are awake and
+ * 75–90 µs when the worker has to wake an idle vCPU. So WebCrypto always wins
+ * on a busy node, and noble wins below about 2 KiB on a quiet one. 1 KiB
+ * keeps the worst case of either mistake near 45 µs: small control messages
+ * (PING, ACK, DHT requests) get noble's steady latency and never wait for a
+ * thread, bulk data gets WebCrypto's throughput. Re-measure on other
+ * platforms (bare metal, aarch64, browsers).
+ */
+export const AES_GCM_WEBCRYPTO_THRESHOLD = 1024;
+
+/** Per-call options of {@linkcode AesGcm}. */
+export interface AesGcmCallOptions {
+  /**
+   * Associated data, authenticated but not encrypted.
+   *
+   * @default {new Uint8Array(0)}
+   */
+  ad?: Uint8Array;
+}
+
+/** Options of {@linkcode createAesGcm}. */
+export interface AesGcmOptions {
+  /**
+   * Which implementation to use.
+   *
+   * @default {"auto"}
+   */
+  backend?: AesGcmBackend;
+}
+
+/**
+ * One AES-256-GCM key with the Noise nonce format. The nonce is the 64-bit
+ * Noise counter `n`; the 12-byte GCM nonce is 4 zero bytes followed by `n`
+ * big-endian. Ciphertexts are `ENCRYPT(plaintext) || tag` (16 bytes).
+ */
+export interface AesGcm {
+  /** The implementation this key uses. */
+  readonly backend: AesGcmBackend;
+  /** Encrypts `plaintext` under counter `nonce`; resolves to ciphertext and tag. */
+  encrypt(
+    nonce: bigint,
+    plaintext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Promise<Uint8Array>;
+  /**
+   * Decrypts and authenticates `ciphertext` (tag included) under counter
+   * `nonce`. Rejects with {@linkcode DecryptError} when authentication fails.
+   */
+  decrypt(
+    nonce: bigint,
+    ciphertext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Promise<Uint8Array>;
+}
+
+/**
+ * Creates an AES-256-GCM key for Noise.
+ *
+ * @example
+ * ```ts
+ * import { createAesGcm } from "./noise.ts";
+ * const key = crypto.getRandomValues(new Uint8Array(32));
+ * const web = createAesGcm(key, { backend: "webcrypto" });
+ * const noble = createAesGcm(key, { backend: "noble" });
+ * const a = await web.encrypt(7n, new TextEncoder().encode("hi"));
+ * const b = await noble.encrypt(7n, new TextEncoder().encode("hi"));
+ * console.assert(a.join() === b.join() && a.length === 2 + 16);
+ * ```
+ *
+ * @throws {RangeError} If `key` is not 32 bytes.
+ */
+export function createAesGcm(
+  key: Uint8Array,
+  options: AesGcmOptions = {},
+): AesGcm {
+  if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH) {
+    throw new RangeError(
+      `Cannot create AES-256-GCM key: expected Uint8Array of length ${KEY_LENGTH}, got length=${
+        (key as Uint8Array | undefined)?.length
+      }`,
+    );
+  }
+  const backend = options.backend ?? "auto";
+  switch (backend) {
+    case "noble":
+      return new NobleAesGcm(key);
+    case "webcrypto":
+      return new WebCryptoAesGcm(key);
+    case "auto":
+      return new AutoAesGcm(key);
+    default:
+      throw new TypeError(
+        `Cannot create AES-256-GCM key: unknown backend "${backend}"`,
+      );
+  }
+}
+
+/** The 12-byte GCM nonce for Noise counter `n`: 4 zero bytes, then `n` big-endian. */
+function gcmNonce(n: bigint): Uint8Array<ArrayBuffer> {
+  if (typeof n !== "bigint" || n < 0n || n > MAX_COUNTER) {
+    throw new RangeError(
+      `Cannot use nonce ${n}: expected a bigint in [0, 2^64 - 1]`,
+    );
+  }
+  const nonce = new Uint8Array(12);
+  new DataView(nonce.buffer).setBigUint64(4, n, false);
+  return nonce;
+}
+
+function tooShort(ciphertext: Uint8Array, nonce: bigint): DecryptError {
+  return new DecryptError(
+    `Cannot decrypt at nonce ${nonce}: ciphertext length ${ciphertext.length} is shorter than the ${TAG_LENGTH}-byte tag`,
+  );
+}
+
+function authFailed(nonce: bigint, cause: unknown): DecryptError {
+  return new DecryptError(
+    `Cannot decrypt at nonce ${nonce}: authentication failed (tampered, replayed, reordered or wrong associated data)`,
+    { cause },
+  );
+}
+
+class NobleAesGcm implements AesGcm {
+  readonly backend = "noble" as const;
+  #key: Uint8Array;
+
+  constructor(key: Uint8Array) {
+    this.#key = key.slice();
+  }
+
+  encrypt(
+    nonce: bigint,
+    plaintext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Promise<Uint8Array> {
+    try {
+      return Promise.resolve(this.encryptSync(nonce, plaintext, options));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  decrypt(
+    nonce: bigint,
+    ciphertext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Promise<Uint8Array> {
+    try {
+      return Promise.resolve(this.decryptSync(nonce, ciphertext, options));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  encryptSync(
+    nonce: bigint,
+    plaintext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Uint8Array {
+    return gcm(this.#key, gcmNonce(nonce), options?.ad ?? EMPTY).encrypt(
+      plaintext,
+    );
+  }
+
+  decryptSync(
+    nonce: bigint,
+    ciphertext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Uint8Array {
+    const iv = gcmNonce(nonce);
+    if (ciphertext.length < TAG_LENGTH) throw tooShort(ciphertext, nonce);
+    try {
+      return gcm(this.#key, iv, options?.ad ?? EMPTY).decrypt(ciphertext);
+    } catch (cause) {
+      throw authFailed(nonce, cause);
+    }
+  }
+}
+
+class WebCryptoAesGcm implements AesGcm {
+  readonly backend = "webcrypto" as const;
+  #rawKey: Uint8Array<ArrayBuffer> | undefined;
+  #key: Promise<CryptoKey> | undefined;
+
+  constructor(key: Uint8Array) {
+    this.#rawKey = new Uint8Array(key);
+  }
+
+  #cryptoKey(): Promise<CryptoKey> {
+    if (this.#key === undefined) {
+      this.#key = crypto.subtle.importKey(
+        "raw",
+        this.#rawKey!,
+        { name: "AES-GCM" },
+        false,
+        ["encrypt", "decrypt"],
+      );
+      this.#rawKey!.fill(0);
+      this.#rawKey = undefined;
+    }
+    return this.#key;
+  }
+
+  async encrypt(
+    nonce: bigint,
+    plaintext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Promise<Uint8Array> {
+    const params: AesGcmParams = {
+      name: "AES-GCM",
+      iv: gcmNonce(nonce),
+      additionalData: asBufferSource(options?.ad ?? EMPTY),
+      tagLength: TAG_LENGTH * 8,
+    };
+    const sealed = await crypto.subtle.encrypt(
+      params,
+      await this.#cryptoKey(),
+      asBufferSource(plaintext),
+    );
+    return new Uint8Array(sealed);
+  }
+
+  async decrypt(
+    nonce: bigint,
+    ciphertext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Promise<Uint8Array> {
+    const params: AesGcmParams = {
+      name: "AES-GCM",
+      iv: gcmNonce(nonce),
+      additionalData: asBufferSource(options?.ad ?? EMPTY),
+      tagLength: TAG_LENGTH * 8,
+    };
+    if (ciphertext.length < TAG_LENGTH) throw tooShort(ciphertext, nonce);
+    const key = await this.#cryptoKey();
+    let opened: ArrayBuffer;
+    try {
+      opened = await crypto.subtle.decrypt(
+        params,
+        key,
+        asBufferSource(ciphertext),
+      );
+    } catch (cause) {
+      throw authFailed(nonce, cause);
+    }
+    return new Uint8Array(opened);
+  }
+}
+
+class AutoAesGcm implements AesGcm {
+  readonly backend = "auto" as const;
+  #noble: NobleAesGcm;
+  #web: WebCryptoAesGcm;
+
+  constructor(key: Uint8Array) {
+    this.#noble = new NobleAesGcm(key);
+    this.#web = new WebCryptoAesGcm(key);
+  }
+
+  encrypt(
+    nonce: bigint,
+    plaintext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Promise<Uint8Array> {
+    return plaintext.length < AES_GCM_WEBCRYPTO_THRESHOLD
+      ? this.#noble.encrypt(nonce, plaintext, options)
+      : this.#web.encrypt(nonce, plaintext, options);
+  }
+
+  decrypt(
+    nonce: bigint,
+    ciphertext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Promise<Uint8Array> {
+    return ciphertext.length - TAG_LENGTH < AES_GCM_WEBCRYPTO_THRESHOLD
+      ? this.#noble.decrypt(nonce, ciphertext, options)
+      : this.#web.decrypt(nonce, ciphertext, options);
+  }
+}
+
+/**
+ * WebCrypto's typings want `ArrayBuffer`-backed views; a view over a
+ * `SharedArrayBuffer` is copied, any other is passed through.
+ */
+function asBufferSource(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer
+    ? bytes as Uint8Array<ArrayBuffer>
+    : new Uint8Array(bytes);
+}
