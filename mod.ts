@@ -58,8 +58,8 @@ export {
 } from "./lib/identity/puzzle.ts";
 export {
   generateIdentity,
-  generateIdentitySync,
   type GenerateIdentityOptions,
+  generateIdentitySync,
   type Identity,
   identityFromSecretKey,
   SECRET_KEY_LENGTH,
@@ -128,3 +128,18 @@ export {
   type MemoryTransport,
   parseMemoryAddress,
 } from "./lib/transport/memory.ts";
+export {
+  type Codec,
+  compress,
+  COMPRESSION_SETTINGS,
+  type CompressionName,
+  decompress,
+  type DecompressOptions,
+  getCodec,
+} from "./lib/wire/compression.ts";
+export {
+  type Clock,
+  ManualClock,
+  systemClock,
+  type TimerHandle,
+} from "./lib/clock.ts";

@@ -100,3 +100,30 @@ export class DialError extends CarrierError {}
 
 /** A transport cannot listen: the address is in use, not available, or not permitted. */
 export class ListenError extends CarrierError {}
+
+/** Options of {@linkcode NackError}. */
+export interface NackErrorOptions extends CarrierErrorOptions {
+  /** The opcode of the request that failed. */
+  opcode: number;
+  /** The `NackReason` value the peer gave. */
+  reason: number;
+  /** The NACK's typed data, serialized (the request's opcode names its schema). */
+  data?: Uint8Array;
+}
+
+/** A request was answered with NACK. */
+export class NackError extends CarrierError {
+  /** The opcode of the request that failed. */
+  readonly opcode: number;
+  /** The `NackReason` value the peer gave. */
+  readonly reason: number;
+  /** The NACK's typed data, serialized. */
+  readonly data: Uint8Array;
+  /** Creates the error. */
+  constructor(message: string, options: NackErrorOptions) {
+    super(message, options);
+    this.opcode = options.opcode;
+    this.reason = options.reason;
+    this.data = options.data ?? new Uint8Array(0);
+  }
+}

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file carrier/v1/handshake.proto.
  */
 export const file_carrier_v1_handshake: GenFile = /*@__PURE__*/
-  fileDesc("ChpjYXJyaWVyL3YxL2hhbmRzaGFrZS5wcm90bxIKY2Fycmllci52MSLgAQoQSGFuZHNoYWtlUGF5bG9hZBIUCgxpZGVudGl0eV9rZXkYASABKAwSGgoSaWRlbnRpdHlfc2lnbmF0dXJlGAIgASgMEhcKD2FjY2VwdHNfaW5ib3VuZBgDIAEoCBItCgxjb21wcmVzc2lvbnMYBCADKA4yFy5jYXJyaWVyLnYxLkNvbXByZXNzaW9uEhYKDm1heF9mcmFtZV9zaXplGAUgASgNEhQKDGxpc3Rlbl9hZGRycxgGIAMoCRIVCg1vYnNlcnZlZF9hZGRyGAcgASgJEg0KBWFnZW50GAggASgJYgZwcm90bzM", [file_carrier_v1_options]);
+  fileDesc("ChpjYXJyaWVyL3YxL2hhbmRzaGFrZS5wcm90bxIKY2Fycmllci52MSK3AgoQSGFuZHNoYWtlUGF5bG9hZBIUCgxpZGVudGl0eV9rZXkYASABKAwSGgoSaWRlbnRpdHlfc2lnbmF0dXJlGAIgASgMEhcKD2FjY2VwdHNfaW5ib3VuZBgDIAEoCBItCgxjb21wcmVzc2lvbnMYBCADKA4yFy5jYXJyaWVyLnYxLkNvbXByZXNzaW9uEhYKDm1heF9mcmFtZV9zaXplGAUgASgNEhQKDGxpc3Rlbl9hZGRycxgGIAMoCRIVCg1vYnNlcnZlZF9hZGRyGAcgASgJEg0KBWFnZW50GAggASgJEjsKFXByZWZlcnJlZF9jb21wcmVzc2lvbhgJIAEoDjIXLmNhcnJpZXIudjEuQ29tcHJlc3Npb25IAIgBAUIYChZfcHJlZmVycmVkX2NvbXByZXNzaW9uYgZwcm90bzM", [file_carrier_v1_options]);
 
 /**
  * Sent encrypted in the second (responder) and third (initiator) XX messages.
@@ -81,6 +81,16 @@ export type HandshakePayload = Message<"carrier.v1.HandshakePayload"> & {
    * @generated from field: string agent = 8;
    */
   agent: string;
+
+  /**
+   * The compression the node would like the connection to use, if any. The
+   * connection uses the initiator's preference when both sides can decode
+   * it, else the responder's, else none; SET_CONNECTION_OPT changes a side's
+   * preference later under the same rule.
+   *
+   * @generated from field: optional carrier.v1.Compression preferred_compression = 9;
+   */
+  preferredCompression?: Compression | undefined;
 };
 
 /**

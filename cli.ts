@@ -1,0 +1,370 @@
+#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net --allow-env
+/**
+ * The `carrier` command line. Imports only `mod.ts`.
+ *
+ *   carrier demo                          what carrier does, on this machine
+ *   carrier keygen --out FILE             make a key file (mode 0600)
+ *   carrier id --key FILE                 print a key file's address and NodeId
+ *
+ * Exit codes: see {@linkcode EXIT_CODES}.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  AddressError,
+  CarrierError,
+  compress,
+  COMPRESSION_SETTINGS,
+  type CompressionName,
+  createFrame,
+  decompress,
+  DEFAULT_PUZZLE_DIFFICULTY,
+  encodeFrame,
+  FrameDecoder,
+  generateIdentity,
+  KeyFileError,
+  loadKeyFile,
+  Opcode,
+  puzzleWork,
+  saveKeyFile,
+  TimeoutError,
+} from "./mod.ts";
+
+/** Exit codes of the `carrier` command, one per kind of failure. */
+export const EXIT_CODES = Object.freeze({
+  /** Success. */
+  OK: 0,
+  /** An unexpected failure. */
+  FAILURE: 1,
+  /** Bad command-line usage. */
+  USAGE: 2,
+  /** A key file is missing, unreadable or corrupt. */
+  BAD_KEY_FILE: 3,
+  /** An address is malformed. */
+  BAD_ADDRESS: 4,
+  /** A peer or bootstrap node cannot be reached. */
+  UNREACHABLE: 5,
+  /** An operation timed out. */
+  TIMEOUT: 6,
+});
+
+/** Where a command writes: injectable so tests can capture it. */
+export interface CliOutput {
+  /** Writes one line to standard output. */
+  out(line: string): void;
+  /** Writes one line to standard error. */
+  err(line: string): void;
+}
+
+const consoleOutput: CliOutput = {
+  out: (line) => console.log(line),
+  err: (line) => console.error(line),
+};
+
+/** A usage error: bad flags or arguments. */
+class UsageError extends Error {}
+
+interface Command {
+  summary: string;
+  usage: string;
+  run(args: string[], io: CliOutput): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  demo: {
+    summary: "show what carrier does, on this machine",
+    usage: "carrier demo",
+    run: runDemo,
+  },
+  keygen: {
+    summary: "generate an identity and write it to a key file (mode 0600)",
+    usage: "carrier keygen --out FILE [--difficulty N] [--force]",
+    run: runKeygen,
+  },
+  id: {
+    summary: "print the address and NodeId of a key file",
+    usage: "carrier id --key FILE [--json]",
+    run: runId,
+  },
+};
+
+function help(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
+  return [
+    "carrier: peer-to-peer networking (Ed25519 addresses, Noise, Protobuf frames)",
+    "",
+    "Usage: carrier <command> [options]",
+    "",
+    "Commands:",
+    ...Object.entries(COMMANDS).map(([name, c]) =>
+      `  ${name.padEnd(width)}  ${c.summary}`
+    ),
+    "",
+    "Run `carrier <command> --help` for a command's options.",
+  ].join("\n");
+}
+
+function parse<
+  T extends Record<string, { type: "string" | "boolean"; short?: string }>,
+>(
+  command: Command,
+  args: string[],
+  options: T,
+) {
+  try {
+    return parseArgs({
+      args,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals: false,
+      strict: true,
+    });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\nUsage: ${command.usage}`);
+  }
+}
+
+async function runKeygen(args: string[], io: CliOutput): Promise<number> {
+  const { values } = parse(COMMANDS.keygen, args, {
+    out: { type: "string", short: "o" },
+    difficulty: { type: "string" },
+    force: { type: "boolean" },
+  });
+  if (values.help) return usage(COMMANDS.keygen, io);
+  if (!values.out) {
+    throw new UsageError(
+      `--out FILE is required\nUsage: ${COMMANDS.keygen.usage}`,
+    );
+  }
+  const difficulty = parseInteger(
+    "--difficulty",
+    values.difficulty,
+    DEFAULT_PUZZLE_DIFFICULTY,
+  );
+  const identity = await generateIdentity({ difficulty });
+  await saveKeyFile(values.out, identity, { overwrite: values.force === true });
+  io.out(identity.address);
+  return EXIT_CODES.OK;
+}
+
+async function runId(args: string[], io: CliOutput): Promise<number> {
+  const { values } = parse(COMMANDS.id, args, {
+    key: { type: "string", short: "k" },
+    json: { type: "boolean" },
+  });
+  if (values.help) return usage(COMMANDS.id, io);
+  if (!values.key) {
+    throw new UsageError(`--key FILE is required\nUsage: ${COMMANDS.id.usage}`);
+  }
+  const identity = await loadKeyFile(values.key);
+  const info = {
+    address: identity.address,
+    nodeId: hex(identity.nodeId),
+    puzzleBits: puzzleWork(identity.publicKey),
+  };
+  if (values.json) io.out(JSON.stringify(info));
+  else {
+    io.out(`address  ${info.address}`);
+    io.out(`node id  ${info.nodeId}`);
+    io.out(`puzzle   ${info.puzzleBits} leading zero bits`);
+  }
+  return EXIT_CODES.OK;
+}
+
+async function runDemo(args: string[], io: CliOutput): Promise<number> {
+  const { values } = parse(COMMANDS.demo, args, {});
+  if (values.help) return usage(COMMANDS.demo, io);
+
+  io.out(
+    "== Identity: an Ed25519 key that passes the S/Kademlia static puzzle",
+  );
+  const difficulty = 12;
+  const started = performance.now();
+  const me = await generateIdentity({ difficulty });
+  const ms = performance.now() - started;
+  io.out(`address     ${me.address}  (base58 of the 32-byte public key)`);
+  io.out(`node id     ${hex(me.nodeId)}  (SHA-256 of the address)`);
+  io.out(
+    `puzzle      SHA-256(SHA-256(key)) has ${
+      puzzleWork(me.publicKey)
+    } leading zero bits (needed ${difficulty}; ~${
+      2 ** difficulty
+    } keys tried on average), found in ${ms.toFixed(0)} ms`,
+  );
+
+  io.out("");
+  io.out("== Frames: size-delimited carrier.v1.Frame messages");
+  const frames = [
+    createFrame({ opcode: Opcode.PING, id: 1 }),
+    createFrame({
+      opcode: 1000,
+      id: 2,
+      payload: new TextEncoder().encode("hello, carrier"),
+    }),
+    createFrame({ opcode: Opcode.ACK, id: 1 }),
+  ];
+  const encoded = frames.map((f) => encodeFrame(f));
+  for (const [i, bytes] of encoded.entries()) {
+    io.out(
+      `${opcodeName(frames[i].opcode).padEnd(8)} id=${
+        frames[i].id
+      }  ${bytes.length} bytes  ${hex(bytes)}`,
+    );
+  }
+  const stream = concat(encoded);
+  const decoder = new FrameDecoder();
+  const decoded = [];
+  for (let i = 0; i < stream.length; i += 5) {
+    decoded.push(...decoder.push(stream.subarray(i, i + 5)));
+  }
+  decoder.end();
+  io.out(
+    `decoded ${decoded.length} frames from ${stream.length} bytes fed in 5-byte chunks: ${
+      decoded.map((f) => `${opcodeName(f.opcode)}#${f.id}`).join(", ")
+    }`,
+  );
+
+  io.out("");
+  io.out("== Compression settings on a 64 KiB sample (JSON log records)");
+  const sample = sampleLogRecords(64 * 1024);
+  io.out(
+    `${"setting".padEnd(8)} ${"value".padStart(5)} ${"bytes".padStart(8)} ${
+      "ratio".padStart(7)
+    }  round trip`,
+  );
+  for (
+    const [name, setting] of Object.entries(COMPRESSION_SETTINGS) as [
+      CompressionName,
+      number,
+    ][]
+  ) {
+    const packed = compress(setting, sample);
+    const back = decompress(setting, packed, { maxOutputSize: sample.length });
+    const ok = back.length === sample.length &&
+      back.every((b, i) => b === sample[i]);
+    io.out(
+      `${name.padEnd(8)} ${String(setting).padStart(5)} ${
+        String(packed.length).padStart(8)
+      } ${(sample.length / packed.length).toFixed(1).padStart(6)}x  ${
+        ok ? "ok" : "MISMATCH"
+      }`,
+    );
+  }
+  io.out("");
+  io.out(
+    "Networking (Noise connections, SHOUT, WHISPER, the DHT) arrives in later releases: see the README's status table.",
+  );
+  return EXIT_CODES.OK;
+}
+
+function usage(command: Command, io: CliOutput): number {
+  io.out(`Usage: ${command.usage}\n\n${command.summary}`);
+  return EXIT_CODES.OK;
+}
+
+function parseInteger(
+  flag: string,
+  text: string | undefined,
+  fallback: number,
+): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) {
+    throw new UsageError(
+      `${flag} must be a non-negative integer, got "${text}"`,
+    );
+  }
+  return n;
+}
+
+function opcodeName(opcode: number): string {
+  return Opcode[opcode] ?? `APP_${opcode}`;
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+/** Deterministic JSON log lines: realistic, compressible, not trivial. */
+function sampleLogRecords(size: number): Uint8Array {
+  const levels = ["info", "debug", "warn", "error"];
+  const lines: string[] = [];
+  let length = 0;
+  let seed = 42;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+  for (let i = 0; length < size; i++) {
+    const line = JSON.stringify({
+      ts: 1_763_700_000_000 + i * 137,
+      level: levels[next() % 4],
+      peer: `12D3KooW${(next() % 1e9).toString(36)}`,
+      msg: [
+        "frame received",
+        "handshake complete",
+        "ping",
+        "store accepted",
+      ][next() % 4],
+      bytes: next() % 65536,
+      rtt_ms: (next() % 5000) / 100,
+    });
+    lines.push(line);
+    length += line.length + 1;
+  }
+  return new TextEncoder().encode(lines.join("\n")).subarray(0, size);
+}
+
+/** Exit code for an error escaping a command. */
+function exitCodeOf(err: unknown): number {
+  if (err instanceof UsageError) return EXIT_CODES.USAGE;
+  if (err instanceof KeyFileError) return EXIT_CODES.BAD_KEY_FILE;
+  if (err instanceof AddressError) return EXIT_CODES.BAD_ADDRESS;
+  if (err instanceof TimeoutError) return EXIT_CODES.TIMEOUT;
+  return EXIT_CODES.FAILURE;
+}
+
+/**
+ * Runs the command line with `args`; resolves the exit code.
+ *
+ * @example
+ * ```ts ignore
+ * import { main } from "./cli.ts";
+ * Deno.exit(await main(["demo"]));
+ * ```
+ */
+export async function main(
+  args: string[],
+  io: CliOutput = consoleOutput,
+): Promise<number> {
+  const [name, ...rest] = args;
+  if (
+    name === undefined || name === "--help" || name === "-h" || name === "help"
+  ) {
+    io.out(help());
+    return name === undefined ? EXIT_CODES.USAGE : EXIT_CODES.OK;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    io.err(`carrier: unknown command "${name}"\n\n${help()}`);
+    return EXIT_CODES.USAGE;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (err) {
+    const prefix = err instanceof CarrierError ? `${err.name}: ` : "";
+    io.err(`carrier ${name}: ${prefix}${(err as Error).message}`);
+    return exitCodeOf(err);
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
