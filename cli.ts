@@ -97,9 +97,7 @@ function help(): string {
     "Usage: carrier <command> [options]",
     "",
     "Commands:",
-    ...Object.entries(COMMANDS).map(([name, c]) =>
-      `  ${name.padEnd(width)}  ${c.summary}`
-    ),
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     "",
     "Run `carrier <command> --help` for a command's options.",
   ].join("\n");
@@ -206,9 +204,9 @@ async function runDemo(args: string[], io: CliOutput): Promise<number> {
   const encoded = frames.map((f) => encodeFrame(f));
   for (const [i, bytes] of encoded.entries()) {
     io.out(
-      `${opcodeName(frames[i].opcode).padEnd(8)} id=${
-        frames[i].id
-      }  ${bytes.length} bytes  ${hex(bytes)}`,
+      `${opcodeName(frames[i].opcode).padEnd(8)} id=${frames[i].id}  ${bytes.length} bytes  ${
+        hex(bytes)
+      }`,
     );
   }
   const stream = concat(encoded);
@@ -243,11 +241,9 @@ async function runDemo(args: string[], io: CliOutput): Promise<number> {
     const ok = back.length === sample.length &&
       back.every((b, i) => b === sample[i]);
     io.out(
-      `${name.padEnd(8)} ${String(setting).padStart(5)} ${
-        String(packed.length).padStart(8)
-      } ${(sample.length / packed.length).toFixed(1).padStart(6)}x  ${
-        ok ? "ok" : "MISMATCH"
-      }`,
+      `${name.padEnd(8)} ${String(setting).padStart(5)} ${String(packed.length).padStart(8)} ${
+        (sample.length / packed.length).toFixed(1).padStart(6)
+      }x  ${ok ? "ok" : "MISMATCH"}`,
     );
   }
   io.out("");

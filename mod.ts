@@ -100,12 +100,7 @@ export {
   type OpcodeSpec,
   PROTOCOL_OPCODES,
 } from "./lib/wire/opcodes.ts";
-export {
-  Compression,
-  ConnectionOption,
-  DisconnectReason,
-  NackReason,
-} from "./lib/protocol.ts";
+export { Compression, ConnectionOption, DisconnectReason, NackReason } from "./lib/protocol.ts";
 
 export type {
   ByteStream,
@@ -114,12 +109,7 @@ export type {
   ListenOptions,
   Transport,
 } from "./lib/transport/types.ts";
-export {
-  formatHostPort,
-  type HostPort,
-  parseHostPort,
-  TcpTransport,
-} from "./lib/transport/tcp.ts";
+export { formatHostPort, type HostPort, parseHostPort, TcpTransport } from "./lib/transport/tcp.ts";
 export {
   DEFAULT_MEMORY_BACKLOG,
   DEFAULT_MEMORY_BUFFER_SIZE,
@@ -137,9 +127,4 @@ export {
   type DecompressOptions,
   getCodec,
 } from "./lib/wire/compression.ts";
-export {
-  type Clock,
-  ManualClock,
-  systemClock,
-  type TimerHandle,
-} from "./lib/clock.ts";
+export { type Clock, ManualClock, systemClock, type TimerHandle } from "./lib/clock.ts";

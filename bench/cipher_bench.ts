@@ -36,9 +36,7 @@ for (const [label, size] of SIZES) {
   );
   for (const backend of BACKENDS) {
     const aead = createAesGcm(key, { backend });
-    const suffix = backend === "auto"
-      ? ` (threshold ${AES_GCM_WEBCRYPTO_THRESHOLD} B)`
-      : "";
+    const suffix = backend === "auto" ? ` (threshold ${AES_GCM_WEBCRYPTO_THRESHOLD} B)` : "";
     Deno.bench({
       name: `encrypt ${label} ${backend}${suffix}`,
       group: `encrypt ${label}`,

@@ -12,11 +12,7 @@
  * @module
  */
 
-import {
-  COMPRESSION_SETTINGS,
-  type CompressionName,
-  getCodec,
-} from "../lib/wire/compression.ts";
+import { COMPRESSION_SETTINGS, type CompressionName, getCodec } from "../lib/wire/compression.ts";
 
 /** Payload size of every benchmark: 64 KiB. */
 export const PAYLOAD_SIZE = 64 * 1024;
@@ -33,8 +29,7 @@ export function logRecords(size: number): Uint8Array {
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  const pick = <T>(items: readonly T[]): T =>
-    items[Math.floor(rand() * items.length)];
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)];
   const alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
   const peers = Array.from(
     { length: 32 },

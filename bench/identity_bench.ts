@@ -9,12 +9,7 @@
  * @module
  */
 
-import {
-  generateIdentitySync,
-  identityFromSecretKey,
-  sign,
-  verify,
-} from "../lib/identity/keys.ts";
+import { generateIdentitySync, identityFromSecretKey, sign, verify } from "../lib/identity/keys.ts";
 import { nodeIdOf } from "../lib/identity/node_id.ts";
 import { puzzleHash } from "../lib/identity/puzzle.ts";
 import { formatAddress, parseAddress } from "../lib/identity/address.ts";

@@ -76,9 +76,7 @@ if (!values.check) {
     }
     if (drift.length > 0) {
       console.error(
-        `gen/ is out of date with proto/; run \`deno task gen\`:\n  ${
-          drift.join("\n  ")
-        }`,
+        `gen/ is out of date with proto/; run \`deno task gen\`:\n  ${drift.join("\n  ")}`,
       );
       Deno.exit(1);
     }

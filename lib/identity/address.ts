@@ -23,8 +23,7 @@ export const ADDRESS_LENGTH = 32;
 export const MAX_ADDRESS_TEXT_LENGTH = 44;
 
 /** The base58 (Bitcoin) alphabet used for addresses. */
-export const BASE58_ALPHABET =
-  "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+export const BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
 /** Longest text that is decoded at all, so that a huge string cannot make base58's quadratic decoder spin. */
 const MAX_DECODED_TEXT_LENGTH = 2 * MAX_ADDRESS_TEXT_LENGTH;

@@ -256,9 +256,7 @@ export async function loadKeyFile(
         );
       }
       throw fail(
-        `bad magic: expected ${toHex(KEY_FILE_MAGIC)} ("carrier\\x01"), got ${
-          toHex(magic)
-        }`,
+        `bad magic: expected ${toHex(KEY_FILE_MAGIC)} ("carrier\\x01"), got ${toHex(magic)}`,
       );
     }
 

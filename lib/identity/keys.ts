@@ -15,11 +15,7 @@ import { ed25519 } from "@noble/curves/ed25519.js";
 import { PuzzleError, SecretKeyError } from "../errors.ts";
 import { ADDRESS_LENGTH, formatAddress } from "./address.ts";
 import { nodeIdOf } from "./node_id.ts";
-import {
-  assertPuzzleDifficulty,
-  DEFAULT_PUZZLE_DIFFICULTY,
-  puzzleWork,
-} from "./puzzle.ts";
+import { assertPuzzleDifficulty, DEFAULT_PUZZLE_DIFFICULTY, puzzleWork } from "./puzzle.ts";
 import { describeValue } from "./_bytes.ts";
 
 /** Length of an Ed25519 secret key (the RFC 8032 seed) in bytes. */
@@ -252,9 +248,7 @@ function searchOptions(
       (Number.isSafeInteger(maxAttempts) && maxAttempts >= 1))
   ) {
     throw new RangeError(
-      `Invalid maxAttempts: expected a positive integer or Infinity, got ${
-        String(maxAttempts)
-      }`,
+      `Invalid maxAttempts: expected a positive integer or Infinity, got ${String(maxAttempts)}`,
     );
   }
   return { difficulty, maxAttempts };

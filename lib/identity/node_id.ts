@@ -180,9 +180,7 @@ export function bucketIndex(self: Uint8Array, other: Uint8Array): number {
 export function leadingZeroBits(bytes: Uint8Array): number {
   if (!(bytes instanceof Uint8Array)) {
     throw new TypeError(
-      `Cannot count leading zero bits: expected Uint8Array, got ${
-        describeValue(bytes)
-      }`,
+      `Cannot count leading zero bits: expected Uint8Array, got ${describeValue(bytes)}`,
     );
   }
   let bits = 0;

@@ -49,17 +49,9 @@
 import { x25519 } from "@noble/curves/ed25519.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import {
-  DecryptError,
-  HandshakeError,
-  NonceExhaustedError,
-} from "../errors.ts";
+import { DecryptError, HandshakeError, NonceExhaustedError } from "../errors.ts";
 import { type AesGcm, type AesGcmBackend, createAesGcm } from "./_aes_gcm.ts";
-import {
-  type HandshakePattern,
-  parsePattern,
-  type Token,
-} from "./_patterns.ts";
+import { type HandshakePattern, parsePattern, type Token } from "./_patterns.ts";
 
 export {
   AES_GCM_WEBCRYPTO_THRESHOLD,
@@ -533,19 +525,11 @@ export class Handshake {
     this.#pattern = pattern;
     this.#initiator = initiator;
     this.#protocolName = `Noise_${pattern.name}_${NOISE_SUITE}`;
-    const what = `Cannot create ${this.#protocolName} ${
-      initiator ? "initiator" : "responder"
-    }`;
+    const what = `Cannot create ${this.#protocolName} ${initiator ? "initiator" : "responder"}`;
 
-    const localPre = initiator
-      ? pattern.initiatorPreMessage
-      : pattern.responderPreMessage;
-    const remotePre = initiator
-      ? pattern.responderPreMessage
-      : pattern.initiatorPreMessage;
-    const localMessages = pattern.messages.filter((_, i) =>
-      (i % 2 === 0) === initiator
-    );
+    const localPre = initiator ? pattern.initiatorPreMessage : pattern.responderPreMessage;
+    const remotePre = initiator ? pattern.responderPreMessage : pattern.initiatorPreMessage;
+    const localMessages = pattern.messages.filter((_, i) => (i % 2 === 0) === initiator);
 
     const needsStatic = localPre.includes("s") ||
       localMessages.some((m) => m.includes("s"));
@@ -764,9 +748,7 @@ export class Handshake {
     const [c1, c2] = this.#symmetric.split(options);
     this.#e?.privateKey.fill(0);
     this.#e = undefined;
-    return this.#initiator
-      ? { send: c1, receive: c2 }
-      : { send: c2, receive: c1 };
+    return this.#initiator ? { send: c1, receive: c2 } : { send: c2, receive: c1 };
   }
 
   async #step<T>(
@@ -786,9 +768,7 @@ export class Handshake {
     }
     if (this.isMyTurn !== (direction === "write")) {
       throw new HandshakeError(
-        `${what}: it is the ${
-          (index % 2 === 0) ? "initiator" : "responder"
-        }'s turn to write`,
+        `${what}: it is the ${(index % 2 === 0) ? "initiator" : "responder"}'s turn to write`,
       );
     }
     this.#busy = true;

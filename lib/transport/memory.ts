@@ -17,19 +17,8 @@
  * @module
  */
 
-import {
-  ConnectionClosedError,
-  DialError,
-  ListenError,
-  TransportAddressError,
-} from "../errors.ts";
-import type {
-  ByteStream,
-  DialOptions,
-  Listener,
-  ListenOptions,
-  Transport,
-} from "./types.ts";
+import { ConnectionClosedError, DialError, ListenError, TransportAddressError } from "../errors.ts";
+import type { ByteStream, DialOptions, Listener, ListenOptions, Transport } from "./types.ts";
 
 /** Options of {@linkcode MemoryNetwork}. */
 export interface MemoryNetworkOptions {
@@ -172,9 +161,7 @@ class Pipe {
       const chunk = chunks[this.#head];
       const n = Math.min(chunk.length - this.#offset, buffer.length - copied);
       buffer.set(
-        n === chunk.length
-          ? chunk
-          : chunk.subarray(this.#offset, this.#offset + n),
+        n === chunk.length ? chunk : chunk.subarray(this.#offset, this.#offset + n),
         copied,
       );
       copied += n;

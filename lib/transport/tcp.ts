@@ -10,19 +10,8 @@
  * @module
  */
 
-import {
-  ConnectionClosedError,
-  DialError,
-  ListenError,
-  TransportAddressError,
-} from "../errors.ts";
-import type {
-  ByteStream,
-  DialOptions,
-  Listener,
-  ListenOptions,
-  Transport,
-} from "./types.ts";
+import { ConnectionClosedError, DialError, ListenError, TransportAddressError } from "../errors.ts";
+import type { ByteStream, DialOptions, Listener, ListenOptions, Transport } from "./types.ts";
 
 /** A host name or IP address and a port, as {@linkcode parseHostPort} returns them. */
 export interface HostPort {
@@ -117,9 +106,7 @@ export function formatHostPort(hostname: string, port: number): string {
       }: port ${port} is not an integer from 0 to 65535`,
     );
   }
-  return hostname.includes(":")
-    ? `[${hostname}]:${port}`
-    : `${hostname}:${port}`;
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
 }
 
 /** The message of an error, for use after a colon in another message. */
@@ -200,9 +187,7 @@ export class TcpTransport implements Transport, AsyncDisposable {
         hostname,
         port,
         transport: "tcp",
-        signal: signal === undefined
-          ? closing
-          : AbortSignal.any([signal, closing]),
+        signal: signal === undefined ? closing : AbortSignal.any([signal, closing]),
       });
     } catch (error) {
       if (signal?.aborted) throw signal.reason;

@@ -249,15 +249,7 @@ function writeBlock(
   mtfFreq[eob]++;
 
   // Huffman tables: initial partition by frequency, then refine.
-  const nGroups = nMtf < 200
-    ? 2
-    : nMtf < 600
-    ? 3
-    : nMtf < 1200
-    ? 4
-    : nMtf < 2400
-    ? 5
-    : 6;
+  const nGroups = nMtf < 200 ? 2 : nMtf < 600 ? 3 : nMtf < 1200 ? 4 : nMtf < 2400 ? 5 : 6;
   const len: Uint8Array[] = [];
   for (let t = 0; t < nGroups; t++) len.push(new Uint8Array(alphaSize));
   {
@@ -720,9 +712,7 @@ function readBlock(
   crc = ~crc >>> 0;
   if (crc !== storedCrc) {
     throw corrupt(
-      `block CRC mismatch (computed ${crc.toString(16)}, stored ${
-        storedCrc.toString(16)
-      })`,
+      `block CRC mismatch (computed ${crc.toString(16)}, stored ${storedCrc.toString(16)})`,
     );
   }
   return crc;
@@ -752,9 +742,7 @@ export function bzip2Decompress(
       throw corrupt(
         pos === 0
           ? `missing "BZh" header`
-          : `${
-            data.length - pos
-          } bytes of trailing data after the end of the stream`,
+          : `${data.length - pos} bytes of trailing data after the end of the stream`,
       );
     }
     const level = data[pos + 3] - 0x30;

@@ -250,9 +250,7 @@ export function lzmaDecompress(
   let remaining = unpackSize;
 
   const decodeDistance = (len: number): number => {
-    const lenState = len > NUM_LEN_TO_POS_STATES - 1
-      ? NUM_LEN_TO_POS_STATES - 1
-      : len;
+    const lenState = len > NUM_LEN_TO_POS_STATES - 1 ? NUM_LEN_TO_POS_STATES - 1 : len;
     const slot = rc.bitTree(posSlot, lenState << 6, 6);
     if (slot < START_POS_MODEL_INDEX) return slot;
     const numDirectBits = (slot >>> 1) - 1;
@@ -370,9 +368,7 @@ export function lzmaDecompress(
   if (rc.corrupted) throw corrupt("range coder reported corrupt data");
   if (rc.pos !== input.length) {
     throw corrupt(
-      `${
-        input.length - rc.pos
-      } bytes of trailing data after the end of the stream`,
+      `${input.length - rc.pos} bytes of trailing data after the end of the stream`,
     );
   }
   return out.bytes();

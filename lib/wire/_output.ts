@@ -53,8 +53,6 @@ export class BoundedOutput {
 
   /** The output, trimmed to `pos` (copied only if the buffer is larger). */
   bytes(): Uint8Array {
-    return this.pos === this.buf.length
-      ? this.buf
-      : this.buf.slice(0, this.pos);
+    return this.pos === this.buf.length ? this.buf : this.buf.slice(0, this.pos);
   }
 }

@@ -52,9 +52,7 @@ export function snappyDecompress(
   const room = Math.floor(((input.length - pos) * 64) / 3);
   if (length > room) {
     throw corrupt(
-      `header declares ${length} bytes, more than ${
-        input.length - pos
-      } bytes of input can hold`,
+      `header declares ${length} bytes, more than ${input.length - pos} bytes of input can hold`,
     );
   }
   const out = new Uint8Array(length);

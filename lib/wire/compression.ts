@@ -95,8 +95,13 @@ export type CompressionName = "bz2" | "gzip" | "lzma" | "zlib" | "snappy";
  * console.assert(COMPRESSION_SETTINGS.snappy === 4);
  * ```
  */
-export const COMPRESSION_SETTINGS: Readonly<Record<CompressionName, number>> =
-  Object.freeze({ bz2: 0, gzip: 1, lzma: 2, zlib: 3, snappy: 4 });
+export const COMPRESSION_SETTINGS: Readonly<Record<CompressionName, number>> = Object.freeze({
+  bz2: 0,
+  gzip: 1,
+  lzma: 2,
+  zlib: 3,
+  snappy: 4,
+});
 
 /**
  * Options for decompressing.

@@ -36,11 +36,7 @@ import {
   PingSchema,
   RelaySchema,
 } from "../../gen/carrier/v1/control_pb.ts";
-import {
-  AckSchema,
-  NackSchema,
-  Opcode,
-} from "../../gen/carrier/v1/frame_pb.ts";
+import { AckSchema, NackSchema, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import {
   ShoutSchema,
   SpeakSchema,
@@ -48,11 +44,7 @@ import {
   WhisperSchema,
 } from "../../gen/carrier/v1/messaging_pb.ts";
 import { SetConnectionOptSchema } from "../../gen/carrier/v1/options_pb.ts";
-import {
-  OpcodeRegistryError,
-  PayloadDecodeError,
-  UnknownOpcodeError,
-} from "../errors.ts";
+import { OpcodeRegistryError, PayloadDecodeError, UnknownOpcodeError } from "../errors.ts";
 
 export { Opcode };
 

@@ -210,8 +210,7 @@ Deno.test("generateIdentity yields to the event loop so an abort stops the searc
 });
 
 Deno.test("generateIdentity gives up after maxAttempts with a PuzzleError", async () => {
-  const message =
-    "Cannot generate identity: no key with 256 leading zero bits in 5 attempts";
+  const message = "Cannot generate identity: no key with 256 leading zero bits in 5 attempts";
   await assert.rejects(
     generateIdentity({ difficulty: 256, maxAttempts: 5 }),
     (error) => error instanceof PuzzleError && error.message === message,
@@ -237,8 +236,7 @@ Deno.test("generateIdentity rejects a bad difficulty or maxAttempts", async () =
 Deno.test("sign rejects an identity without a 32-byte secret key", () => {
   const identity = generateIdentitySync({ difficulty: 0 });
   assert.throws(
-    () =>
-      sign({ ...identity, secretKey: new Uint8Array(16) }, new Uint8Array(1)),
+    () => sign({ ...identity, secretKey: new Uint8Array(16) }, new Uint8Array(1)),
     new SecretKeyError(
       "Cannot sign: expected a secret key of length 32, got length=16",
     ),

@@ -30,8 +30,7 @@ function withBit(bit: number): Uint8Array {
 
 Deno.test("nodeIdOf is SHA-256 of the raw address bytes", () => {
   // SHA-256 of 32 zero bytes, a well-known value.
-  const expected =
-    "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925";
+  const expected = "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925";
   assert.equal(hex.encode(nodeIdOf(new Uint8Array(32))), expected);
   assert.equal(hex.encode(nodeIdOf("1".repeat(32))), expected);
   fc.assert(

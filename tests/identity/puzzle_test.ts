@@ -63,9 +63,7 @@ Deno.test("assertPuzzle names the bits found and needed", () => {
     assert.equal(error.name, "PuzzleError");
     assert.equal(
       error.message,
-      `Public key ${
-        formatAddress(key)
-      } fails the static puzzle: 12 leading zero bits, need 13`,
+      `Public key ${formatAddress(key)} fails the static puzzle: 12 leading zero bits, need 13`,
     );
     return true;
   });

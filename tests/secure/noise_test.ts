@@ -1,10 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import {
-  DecryptError,
-  HandshakeError,
-  NonceExhaustedError,
-} from "../../lib/errors.ts";
+import { DecryptError, HandshakeError, NonceExhaustedError } from "../../lib/errors.ts";
 import {
   type AesGcmBackend,
   CipherState,
@@ -57,9 +53,7 @@ function side(vector: Vector, prefix: "init" | "resp"): Handshake {
     ];
   const pair = (key: string) => {
     const hex = get(key) as string | undefined;
-    return hex === undefined
-      ? undefined
-      : x25519KeyPairFromPrivateKey(fromHex(hex));
+    return hex === undefined ? undefined : x25519KeyPairFromPrivateKey(fromHex(hex));
   };
   const remote = get("remote_static") as string | undefined;
   return createHandshake({
@@ -87,9 +81,7 @@ for (const vector of vectors) {
       const payload = fromHex(message.payload);
       const fromInitiator = oneWay || i % 2 === 0;
       if (transport === undefined) {
-        const [writer, reader] = fromInitiator
-          ? [initiator, responder]
-          : [responder, initiator];
+        const [writer, reader] = fromInitiator ? [initiator, responder] : [responder, initiator];
         assert.equal(writer.isMyTurn, true);
         const written = await writer.writeMessage(payload);
         assert.equal(
@@ -364,8 +356,7 @@ Deno.test("handshake rejects low-order ephemeral keys with HandshakeError", asyn
     reply.set(point);
     await assert.rejects(
       initiator.readMessage(reply),
-      (error) =>
-        error instanceof HandshakeError && /all zeros/.test(error.message),
+      (error) => error instanceof HandshakeError && /all zeros/.test(error.message),
       name,
     );
   }
@@ -504,9 +495,8 @@ Deno.test("CipherState serializes concurrent calls in nonce order", async () => 
 
 Deno.test("CipherState.rekey derives the key from ENCRYPT(k, 2^64 - 1, zeros) and keeps the nonce", async () => {
   const key = crypto.getRandomValues(new Uint8Array(32));
-  const expectedKey =
-    (await createAesGcm(key).encrypt(MAX_NONCE, new Uint8Array(32)))
-      .subarray(0, 32);
+  const expectedKey = (await createAesGcm(key).encrypt(MAX_NONCE, new Uint8Array(32)))
+    .subarray(0, 32);
   const sender = new CipherState(key);
   const receiver = new CipherState(key);
   await receiver.decrypt(await sender.encrypt(encoder.encode("before")));

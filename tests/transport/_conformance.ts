@@ -6,16 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  CarrierError,
-  ConnectionClosedError,
-  DialError,
-} from "../../lib/errors.ts";
-import type {
-  ByteStream,
-  Listener,
-  Transport,
-} from "../../lib/transport/types.ts";
+import { CarrierError, ConnectionClosedError, DialError } from "../../lib/errors.ts";
+import type { ByteStream, Listener, Transport } from "../../lib/transport/types.ts";
 
 /** A transport under test, with the `close()` both implementations have. */
 export type ClosableTransport = Transport & { close(): void };

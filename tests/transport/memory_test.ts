@@ -12,13 +12,7 @@ import {
   parseMemoryAddress,
 } from "../../lib/transport/memory.ts";
 import type { ByteStream } from "../../lib/transport/types.ts";
-import {
-  acceptOne,
-  readAll,
-  readExactly,
-  transportConformance,
-  turns,
-} from "./_conformance.ts";
+import { acceptOne, readAll, readExactly, transportConformance, turns } from "./_conformance.ts";
 
 const network = new MemoryNetwork();
 transportConformance("MemoryTransport", () => network.transport(), "mem:0");
@@ -100,9 +94,7 @@ Deno.test("parseMemoryAddress rejects malformed addresses naming input and reaso
     ],
     [
       `mem:${"x".repeat(256)}`,
-      `Cannot parse memory address "mem:${
-        "x".repeat(256)
-      }": name of 256 characters exceeds 255`,
+      `Cannot parse memory address "mem:${"x".repeat(256)}": name of 256 characters exceeds 255`,
     ],
   ];
   for (const [address, message] of cases) {
@@ -117,8 +109,7 @@ Deno.test("parseMemoryAddress rejects malformed addresses naming input and reaso
 Deno.test("MemoryNetwork rejects options that are not positive integers", () => {
   assert.throws(() => new MemoryNetwork({ bufferSize: 0 }), RangeError);
   assert.throws(() => new MemoryNetwork({ backlog: 1.5 }), {
-    message:
-      "Invalid MemoryNetwork option backlog: expected a positive integer, got 1.5",
+    message: "Invalid MemoryNetwork option backlog: expected a positive integer, got 1.5",
   });
   assert.equal(DEFAULT_MEMORY_BUFFER_SIZE, 256 * 1024);
 });

@@ -1,15 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  CarrierError,
-  DialError,
-  ListenError,
-  TransportAddressError,
-} from "../../lib/errors.ts";
-import {
-  formatHostPort,
-  parseHostPort,
-  TcpTransport,
-} from "../../lib/transport/tcp.ts";
+import { CarrierError, DialError, ListenError, TransportAddressError } from "../../lib/errors.ts";
+import { formatHostPort, parseHostPort, TcpTransport } from "../../lib/transport/tcp.ts";
 import { acceptOne, readAll, transportConformance } from "./_conformance.ts";
 
 /** Whether this machine can bind the IPv6 loopback address. */

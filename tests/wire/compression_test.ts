@@ -15,9 +15,7 @@ import {
 } from "../../lib/errors.ts";
 
 const NAMES = Object.keys(COMPRESSION_SETTINGS) as CompressionName[];
-const CODECS: Codec[] = NAMES.map((name) =>
-  getCodec(COMPRESSION_SETTINGS[name])
-);
+const CODECS: Codec[] = NAMES.map((name) => getCodec(COMPRESSION_SETTINGS[name]));
 const MiB = 1024 * 1024;
 
 const encoder = new TextEncoder();
@@ -109,9 +107,7 @@ Deno.test("getCodec throws UnsupportedCompressionError naming unknown settings",
         UnsupportedCompressionError,
     );
     assert.ok(
-      thrown(() =>
-        decompress(setting, new Uint8Array(1), { maxOutputSize: 1 })
-      ) instanceof
+      thrown(() => decompress(setting, new Uint8Array(1), { maxOutputSize: 1 })) instanceof
         UnsupportedCompressionError,
     );
   }
@@ -186,9 +182,7 @@ for (const codec of CODECS) {
     const bytes = fc.oneof(
       fc.uint8Array({ maxLength: 2048 }),
       // Low-entropy input exercises matches, runs and repeated symbols.
-      fc.array(fc.constantFrom(0, 1, 97, 255), { maxLength: 4096 }).map((a) =>
-        Uint8Array.from(a)
-      ),
+      fc.array(fc.constantFrom(0, 1, 97, 255), { maxLength: 4096 }).map((a) => Uint8Array.from(a)),
     );
     fc.assert(
       fc.property(bytes, (data) => {
@@ -215,9 +209,7 @@ for (const codec of CODECS) {
       codec.decompress(packed, { maxOutputSize: data.length }),
       data,
     );
-    const error = thrown(() =>
-      codec.decompress(packed, { maxOutputSize: data.length - 1 })
-    );
+    const error = thrown(() => codec.decompress(packed, { maxOutputSize: data.length - 1 }));
     assert.ok(error instanceof DecompressionLimitError);
     assert.match(
       error.message,
@@ -237,9 +229,7 @@ for (const codec of CODECS) {
   Deno.test(`${name} decompress refuses a 10 MiB bomb with DecompressionLimitError`, () => {
     const bomb = codec.compress(new Uint8Array(10 * MiB));
     assert.ok(bomb.length < MiB);
-    const error = thrown(() =>
-      codec.decompress(bomb, { maxOutputSize: 64 * 1024 })
-    );
+    const error = thrown(() => codec.decompress(bomb, { maxOutputSize: 64 * 1024 }));
     assert.ok(error instanceof DecompressionLimitError);
     assert.ok(error instanceof CompressionError);
     assert.equal(error.name, "DecompressionLimitError");
@@ -270,9 +260,7 @@ for (const codec of CODECS) {
     }
     bad.push(["last byte missing", packed.subarray(0, packed.length - 1)]);
     for (const [label, data] of bad) {
-      const error = thrown(() =>
-        codec.decompress(data, { maxOutputSize: MiB })
-      );
+      const error = thrown(() => codec.decompress(data, { maxOutputSize: MiB }));
       assert.ok(error instanceof CompressionError, `${label}: ${error}`);
       assert.match(
         error.message,
@@ -320,9 +308,7 @@ Deno.test("lzma and snappy decompress refuse a declared size above the bound bef
   const lzma = hex("5d00000100ffffffff0000000000");
   const snappy = hex("ffffffff0f");
   for (const [setting, data] of [[2, lzma], [4, snappy]] as const) {
-    const error = thrown(() =>
-      decompress(setting, data, { maxOutputSize: MiB })
-    );
+    const error = thrown(() => decompress(setting, data, { maxOutputSize: MiB }));
     assert.ok(error instanceof DecompressionLimitError);
     assert.match(
       error.message,
@@ -336,9 +322,7 @@ Deno.test("gzip and zlib decompress map node:zlib's limit error, keeping it as c
     const setting of [COMPRESSION_SETTINGS.gzip, COMPRESSION_SETTINGS.zlib]
   ) {
     const bomb = compress(setting, new Uint8Array(MiB));
-    const error = thrown(() =>
-      decompress(setting, bomb, { maxOutputSize: 4096 })
-    );
+    const error = thrown(() => decompress(setting, bomb, { maxOutputSize: 4096 }));
     assert.ok(error instanceof DecompressionLimitError);
     assert.equal(
       (error.cause as { code?: string }).code,
@@ -351,9 +335,7 @@ Deno.test("gzip and zlib decompress wrap node:zlib's errors as cause", () => {
   for (
     const setting of [COMPRESSION_SETTINGS.gzip, COMPRESSION_SETTINGS.zlib]
   ) {
-    const error = thrown(() =>
-      decompress(setting, noise(64, 3), { maxOutputSize: MiB })
-    );
+    const error = thrown(() => decompress(setting, noise(64, 3), { maxOutputSize: MiB }));
     assert.ok(error instanceof CompressionError);
     assert.ok(error.cause instanceof Error);
     assert.match(
@@ -388,9 +370,7 @@ Deno.test("bz2 decompress refuses a block of long runs past a small bound", () =
     new Uint8Array(900_000).fill(7),
   );
   assert.ok(packed.length < 100);
-  const error = thrown(() =>
-    decompress(COMPRESSION_SETTINGS.bz2, packed, { maxOutputSize: 100 })
-  );
+  const error = thrown(() => decompress(COMPRESSION_SETTINGS.bz2, packed, { maxOutputSize: 100 }));
   assert.ok(error instanceof DecompressionLimitError);
   assert.equal(
     error.message,

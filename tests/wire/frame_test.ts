@@ -11,11 +11,7 @@ import {
   FrameDecoder,
   isCompressed,
 } from "../../lib/wire/frame.ts";
-import {
-  CarrierError,
-  FrameDecodeError,
-  FrameTooLargeError,
-} from "../../lib/errors.ts";
+import { CarrierError, FrameDecodeError, FrameTooLargeError } from "../../lib/errors.ts";
 
 /** The Frame fields of a decoded frame, without protobuf-es's $typeName. */
 function plain(frame: Frame): Frame {

@@ -9,16 +9,10 @@ import {
   OpcodeRegistry,
   PROTOCOL_OPCODES,
 } from "../../lib/wire/opcodes.ts";
-import {
-  OpcodeRegistryError,
-  PayloadDecodeError,
-  UnknownOpcodeError,
-} from "../../lib/errors.ts";
+import { OpcodeRegistryError, PayloadDecodeError, UnknownOpcodeError } from "../../lib/errors.ts";
 
 Deno.test("PROTOCOL_OPCODES covers every Opcode in proto/ exactly once", () => {
-  const fromProto = OpcodeSchema.values.map((v) => v.number).sort((a, b) =>
-    a - b
-  );
+  const fromProto = OpcodeSchema.values.map((v) => v.number).sort((a, b) => a - b);
   const fromTable = PROTOCOL_OPCODES.map((s) => s.opcode).sort((a, b) => a - b);
   assert.deepEqual(fromTable, fromProto);
   for (const s of PROTOCOL_OPCODES) {
