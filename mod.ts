@@ -126,5 +126,29 @@ export {
   decompress,
   type DecompressOptions,
   getCodec,
+  SUPPORTED_COMPRESSIONS,
 } from "./lib/wire/compression.ts";
 export { type Clock, ManualClock, systemClock, type TimerHandle } from "./lib/clock.ts";
+export {
+  DEFAULT_HANDSHAKE_TIMEOUT,
+  type HandshakeInfo,
+  IDENTITY_SIGNATURE_CONTEXT,
+  MAX_PLAINTEXT,
+  NOISE_PROTOCOL_NAME,
+  PROLOGUE,
+  SecureChannel,
+  type SecureChannelOptions,
+  secureInbound,
+  secureOutbound,
+} from "./lib/secure/channel.ts";
+export { generateX25519KeyPair, type X25519KeyPair } from "./lib/secure/noise.ts";
+export {
+  chooseCompression,
+  type CloseInfo,
+  type ConnectionCounters,
+  PeerConnection,
+  type PeerConnectionOptions,
+  type RequestOptions,
+  type SendBufferPolicy,
+  type SendOptions,
+} from "./lib/peer/connection.ts";

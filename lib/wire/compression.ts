@@ -104,6 +104,20 @@ export const COMPRESSION_SETTINGS: Readonly<Record<CompressionName, number>> = O
 });
 
 /**
+ * Every setting carrier can compress and decode, in wire-value order: what a
+ * node announces by default.
+ *
+ * @example
+ * ```ts
+ * import { SUPPORTED_COMPRESSIONS } from "./compression.ts";
+ * console.assert(SUPPORTED_COMPRESSIONS.join() === "0,1,2,3,4");
+ * ```
+ */
+export const SUPPORTED_COMPRESSIONS: readonly number[] = Object.freeze(
+  Object.values(COMPRESSION_SETTINGS).sort((a, b) => a - b),
+);
+
+/**
  * Options for decompressing.
  *
  * @example

@@ -1,0 +1,929 @@
+/**
+ * One authenticated connection to a peer, on top of a
+ * {@linkcode SecureChannel}: frames in and out, requests matched to their
+ * ACK or NACK, PING, KEEPALIVE and DISCONNECT, per-connection options
+ * (SET_CONNECTION_OPT), and a bounded send buffer.
+ *
+ * Sending: frames are encoded into a send queue bounded in bytes
+ * (`maxSendBuffer`). A writer drains it, packing small frames together into
+ * one Noise message and spreading large ones over several, so a burst of
+ * small frames costs one encryption and one write. When the queue is full a
+ * sender waits or gets {@linkcode SendBufferFullError}, by option.
+ *
+ * Receiving: every Noise plaintext goes through a {@linkcode FrameDecoder}
+ * bounded by the `maxFrameSize` this side announced. ACK and NACK settle
+ * requests; PING, KEEPALIVE, SET_CONNECTION_OPT and DISCONNECT are answered
+ * here; every other frame goes to `onFrame`.
+ *
+ * Liveness: when nothing has arrived for `keepaliveInterval`, a KEEPALIVE
+ * request goes out; when nothing has arrived for `deadPeerTimeout`, or a
+ * write has been stuck for `writeTimeout` (a peer that does not read), the
+ * connection closes with a {@linkcode TimeoutError}. Time comes from an
+ * injectable {@linkcode Clock}.
+ *
+ * @module
+ */
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  type Disconnect,
+  DisconnectReason,
+  DisconnectSchema,
+  KeepaliveSchema,
+  PingSchema,
+} from "../../gen/carrier/v1/control_pb.ts";
+import { AckSchema, NackReason, NackSchema, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
+import {
+  type Compression,
+  ConnectionOption,
+  SetConnectionOptSchema,
+} from "../../gen/carrier/v1/options_pb.ts";
+import { type Clock, systemClock, type TimerHandle } from "../clock.ts";
+import {
+  CarrierError,
+  ConnectionClosedError,
+  DecompressionLimitError,
+  NackError,
+  PayloadDecodeError,
+  SendBufferFullError,
+  TimeoutError,
+} from "../errors.ts";
+import type { SecureChannel } from "../secure/channel.ts";
+import { compress, decompress } from "../wire/compression.ts";
+import {
+  createFrame,
+  DEFAULT_MAX_FRAME_SIZE,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  isCompressed,
+} from "../wire/frame.ts";
+import { decodePayload } from "../wire/opcodes.ts";
+
+/** Largest plaintext of one Noise transport message (65535 minus the 16-byte tag). */
+const MAX_PLAINTEXT = 65535 - 16;
+
+/** Most bytes of a PING's data that are echoed. */
+const PING_ECHO_LIMIT = 64;
+
+/** What to do when the send buffer is full. */
+export type SendBufferPolicy = "wait" | "error";
+
+/** Options of a {@linkcode PeerConnection}. Every limit has a default. */
+export interface PeerConnectionOptions {
+  /** Largest decompressed payload accepted. @default {the maxFrameSize this side announced} */
+  maxDecompressedSize?: number;
+  /** Bytes of encoded frames that may wait to be written. @default {4 MiB} */
+  maxSendBuffer?: number;
+  /** Whether a sender waits for room in a full send buffer or gets SendBufferFullError. @default {"wait"} */
+  sendBufferPolicy?: SendBufferPolicy;
+  /** Time for a request's ACK or NACK, in ms. @default {10_000} */
+  requestTimeout?: number;
+  /** Requests awaiting a reply at once; more get SendBufferFullError. @default {1024} */
+  maxPendingRequests?: number;
+  /** Idle time after which a KEEPALIVE is sent, in ms. @default {15_000} */
+  keepaliveInterval?: number;
+  /** Silence after which the peer is considered dead, in ms. @default {45_000} */
+  deadPeerTimeout?: number;
+  /** Time one write may stay stuck (a peer that does not read), in ms. @default {30_000} */
+  writeTimeout?: number;
+  /** Payloads shorter than this are never compressed. @default {512} */
+  compressionThreshold?: number;
+  /** Source of time. @default {systemClock} */
+  clock?: Clock;
+  /**
+   * Receives every frame that is not ACK, NACK, PING, KEEPALIVE,
+   * SET_CONNECTION_OPT or DISCONNECT, payload decompressed. A request
+   * (nonzero id) must be answered with {@linkcode PeerConnection.ack} or
+   * {@linkcode PeerConnection.nack}; when there is no handler it gets NACK
+   * UNKNOWN_OPCODE. A handler that throws makes the request a NACK INTERNAL.
+   */
+  onFrame?: (frame: Frame, connection: PeerConnection) => void | Promise<void>;
+}
+
+/** Options of a single send or request. */
+export interface SendOptions {
+  /** Cancels waiting for room or for the reply. */
+  signal?: AbortSignal;
+  /** Overrides the connection's send buffer policy for this call. */
+  sendBufferPolicy?: SendBufferPolicy;
+}
+
+/** Options of {@linkcode PeerConnection.request}. */
+export interface RequestOptions extends SendOptions {
+  /** Time for the reply, in ms. @default {the connection's requestTimeout} */
+  timeout?: number;
+}
+
+/** Why and by whom a connection closed. */
+export interface CloseInfo {
+  /** The reason sent or received in DISCONNECT, or the local reason. */
+  reason: DisconnectReason;
+  /** True if the peer closed (DISCONNECT received or the stream ended). */
+  remote: boolean;
+  /** The error that closed it, if one did. */
+  error?: Error;
+}
+
+/** Counters of one connection. */
+export interface ConnectionCounters {
+  /** Bytes of frames written (before encryption). */
+  bytesSent: number;
+  /** Bytes of frames received (after decryption). */
+  bytesReceived: number;
+  /** Frames written. */
+  framesSent: number;
+  /** Frames received. */
+  framesReceived: number;
+  /** Frames dropped: unmatched replies, undecodable payloads, refused by backpressure. */
+  drops: number;
+  /** Smoothed round-trip time of PING and KEEPALIVE, in ms (0 until measured). */
+  rtt: number;
+}
+
+interface Pending {
+  opcode: number;
+  resolve(data: Uint8Array): void;
+  reject(err: Error): void;
+  timer: TimerHandle;
+  cleanup(): void;
+}
+
+/**
+ * The deterministic compression choice: the initiator's preference when both
+ * sides decode it, else the responder's, else none.
+ */
+export function chooseCompression(
+  initiator: { preferred?: Compression; decodes: readonly Compression[] },
+  responder: { preferred?: Compression; decodes: readonly Compression[] },
+): Compression | undefined {
+  for (const preferred of [initiator.preferred, responder.preferred]) {
+    if (
+      preferred !== undefined && initiator.decodes.includes(preferred) &&
+      responder.decodes.includes(preferred)
+    ) return preferred;
+  }
+  return undefined;
+}
+
+/**
+ * A connection to one authenticated peer.
+ *
+ * @example
+ * ```ts ignore
+ * import { PeerConnection, secureOutbound, TcpTransport } from "@carrier/p2p";
+ * const stream = await new TcpTransport().dial("127.0.0.1:4000");
+ * const channel = await secureOutbound(stream, { identity });
+ * const peer = new PeerConnection(channel);
+ * console.log(`rtt ${await peer.ping()} ms`);
+ * await peer.close();
+ * ```
+ */
+export class PeerConnection implements AsyncDisposable {
+  readonly #channel: SecureChannel;
+  readonly #initiator: boolean;
+  readonly #clock: Clock;
+  readonly #onFrame: PeerConnectionOptions["onFrame"];
+  readonly #decoder: FrameDecoder;
+  readonly #maxDecompressed: number;
+  readonly #maxSendBuffer: number;
+  readonly #policy: SendBufferPolicy;
+  readonly #requestTimeout: number;
+  readonly #maxPending: number;
+  readonly #keepaliveInterval: number;
+  readonly #deadPeerTimeout: number;
+  readonly #writeTimeout: number;
+  readonly #threshold: number;
+  readonly #remoteMaxFrame: number;
+
+  // Options: what each side decodes and prefers.
+  readonly #localDecodes: readonly Compression[];
+  #localPreferred: Compression | undefined;
+  readonly #remoteDecodes: Compression[];
+  #remotePreferred: Compression | undefined;
+  #compression: Compression | undefined;
+
+  // Send side.
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #writing = false;
+  #roomWaiters: (() => void)[] = [];
+  #writeTimer: TimerHandle | undefined;
+
+  // Requests.
+  #nextId = 1;
+  #pending = new Map<number, Pending>();
+
+  // Liveness.
+  #lastReceived: number;
+  #keepaliveTimer: TimerHandle | undefined;
+  #keepaliveInFlight = false;
+
+  #counters: ConnectionCounters = {
+    bytesSent: 0,
+    bytesReceived: 0,
+    framesSent: 0,
+    framesReceived: 0,
+    drops: 0,
+    rtt: 0,
+  };
+  #closeInfo: CloseInfo | undefined;
+  #closed: Promise<CloseInfo>;
+  #resolveClosed!: (info: CloseInfo) => void;
+  #readLoop: Promise<void>;
+
+  /** Starts the connection's loops over an established channel. */
+  constructor(channel: SecureChannel, options: PeerConnectionOptions = {}) {
+    this.#channel = channel;
+    this.#initiator = channel.initiator;
+    this.#clock = options.clock ?? systemClock;
+    this.#onFrame = options.onFrame;
+    // What each side decodes, prefers and accepts is what it announced in the handshake.
+    const maxFrameSize = channel.local.maxFrameSize || DEFAULT_MAX_FRAME_SIZE;
+    this.#decoder = new FrameDecoder({ maxFrameSize });
+    this.#maxDecompressed = options.maxDecompressedSize ?? maxFrameSize;
+    this.#maxSendBuffer = options.maxSendBuffer ?? 4 * 1024 * 1024;
+    this.#policy = options.sendBufferPolicy ?? "wait";
+    this.#requestTimeout = options.requestTimeout ?? 10_000;
+    this.#maxPending = options.maxPendingRequests ?? 1024;
+    this.#keepaliveInterval = options.keepaliveInterval ?? 15_000;
+    this.#deadPeerTimeout = options.deadPeerTimeout ?? 45_000;
+    this.#writeTimeout = options.writeTimeout ?? 30_000;
+    this.#threshold = options.compressionThreshold ?? 512;
+    this.#remoteMaxFrame = channel.remote.maxFrameSize || DEFAULT_MAX_FRAME_SIZE;
+    this.#localDecodes = [...channel.local.compressions] as Compression[];
+    this.#localPreferred = channel.local.preferredCompression as Compression | undefined;
+    this.#remoteDecodes = [...channel.remote.compressions] as Compression[];
+    this.#remotePreferred = channel.remote.preferredCompression as Compression | undefined;
+    this.#recomputeCompression();
+    this.#lastReceived = this.#clock.now();
+    this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    this.#scheduleKeepalive();
+    this.#readLoop = this.#read();
+  }
+
+  /** The peer's address (base58). */
+  get address(): string {
+    return this.#channel.remote.address;
+  }
+
+  /** The peer's 32-byte Ed25519 public key. */
+  get identityKey(): Uint8Array {
+    return this.#channel.remote.identityKey;
+  }
+
+  /** The underlying secure channel (the peer's handshake announcement is `channel.remote`). */
+  get channel(): SecureChannel {
+    return this.#channel;
+  }
+
+  /** The compression this connection sends with, if any: the same on both sides. */
+  get compression(): Compression | undefined {
+    return this.#compression;
+  }
+
+  /** A snapshot of this connection's counters. */
+  get counters(): ConnectionCounters {
+    return { ...this.#counters };
+  }
+
+  /** Bytes of encoded frames waiting to be written. */
+  get bufferedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /** Whether the connection has closed. */
+  get isClosed(): boolean {
+    return this.#closeInfo !== undefined;
+  }
+
+  /** Resolves when the connection has closed, with why. Never rejects. */
+  get closed(): Promise<CloseInfo> {
+    return this.#closed;
+  }
+
+  /**
+   * Sends a one-way frame (no reply expected).
+   *
+   * @throws {SendBufferFullError} when the buffer is full and the policy is "error".
+   * @throws {ConnectionClosedError} once closed.
+   */
+  async send(opcode: number, payload: Uint8Array, options: SendOptions = {}): Promise<void> {
+    await this.#sendFrame(0, opcode, payload, options);
+  }
+
+  /**
+   * Sends a request and resolves the ACK's data (serialized; the opcode names
+   * its schema).
+   *
+   * @throws {NackError} when the peer answers NACK.
+   * @throws {TimeoutError} when no reply comes within the timeout.
+   * @throws {ConnectionClosedError} when the connection closes first.
+   */
+  async request(
+    opcode: number,
+    payload: Uint8Array,
+    options: RequestOptions = {},
+  ): Promise<Uint8Array> {
+    this.#assertOpen();
+    options.signal?.throwIfAborted();
+    if (this.#pending.size >= this.#maxPending) {
+      throw new SendBufferFullError(
+        `Cannot send request to ${this.address}: ${this.#pending.size} requests already await replies (maxPendingRequests ${this.#maxPending})`,
+      );
+    }
+    const id = this.#allocateId();
+    const timeout = options.timeout ?? this.#requestTimeout;
+    const reply = new Promise<Uint8Array>((resolve, reject) => {
+      const onAbort = () => settle(() => reject(options.signal!.reason));
+      const settle = (fn: () => void) => {
+        const entry = this.#pending.get(id);
+        if (!entry) return;
+        this.#pending.delete(id);
+        entry.cleanup();
+        fn();
+      };
+      const timer = this.#clock.setTimeout(
+        () =>
+          settle(() =>
+            reject(
+              new TimeoutError(
+                `Request ${opcodeName(opcode)} to ${this.address} timed out after ${timeout} ms`,
+              ),
+            )
+          ),
+        timeout,
+      );
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      this.#pending.set(id, {
+        opcode,
+        timer,
+        resolve: (data) => settle(() => resolve(data)),
+        reject: (err) => settle(() => reject(err)),
+        cleanup: () => {
+          this.#clock.clearTimeout(timer);
+          options.signal?.removeEventListener("abort", onAbort);
+        },
+      });
+    });
+    try {
+      await this.#sendFrame(id, opcode, payload, options);
+    } catch (err) {
+      this.#pending.get(id)?.reject(err as Error);
+    }
+    return await reply;
+  }
+
+  /** Answers request `frame` with ACK carrying `data` (the reply message, serialized). */
+  async ack(frame: Frame, data: Uint8Array = EMPTY, options: SendOptions = {}): Promise<void> {
+    const payload = toBinary(AckSchema, create(AckSchema, { opcode: frame.opcode, data }));
+    await this.#sendFrame(frame.id, Opcode.ACK, payload, options);
+  }
+
+  /** Answers request `frame` with NACK. */
+  async nack(
+    frame: Frame,
+    reason: NackReason,
+    message = "",
+    data: Uint8Array = EMPTY,
+    options: SendOptions = {},
+  ): Promise<void> {
+    const payload = toBinary(
+      NackSchema,
+      create(NackSchema, { opcode: frame.opcode, reason, message, data }),
+    );
+    await this.#sendFrame(frame.id, Opcode.NACK, payload, options);
+  }
+
+  /** Sends PING; resolves the round-trip time in ms. */
+  async ping(options: RequestOptions = {}): Promise<number> {
+    const started = this.#clock.now();
+    const data = new Uint8Array(8);
+    new DataView(data.buffer).setFloat64(0, started);
+    const payload = toBinary(PingSchema, create(PingSchema, { data }));
+    const reply = decodePayload(PingSchema, await this.request(Opcode.PING, payload, options));
+    if (!bytesEqual(reply.data, data)) {
+      throw new CarrierError(`PING reply from ${this.address} does not echo its data`);
+    }
+    const rtt = this.#clock.now() - started;
+    this.#observeRtt(rtt);
+    return rtt;
+  }
+
+  /**
+   * Sets a connection option on the peer (SET_CONNECTION_OPT). For
+   * PREFERRED_COMPRESSION an ACK makes `setting` this side's preference, and
+   * both sides recompute the choice.
+   *
+   * @throws {NackError} (reason UNSUPPORTED) when the peer does not support it.
+   */
+  async setOption(
+    option: ConnectionOption,
+    setting: number,
+    options: RequestOptions = {},
+  ): Promise<void> {
+    const payload = toBinary(
+      SetConnectionOptSchema,
+      create(SetConnectionOptSchema, { option, setting }),
+    );
+    await this.request(Opcode.SET_CONNECTION_OPT, payload, options);
+    if (option === ConnectionOption.PREFERRED_COMPRESSION) {
+      this.#localPreferred = setting as Compression;
+      this.#recomputeCompression();
+    }
+  }
+
+  /**
+   * Closes the connection: sends DISCONNECT with `reason` (best effort, after
+   * the frames already queued), then closes the channel. Idempotent.
+   */
+  async close(
+    reason: DisconnectReason = DisconnectReason.SHUTDOWN,
+    message = "",
+  ): Promise<CloseInfo> {
+    if (!this.#closeInfo) {
+      const payload = toBinary(DisconnectSchema, create(DisconnectSchema, { reason, message }));
+      try {
+        this.#enqueue(encodeFrame(createFrame({ opcode: Opcode.DISCONNECT, payload })), true);
+        await this.#flushed();
+      } catch {
+        // The peer may be gone already; closing goes on.
+      }
+      this.#finish({ reason, remote: false });
+    }
+    await this.#readLoop;
+    return this.#closed;
+  }
+
+  /** Closes the connection. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ---- sending ----
+
+  async #sendFrame(
+    id: number,
+    opcode: number,
+    payload: Uint8Array,
+    options: SendOptions,
+  ): Promise<void> {
+    this.#assertOpen();
+    let compression: Compression | undefined;
+    if (this.#compression !== undefined && payload.length >= this.#threshold) {
+      const packed = compress(this.#compression, payload);
+      if (packed.length < payload.length) {
+        payload = packed;
+        compression = this.#compression;
+      }
+    }
+    const bytes = encodeFrame(createFrame({ id, opcode, payload, compression }), {
+      maxFrameSize: this.#remoteMaxFrame,
+    });
+    const policy = options.sendBufferPolicy ?? this.#policy;
+    while (this.#queuedBytes > 0 && this.#queuedBytes + bytes.length > this.#maxSendBuffer) {
+      if (policy === "error") {
+        this.#counters.drops++;
+        throw new SendBufferFullError(
+          `Cannot send ${
+            opcodeName(opcode)
+          } to ${this.address}: send buffer full (${this.#queuedBytes} + ${bytes.length} bytes > maxSendBuffer ${this.#maxSendBuffer})`,
+        );
+      }
+      await this.#waitForRoom(options.signal);
+      this.#assertOpen();
+    }
+    this.#enqueue(bytes, false);
+  }
+
+  #enqueue(bytes: Uint8Array, force: boolean): void {
+    if (!force) this.#assertOpen();
+    this.#queue.push(bytes);
+    this.#queuedBytes += bytes.length;
+    this.#counters.framesSent++;
+    this.#counters.bytesSent += bytes.length;
+    if (!this.#writing) {
+      this.#writing = true;
+      // Let frames sent in the same turn join this write.
+      queueMicrotask(() => this.#write());
+    }
+  }
+
+  #waitForRoom(signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.#roomWaiters = this.#roomWaiters.filter((w) => w !== wake);
+        reject(signal!.reason);
+      };
+      const wake = () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#roomWaiters.push(wake);
+    });
+  }
+
+  async #write(): Promise<void> {
+    try {
+      while (this.#queue.length > 0 && this.#closeInfo === undefined) {
+        const plaintexts = this.#takePlaintexts();
+        this.#writeTimer = this.#clock.setTimeout(() => {
+          this.#fail(
+            new TimeoutError(
+              `Write to ${this.address} stuck for ${this.#writeTimeout} ms: the peer does not read`,
+            ),
+            DisconnectReason.SEND_BUFFER_FULL,
+          );
+        }, this.#writeTimeout);
+        try {
+          await this.#channel.writeMany(plaintexts);
+        } finally {
+          this.#clock.clearTimeout(this.#writeTimer);
+          this.#writeTimer = undefined;
+        }
+        this.#wakeRoomWaiters();
+      }
+    } catch (err) {
+      this.#fail(err as Error, DisconnectReason.PROTOCOL_ERROR);
+    } finally {
+      this.#writing = false;
+      this.#wakeRoomWaiters();
+      if (this.#queue.length > 0 && this.#closeInfo === undefined) {
+        this.#writing = true;
+        queueMicrotask(() => this.#write());
+      }
+    }
+  }
+
+  /** Takes queued frames, packed into Noise-message-sized plaintexts (at most ~1 MiB per write). */
+  #takePlaintexts(): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let budget = 16 * MAX_PLAINTEXT;
+    let current: Uint8Array | undefined;
+    let used = 0;
+    while (this.#queue.length > 0 && budget > 0) {
+      const frame = this.#queue.shift()!;
+      this.#queuedBytes -= frame.length;
+      budget -= frame.length;
+      let offset = 0;
+      while (offset < frame.length) {
+        const remaining = frame.length - offset;
+        if (!current && remaining >= MAX_PLAINTEXT) {
+          out.push(frame.subarray(offset, offset + MAX_PLAINTEXT));
+          offset += MAX_PLAINTEXT;
+          continue;
+        }
+        if (!current && offset === 0 && this.#queue.length === 0) {
+          out.push(frame); // a lone small frame: no copy
+          offset = frame.length;
+          continue;
+        }
+        current ??= new Uint8Array(MAX_PLAINTEXT);
+        const take = Math.min(remaining, MAX_PLAINTEXT - used);
+        current.set(frame.subarray(offset, offset + take), used);
+        used += take;
+        offset += take;
+        if (used === MAX_PLAINTEXT) {
+          out.push(current);
+          current = undefined;
+          used = 0;
+        }
+      }
+    }
+    if (current) out.push(current.subarray(0, used));
+    return out;
+  }
+
+  #wakeRoomWaiters(): void {
+    while (this.#roomWaiters.length > 0 && this.#queuedBytes < this.#maxSendBuffer) {
+      this.#roomWaiters.shift()!();
+    }
+  }
+
+  async #flushed(): Promise<void> {
+    while ((this.#writing || this.#queue.length > 0) && this.#closeInfo === undefined) {
+      await this.#waitForRoom();
+    }
+  }
+
+  // ---- receiving ----
+
+  async #read(): Promise<void> {
+    try {
+      for (;;) {
+        const plaintext = await this.#channel.read();
+        if (plaintext === null) {
+          this.#decoder.end();
+          this.#finish({
+            reason: DisconnectReason.UNSPECIFIED,
+            remote: true,
+            error: new ConnectionClosedError(`Connection to ${this.address} closed by the peer`),
+          });
+          return;
+        }
+        if (this.#closeInfo) return;
+        this.#lastReceived = this.#clock.now();
+        this.#counters.bytesReceived += plaintext.length;
+        for (const frame of this.#decoder.push(plaintext)) {
+          this.#counters.framesReceived++;
+          this.#dispatch(frame);
+          if (this.#closeInfo) return;
+        }
+      }
+    } catch (err) {
+      if (!this.#closeInfo) this.#fail(err as Error, DisconnectReason.PROTOCOL_ERROR);
+    }
+  }
+
+  #dispatch(frame: Frame): void {
+    let payload: Uint8Array;
+    try {
+      payload = this.#openPayload(frame);
+    } catch (err) {
+      this.#counters.drops++;
+      const isReply = frame.opcode === Opcode.ACK || frame.opcode === Opcode.NACK;
+      if (isReply) this.#pending.get(frame.id)?.reject(err as Error);
+      else if (frame.id !== 0) {
+        const reason = err instanceof DecompressionLimitError
+          ? NackReason.TOO_LARGE
+          : NackReason.MALFORMED;
+        this.#reply(this.nack(frame, reason, (err as Error).message));
+      }
+      return;
+    }
+    const opened = payload === frame.payload ? frame : { ...frame, payload, flags: 0 };
+    switch (frame.opcode) {
+      case Opcode.ACK:
+        return this.#onAck(opened);
+      case Opcode.NACK:
+        return this.#onNack(opened);
+      case Opcode.DISCONNECT:
+        return this.#onDisconnect(opened);
+      case Opcode.PING:
+        return this.#onPing(opened);
+      case Opcode.KEEPALIVE:
+        return frame.id !== 0 ? this.#reply(this.ack(opened)) : undefined;
+      case Opcode.SET_CONNECTION_OPT:
+        return this.#onSetOption(opened);
+    }
+    if (!this.#onFrame) {
+      if (frame.id !== 0) {
+        this.#reply(
+          this.nack(opened, NackReason.UNKNOWN_OPCODE, `Unknown opcode ${frame.opcode}`),
+        );
+      } else this.#counters.drops++;
+      return;
+    }
+    try {
+      const result = this.#onFrame(opened, this);
+      if (result instanceof Promise) {
+        result.catch((err) => this.#handlerFailed(opened, err));
+      }
+    } catch (err) {
+      this.#handlerFailed(opened, err);
+    }
+  }
+
+  #handlerFailed(frame: Frame, err: unknown): void {
+    if (frame.id !== 0 && !this.#closeInfo) {
+      this.#reply(this.nack(frame, NackReason.INTERNAL, (err as Error)?.message ?? String(err)));
+    }
+  }
+
+  /** Sends a reply without letting a failure (closed, full) escape. */
+  #reply(sending: Promise<void>): void {
+    sending.catch(() => this.#counters.drops++);
+  }
+
+  #openPayload(frame: Frame): Uint8Array {
+    if (!isCompressed(frame)) return frame.payload;
+    if (!this.#localDecodes.includes(frame.compression)) {
+      throw new PayloadDecodeError(
+        `Frame compressed with setting ${frame.compression}, which this side did not announce`,
+      );
+    }
+    return decompress(frame.compression, frame.payload, { maxOutputSize: this.#maxDecompressed });
+  }
+
+  #onAck(frame: Frame): void {
+    const pending = this.#pending.get(frame.id);
+    if (!pending) {
+      this.#counters.drops++;
+      return;
+    }
+    try {
+      const ack = decodePayload(AckSchema, frame.payload);
+      pending.resolve(ack.data);
+    } catch (err) {
+      pending.reject(err as Error);
+    }
+  }
+
+  #onNack(frame: Frame): void {
+    const pending = this.#pending.get(frame.id);
+    if (!pending) {
+      this.#counters.drops++;
+      return;
+    }
+    try {
+      const nack = decodePayload(NackSchema, frame.payload);
+      pending.reject(
+        new NackError(
+          `${opcodeName(pending.opcode)} to ${this.address} got NACK ${
+            NackReason[nack.reason] ?? nack.reason
+          }${nack.message ? `: ${nack.message}` : ""}`,
+          { opcode: pending.opcode, reason: nack.reason, data: nack.data },
+        ),
+      );
+    } catch (err) {
+      pending.reject(err as Error);
+    }
+  }
+
+  #onPing(frame: Frame): void {
+    if (frame.id === 0) return;
+    try {
+      const ping = decodePayload(PingSchema, frame.payload);
+      const echo = toBinary(
+        PingSchema,
+        create(PingSchema, { data: ping.data.subarray(0, PING_ECHO_LIMIT) }),
+      );
+      this.#reply(this.ack(frame, echo));
+    } catch (err) {
+      this.#reply(this.nack(frame, NackReason.MALFORMED, (err as Error).message));
+    }
+  }
+
+  #onSetOption(frame: Frame): void {
+    let option: number, setting: number;
+    try {
+      ({ option, setting } = decodePayload(SetConnectionOptSchema, frame.payload));
+    } catch (err) {
+      if (frame.id !== 0) {
+        this.#reply(this.nack(frame, NackReason.MALFORMED, (err as Error).message));
+      }
+      return;
+    }
+    // The seed's reply: ACK/NACK SET_CONNECTION_OPT <option> <setting>.
+    const echo = toBinary(
+      SetConnectionOptSchema,
+      create(SetConnectionOptSchema, { option, setting }),
+    );
+    const compressionOption = option === ConnectionOption.COMPRESSION ||
+      option === ConnectionOption.PREFERRED_COMPRESSION;
+    const supported = compressionOption && this.#localDecodes.includes(setting as Compression);
+    if (!supported) {
+      if (frame.id !== 0) {
+        this.#reply(
+          this.nack(
+            frame,
+            NackReason.UNSUPPORTED,
+            compressionOption
+              ? `compression setting ${setting} is not supported`
+              : `connection option ${option} is not supported`,
+            echo,
+          ),
+        );
+      }
+      return;
+    }
+    if (option === ConnectionOption.COMPRESSION) {
+      // The peer can also decode `setting`.
+      if (!this.#remoteDecodes.includes(setting as Compression)) {
+        this.#remoteDecodes.push(setting as Compression);
+      }
+    } else {
+      this.#remotePreferred = setting as Compression;
+    }
+    // Reply first, then switch: the ACK itself goes out under the old choice.
+    if (frame.id !== 0) this.#reply(this.ack(frame, echo));
+    this.#recomputeCompression();
+  }
+
+  #recomputeCompression(): void {
+    const local = { preferred: this.#localPreferred, decodes: this.#localDecodes };
+    const remote = { preferred: this.#remotePreferred, decodes: this.#remoteDecodes };
+    this.#compression = this.#initiator
+      ? chooseCompression(local, remote)
+      : chooseCompression(remote, local);
+  }
+
+  #onDisconnect(frame: Frame): void {
+    let disconnect: Disconnect | undefined;
+    try {
+      disconnect = decodePayload(DisconnectSchema, frame.payload);
+    } catch {
+      // A malformed DISCONNECT still disconnects.
+    }
+    const reason = disconnect?.reason ?? DisconnectReason.UNSPECIFIED;
+    this.#finish({
+      reason,
+      remote: true,
+      error: new ConnectionClosedError(
+        `${this.address} disconnected: ${DisconnectReason[reason] ?? reason}${
+          disconnect?.message ? ` (${disconnect.message})` : ""
+        }`,
+      ),
+    });
+  }
+
+  // ---- liveness ----
+
+  #scheduleKeepalive(): void {
+    const check = Math.min(this.#keepaliveInterval, this.#deadPeerTimeout);
+    this.#keepaliveTimer = this.#clock.setTimeout(() => this.#checkLiveness(), check);
+  }
+
+  #checkLiveness(): void {
+    if (this.#closeInfo) return;
+    const silent = this.#clock.now() - this.#lastReceived;
+    if (silent >= this.#deadPeerTimeout) {
+      this.#fail(
+        new TimeoutError(
+          `${this.address} silent for ${silent} ms (deadPeerTimeout ${this.#deadPeerTimeout} ms)`,
+        ),
+        DisconnectReason.TIMEOUT,
+      );
+      return;
+    }
+    if (silent >= this.#keepaliveInterval && !this.#keepaliveInFlight) {
+      this.#keepaliveInFlight = true;
+      const started = this.#clock.now();
+      const payload = toBinary(KeepaliveSchema, create(KeepaliveSchema));
+      this.request(Opcode.KEEPALIVE, payload, {
+        timeout: this.#deadPeerTimeout,
+        sendBufferPolicy: "error",
+      }).then(
+        () => this.#observeRtt(this.#clock.now() - started),
+        () => {},
+      ).finally(() => (this.#keepaliveInFlight = false));
+    }
+    this.#scheduleKeepalive();
+  }
+
+  #observeRtt(sample: number): void {
+    const rtt = this.#counters.rtt;
+    this.#counters.rtt = rtt === 0 ? sample : rtt * 0.875 + sample * 0.125;
+  }
+
+  // ---- closing ----
+
+  #assertOpen(): void {
+    if (this.#closeInfo) {
+      throw new ConnectionClosedError(`Connection to ${this.address} is closed`, {
+        cause: this.#closeInfo.error,
+      });
+    }
+  }
+
+  #fail(error: Error, reason: DisconnectReason): void {
+    if (this.#closeInfo) return;
+    // Tell the peer why, if the channel still takes writes; don't wait for it.
+    const payload = toBinary(
+      DisconnectSchema,
+      create(DisconnectSchema, { reason, message: error.message.slice(0, 200) }),
+    );
+    if (!(error instanceof TimeoutError)) {
+      this.#channel.write(encodeFrame(createFrame({ opcode: Opcode.DISCONNECT, payload })))
+        .catch(() => {});
+    }
+    this.#finish({ reason, remote: false, error });
+  }
+
+  #finish(info: CloseInfo): void {
+    if (this.#closeInfo) return;
+    this.#closeInfo = info;
+    if (this.#keepaliveTimer !== undefined) this.#clock.clearTimeout(this.#keepaliveTimer);
+    if (this.#writeTimer !== undefined) this.#clock.clearTimeout(this.#writeTimer);
+    const closedError = new ConnectionClosedError(`Connection to ${this.address} closed`, {
+      cause: info.error,
+    });
+    for (const pending of [...this.#pending.values()]) pending.reject(closedError);
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    for (const wake of this.#roomWaiters.splice(0)) wake();
+    this.#channel.close();
+    this.#resolveClosed(info);
+  }
+
+  #allocateId(): number {
+    for (;;) {
+      const id = this.#nextId;
+      this.#nextId = this.#nextId >= 0xffff_ffff ? 1 : this.#nextId + 1;
+      if (!this.#pending.has(id)) return id;
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function opcodeName(opcode: number): string {
+  return Opcode[opcode] ?? `opcode ${opcode}`;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
