@@ -93,6 +93,7 @@ export {
   APPLICATION_OPCODE_MIN,
   type ApplicationOpcodeInit,
   decodePayload,
+  defineOpcode,
   encodePayload,
   Opcode,
   OPCODE_MAX,
@@ -152,3 +153,31 @@ export {
   type SendBufferPolicy,
   type SendOptions,
 } from "./lib/peer/connection.ts";
+export {
+  type Component,
+  createNode,
+  type ErrorEventDetail,
+  type Handler,
+  type HandlerContext,
+  type MessageEventDetail,
+  Node,
+  type NodeEventMap,
+  type NodeMetrics,
+  type NodeOptions,
+  type PeerEventDetail,
+  type ReceiveContext,
+  type ReceiveLock,
+  type ReceiveLockOptions,
+} from "./lib/node.ts";
+export {
+  type ConnectionManagerOptions,
+  type ConnectionStats,
+  type ConnectOptions,
+  preferConnection,
+} from "./lib/overlay/connections.ts";
+export {
+  formatPeerAddress,
+  parsePeerAddress,
+  type PeerAddress,
+} from "./lib/overlay/peer_address.ts";
+export { SeenCache, type SeenCacheOptions } from "./lib/overlay/seen_cache.ts";

@@ -127,3 +127,12 @@ export class NackError extends CarrierError {
     this.data = options.data ?? new Uint8Array(0);
   }
 }
+
+/** A connection limit (ℓ outbound, inbound, pending handshakes) refuses a connection. */
+export class ConnectionLimitError extends CarrierError {}
+
+/** A peer address (`ADDRESS@HOST:PORT`) is malformed. */
+export class PeerAddressError extends CarrierError {}
+
+/** The node is not running (not started yet, or closed). */
+export class NodeClosedError extends CarrierError {}

@@ -153,6 +153,44 @@ export interface ApplicationOpcodeInit<
 }
 
 /**
+ * Defines an application opcode: its value (≥ 1000) and the schemas of its
+ * payload and its ACK's data, from the application's own generated code. The
+ * result is what `node.handle` and `node.request` take.
+ *
+ * @throws {OpcodeRegistryError} if `opcode` is below 1000 (the protocol's) or not a uint32.
+ * @example
+ * ```ts
+ * import { defineOpcode } from "@carrier/p2p";
+ * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+ * const ECHO = defineOpcode(1000, { name: "ECHO", request: StringValueSchema, reply: StringValueSchema });
+ * console.assert(ECHO.opcode === 1000 && !ECHO.oneWay);
+ * ```
+ */
+export function defineOpcode<Request extends Schema, Reply extends Schema = Schema>(
+  opcode: number,
+  init: ApplicationOpcodeInit<Request, Reply>,
+): OpcodeSpec<Request, Reply> {
+  if (!Number.isInteger(opcode) || opcode < 0 || opcode > OPCODE_MAX) {
+    throw new OpcodeRegistryError(
+      `Cannot register opcode ${opcode}: not an integer from ${APPLICATION_OPCODE_MIN} to ${OPCODE_MAX}`,
+    );
+  }
+  if (opcode < APPLICATION_OPCODE_MIN) {
+    const owner = Opcode[opcode] ?? "reserved for the protocol";
+    throw new OpcodeRegistryError(
+      `Cannot register opcode ${opcode}: values below ${APPLICATION_OPCODE_MIN} are the protocol's (${owner})`,
+    );
+  }
+  return Object.freeze({
+    opcode,
+    name: init.name ?? `APP_${opcode}`,
+    request: init.request,
+    reply: init.reply,
+    oneWay: init.oneWay ?? false,
+  });
+}
+
+/**
  * Maps opcodes to their schemas and decodes payloads by opcode.
  *
  * @example
@@ -179,37 +217,17 @@ export class OpcodeRegistry {
    * @throws {OpcodeRegistryError} if `opcode` is below 1000 (reserved for the
    * protocol), not a uint32, or already registered.
    */
-  register<
-    Request extends Schema,
-    Reply extends Schema = Schema,
-  >(
+  register<Request extends Schema, Reply extends Schema = Schema>(
     opcode: number,
     init: ApplicationOpcodeInit<Request, Reply>,
   ): OpcodeSpec<Request, Reply> {
-    if (!Number.isInteger(opcode) || opcode < 0 || opcode > OPCODE_MAX) {
-      throw new OpcodeRegistryError(
-        `Cannot register opcode ${opcode}: not an integer from ${APPLICATION_OPCODE_MIN} to ${OPCODE_MAX}`,
-      );
-    }
-    if (opcode < APPLICATION_OPCODE_MIN) {
-      const owner = Opcode[opcode] ?? "reserved for the protocol";
-      throw new OpcodeRegistryError(
-        `Cannot register opcode ${opcode}: values below ${APPLICATION_OPCODE_MIN} are the protocol's (${owner})`,
-      );
-    }
+    const s = defineOpcode(opcode, init);
     const existing = this.#specs.get(opcode);
     if (existing) {
       throw new OpcodeRegistryError(
         `Cannot register opcode ${opcode}: already registered as ${existing.name}`,
       );
     }
-    const s: OpcodeSpec<Request, Reply> = Object.freeze({
-      opcode,
-      name: init.name ?? `APP_${opcode}`,
-      request: init.request,
-      reply: init.reply,
-      oneWay: init.oneWay ?? false,
-    });
     this.#specs.set(opcode, s);
     return s;
   }

@@ -1,0 +1,912 @@
+/**
+ * The node: the composition root. A {@linkcode Node} owns a connection
+ * manager, the opcode registry, the components (plugins), the application
+ * handlers, receive-then-lock and SPEAK, and reports typed events.
+ *
+ * How an incoming frame travels (after the connection layer has answered
+ * ACK, NACK, PING, KEEPALIVE, SET_CONNECTION_OPT and DISCONNECT itself):
+ *
+ * 1. **Receive-then-lock.** If a handler waits on this peer for this opcode,
+ *    the frame goes to it. While a peer is locked, its other frames are held
+ *    (at most `maxHeldMessages`; beyond, requests get NACK `RATE_LIMITED` and
+ *    one-way frames are dropped) and delivered in order on release.
+ * 2. **Components**, in the order given, each `receive` in turn; the first
+ *    that returns `true` claims the frame and it goes no further. A component
+ *    that throws is reported as an `error` event and skipped.
+ * 3. **Built-ins and handlers:** SPEAK becomes a `message` event (and is
+ *    forwarded when `forwardSpeak` is on and its ttl allows); METRICS is
+ *    answered when `serveMetrics` is on; an application opcode goes to its
+ *    handler; anything else gets NACK `UNKNOWN_OPCODE` (requests) or becomes
+ *    a `message` event (one-way frames).
+ *
+ * Component hooks run in this order: `startup` (registration order) once the
+ * node listens and before it dials its bootstrap peers; `peerConnect` and
+ * `peerDisconnect` (registration order) as connections come and go, before
+ * the matching events; `cleanup` (reverse order) at close, after every
+ * connection has closed.
+ *
+ * @module
+ */
+import { create, toBinary } from "@bufbuild/protobuf";
+import { sha256 } from "@noble/hashes/sha2.js";
+import {
+  type ConnectionMetrics,
+  ConnectionMetricsSchema,
+  CountersSchema,
+  MetricsRequestSchema,
+  MetricsSchema,
+} from "../gen/carrier/v1/control_pb.ts";
+import { NackReason, Opcode } from "../gen/carrier/v1/frame_pb.ts";
+import { SpeakSchema } from "../gen/carrier/v1/messaging_pb.ts";
+import type { MessageOf, Schema } from "./_protobuf.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import {
+  CarrierError,
+  ConnectionClosedError,
+  NackError,
+  NodeClosedError,
+  type PayloadDecodeError,
+  TimeoutError,
+} from "./errors.ts";
+import { formatAddress } from "./identity/address.ts";
+import { generateIdentity, type Identity } from "./identity/keys.ts";
+import { DEFAULT_PUZZLE_DIFFICULTY } from "./identity/puzzle.ts";
+import { ConnectionManager, type ConnectionStats } from "./overlay/connections.ts";
+import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
+import { SeenCache } from "./overlay/seen_cache.ts";
+import type {
+  CloseInfo,
+  ConnectionCounters,
+  PeerConnection,
+  PeerConnectionOptions,
+  RequestOptions,
+} from "./peer/connection.ts";
+import { TcpTransport } from "./transport/tcp.ts";
+import type { Transport } from "./transport/types.ts";
+import type { Frame } from "./wire/frame.ts";
+import { decodePayload, OpcodeRegistry, type OpcodeSpec } from "./wire/opcodes.ts";
+
+/** Options of {@linkcode createNode}. Every limit has a default. */
+export interface NodeOptions {
+  /** The node's identity. @default {a new one, passing the puzzle at `puzzleDifficulty`} */
+  identity?: Identity;
+  /** Addresses to listen on (`"127.0.0.1:0"`…); empty for a node that only dials out. @default {[]} */
+  listen?: readonly string[];
+  /** Peers to connect to and keep connected (redialed with backoff): `ADDRESS@HOST:PORT`. @default {[]} */
+  bootstrap?: readonly (string | PeerAddress)[];
+  /** The transport. @default {new TcpTransport()} */
+  transport?: Transport;
+  /** ℓ: connections this node initiates, at most. @default {8} */
+  maxOutbound?: number;
+  /** Connections others initiate, at most. @default {64} */
+  maxInbound?: number;
+  /** Inbound handshakes in progress, at most. @default {16} */
+  maxPendingHandshakes?: number;
+  /** Time for a dial, in ms. @default {5_000} */
+  dialTimeout?: number;
+  /** Time for the Noise handshake, in ms. @default {10_000} */
+  handshakeTimeout?: number;
+  /** S/Kademlia static puzzle difficulty `c1` required of every key, this node's included. @default {DEFAULT_PUZZLE_DIFFICULTY} (8) */
+  puzzleDifficulty?: number;
+  /** First redial delay for bootstrap peers, in ms (doubles up to 30 s). @default {500} */
+  reconnectDelay?: number;
+  /** Options of every connection (timeouts, keepalive, send buffer…). */
+  connection?: Omit<PeerConnectionOptions, "onFrame" | "clock">;
+  /** The compression this node would like connections to use. @default {undefined} */
+  preferredCompression?: number;
+  /** Largest frame this node accepts, in bytes. @default {1 MiB} */
+  maxFrameSize?: number;
+  /** Plugins, in the order their hooks run. @default {[]} */
+  components?: readonly Component[];
+  /** Answer peers' METRICS requests (otherwise NACK `FORBIDDEN`). @default {false} */
+  serveMetrics?: boolean;
+  /** Forward SPEAK messages whose ttl allows it (to every other peer, once). @default {false} */
+  forwardSpeak?: boolean;
+  /** Frames held per peer while it is locked by receive-then-lock. @default {256} */
+  maxHeldMessages?: number;
+  /** Source of time. @default {systemClock} */
+  clock?: Clock;
+  /** Software name announced in the handshake. @default {"carrier"} */
+  agent?: string;
+}
+
+/** What a component's `receive` sees. */
+export interface ReceiveContext {
+  /** The node. */
+  readonly node: Node;
+  /** The connection the frame came on. */
+  readonly peer: PeerConnection;
+  /** The frame, payload decompressed. */
+  readonly frame: Frame;
+}
+
+/**
+ * A plugin: hooks into the node's life and sees incoming frames first. Every
+ * hook is optional. A hook that throws is reported as an `error` event and
+ * does not stop the node or the other components.
+ */
+export interface Component {
+  /** A name for error reports. @default {"component"} */
+  readonly name?: string;
+  /** The node listens (if it does) and has not dialed yet. */
+  startup?(node: Node): void | Promise<void>;
+  /** An incoming frame; return `true` to claim it (a request must then be answered via `context.peer`). */
+  receive?(context: ReceiveContext): boolean | void | Promise<boolean | void>;
+  /** The node has closed every connection and is shutting down. */
+  cleanup?(node: Node): void | Promise<void>;
+  /** A connection to a peer was established. */
+  peerConnect?(peer: PeerConnection): void;
+  /** A connection to a peer closed. */
+  peerDisconnect?(peer: PeerConnection, info: CloseInfo): void;
+}
+
+/** What an application handler receives besides the message. */
+export interface HandlerContext {
+  /** The node. */
+  readonly node: Node;
+  /** The connection the request came on. */
+  readonly peer: PeerConnection;
+  /** The request frame. */
+  readonly frame: Frame;
+}
+
+/** Handles one application opcode: returns the ACK's data (or nothing), or throws to NACK. */
+export type Handler<Request extends Schema, Reply extends Schema> = (
+  message: MessageOf<Request>,
+  context: HandlerContext,
+) => MessageOf<Reply> | void | Promise<MessageOf<Reply> | void>;
+
+/** Detail of the `peer:connect` and `peer:disconnect` events. */
+export interface PeerEventDetail {
+  /** The peer's address (base58). */
+  address: string;
+  /** The connection. */
+  connection: PeerConnection;
+  /** For `peer:disconnect`: why. */
+  info?: CloseInfo;
+}
+
+/** Detail of the `message` event: a SPEAK, or a one-way frame nobody handled. */
+export interface MessageEventDetail {
+  /** The sender's address (base58). */
+  from: string;
+  /** The frame's opcode (`Opcode.SPEAK` for SPEAK). */
+  opcode: number;
+  /** SPEAK's topic ("" otherwise). */
+  topic: string;
+  /** SPEAK's body, or the frame's payload. */
+  body: Uint8Array;
+}
+
+/** Detail of the `error` event. */
+export interface ErrorEventDetail {
+  /** What failed. */
+  error: Error;
+  /** Where: "component <name>", "bootstrap", "handler <opcode>", "connection". */
+  source: string;
+}
+
+/** The node's events and their details. */
+export interface NodeEventMap {
+  /** A connection to a peer is established. */
+  "peer:connect": CustomEvent<PeerEventDetail>;
+  /** A connection to a peer closed. */
+  "peer:disconnect": CustomEvent<PeerEventDetail>;
+  /** A SPEAK, or a one-way frame nobody handled, arrived. */
+  message: CustomEvent<MessageEventDetail>;
+  /** Something failed without stopping the node. */
+  error: CustomEvent<ErrorEventDetail>;
+}
+
+/** A node's counters. */
+export interface NodeMetrics {
+  /** Totals over every connection the node has had. */
+  totals: ConnectionCounters;
+  /** Connection counts and refused handshakes. */
+  connections: ConnectionStats;
+  /** Each open connection's counters. */
+  peers: { address: string; counters: ConnectionCounters }[];
+}
+
+/** Options of {@linkcode Node.receiveLock}. */
+export interface ReceiveLockOptions {
+  /** Time to wait for the message, in ms. @default {the connection's request timeout (10 s)} */
+  timeout?: number;
+  /** Cancels the wait. */
+  signal?: AbortSignal;
+}
+
+/**
+ * A peer locked by {@linkcode Node.receiveLock}: its first awaited frame,
+ * and a way to await more; the peer's other frames wait until `release()`.
+ */
+export interface ReceiveLock extends Disposable {
+  /** The locked peer's address (base58). */
+  readonly address: string;
+  /** The connection. */
+  readonly peer: PeerConnection;
+  /** The frame that was awaited (payload decompressed). */
+  readonly frame: Frame;
+  /** Waits for the peer's next frame of `opcode` (default: the lock's opcode). */
+  next(opcode?: number, options?: ReceiveLockOptions): Promise<Frame>;
+  /** Releases the peer: held frames are delivered, in order. Idempotent. */
+  release(): void;
+}
+
+interface LockWaiter {
+  opcode: number;
+  resolve(frame: Frame): void;
+  reject(err: Error): void;
+}
+
+interface PeerLock {
+  locked: boolean;
+  waiters: LockWaiter[];
+  held: { frame: Frame; peer: PeerConnection }[];
+}
+
+type AnyHandler = (message: unknown, context: HandlerContext) => unknown;
+
+/**
+ * A carrier node. Create one with {@linkcode createNode}.
+ *
+ * @example
+ * ```ts
+ * import { createNode } from "@carrier/p2p";
+ * await using a = await createNode({ listen: ["127.0.0.1:0"], puzzleDifficulty: 0 });
+ * await using b = await createNode({ puzzleDifficulty: 0 }); // dials out only
+ * await b.connect(`${a.address}@${a.listenAddrs[0]}`);
+ * console.log(`${await b.ping(a.address)} ms`);
+ * ```
+ */
+export class Node extends EventTarget implements AsyncDisposable {
+  /** This node's identity. */
+  readonly identity: Identity;
+  readonly #manager: ConnectionManager;
+  readonly #registry = new OpcodeRegistry();
+  readonly #handlers = new Map<number, AnyHandler>();
+  readonly #components: readonly Component[];
+  readonly #locks = new Map<string, PeerLock>();
+  readonly #speakSeen: SeenCache;
+  readonly #options: NodeOptions;
+  readonly #clock: Clock;
+  readonly #totals: ConnectionCounters = {
+    bytesSent: 0,
+    bytesReceived: 0,
+    framesSent: 0,
+    framesReceived: 0,
+    drops: 0,
+    rtt: 0,
+  };
+  #state: "new" | "running" | "closing" | "closed" = "new";
+
+  /** Use {@linkcode createNode}. */
+  constructor(identity: Identity, options: NodeOptions = {}) {
+    super();
+    this.identity = identity;
+    this.#options = options;
+    this.#clock = options.clock ?? systemClock;
+    this.#components = [...(options.components ?? [])];
+    this.#speakSeen = new SeenCache({ clock: this.#clock, maxEntries: 16_384 });
+    this.#manager = new ConnectionManager({
+      identity,
+      transport: options.transport ?? new TcpTransport(),
+      listen: options.listen ?? [],
+      maxOutbound: options.maxOutbound,
+      maxInbound: options.maxInbound,
+      maxPendingHandshakes: options.maxPendingHandshakes,
+      dialTimeout: options.dialTimeout,
+      handshakeTimeout: options.handshakeTimeout,
+      puzzleDifficulty: options.puzzleDifficulty ?? DEFAULT_PUZZLE_DIFFICULTY,
+      reconnectDelay: options.reconnectDelay,
+      preferredCompression: options.preferredCompression,
+      maxFrameSize: options.maxFrameSize,
+      agent: options.agent,
+      connection: options.connection,
+      clock: this.#clock,
+      onFrame: (frame, peer) => this.#onFrame(frame, peer),
+      onConnect: (peer) => this.#onConnect(peer),
+      onDisconnect: (peer, info) => this.#onDisconnect(peer, info),
+    });
+  }
+
+  /** Listens for one of the node's events ({@linkcode NodeEventMap}). */
+  override addEventListener<K extends keyof NodeEventMap>(
+    type: K,
+    listener: (event: NodeEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /** Listens for an event by name. */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: ((event: never) => void) | EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener as EventListenerOrEventListenerObject | null, options);
+  }
+
+  /** Stops listening for an event. */
+  override removeEventListener<K extends keyof NodeEventMap>(
+    type: K,
+    listener: (event: NodeEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /** Stops listening for an event by name. */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: ((event: never) => void) | EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(type, listener as EventListenerOrEventListenerObject | null, options);
+  }
+
+  /** This node's address (base58 of its public key). */
+  get address(): string {
+    return this.identity.address;
+  }
+
+  /** Where this node accepts connections (`HOST:PORT`); empty for an outbound-only node. */
+  get listenAddrs(): string[] {
+    return this.#manager.listenAddrs;
+  }
+
+  /** `ADDRESS@HOST:PORT` for each listen address: what others pass to `connect`. */
+  get peerAddresses(): string[] {
+    return this.listenAddrs.map((a) => `${this.address}@${a}`);
+  }
+
+  /** The opcode registry (protocol opcodes and the application's). */
+  get registry(): OpcodeRegistry {
+    return this.#registry;
+  }
+
+  /** Open connections. */
+  peers(): PeerConnection[] {
+    return this.#manager.all();
+  }
+
+  /** The connection to `address` (base58), if any. */
+  peer(address: string): PeerConnection | undefined {
+    return this.#manager.get(address);
+  }
+
+  /** Starts listening, runs component startups, dials bootstrap peers. Called by {@linkcode createNode}. */
+  async start(): Promise<void> {
+    if (this.#state !== "new") throw new NodeClosedError("Node already started");
+    this.#state = "running";
+    await this.#manager.start();
+    for (const component of this.#components) {
+      try {
+        await component.startup?.(this);
+      } catch (err) {
+        this.#error(err, `component ${component.name ?? "component"} startup`);
+      }
+    }
+    for (const entry of this.#options.bootstrap ?? []) {
+      const peer = typeof entry === "string" ? parsePeerAddress(entry) : entry;
+      this.#manager.connect(peer, { persistent: true }).catch((err) =>
+        this.#error(err, `bootstrap ${peer.address}@${peer.transportAddress}`)
+      );
+    }
+  }
+
+  /**
+   * Connects to a peer (`ADDRESS@HOST:PORT`), or returns the open connection.
+   *
+   * @throws {PeerAddressError} for a malformed peer address.
+   * @throws {ConnectionLimitError} when ℓ outbound connections exist.
+   */
+  connect(
+    peer: string | PeerAddress,
+    options: { signal?: AbortSignal; persistent?: boolean } = {},
+  ): Promise<PeerConnection> {
+    const target = typeof peer === "string" ? parsePeerAddress(peer) : peer;
+    return this.#manager.connect(target, options);
+  }
+
+  /** Sends PING to a connected peer; resolves the round-trip time in ms. */
+  ping(address: string, options: RequestOptions = {}): Promise<number> {
+    return this.#connected(address).ping(options);
+  }
+
+  /**
+   * Registers the handler of an application opcode (see `defineOpcode`).
+   *
+   * @throws {OpcodeRegistryError} if the opcode is reserved or already handled.
+   */
+  handle<Request extends Schema, Reply extends Schema>(
+    spec: OpcodeSpec<Request, Reply>,
+    handler: Handler<Request, Reply>,
+  ): void {
+    this.#registry.register(spec.opcode, spec);
+    this.#handlers.set(spec.opcode, handler as AnyHandler);
+  }
+
+  /**
+   * Sends an application request to a connected peer and decodes the ACK's data.
+   *
+   * @throws {NackError} when the peer answers NACK (its reason and data attached).
+   * @throws {TimeoutError}, {@linkcode ConnectionClosedError}, {@linkcode PayloadDecodeError}.
+   */
+  async request<Request extends Schema, Reply extends Schema>(
+    address: string,
+    spec: OpcodeSpec<Request, Reply>,
+    message: MessageOf<Request>,
+    options: RequestOptions = {},
+  ): Promise<MessageOf<Reply> | undefined> {
+    const payload = toBinary(spec.request, message);
+    const data = await this.#connected(address).request(spec.opcode, payload, options);
+    return spec.reply ? decodePayload(spec.reply, data, spec.name) : undefined;
+  }
+
+  /** Sends a one-way application message to a connected peer. */
+  async send<Request extends Schema>(
+    address: string,
+    spec: OpcodeSpec<Request>,
+    message: MessageOf<Request>,
+    options: RequestOptions = {},
+  ): Promise<void> {
+    await this.#connected(address).send(spec.opcode, toBinary(spec.request, message), options);
+  }
+
+  /**
+   * SPEAK: sends `body` to every direct peer, once each. Not forwarded
+   * unless `ttl` > 0 and the receivers run with `forwardSpeak`. Resolves
+   * the number of peers it was sent to.
+   */
+  async speak(
+    body: Uint8Array | string,
+    options: { topic?: string; ttl?: number; signal?: AbortSignal } = {},
+  ): Promise<number> {
+    const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    const speak = create(SpeakSchema, {
+      topic: options.topic ?? "",
+      body: bytes,
+      ttl: options.ttl ?? 0,
+    });
+    this.#speakSeen.add(speakId(speak.topic, bytes));
+    return await this.#broadcast(toBinary(SpeakSchema, speak), undefined, options.signal);
+  }
+
+  /**
+   * Asks a peer for its metrics (METRICS); the peer answers only if it runs
+   * with `serveMetrics`, else the request fails with NACK `FORBIDDEN`.
+   */
+  async requestMetrics(address: string, options: RequestOptions = {}): Promise<NodeMetrics> {
+    const payload = toBinary(
+      MetricsRequestSchema,
+      create(MetricsRequestSchema, { includeConnections: true }),
+    );
+    const data = await this.#connected(address).request(Opcode.METRICS, payload, options);
+    const m = decodePayload(MetricsSchema, data);
+    const counters = (c?: typeof m.node): ConnectionCounters => ({
+      bytesSent: Number(c?.bytesSent ?? 0),
+      bytesReceived: Number(c?.bytesReceived ?? 0),
+      framesSent: Number(c?.framesSent ?? 0),
+      framesReceived: Number(c?.framesReceived ?? 0),
+      drops: Number(c?.drops ?? 0),
+      rtt: 0,
+    });
+    return {
+      totals: counters(m.node),
+      connections: {
+        outbound: 0,
+        inbound: m.connections,
+        dialing: 0,
+        pendingHandshakes: 0,
+        rejectedHandshakes: Number(m.rejectedHandshakes),
+      },
+      peers: m.peers.map((p) => ({
+        address: formatAddress(p.address),
+        counters: { ...counters(p.counters), rtt: p.rttMicros / 1000 },
+      })),
+    };
+  }
+
+  /** This node's counters. */
+  metrics(): NodeMetrics {
+    const totals = { ...this.#totals };
+    const peers = this.peers().map((p) => ({ address: p.address, counters: p.counters }));
+    for (const { counters } of peers) {
+      totals.bytesSent += counters.bytesSent;
+      totals.bytesReceived += counters.bytesReceived;
+      totals.framesSent += counters.framesSent;
+      totals.framesReceived += counters.framesReceived;
+      totals.drops += counters.drops;
+    }
+    return { totals, connections: this.#manager.stats, peers };
+  }
+
+  /**
+   * Receive-then-lock: waits for the next frame of `opcode` from `address`,
+   * then holds the peer's other frames until the lock is released, so that a
+   * multi-message exchange does not interleave with anything else.
+   *
+   * @throws {TimeoutError} when no such frame arrives in time.
+   * @throws {CarrierError} when the peer is already locked.
+   * @example
+   * ```ts ignore
+   * using lock = await node.receiveLock(peerAddress, HELLO.opcode);
+   * const second = await lock.next(STEP.opcode);
+   * const third = await lock.next(STEP.opcode);
+   * ```
+   */
+  async receiveLock(
+    address: string,
+    opcode: number,
+    options: ReceiveLockOptions = {},
+  ): Promise<ReceiveLock> {
+    const peer = this.#connected(address);
+    let state = this.#locks.get(address);
+    if (state?.locked || state?.waiters.length) {
+      throw new CarrierError(`Cannot lock ${address}: already locked or awaited`);
+    }
+    state ??= { locked: false, waiters: [], held: [] };
+    this.#locks.set(address, state);
+    const s = state;
+    const frame = await this.#awaitFrame(address, s, opcode, options, true);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      s.locked = false;
+      for (const w of s.waiters.splice(0)) {
+        w.reject(new CarrierError(`Receive lock on ${address} released`));
+      }
+      const held = s.held.splice(0);
+      this.#locks.delete(address);
+      for (const h of held) this.#deliver(h.frame, h.peer);
+    };
+    return {
+      address,
+      peer,
+      frame,
+      next: (op = opcode, opts = {}) => {
+        if (released) {
+          return Promise.reject(new CarrierError(`Receive lock on ${address} released`));
+        }
+        // It may have arrived already, and be held with the others.
+        const i = s.held.findIndex((h) => h.frame.opcode === op);
+        if (i >= 0) return Promise.resolve(s.held.splice(i, 1)[0].frame);
+        return this.#awaitFrame(address, s, op, opts, false);
+      },
+      release,
+      [Symbol.dispose]: release,
+    };
+  }
+
+  /** Closes every connection, runs component cleanups, stops listening. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#state === "closing" || this.#state === "closed") return;
+    this.#state = "closing";
+    await this.#manager.close();
+    for (const component of [...this.#components].reverse()) {
+      try {
+        await component.cleanup?.(this);
+      } catch (err) {
+        this.#error(err, `component ${component.name ?? "component"} cleanup`);
+      }
+    }
+    this.#state = "closed";
+  }
+
+  /** Closes the node. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ---- internals ----
+
+  #connected(address: string): PeerConnection {
+    const peer = this.#manager.get(address);
+    if (!peer) {
+      throw new ConnectionClosedError(`Not connected to ${address}`);
+    }
+    return peer;
+  }
+
+  #awaitFrame(
+    address: string,
+    state: PeerLock,
+    opcode: number,
+    options: ReceiveLockOptions,
+    acquire: boolean,
+  ): Promise<Frame> {
+    options.signal?.throwIfAborted();
+    const timeout = options.timeout ?? this.#options.connection?.requestTimeout ?? 10_000;
+    return new Promise<Frame>((resolve, reject) => {
+      const done = () => {
+        state.waiters = state.waiters.filter((w) => w !== waiter);
+        this.#clock.clearTimeout(timer);
+        options.signal?.removeEventListener("abort", onAbort);
+        if (!state.locked && state.waiters.length === 0 && state.held.length === 0) {
+          this.#locks.delete(address);
+        }
+      };
+      const waiter: LockWaiter = {
+        opcode,
+        resolve: (frame) => {
+          // Lock before anything else can arrive: the peer's next frames are held.
+          if (acquire) state.locked = true;
+          done();
+          resolve(frame);
+        },
+        reject: (err) => {
+          done();
+          reject(err);
+        },
+      };
+      const onAbort = () => waiter.reject(options.signal!.reason);
+      const timer = this.#clock.setTimeout(
+        () =>
+          waiter.reject(
+            new TimeoutError(`No opcode ${opcode} from ${address} within ${timeout} ms`),
+          ),
+        timeout,
+      );
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      state.waiters.push(waiter);
+    });
+  }
+
+  #onFrame(frame: Frame, peer: PeerConnection): void {
+    const lock = this.#locks.get(peer.address);
+    if (lock) {
+      const waiter = lock.waiters.find((w) => w.opcode === frame.opcode);
+      if (waiter) {
+        waiter.resolve(frame);
+        return;
+      }
+      if (lock.locked) {
+        const max = this.#options.maxHeldMessages ?? 256;
+        if (lock.held.length >= max) {
+          this.#refuse(frame, peer, NackReason.RATE_LIMITED, `peer is locked; ${max} frames held`);
+          return;
+        }
+        lock.held.push({ frame, peer });
+        return;
+      }
+    }
+    this.#deliver(frame, peer);
+  }
+
+  /** Components, then built-ins and handlers. */
+  #deliver(frame: Frame, peer: PeerConnection): void {
+    const components = this.#components.filter((c) => c.receive);
+    if (components.length === 0) return this.#builtin(frame, peer);
+    void (async () => {
+      for (const component of components) {
+        try {
+          if (await component.receive!({ node: this, peer, frame }) === true) return;
+        } catch (err) {
+          this.#error(err, `component ${component.name ?? "component"} receive`);
+        }
+      }
+      this.#builtin(frame, peer);
+    })();
+  }
+
+  #builtin(frame: Frame, peer: PeerConnection): void {
+    switch (frame.opcode) {
+      case Opcode.SPEAK:
+        return this.#onSpeak(frame, peer);
+      case Opcode.METRICS:
+        return this.#onMetrics(frame, peer);
+    }
+    const handler = this.#handlers.get(frame.opcode);
+    if (handler) {
+      void this.#runHandler(handler, frame, peer);
+      return;
+    }
+    if (frame.id !== 0) {
+      this.#refuse(frame, peer, NackReason.UNKNOWN_OPCODE, `Unknown opcode ${frame.opcode}`);
+      return;
+    }
+    this.#emit("message", {
+      from: peer.address,
+      opcode: frame.opcode,
+      topic: "",
+      body: frame.payload,
+    });
+  }
+
+  async #runHandler(handler: AnyHandler, frame: Frame, peer: PeerConnection): Promise<void> {
+    const spec = this.#registry.lookup(frame.opcode);
+    let message: unknown;
+    try {
+      message = decodePayload(spec.request, frame.payload, spec.name);
+    } catch (err) {
+      this.#refuse(frame, peer, NackReason.MALFORMED, (err as Error).message);
+      return;
+    }
+    try {
+      const result = await handler(message, { node: this, peer, frame });
+      if (frame.id === 0) return;
+      const data = spec.reply && result !== undefined
+        ? toBinary(spec.reply, result as MessageOf<Schema>)
+        : undefined;
+      await peer.ack(frame, data);
+    } catch (err) {
+      if (frame.id === 0) {
+        this.#error(err, `handler ${spec.name}`);
+        return;
+      }
+      if (err instanceof NackError) {
+        await peer.nack(frame, err.reason, err.message, err.data).catch(() => {});
+      } else if (err instanceof ConnectionClosedError) {
+        // Nobody to answer.
+      } else {
+        this.#refuse(frame, peer, NackReason.APPLICATION, (err as Error)?.message ?? String(err));
+      }
+    }
+  }
+
+  #onSpeak(frame: Frame, peer: PeerConnection): void {
+    let speak;
+    try {
+      speak = decodePayload(SpeakSchema, frame.payload);
+    } catch (err) {
+      this.#error(err as PayloadDecodeError, `SPEAK from ${peer.address}`);
+      return;
+    }
+    const id = speakId(speak.topic, speak.body);
+    if (!this.#speakSeen.add(id)) return; // seen already (forwarded to us twice)
+    this.#emit("message", {
+      from: peer.address,
+      opcode: Opcode.SPEAK,
+      topic: speak.topic,
+      body: speak.body,
+    });
+    if (this.#options.forwardSpeak && speak.ttl > 0) {
+      const forwarded = toBinary(
+        SpeakSchema,
+        create(SpeakSchema, { ...speak, ttl: speak.ttl - 1 }),
+      );
+      void this.#broadcast(forwarded, peer.address).catch(() => {});
+    }
+  }
+
+  async #broadcast(payload: Uint8Array, except?: string, signal?: AbortSignal): Promise<number> {
+    const targets = this.peers().filter((p) => p.address !== except);
+    const results = await Promise.allSettled(
+      targets.map((p) => p.send(Opcode.SPEAK, payload, { signal, sendBufferPolicy: "error" })),
+    );
+    return results.filter((r) => r.status === "fulfilled").length;
+  }
+
+  #onMetrics(frame: Frame, peer: PeerConnection): void {
+    if (frame.id === 0) return;
+    if (!this.#options.serveMetrics) {
+      this.#refuse(frame, peer, NackReason.FORBIDDEN, "metrics are not served by this node");
+      return;
+    }
+    let include = false;
+    try {
+      include = decodePayload(MetricsRequestSchema, frame.payload).includeConnections;
+    } catch (err) {
+      this.#refuse(frame, peer, NackReason.MALFORMED, (err as Error).message);
+      return;
+    }
+    const m = this.metrics();
+    const counters = (c: ConnectionCounters) =>
+      create(CountersSchema, {
+        bytesSent: BigInt(c.bytesSent),
+        bytesReceived: BigInt(c.bytesReceived),
+        framesSent: BigInt(c.framesSent),
+        framesReceived: BigInt(c.framesReceived),
+        drops: BigInt(c.drops),
+      });
+    const peers: ConnectionMetrics[] = include
+      ? this.peers().map((p) =>
+        create(ConnectionMetricsSchema, {
+          address: p.identityKey,
+          counters: counters(p.counters),
+          rttMicros: Math.round(p.counters.rtt * 1000),
+        })
+      )
+      : [];
+    const reply = create(MetricsSchema, {
+      node: counters(m.totals),
+      connections: this.peers().length,
+      rejectedHandshakes: BigInt(m.connections.rejectedHandshakes),
+      peers,
+    });
+    peer.ack(frame, toBinary(MetricsSchema, reply)).catch(() => {});
+  }
+
+  #refuse(frame: Frame, peer: PeerConnection, reason: NackReason, message: string): void {
+    if (frame.id === 0) return;
+    peer.nack(frame, reason, message).catch(() => {});
+  }
+
+  #onConnect(peer: PeerConnection): void {
+    for (const component of this.#components) {
+      try {
+        component.peerConnect?.(peer);
+      } catch (err) {
+        this.#error(err, `component ${component.name ?? "component"} peerConnect`);
+      }
+    }
+    this.#emit("peer:connect", { address: peer.address, connection: peer });
+  }
+
+  #onDisconnect(peer: PeerConnection, info: CloseInfo): void {
+    const c = peer.counters;
+    this.#totals.bytesSent += c.bytesSent;
+    this.#totals.bytesReceived += c.bytesReceived;
+    this.#totals.framesSent += c.framesSent;
+    this.#totals.framesReceived += c.framesReceived;
+    this.#totals.drops += c.drops;
+    const lock = this.#locks.get(peer.address);
+    if (lock) {
+      this.#locks.delete(peer.address);
+      for (const w of lock.waiters.splice(0)) {
+        w.reject(new ConnectionClosedError(`${peer.address} disconnected`, { cause: info.error }));
+      }
+      lock.held.length = 0;
+    }
+    for (const component of this.#components) {
+      try {
+        component.peerDisconnect?.(peer, info);
+      } catch (err) {
+        this.#error(err, `component ${component.name ?? "component"} peerDisconnect`);
+      }
+    }
+    this.#emit("peer:disconnect", { address: peer.address, connection: peer, info });
+  }
+
+  #error(err: unknown, source: string): void {
+    const error = err instanceof Error ? err : new Error(String(err));
+    this.#emit("error", { error, source });
+  }
+
+  #emit<K extends keyof NodeEventMap>(type: K, detail: NodeEventMap[K]["detail"]): void {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/** A SPEAK's de-duplication id: SHA-256 of topic and body. */
+function speakId(topic: string, body: Uint8Array): string {
+  const topicBytes = new TextEncoder().encode(topic);
+  const input = new Uint8Array(4 + topicBytes.length + body.length);
+  new DataView(input.buffer).setUint32(0, topicBytes.length);
+  input.set(topicBytes, 4);
+  input.set(body, 4 + topicBytes.length);
+  return Array.from(sha256(input).subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Creates and starts a node: listens (if `listen` is given), runs component
+ * startups, dials bootstrap peers.
+ *
+ * @example
+ * ```ts
+ * import { createNode } from "@carrier/p2p";
+ * await using node = await createNode({ listen: ["127.0.0.1:0"], puzzleDifficulty: 0 });
+ * console.assert(node.listenAddrs.length === 1);
+ * ```
+ */
+export async function createNode(options: NodeOptions = {}): Promise<Node> {
+  const identity = options.identity ??
+    await generateIdentity({
+      difficulty: options.puzzleDifficulty ?? DEFAULT_PUZZLE_DIFFICULTY,
+    });
+  const node = new Node(identity, options);
+  try {
+    await node.start();
+  } catch (err) {
+    await node.close();
+    throw err;
+  }
+  return node;
+}

@@ -1,0 +1,452 @@
+/**
+ * The connection manager: listens and dials, runs the secure handshake,
+ * enforces the connection limits, keeps exactly one connection per pair of
+ * nodes, and redials persistent peers with backoff.
+ *
+ * Limits (all in {@linkcode ConnectionManagerOptions}):
+ *
+ * - ℓ, `maxOutbound`: connections this node initiated (dials in flight
+ *   count). A dial over it fails with {@linkcode ConnectionLimitError}.
+ * - `maxInbound`: connections others initiated. Over it, an accepted socket is
+ *   closed before any handshake work.
+ * - `maxPendingHandshakes`: inbound handshakes in progress; over it, the same.
+ *
+ * One connection per pair: when a second connection to the same node
+ * completes (two nodes dialing each other at once), both nodes keep the
+ * connection *initiated by the node with the lower address* (bytewise order of
+ * the public keys) and close the other with DISCONNECT `DUPLICATE_CONNECTION`.
+ * When both were initiated by the same node, the older one stays. Both sides
+ * apply the same rule, so they agree without talking.
+ *
+ * @module
+ */
+import { DisconnectReason } from "../../gen/carrier/v1/control_pb.ts";
+import { type Clock, systemClock } from "../clock.ts";
+import { ConnectionLimitError, IdentityMismatchError, NodeClosedError } from "../errors.ts";
+import type { Identity } from "../identity/keys.ts";
+import { type CloseInfo, PeerConnection, type PeerConnectionOptions } from "../peer/connection.ts";
+import { type SecureChannel, secureInbound, secureOutbound } from "../secure/channel.ts";
+import type { Frame } from "../wire/frame.ts";
+import type { ByteStream, Listener, Transport } from "../transport/types.ts";
+import type { PeerAddress } from "./peer_address.ts";
+
+/** Options of a {@linkcode ConnectionManager}. */
+export interface ConnectionManagerOptions {
+  /** This node's identity. */
+  identity: Identity;
+  /** Where connections come from. */
+  transport: Transport;
+  /** Addresses to listen on; none makes an outbound-only node. @default {[]} */
+  listen?: readonly string[];
+  /** ℓ: connections this node initiates, at most. @default {8} */
+  maxOutbound?: number;
+  /** Connections others initiate, at most. @default {64} */
+  maxInbound?: number;
+  /** Inbound handshakes in progress, at most. @default {16} */
+  maxPendingHandshakes?: number;
+  /** Time for a dial (TCP connect), in ms. @default {5_000} */
+  dialTimeout?: number;
+  /** Time for the Noise handshake, in ms. @default {10_000} */
+  handshakeTimeout?: number;
+  /** Static puzzle difficulty required of peers' keys. @default {0} */
+  puzzleDifficulty?: number;
+  /** First redial delay for persistent peers, in ms; doubles to `maxReconnectDelay`. @default {500} */
+  reconnectDelay?: number;
+  /** Longest redial delay, in ms. @default {30_000} */
+  maxReconnectDelay?: number;
+  /** Announced in the handshake: compression settings decoded. @default {all five} */
+  compressions?: number[];
+  /** Announced in the handshake: preferred compression. @default {undefined} */
+  preferredCompression?: number;
+  /** Announced in the handshake: largest frame accepted. @default {1 MiB} */
+  maxFrameSize?: number;
+  /** Announced in the handshake: software name. @default {"carrier"} */
+  agent?: string;
+  /** Options of every {@linkcode PeerConnection} (`onFrame` is the manager's). */
+  connection?: Omit<PeerConnectionOptions, "onFrame" | "clock">;
+  /** Source of time. @default {systemClock} */
+  clock?: Clock;
+  /** Frames for the layer above (see {@linkcode PeerConnectionOptions.onFrame}). */
+  onFrame?: (frame: Frame, connection: PeerConnection) => void | Promise<void>;
+  /** A connection was established and registered. */
+  onConnect?: (connection: PeerConnection) => void;
+  /** A registered connection closed. */
+  onDisconnect?: (connection: PeerConnection, info: CloseInfo) => void;
+  /** An inbound connection was refused or its handshake failed. */
+  onRejected?: (reason: Error, remoteAddress: string) => void;
+}
+
+/** Options of {@linkcode ConnectionManager.connect}. */
+export interface ConnectOptions {
+  /** Cancels the dial and handshake. */
+  signal?: AbortSignal;
+  /** Redial with backoff whenever the connection drops (bootstrap peers). @default {false} */
+  persistent?: boolean;
+}
+
+/** Connection counts and refusals. */
+export interface ConnectionStats {
+  /** Registered connections this node initiated. */
+  outbound: number;
+  /** Registered connections others initiated. */
+  inbound: number;
+  /** Outbound dials and handshakes in progress. */
+  dialing: number;
+  /** Inbound handshakes in progress. */
+  pendingHandshakes: number;
+  /** Inbound connections refused by a limit or a failed handshake, since start. */
+  rejectedHandshakes: number;
+}
+
+/** Which of two connections between the same pair survives (see the module doc). */
+export function preferConnection(
+  existing: { initiator: Uint8Array },
+  incoming: { initiator: Uint8Array },
+): "existing" | "incoming" {
+  const order = compareBytes(existing.initiator, incoming.initiator);
+  if (order === 0) return "existing";
+  return order < 0 ? "existing" : "incoming";
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    if (a[i] !== b[i]) return a[i] - b[i];
+  }
+  return a.length - b.length;
+}
+
+interface Persistent {
+  peer: PeerAddress;
+  attempt: number;
+  timer?: number;
+}
+
+/**
+ * Listens, dials and keeps the node's connections.
+ *
+ * @example
+ * ```ts ignore
+ * const manager = new ConnectionManager({ identity, transport: new TcpTransport(), listen: ["127.0.0.1:0"] });
+ * await manager.start();
+ * const peer = await manager.connect(parsePeerAddress("…@127.0.0.1:4000"));
+ * ```
+ */
+export class ConnectionManager {
+  readonly #o: ConnectionManagerOptions;
+  readonly #clock: Clock;
+  readonly #connections = new Map<string, PeerConnection>();
+  readonly #dials = new Map<string, Promise<PeerConnection>>();
+  readonly #persistent = new Map<string, Persistent>();
+  readonly #listeners: Listener[] = [];
+  readonly #streams = new Set<ByteStream>();
+  readonly #tasks = new Set<Promise<unknown>>();
+  readonly #abort = new AbortController();
+  #listenAddrs: string[] = [];
+  #pendingHandshakes = 0;
+  #rejected = 0;
+  #state: "new" | "running" | "closed" = "new";
+
+  /** Creates a manager; {@linkcode ConnectionManager.start} starts listening. */
+  constructor(options: ConnectionManagerOptions) {
+    this.#o = options;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  /** The addresses actually listened on (ports resolved). */
+  get listenAddrs(): string[] {
+    return [...this.#listenAddrs];
+  }
+
+  /** Whether this node accepts inbound connections. */
+  get acceptsInbound(): boolean {
+    return this.#listenAddrs.length > 0;
+  }
+
+  /** Connection counts. */
+  get stats(): ConnectionStats {
+    let outbound = 0;
+    for (const c of this.#connections.values()) if (c.channel.initiator) outbound++;
+    return {
+      outbound,
+      inbound: this.#connections.size - outbound,
+      dialing: this.#dials.size,
+      pendingHandshakes: this.#pendingHandshakes,
+      rejectedHandshakes: this.#rejected,
+    };
+  }
+
+  /** Starts listening on the configured addresses. */
+  async start(): Promise<void> {
+    if (this.#state !== "new") throw new NodeClosedError("ConnectionManager already started");
+    this.#state = "running";
+    for (const address of this.#o.listen ?? []) {
+      const listener = await this.#o.transport.listen(address, { signal: this.#abort.signal });
+      this.#listeners.push(listener);
+      this.#listenAddrs.push(listener.address);
+      this.#track(this.#accept(listener));
+    }
+  }
+
+  /** The connection to `address` (base58), if there is one. */
+  get(address: string): PeerConnection | undefined {
+    return this.#connections.get(address);
+  }
+
+  /** Every open connection. */
+  all(): PeerConnection[] {
+    return [...this.#connections.values()];
+  }
+
+  /**
+   * Connects to `peer`, or returns the existing connection to it.
+   *
+   * @throws {ConnectionLimitError} when ℓ connections are already initiated.
+   * @throws {DialError}, {@linkcode HandshakeError}, {@linkcode IdentityMismatchError},
+   * {@linkcode TimeoutError} as the dial or handshake fails.
+   */
+  connect(peer: PeerAddress, options: ConnectOptions = {}): Promise<PeerConnection> {
+    if (this.#state !== "running") {
+      return Promise.reject(new NodeClosedError("Cannot connect: the node is not running"));
+    }
+    if (options.persistent && !this.#persistent.has(peer.address)) {
+      this.#persistent.set(peer.address, { peer, attempt: 0 });
+    }
+    const existing = this.#connections.get(peer.address);
+    if (existing) return Promise.resolve(existing);
+    const inFlight = this.#dials.get(peer.address);
+    if (inFlight) return inFlight;
+    const maxOutbound = this.#o.maxOutbound ?? 8;
+    const stats = this.stats;
+    if (stats.outbound + stats.dialing >= maxOutbound) {
+      return Promise.reject(
+        new ConnectionLimitError(
+          `Cannot connect to ${peer.address}: ${stats.outbound} connections and ${stats.dialing} dials reach maxOutbound (ℓ) ${maxOutbound}`,
+        ),
+      );
+    }
+    const dial = this.#dial(peer, options.signal).finally(() => this.#dials.delete(peer.address));
+    this.#dials.set(peer.address, dial);
+    this.#track(dial.catch(() => {}));
+    return dial;
+  }
+
+  /** Stops redialing `address` (base58). */
+  forget(address: string): void {
+    const p = this.#persistent.get(address);
+    if (p?.timer !== undefined) this.#clock.clearTimeout(p.timer);
+    this.#persistent.delete(address);
+  }
+
+  /** Closes listeners, dials and connections (DISCONNECT `SHUTDOWN`), and stops redialing. */
+  async close(): Promise<void> {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    for (const p of this.#persistent.values()) {
+      if (p.timer !== undefined) this.#clock.clearTimeout(p.timer);
+    }
+    this.#persistent.clear();
+    this.#abort.abort(new NodeClosedError("The node is closing"));
+    for (const listener of this.#listeners) listener.close();
+    for (const stream of this.#streams) stream.close();
+    await Promise.all(this.all().map((c) => c.close(DisconnectReason.SHUTDOWN)));
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  }
+
+  // ---- inbound ----
+
+  async #accept(listener: Listener): Promise<void> {
+    try {
+      for await (const stream of listener) {
+        if (this.#state !== "running") {
+          stream.close();
+          continue;
+        }
+        const maxPending = this.#o.maxPendingHandshakes ?? 16;
+        const maxInbound = this.#o.maxInbound ?? 64;
+        if (this.#pendingHandshakes >= maxPending) {
+          this.#refuse(
+            stream,
+            new ConnectionLimitError(
+              `Refused ${stream.remoteAddress}: ${this.#pendingHandshakes} handshakes pending (maxPendingHandshakes ${maxPending})`,
+            ),
+          );
+          continue;
+        }
+        if (this.stats.inbound >= maxInbound) {
+          this.#refuse(
+            stream,
+            new ConnectionLimitError(
+              `Refused ${stream.remoteAddress}: ${this.stats.inbound} inbound connections (maxInbound ${maxInbound})`,
+            ),
+          );
+          continue;
+        }
+        this.#track(this.#handshakeInbound(stream));
+      }
+    } catch {
+      // The listener failed or closed; close() cleans up.
+    }
+  }
+
+  #refuse(stream: ByteStream, reason: Error): void {
+    // Cheap: no handshake work, the socket is closed at once.
+    stream.close();
+    this.#rejected++;
+    this.#o.onRejected?.(reason, stream.remoteAddress);
+  }
+
+  async #handshakeInbound(stream: ByteStream): Promise<void> {
+    this.#pendingHandshakes++;
+    this.#streams.add(stream);
+    let channel: SecureChannel;
+    try {
+      channel = await secureInbound(stream, this.#channelOptions());
+    } catch (err) {
+      this.#rejected++;
+      this.#o.onRejected?.(err as Error, stream.remoteAddress);
+      return;
+    } finally {
+      this.#pendingHandshakes--;
+      this.#streams.delete(stream);
+    }
+    if (this.#state !== "running") {
+      channel.close();
+      return;
+    }
+    const maxInbound = this.#o.maxInbound ?? 64;
+    if (this.stats.inbound >= maxInbound && !this.#connections.has(channel.remote.address)) {
+      this.#rejected++;
+      const connection = this.#wrap(channel);
+      await connection.close(DisconnectReason.LIMIT_REACHED, "too many inbound connections");
+      return;
+    }
+    this.#register(channel);
+  }
+
+  // ---- outbound ----
+
+  async #dial(peer: PeerAddress, signal?: AbortSignal): Promise<PeerConnection> {
+    const timeout = this.#o.dialTimeout ?? 5_000;
+    const timer = new AbortController();
+    const handle = this.#clock.setTimeout(
+      () =>
+        timer.abort(
+          new DOMException(
+            `Dial to ${peer.transportAddress} timed out after ${timeout} ms`,
+            "TimeoutError",
+          ),
+        ),
+      timeout,
+    );
+    const signals = [this.#abort.signal, timer.signal];
+    if (signal) signals.push(signal);
+    let stream: ByteStream;
+    try {
+      stream = await this.#o.transport.dial(peer.transportAddress, {
+        signal: AbortSignal.any(signals),
+      });
+    } finally {
+      this.#clock.clearTimeout(handle);
+    }
+    this.#streams.add(stream);
+    let channel: SecureChannel;
+    try {
+      channel = await secureOutbound(stream, {
+        ...this.#channelOptions(),
+        expectedRemote: peer.identityKey,
+        signal: signal ? AbortSignal.any([this.#abort.signal, signal]) : this.#abort.signal,
+      });
+    } finally {
+      this.#streams.delete(stream);
+    }
+    if (this.#state !== "running") {
+      channel.close();
+      throw new NodeClosedError("The node closed during the dial");
+    }
+    return this.#register(channel);
+  }
+
+  #channelOptions() {
+    return {
+      identity: this.#o.identity,
+      acceptsInbound: this.#listenAddrs.length > 0,
+      listenAddrs: this.#listenAddrs,
+      compressions: this.#o.compressions,
+      preferredCompression: this.#o.preferredCompression,
+      maxFrameSize: this.#o.maxFrameSize,
+      agent: this.#o.agent,
+      puzzleDifficulty: this.#o.puzzleDifficulty ?? 0,
+      handshakeTimeout: this.#o.handshakeTimeout,
+      clock: this.#clock,
+      signal: this.#abort.signal,
+    };
+  }
+
+  // ---- registry ----
+
+  #wrap(channel: SecureChannel): PeerConnection {
+    return new PeerConnection(channel, {
+      ...this.#o.connection,
+      clock: this.#clock,
+      onFrame: this.#o.onFrame,
+    });
+  }
+
+  /** Registers a new connection, resolving a duplicate by the pair rule; returns the survivor. */
+  #register(channel: SecureChannel): PeerConnection {
+    const address = channel.remote.address;
+    const incoming = this.#wrap(channel);
+    const existing = this.#connections.get(address);
+    if (existing) {
+      const initiatorOf = (c: PeerConnection) =>
+        c.channel.initiator ? this.#o.identity.publicKey : c.identityKey;
+      const keep = preferConnection(
+        { initiator: initiatorOf(existing) },
+        { initiator: initiatorOf(incoming) },
+      );
+      const loser = keep === "existing" ? incoming : existing;
+      const winner = keep === "existing" ? existing : incoming;
+      if (keep === "incoming") this.#adopt(address, incoming);
+      this.#track(loser.close(DisconnectReason.DUPLICATE_CONNECTION, "one connection per pair"));
+      return winner;
+    }
+    this.#adopt(address, incoming);
+    this.#o.onConnect?.(incoming);
+    return incoming;
+  }
+
+  #adopt(address: string, connection: PeerConnection): void {
+    this.#connections.set(address, connection);
+    const p = this.#persistent.get(address);
+    if (p) p.attempt = 0;
+    this.#track(connection.closed.then((info) => {
+      if (this.#connections.get(address) !== connection) return;
+      this.#connections.delete(address);
+      this.#o.onDisconnect?.(connection, info);
+      this.#scheduleRedial(address);
+    }));
+  }
+
+  #scheduleRedial(address: string): void {
+    const p = this.#persistent.get(address);
+    if (!p || this.#state !== "running" || p.timer !== undefined) return;
+    const base = this.#o.reconnectDelay ?? 500;
+    const max = this.#o.maxReconnectDelay ?? 30_000;
+    const delay = Math.min(max, base * 2 ** p.attempt) * (0.8 + 0.4 * Math.random());
+    p.attempt++;
+    p.timer = this.#clock.setTimeout(() => {
+      p.timer = undefined;
+      if (this.#state !== "running" || this.#connections.has(address)) return;
+      this.connect(p.peer).catch((err) => {
+        // A wrong identity at that address will not fix itself by waiting less.
+        if (err instanceof IdentityMismatchError) p.attempt++;
+        this.#scheduleRedial(address);
+      });
+    }, delay);
+  }
+
+  #track<T>(task: Promise<T>): void {
+    this.#tasks.add(task);
+    task.finally(() => this.#tasks.delete(task)).catch(() => {});
+  }
+}

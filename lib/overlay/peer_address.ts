@@ -1,0 +1,63 @@
+/**
+ * Peer addresses: a node's identity plus where to reach it, written
+ * `ADDRESS@HOST:PORT` (for example
+ * `8Hq…Xz@127.0.0.1:4000`, `8Hq…Xz@[::1]:4000`, `8Hq…Xz@mem:alice`).
+ *
+ * @module
+ */
+import { PeerAddressError } from "../errors.ts";
+import { parseAddress } from "../identity/address.ts";
+
+/** A node to dial: who it is and where. */
+export interface PeerAddress {
+  /** The node's 32-byte Ed25519 public key. */
+  readonly identityKey: Uint8Array;
+  /** The same, as base58 text. */
+  readonly address: string;
+  /** Transport address: `HOST:PORT`, `[V6]:PORT` or `mem:NAME`. */
+  readonly transportAddress: string;
+}
+
+/**
+ * Parses `ADDRESS@HOST:PORT`.
+ *
+ * @throws {PeerAddressError} naming the text and what is wrong, with the
+ * underlying {@linkcode AddressError} as `cause` for a bad address part.
+ * @example
+ * ```ts
+ * import { formatAddress, parsePeerAddress } from "@carrier/p2p";
+ * const key = formatAddress(new Uint8Array(32).fill(1));
+ * const peer = parsePeerAddress(`${key}@127.0.0.1:4000`);
+ * console.assert(peer.transportAddress === "127.0.0.1:4000");
+ * ```
+ */
+export function parsePeerAddress(text: string): PeerAddress {
+  const at = text.indexOf("@");
+  if (at < 0) {
+    throw new PeerAddressError(
+      `Cannot parse peer address "${text}": expected ADDRESS@HOST:PORT (no "@")`,
+    );
+  }
+  const addressText = text.slice(0, at);
+  const transportAddress = text.slice(at + 1);
+  if (transportAddress.length === 0) {
+    throw new PeerAddressError(
+      `Cannot parse peer address "${text}": nothing after "@" (expected HOST:PORT)`,
+    );
+  }
+  let identityKey: Uint8Array;
+  try {
+    identityKey = parseAddress(addressText);
+  } catch (cause) {
+    throw new PeerAddressError(
+      `Cannot parse peer address "${text}": ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  return { identityKey, address: addressText, transportAddress };
+}
+
+/** Formats a {@linkcode PeerAddress} as `ADDRESS@HOST:PORT`. */
+export function formatPeerAddress(peer: Pick<PeerAddress, "address" | "transportAddress">): string {
+  return `${peer.address}@${peer.transportAddress}`;
+}
