@@ -5,6 +5,8 @@
  *   carrier demo                          what carrier does, on this machine
  *   carrier keygen --out FILE             make a key file (mode 0600)
  *   carrier id --key FILE                 print a key file's address and NodeId
+ *   carrier run --listen HOST:PORT        run a node (`--json` for machine-readable events)
+ *   carrier ping ADDRESS@HOST:PORT        measure the round-trip time to a node
  *
  * Exit codes: see {@linkcode EXIT_CODES}.
  *
@@ -17,15 +19,23 @@ import {
   compress,
   COMPRESSION_SETTINGS,
   type CompressionName,
+  ConnectionClosedError,
   createFrame,
+  createNode,
   decompress,
   DEFAULT_PUZZLE_DIFFICULTY,
+  DialError,
   encodeFrame,
   FrameDecoder,
   generateIdentity,
+  HandshakeError,
+  type Identity,
+  IdentityMismatchError,
   KeyFileError,
   loadKeyFile,
+  type Node,
   Opcode,
+  PeerAddressError,
   puzzleWork,
   saveKeyFile,
   TimeoutError,
@@ -47,6 +57,8 @@ export const EXIT_CODES = Object.freeze({
   UNREACHABLE: 5,
   /** An operation timed out. */
   TIMEOUT: 6,
+  /** The peer at that address proved another identity. */
+  IDENTITY_MISMATCH: 7,
 });
 
 /** Where a command writes: injectable so tests can capture it. */
@@ -87,6 +99,18 @@ const COMMANDS: Record<string, Command> = {
     usage: "carrier id --key FILE [--json]",
     run: runId,
   },
+  run: {
+    summary: "run a node until interrupted",
+    usage:
+      "carrier run [--listen HOST:PORT]... [--no-listen] [--bootstrap ADDRESS@HOST:PORT]... [--key FILE] [--difficulty N] [--json]",
+    run: runNode,
+  },
+  ping: {
+    summary: "connect to a node and print the round-trip time",
+    usage:
+      "carrier ping ADDRESS@HOST:PORT [--count N] [--timeout MS] [--key FILE] [--difficulty N] [--json]",
+    run: runPing,
+  },
 };
 
 function help(): string {
@@ -103,31 +127,29 @@ function help(): string {
   ].join("\n");
 }
 
-function parse<
-  T extends Record<string, { type: "string" | "boolean"; short?: string }>,
->(
-  command: Command,
-  args: string[],
-  options: T,
-) {
+/** Runs `parseArgs`, turning its errors into usage errors that show the command's usage. */
+function parse<R>(command: Command, run: () => R): R {
   try {
-    return parseArgs({
-      args,
-      options: { ...options, help: { type: "boolean", short: "h" } },
-      allowPositionals: false,
-      strict: true,
-    });
+    return run();
   } catch (err) {
     throw new UsageError(`${(err as Error).message}\nUsage: ${command.usage}`);
   }
 }
 
+const HELP = { help: { type: "boolean", short: "h" } } as const;
+
 async function runKeygen(args: string[], io: CliOutput): Promise<number> {
-  const { values } = parse(COMMANDS.keygen, args, {
-    out: { type: "string", short: "o" },
-    difficulty: { type: "string" },
-    force: { type: "boolean" },
-  });
+  const { values } = parse(COMMANDS.keygen, () =>
+    parseArgs({
+      args,
+      strict: true,
+      options: {
+        ...HELP,
+        out: { type: "string", short: "o" },
+        difficulty: { type: "string" },
+        force: { type: "boolean" },
+      },
+    }));
   if (values.help) return usage(COMMANDS.keygen, io);
   if (!values.out) {
     throw new UsageError(
@@ -146,10 +168,12 @@ async function runKeygen(args: string[], io: CliOutput): Promise<number> {
 }
 
 async function runId(args: string[], io: CliOutput): Promise<number> {
-  const { values } = parse(COMMANDS.id, args, {
-    key: { type: "string", short: "k" },
-    json: { type: "boolean" },
-  });
+  const { values } = parse(COMMANDS.id, () =>
+    parseArgs({
+      args,
+      strict: true,
+      options: { ...HELP, key: { type: "string", short: "k" }, json: { type: "boolean" } },
+    }));
   if (values.help) return usage(COMMANDS.id, io);
   if (!values.key) {
     throw new UsageError(`--key FILE is required\nUsage: ${COMMANDS.id.usage}`);
@@ -170,7 +194,7 @@ async function runId(args: string[], io: CliOutput): Promise<number> {
 }
 
 async function runDemo(args: string[], io: CliOutput): Promise<number> {
-  const { values } = parse(COMMANDS.demo, args, {});
+  const { values } = parse(COMMANDS.demo, () => parseArgs({ args, strict: true, options: HELP }));
   if (values.help) return usage(COMMANDS.demo, io);
 
   io.out(
@@ -253,6 +277,151 @@ async function runDemo(args: string[], io: CliOutput): Promise<number> {
   return EXIT_CODES.OK;
 }
 
+/** Loads `--key FILE`, creating it (mode 0600) if it does not exist; else a fresh identity. */
+async function identityFor(
+  keyFile: string | undefined,
+  difficulty: number,
+  io: CliOutput,
+  json: boolean,
+): Promise<Identity> {
+  if (keyFile === undefined) return await generateIdentity({ difficulty });
+  try {
+    return await loadKeyFile(keyFile);
+  } catch (err) {
+    if (!(err instanceof KeyFileError && err.cause instanceof Deno.errors.NotFound)) throw err;
+  }
+  const identity = await generateIdentity({ difficulty });
+  await saveKeyFile(keyFile, identity);
+  if (json) io.out(JSON.stringify({ event: "keygen", address: identity.address, key: keyFile }));
+  else io.err(`created key file ${keyFile} for ${identity.address}`);
+  return identity;
+}
+
+async function runNode(args: string[], io: CliOutput): Promise<number> {
+  const { values } = parse(COMMANDS.run, () =>
+    parseArgs({
+      args,
+      strict: true,
+      options: {
+        ...HELP,
+        listen: { type: "string", short: "l", multiple: true },
+        "no-listen": { type: "boolean" },
+        bootstrap: { type: "string", short: "b", multiple: true },
+        key: { type: "string", short: "k" },
+        difficulty: { type: "string" },
+        json: { type: "boolean" },
+      },
+    }));
+  if (values.help) return usage(COMMANDS.run, io);
+  const json = values.json === true;
+  const difficulty = parseInteger("--difficulty", values.difficulty, DEFAULT_PUZZLE_DIFFICULTY);
+  if (values["no-listen"] && values.listen?.length) {
+    throw new UsageError(
+      `--listen and --no-listen exclude each other\nUsage: ${COMMANDS.run.usage}`,
+    );
+  }
+  const listen = values["no-listen"] ? [] : (values.listen ?? ["0.0.0.0:0"]);
+  const identity = await identityFor(values.key, difficulty, io, json);
+  const node = await createNode({
+    identity,
+    listen,
+    bootstrap: values.bootstrap ?? [],
+    puzzleDifficulty: difficulty,
+  });
+  const say = (event: string, fields: Record<string, unknown>, human: string) =>
+    io.out(json ? JSON.stringify({ event, ...fields }) : human);
+  say(
+    "listening",
+    { address: node.address, listen: node.listenAddrs },
+    node.listenAddrs.length > 0
+      ? `listening as ${node.address} on ${node.listenAddrs.join(", ")}`
+      : `running as ${node.address} (outbound only)`,
+  );
+  node.addEventListener(
+    "peer:connect",
+    (e) => say("peer:connect", { address: e.detail.address }, `connected ${e.detail.address}`),
+  );
+  node.addEventListener("peer:disconnect", (e) =>
+    say(
+      "peer:disconnect",
+      { address: e.detail.address, reason: e.detail.info?.error?.message ?? "" },
+      `disconnected ${e.detail.address}`,
+    ));
+  node.addEventListener("message", (e) => {
+    const { from, opcode, topic, body } = e.detail;
+    const text = new TextDecoder().decode(body);
+    say("message", { from, opcode, topic, body: text }, `message from ${from}: ${text}`);
+  });
+  node.addEventListener("error", (e) =>
+    say(
+      "error",
+      { source: e.detail.source, error: e.detail.error.message },
+      `error (${e.detail.source}): ${e.detail.error.message}`,
+    ));
+  await untilInterrupted();
+  await node.close();
+  say("closed", {}, "closed");
+  return EXIT_CODES.OK;
+}
+
+/** Resolves on SIGINT or SIGTERM. */
+function untilInterrupted(): Promise<void> {
+  return new Promise((resolve) => {
+    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+    const stop = () => {
+      for (const s of signals) Deno.removeSignalListener(s, stop);
+      resolve();
+    };
+    for (const s of signals) Deno.addSignalListener(s, stop);
+  });
+}
+
+async function runPing(args: string[], io: CliOutput): Promise<number> {
+  const { values, positionals } = parse(COMMANDS.ping, () =>
+    parseArgs({
+      args,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        ...HELP,
+        count: { type: "string", short: "c" },
+        timeout: { type: "string", short: "t" },
+        key: { type: "string", short: "k" },
+        difficulty: { type: "string" },
+        json: { type: "boolean" },
+      },
+    }));
+  if (values.help) return usage(COMMANDS.ping, io);
+  if (positionals.length !== 1) {
+    throw new UsageError(`expected one ADDRESS@HOST:PORT\nUsage: ${COMMANDS.ping.usage}`);
+  }
+  const count = parseInteger("--count", values.count, 1);
+  const timeout = parseInteger("--timeout", values.timeout, 5_000);
+  const difficulty = parseInteger("--difficulty", values.difficulty, DEFAULT_PUZZLE_DIFFICULTY);
+  const identity = await identityFor(values.key, difficulty, io, values.json === true);
+  let node: Node | undefined;
+  try {
+    node = await createNode({
+      identity,
+      puzzleDifficulty: difficulty,
+      dialTimeout: timeout,
+      handshakeTimeout: timeout,
+    });
+    const peer = await node.connect(positionals[0]);
+    for (let i = 0; i < count; i++) {
+      const rtt = await node.ping(peer.address, { timeout });
+      io.out(
+        values.json
+          ? JSON.stringify({ event: "pong", address: peer.address, rtt_ms: rtt })
+          : `pong from ${peer.address}: rtt ${rtt.toFixed(3)} ms`,
+      );
+    }
+  } finally {
+    await node?.close();
+  }
+  return EXIT_CODES.OK;
+}
+
 function usage(command: Command, io: CliOutput): number {
   io.out(`Usage: ${command.usage}\n\n${command.summary}`);
   return EXIT_CODES.OK;
@@ -318,12 +487,21 @@ function sampleLogRecords(size: number): Uint8Array {
   return new TextEncoder().encode(lines.join("\n")).subarray(0, size);
 }
 
+function isDomTimeout(err: unknown): boolean {
+  return err instanceof DOMException && err.name === "TimeoutError";
+}
+
 /** Exit code for an error escaping a command. */
 function exitCodeOf(err: unknown): number {
   if (err instanceof UsageError) return EXIT_CODES.USAGE;
   if (err instanceof KeyFileError) return EXIT_CODES.BAD_KEY_FILE;
-  if (err instanceof AddressError) return EXIT_CODES.BAD_ADDRESS;
-  if (err instanceof TimeoutError) return EXIT_CODES.TIMEOUT;
+  if (err instanceof AddressError || err instanceof PeerAddressError) return EXIT_CODES.BAD_ADDRESS;
+  if (err instanceof IdentityMismatchError) return EXIT_CODES.IDENTITY_MISMATCH;
+  if (err instanceof TimeoutError || isDomTimeout(err)) return EXIT_CODES.TIMEOUT;
+  if (
+    err instanceof DialError || err instanceof HandshakeError ||
+    err instanceof ConnectionClosedError
+  ) return EXIT_CODES.UNREACHABLE;
   return EXIT_CODES.FAILURE;
 }
 
