@@ -181,3 +181,11 @@ export {
   type PeerAddress,
 } from "./lib/overlay/peer_address.ts";
 export { SeenCache, type SeenCacheOptions } from "./lib/overlay/seen_cache.ts";
+export {
+  type AddResult,
+  type Contact,
+  contactOf,
+  RoutingTable,
+  type RoutingTableOptions,
+  subnetOf,
+} from "./lib/overlay/routing_table.ts";

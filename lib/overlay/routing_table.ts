@@ -1,0 +1,275 @@
+/**
+ * The Kademlia routing table: 256 k-buckets over NodeId (SHA-256 of the
+ * address), bucket `i` holding contacts whose XOR distance from this node has
+ * its highest set bit at `i` (see `bucketIndex`).
+ *
+ * - Each bucket holds at most `k` contacts, least recently seen first, plus a
+ *   bounded replacement cache. A contact offered to a full bucket waits in the
+ *   cache; {@linkcode RoutingTable.add} reports the least recently seen
+ *   contact so that the caller can check its liveness (PING) and
+ *   {@linkcode RoutingTable.remove} it when it is dead, which promotes the
+ *   newest replacement. Kademlia's preference for old, proven contacts makes
+ *   the table hard to flush.
+ * - At most `maxPerSubnet` contacts of one IPv4 /24 or IPv6 /48 per bucket
+ *   (default 2), so one network cannot fill a table (S/Kademlia). Loopback
+ *   addresses are exempt unless `limitLoopback` is set, so a local swarm works.
+ *
+ * @module
+ */
+import { type Clock, systemClock } from "../clock.ts";
+import { bucketIndex, compareDistance, NODE_ID_BITS, nodeIdOf } from "../identity/node_id.ts";
+
+/** A node the table knows. */
+export interface Contact {
+  /** Its 32-byte Ed25519 public key. */
+  readonly identityKey: Uint8Array;
+  /** The same, base58. */
+  readonly address: string;
+  /** SHA-256 of the key. */
+  readonly nodeId: Uint8Array;
+  /** Where it accepts connections (`HOST:PORT`); empty if it accepts none. */
+  listenAddrs: string[];
+  /** When it was last heard from (clock milliseconds). */
+  lastSeen: number;
+}
+
+/** Options of a {@linkcode RoutingTable}. */
+export interface RoutingTableOptions {
+  /** Kademlia's k: contacts per bucket. @default {20} */
+  k?: number;
+  /** Contacts of one IPv4 /24 or IPv6 /48 per bucket. @default {2} */
+  maxPerSubnet?: number;
+  /** Replacement cache entries per bucket. @default {k} */
+  replacements?: number;
+  /** Apply the subnet limit to loopback addresses too (127/8, ::1). @default {false} */
+  limitLoopback?: boolean;
+  /** Source of time. @default {systemClock} */
+  clock?: Clock;
+}
+
+/** What {@linkcode RoutingTable.add} did. */
+export type AddResult =
+  | { status: "added" | "updated" | "self" | "subnet-full" }
+  /** The bucket is full: `contact` waits as a replacement; check `oldest`'s liveness. */
+  | { status: "full"; oldest: Contact };
+
+/** Creates a contact from a key and its listen addresses. */
+export function contactOf(
+  identityKey: Uint8Array,
+  address: string,
+  listenAddrs: string[] = [],
+  lastSeen = 0,
+): Contact {
+  return { identityKey, address, nodeId: nodeIdOf(identityKey), listenAddrs, lastSeen };
+}
+
+/**
+ * The subnet a transport address belongs to for the diversity limit:
+ * `a.b.c` for IPv4 (/24), the first three groups for IPv6 (/48), undefined
+ * for other addresses (memory transport, names).
+ */
+export function subnetOf(transportAddress: string): string | undefined {
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}:\d+$/.exec(transportAddress);
+  if (v4) return `${v4[1]}.${v4[2]}.${v4[3]}`;
+  const v6 = /^\[([0-9a-fA-F:]+)\]:\d+$/.exec(transportAddress);
+  if (!v6) return undefined;
+  const [head, tail] = v6[1].split("::");
+  const groups = head ? head.split(":") : [];
+  const missing = 8 - groups.length - (tail ? tail.split(":").length : 0);
+  const full = [...groups, ...Array(tail !== undefined ? missing : 0).fill("0")];
+  if (tail) full.push(...tail.split(":"));
+  return full.slice(0, 3).map((g) => parseInt(g || "0", 16).toString(16)).join(":");
+}
+
+interface Bucket {
+  contacts: Contact[]; // least recently seen first
+  replacements: Contact[]; // newest last
+  refreshed: number;
+}
+
+/**
+ * k-buckets over NodeId.
+ *
+ * @example
+ * ```ts
+ * import { contactOf, generateIdentitySync, RoutingTable } from "@carrier/p2p";
+ * const me = generateIdentitySync({ difficulty: 0 });
+ * const table = new RoutingTable(me.nodeId, { k: 20 });
+ * const other = generateIdentitySync({ difficulty: 0 });
+ * table.add(contactOf(other.publicKey, other.address, ["10.0.0.1:4000"]));
+ * console.assert(table.closest(other.nodeId, 1)[0].address === other.address);
+ * ```
+ */
+export class RoutingTable {
+  readonly #self: Uint8Array;
+  readonly #k: number;
+  readonly #maxPerSubnet: number;
+  readonly #maxReplacements: number;
+  readonly #limitLoopback: boolean;
+  readonly #clock: Clock;
+  readonly #buckets: Bucket[];
+  readonly #index = new Map<string, number>(); // address -> bucket
+
+  /** Creates an empty table for the node with id `self`. */
+  constructor(self: Uint8Array, options: RoutingTableOptions = {}) {
+    this.#self = self;
+    this.#k = options.k ?? 20;
+    this.#maxPerSubnet = options.maxPerSubnet ?? 2;
+    this.#maxReplacements = options.replacements ?? this.#k;
+    this.#limitLoopback = options.limitLoopback ?? false;
+    this.#clock = options.clock ?? systemClock;
+    if (!Number.isInteger(this.#k) || this.#k < 1) {
+      throw new RangeError(`k must be a positive integer, got ${this.#k}`);
+    }
+    const now = this.#clock.now();
+    this.#buckets = Array.from({ length: NODE_ID_BITS }, () => ({
+      contacts: [],
+      replacements: [],
+      refreshed: now,
+    }));
+  }
+
+  /** Contacts in the table (replacements excluded). */
+  get size(): number {
+    return this.#index.size;
+  }
+
+  /** Kademlia's k. */
+  get k(): number {
+    return this.#k;
+  }
+
+  /**
+   * Offers a contact (heard from, or learned of). An existing contact is
+   * updated and becomes the most recently seen.
+   */
+  add(contact: Contact): AddResult {
+    const i = bucketIndex(this.#self, contact.nodeId);
+    if (i < 0) return { status: "self" };
+    const bucket = this.#buckets[i];
+    contact.lastSeen ||= this.#clock.now();
+    const at = bucket.contacts.findIndex((c) => c.address === contact.address);
+    if (at >= 0) {
+      const existing = bucket.contacts[at];
+      existing.lastSeen = Math.max(existing.lastSeen, contact.lastSeen);
+      if (contact.listenAddrs.length > 0) existing.listenAddrs = contact.listenAddrs;
+      bucket.contacts.splice(at, 1);
+      bucket.contacts.push(existing);
+      return { status: "updated" };
+    }
+    if (!this.#subnetAllows(bucket.contacts, contact)) return { status: "subnet-full" };
+    if (bucket.contacts.length < this.#k) {
+      bucket.contacts.push(contact);
+      this.#index.set(contact.address, i);
+      bucket.replacements = bucket.replacements.filter((c) => c.address !== contact.address);
+      return { status: "added" };
+    }
+    bucket.replacements = bucket.replacements.filter((c) => c.address !== contact.address);
+    bucket.replacements.push(contact);
+    if (bucket.replacements.length > this.#maxReplacements) bucket.replacements.shift();
+    return { status: "full", oldest: bucket.contacts[0] };
+  }
+
+  /** Marks a contact as just heard from. */
+  touch(address: string): void {
+    const i = this.#index.get(address);
+    if (i === undefined) return;
+    const bucket = this.#buckets[i];
+    const at = bucket.contacts.findIndex((c) => c.address === address);
+    const [contact] = bucket.contacts.splice(at, 1);
+    contact.lastSeen = this.#clock.now();
+    bucket.contacts.push(contact);
+  }
+
+  /** Removes a contact (dead, or misbehaving); the newest replacement takes its place. */
+  remove(address: string): boolean {
+    const i = this.#index.get(address);
+    if (i === undefined) return false;
+    const bucket = this.#buckets[i];
+    bucket.contacts = bucket.contacts.filter((c) => c.address !== address);
+    this.#index.delete(address);
+    while (bucket.replacements.length > 0) {
+      const next = bucket.replacements.pop()!;
+      if (this.#subnetAllows(bucket.contacts, next)) {
+        bucket.contacts.push(next);
+        this.#index.set(next.address, i);
+        break;
+      }
+    }
+    return true;
+  }
+
+  /** The contact with this address, if present. */
+  get(address: string): Contact | undefined {
+    const i = this.#index.get(address);
+    return i === undefined
+      ? undefined
+      : this.#buckets[i].contacts.find((c) => c.address === address);
+  }
+
+  /** The contacts of bucket `i`, least recently seen first. */
+  bucket(i: number): readonly Contact[] {
+    return this.#buckets[i]?.contacts ?? [];
+  }
+
+  /** Indices of the non-empty buckets, highest (farthest) first. */
+  occupiedBuckets(): number[] {
+    const out: number[] = [];
+    for (let i = NODE_ID_BITS - 1; i >= 0; i--) {
+      if (this.#buckets[i].contacts.length > 0) out.push(i);
+    }
+    return out;
+  }
+
+  /** Every contact. */
+  all(): Contact[] {
+    return this.#buckets.flatMap((b) => b.contacts);
+  }
+
+  /** Up to `count` contacts closest to `target` by XOR distance, closest first. */
+  closest(
+    target: Uint8Array,
+    count: number = this.#k,
+    filter?: (c: Contact) => boolean,
+  ): Contact[] {
+    const candidates = filter ? this.all().filter(filter) : this.all();
+    return candidates.sort((a, b) => compareDistance(target, a.nodeId, b.nodeId)).slice(0, count);
+  }
+
+  /** Marks bucket `i` as refreshed (a lookup in its range was just made). */
+  markRefreshed(i: number): void {
+    this.#buckets[i].refreshed = this.#clock.now();
+  }
+
+  /** Buckets not refreshed for `age` ms, up to and including the highest occupied one. */
+  staleBuckets(age: number): number[] {
+    const cutoff = this.#clock.now() - age;
+    const top = this.occupiedBuckets()[0] ?? -1;
+    const out: number[] = [];
+    for (let i = top; i >= 0; i--) if (this.#buckets[i].refreshed <= cutoff) out.push(i);
+    return out;
+  }
+
+  #subnetOf(address: string): string | undefined {
+    const subnet = subnetOf(address);
+    if (!this.#limitLoopback && (subnet?.startsWith("127.") || subnet === "0:0:0")) {
+      return undefined;
+    }
+    return subnet;
+  }
+
+  #subnetAllows(contacts: readonly Contact[], contact: Contact): boolean {
+    const subnets = new Set(
+      contact.listenAddrs.map((a) => this.#subnetOf(a)).filter((s) => s !== undefined),
+    );
+    if (subnets.size === 0) return true;
+    for (const subnet of subnets) {
+      let count = 0;
+      for (const c of contacts) {
+        if (c.listenAddrs.some((a) => this.#subnetOf(a) === subnet)) count++;
+      }
+      if (count >= this.#maxPerSubnet) return false;
+    }
+    return true;
+  }
+}
