@@ -1,8 +1,9 @@
 /**
  * AES-256-GCM as the Noise `AESGCM` cipher functions use it: 256-bit key,
  * 96-bit nonce made of 32 zero bits and the 64-bit big-endian counter, 128-bit
- * tag appended to the ciphertext. Two implementations behind one interface:
- * WebCrypto (`crypto.subtle`, native, async) and `@noble/ciphers` (pure
+ * tag appended to the ciphertext. Three implementations behind one interface:
+ * WebCrypto (`crypto.subtle`, native, async, on a worker thread), `node:crypto`
+ * (native, sync, on the calling thread) and `@noble/ciphers` (pure
  * TypeScript, sync), plus an `auto` mode that picks one per message size.
  *
  * Private to `lib/secure/`; `noise.ts` re-exports the public part.
@@ -11,6 +12,7 @@
  */
 
 import { gcm } from "@noble/ciphers/aes.js";
+import { createCipheriv, createDecipheriv } from "node:crypto";
 import { DecryptError } from "../errors.ts";
 
 /** Key length of AES-256, in bytes. */
@@ -23,46 +25,51 @@ const EMPTY = new Uint8Array(0);
 /**
  * Which AES-GCM implementation a key uses.
  *
- * - `"webcrypto"`: `crypto.subtle` (native AES-NI; every call is an async op).
- * - `"noble"`: `@noble/ciphers` (pure TypeScript, no async overhead).
- * - `"auto"`: noble below {@linkcode AES_GCM_WEBCRYPTO_THRESHOLD} bytes of
- *   plaintext, WebCrypto from there up. Both produce the same bytes.
+ * - `"webcrypto"`: `crypto.subtle` (native AES-NI; every call is an async op
+ *   that runs on a worker thread, so several calls run in parallel).
+ * - `"node"`: `node:crypto` `createCipheriv` (native, synchronous: it runs
+ *   on the calling thread with no thread hop).
+ * - `"noble"`: `@noble/ciphers` (pure TypeScript, synchronous).
+ * - `"auto"`: `node` below {@linkcode AES_GCM_WEBCRYPTO_THRESHOLD} bytes of
+ *   plaintext, WebCrypto from there up. All produce the same bytes.
  */
-export type AesGcmBackend = "auto" | "webcrypto" | "noble";
+export type AesGcmBackend = "auto" | "webcrypto" | "node" | "noble";
 
 /**
  * Plaintext size, in bytes, from which the `"auto"` backend hands a message to
- * WebCrypto instead of noble: messages under 1 KiB go to noble.
+ * WebCrypto instead of `node:crypto`: messages under 4 KiB stay on the
+ * calling thread.
  *
- * Measured with `bench/cipher_bench.ts` and an interleaved timing loop (Deno
+ * Measured with `bench/cipher_bench.ts` and interleaved timing loops (Deno
  * 2.9.6, x86_64 AMD EPYC with AES-NI, a 2-vCPU Firecracker VM shared with
  * other jobs; µs per encrypt call, range of per-run medians; decrypt is the
  * same within noise):
  *
- * | plaintext | noble      | WebCrypto, other vCPU idle | WebCrypto, other vCPU busy |
- * | --------- | ---------- | -------------------------- | -------------------------- |
- * | 0 B       | 17–23      | 77–92                      | 12–17                      |
- * | 64 B      | 19–31      | 81–101                     | 14–17                      |
- * | 256 B     | 33–36      | 78–83                      | 17–25                      |
- * | 512 B     | 34–55      | 81–90                      | 19–21                      |
- * | 1 KiB     | 48–77      | 77–105                     | 15–19                      |
- * | 2 KiB     | 89–118     | 84–90                      | 19–23                      |
- * | 4 KiB     | 144–218    | 89–94                      | 23–37                      |
- * | 16 KiB    | 375–625    | 97–131                     | 31–54                      |
- * | 64 KiB    | 1400–2300  | 160–205                    | 104–135                    |
+ * | plaintext | noble      | node:crypto | WebCrypto, other vCPU idle | WebCrypto, other vCPU busy |
+ * | --------- | ---------- | ----------- | -------------------------- | -------------------------- |
+ * | 0 B       | 17–23      | 3–7         | 77–92                      | 12–17                      |
+ * | 64 B      | 19–31      | 3–4         | 81–101                     | 14–17                      |
+ * | 256 B     | 22–36      | 5–11        | 64–83                      | 17–25                      |
+ * | 1 KiB     | 48–77      | 9–11        | 56–105                     | 15–19                      |
+ * | 4 KiB     | 144–218    | 21–23       | 89–94                      | 23–37                      |
+ * | 16 KiB    | 375–625    | 78–80       | 78–131                     | 31–54                      |
+ * | 64 KiB    | 1190–2300  | 295–445     | 129–205                    | 104–135                    |
  *
  * noble costs about 17 µs per call (it re-expands the key and rebuilds its
- * GHASH table for every nonce) plus about 35 ns per byte, the same whatever
- * the machine does. WebCrypto costs about 1.3 ns per byte plus a round trip
- * to a worker thread, which is 12–20 µs while the cores are awake and
- * 75–90 µs when the worker has to wake an idle vCPU. So WebCrypto always wins
- * on a busy node, and noble wins below about 2 KiB on a quiet one. 1 KiB
- * keeps the worst case of either mistake near 45 µs: small control messages
- * (PING, ACK, DHT requests) get noble's steady latency and never wait for a
- * thread, bulk data gets WebCrypto's throughput. Re-measure on other
- * platforms (bare metal, aarch64, browsers).
+ * GHASH table for every nonce) plus about 35 ns per byte. `node:crypto` costs
+ * about 3 µs per call (it builds a Node.js stream object per call) plus about
+ * 4.5 ns per byte, on the calling thread. WebCrypto costs about 1.3 ns per
+ * byte plus a round trip to a worker thread, which is 12–20 µs while the
+ * cores are awake and 60–90 µs when the worker has to wake an idle vCPU; its
+ * calls run in parallel on the worker threads (64 KiB encryptions, 8 in
+ * flight: 67–87 µs each against 129–153 µs one at a time). Below 4 KiB,
+ * `node:crypto` is about as fast as WebCrypto on awake cores and several
+ * times faster on idle ones (a 2 KiB request → ACK round trip over loopback
+ * TCP: 120 µs against 320 µs); from 4 KiB up, bulk data takes WebCrypto's
+ * throughput off the event loop. Re-measure on other platforms (bare metal,
+ * aarch64).
  */
-export const AES_GCM_WEBCRYPTO_THRESHOLD = 1024;
+export const AES_GCM_WEBCRYPTO_THRESHOLD = 4096;
 
 /** Per-call options of {@linkcode AesGcm}. */
 export interface AesGcmCallOptions {
@@ -140,6 +147,8 @@ export function createAesGcm(
   switch (backend) {
     case "noble":
       return new NobleAesGcm(key);
+    case "node":
+      return new NodeAesGcm(key);
     case "webcrypto":
       return new WebCryptoAesGcm(key);
     case "auto":
@@ -149,6 +158,39 @@ export function createAesGcm(
         `Cannot create AES-256-GCM key: unknown backend "${backend}"`,
       );
   }
+}
+
+/**
+ * The synchronous side of the backends that have one (`node`, `noble`, and
+ * `auto` below its threshold). Private to `lib/secure/`: the cipher state
+ * uses it to skip promises when nothing else is in flight.
+ */
+export interface SyncAesGcm {
+  /** As {@linkcode AesGcm.encrypt}, returning the ciphertext or throwing. */
+  encryptSync(
+    nonce: bigint,
+    plaintext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Uint8Array;
+  /** As {@linkcode AesGcm.decrypt}, returning the plaintext or throwing. */
+  decryptSync(
+    nonce: bigint,
+    ciphertext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Uint8Array;
+}
+
+/**
+ * The synchronous implementation `aead` uses for a message of
+ * `plaintextLength` bytes, or `undefined` when it uses WebCrypto.
+ */
+export function syncAesGcm(
+  aead: AesGcm,
+  plaintextLength: number,
+): SyncAesGcm | undefined {
+  if (aead instanceof AutoAesGcm) return aead.syncFor(plaintextLength);
+  if (aead instanceof NodeAesGcm || aead instanceof NobleAesGcm) return aead;
+  return undefined;
 }
 
 /** The 12-byte GCM nonce for Noise counter `n`: 4 zero bytes, then `n` big-endian. */
@@ -176,7 +218,7 @@ function authFailed(nonce: bigint, cause: unknown): DecryptError {
   );
 }
 
-class NobleAesGcm implements AesGcm {
+class NobleAesGcm implements AesGcm, SyncAesGcm {
   readonly backend = "noble" as const;
   #key: Uint8Array;
 
@@ -233,16 +275,109 @@ class NobleAesGcm implements AesGcm {
   }
 }
 
+const NODE_ALGORITHM = "aes-256-gcm";
+
+class NodeAesGcm implements AesGcm, SyncAesGcm {
+  readonly backend = "node" as const;
+  #key: Uint8Array;
+
+  constructor(key: Uint8Array) {
+    this.#key = key.slice();
+  }
+
+  encrypt(
+    nonce: bigint,
+    plaintext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Promise<Uint8Array> {
+    try {
+      return Promise.resolve(this.encryptSync(nonce, plaintext, options));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  decrypt(
+    nonce: bigint,
+    ciphertext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Promise<Uint8Array> {
+    try {
+      return Promise.resolve(this.decryptSync(nonce, ciphertext, options));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  encryptSync(
+    nonce: bigint,
+    plaintext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Uint8Array {
+    const cipher = createCipheriv(NODE_ALGORITHM, this.#key, gcmNonce(nonce));
+    const ad = options?.ad;
+    if (ad !== undefined && ad.length > 0) cipher.setAAD(ad);
+    const body = cipher.update(plaintext);
+    const rest = cipher.final();
+    const out = new Uint8Array(plaintext.length + TAG_LENGTH);
+    out.set(body);
+    if (rest.length > 0) out.set(rest, body.length);
+    out.set(cipher.getAuthTag(), plaintext.length);
+    return out;
+  }
+
+  decryptSync(
+    nonce: bigint,
+    ciphertext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Uint8Array {
+    const iv = gcmNonce(nonce);
+    if (ciphertext.length < TAG_LENGTH) throw tooShort(ciphertext, nonce);
+    const split = ciphertext.length - TAG_LENGTH;
+    let body: Uint8Array;
+    let rest: Uint8Array;
+    try {
+      const decipher = createDecipheriv(NODE_ALGORITHM, this.#key, iv);
+      decipher.setAuthTag(ciphertext.subarray(split));
+      const ad = options?.ad;
+      if (ad !== undefined && ad.length > 0) decipher.setAAD(ad);
+      body = decipher.update(ciphertext.subarray(0, split));
+      rest = decipher.final(); // throws when the tag does not verify
+    } catch (cause) {
+      throw authFailed(nonce, cause);
+    }
+    if (rest.length === 0 && body.length === split) return ownedBytes(body);
+    const out = new Uint8Array(split);
+    out.set(body);
+    out.set(rest, body.length);
+    return out;
+  }
+}
+
+/**
+ * `bytes` (a Node.js `Buffer`) as a plain `Uint8Array` the caller owns: a
+ * view when it spans its whole buffer, else a copy (a pooled `Buffer` shares
+ * its memory with others).
+ */
+function ownedBytes(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+    ? new Uint8Array(bytes.buffer, 0, bytes.length)
+    : bytes.slice();
+}
+
 class WebCryptoAesGcm implements AesGcm {
   readonly backend = "webcrypto" as const;
   #rawKey: Uint8Array<ArrayBuffer> | undefined;
   #key: Promise<CryptoKey> | undefined;
+  #imported: CryptoKey | undefined;
 
   constructor(key: Uint8Array) {
     this.#rawKey = new Uint8Array(key);
   }
 
-  #cryptoKey(): Promise<CryptoKey> {
+  /** The imported key: the key itself once imported, else a promise of it. */
+  #cryptoKey(): CryptoKey | Promise<CryptoKey> {
+    if (this.#imported !== undefined) return this.#imported;
     if (this.#key === undefined) {
       this.#key = crypto.subtle.importKey(
         "raw",
@@ -251,6 +386,7 @@ class WebCryptoAesGcm implements AesGcm {
         false,
         ["encrypt", "decrypt"],
       );
+      this.#key.then((key) => this.#imported = key, noop);
       this.#rawKey!.fill(0);
       this.#rawKey = undefined;
     }
@@ -268,9 +404,10 @@ class WebCryptoAesGcm implements AesGcm {
       additionalData: asBufferSource(options?.ad ?? EMPTY),
       tagLength: TAG_LENGTH * 8,
     };
+    const key = this.#cryptoKey();
     const sealed = await crypto.subtle.encrypt(
       params,
-      await this.#cryptoKey(),
+      key instanceof CryptoKey ? key : await key,
       asBufferSource(plaintext),
     );
     return new Uint8Array(sealed);
@@ -288,7 +425,8 @@ class WebCryptoAesGcm implements AesGcm {
       tagLength: TAG_LENGTH * 8,
     };
     if (ciphertext.length < TAG_LENGTH) throw tooShort(ciphertext, nonce);
-    const key = await this.#cryptoKey();
+    const cryptoKey = this.#cryptoKey();
+    const key = cryptoKey instanceof CryptoKey ? cryptoKey : await cryptoKey;
     let opened: ArrayBuffer;
     try {
       opened = await crypto.subtle.decrypt(
@@ -305,12 +443,16 @@ class WebCryptoAesGcm implements AesGcm {
 
 class AutoAesGcm implements AesGcm {
   readonly backend = "auto" as const;
-  #noble: NobleAesGcm;
+  #node: NodeAesGcm;
   #web: WebCryptoAesGcm;
 
   constructor(key: Uint8Array) {
-    this.#noble = new NobleAesGcm(key);
+    this.#node = new NodeAesGcm(key);
     this.#web = new WebCryptoAesGcm(key);
+  }
+
+  syncFor(plaintextLength: number): SyncAesGcm | undefined {
+    return plaintextLength < AES_GCM_WEBCRYPTO_THRESHOLD ? this.#node : undefined;
   }
 
   encrypt(
@@ -319,7 +461,7 @@ class AutoAesGcm implements AesGcm {
     options?: AesGcmCallOptions,
   ): Promise<Uint8Array> {
     return plaintext.length < AES_GCM_WEBCRYPTO_THRESHOLD
-      ? this.#noble.encrypt(nonce, plaintext, options)
+      ? this.#node.encrypt(nonce, plaintext, options)
       : this.#web.encrypt(nonce, plaintext, options);
   }
 
@@ -329,7 +471,7 @@ class AutoAesGcm implements AesGcm {
     options?: AesGcmCallOptions,
   ): Promise<Uint8Array> {
     return ciphertext.length - TAG_LENGTH < AES_GCM_WEBCRYPTO_THRESHOLD
-      ? this.#noble.decrypt(nonce, ciphertext, options)
+      ? this.#node.decrypt(nonce, ciphertext, options)
       : this.#web.decrypt(nonce, ciphertext, options);
   }
 }
@@ -343,3 +485,5 @@ function asBufferSource(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
     ? bytes as Uint8Array<ArrayBuffer>
     : new Uint8Array(bytes);
 }
+
+function noop(): void {}

@@ -161,11 +161,15 @@ export const DEFAULT_AGENT = "carrier";
 const MAX_WIRE_MESSAGE = LENGTH_PREFIX_LENGTH + MAX_MESSAGE_LENGTH;
 /** Read buffer at first: holds a whole handshake. */
 const INITIAL_READ_BUFFER = 4096;
-/** The read buffer grows (while reads keep filling it) up to this, after the handshake. */
+/**
+ * The read buffer grows (while reads keep filling it) up to this, after the
+ * handshake. While decryptions still view one buffer, reading goes on into a
+ * second one, so a busy channel holds at most two.
+ */
 const MAX_READ_BUFFER = 256 * 1024;
 /** Transport messages whose decryption starts before the caller asks for them. */
 const READ_AHEAD = 8;
-/** The coalescing write buffer is kept for reuse up to this size. */
+/** The coalescing write buffer is kept for reuse up to this size; one stream write is at most this (or one message). */
 const MAX_KEPT_WRITE_BUFFER = 4 * MAX_WIRE_MESSAGE;
 const UINT32_MAX = 0xffff_ffff;
 
@@ -760,10 +764,13 @@ function checkPayload(
  * between two proven identities. Get one from {@linkcode secureOutbound} or
  * {@linkcode secureInbound}.
  *
- * Reading and decrypting go ahead of the caller by a few messages, and a
- * write's encryption starts as soon as it is called, so a caller that does
- * not await each write before the next keeps the cipher and the socket busy
- * at the same time.
+ * Once the first `read` is called, the channel keeps reading the stream and
+ * decrypting ahead of the caller, up to `READ_AHEAD` (8) messages. A write's
+ * encryption starts as soon as it is called (several run in parallel on
+ * WebCrypto's worker threads), and each ciphertext is written as soon as it
+ * and the ones before it are ready, those ready together in one stream
+ * write. So a caller that does not await each write before the next keeps
+ * the ciphers and the socket busy at the same time.
  *
  * Any failure (a message that fails authentication, nonce exhaustion, the
  * stream failing) closes the channel; later writes reject with
@@ -798,9 +805,20 @@ export class SecureChannel implements AsyncDisposable {
   #pendingHead = 0;
   #reading = false;
   #readError: unknown = undefined;
+  /** The stream read in flight, if any. */
+  #filling: Promise<void> | undefined;
+  /** Whether the stream ended. */
+  #ended = false;
+  /** The error the last stream read failed with. */
+  #fillError: unknown = undefined;
   #closed = false;
   #failure: unknown = undefined;
+  /** Settles once every write called so far has settled. */
   #writeTail: Promise<void> = Promise.resolve();
+  /** Messages being encrypted or waiting to be written, in nonce order. */
+  #outgoing: Outgoing[] = [];
+  #outgoingHead = 0;
+  #writing = false;
   #writeBuffer: Uint8Array = new Uint8Array(0);
 
   static {
@@ -850,7 +868,6 @@ export class SecureChannel implements AsyncDisposable {
   }
 
   async #readNext(): Promise<Uint8Array | null> {
-    const reader = this.#reader;
     const pending = this.#pending;
     while (true) {
       if (this.#readError !== undefined) throw this.#readError;
@@ -858,46 +875,77 @@ export class SecureChannel implements AsyncDisposable {
         if (this.#failure === undefined) return null;
         throw this.#closedError(`read from ${this.stream.remoteAddress}`);
       }
+      this.#readAhead();
       if (this.#pendingHead < pending.length) {
-        const next = pending[this.#pendingHead++];
+        const next = pending[this.#pendingHead];
+        pending[this.#pendingHead++] = DONE_READ;
         if (this.#pendingHead === pending.length) {
           pending.length = 0;
           this.#pendingHead = 0;
         }
         try {
-          return await next;
+          const plaintext = await next;
+          // Room for one more message ahead: keep the pipeline full.
+          this.#readAhead();
+          return plaintext;
         } catch (error) {
           this.#failRead(error);
           throw error;
         }
       }
-      // Start decrypting what is already buffered. The buffer is refilled
-      // only once every decryption that views it has finished.
-      for (let message; pending.length < READ_AHEAD;) {
-        if ((message = reader.next()) === null) break;
-        const opened = this.#receive.decrypt(message);
-        opened.catch(noop);
-        pending.push(opened);
+      if (this.#filling !== undefined) {
+        await this.#filling;
+        continue;
       }
-      if (pending.length > 0) continue;
-      let more: boolean;
-      try {
-        more = await reader.fill();
-      } catch (error) {
+      if (this.#fillError !== undefined) {
         if (this.#closed) continue;
-        this.#failRead(error);
-        throw error;
+        this.#failRead(this.#fillError);
+        throw this.#fillError;
       }
-      if (this.#closed) continue;
-      if (!more) {
-        if (reader.buffered === 0) return null;
-        const error = new ConnectionClosedError(
-          `Cannot read from ${this.stream.remoteAddress}: the stream ended in the middle of a transport message (${reader.buffered} of ${reader.wanted} bytes)`,
-        );
-        this.#failRead(error);
-        throw error;
-      }
+      // The stream ended (`#readAhead` starts a fill whenever it has not).
+      const reader = this.#reader;
+      if (reader.buffered === 0) return null;
+      const error = new ConnectionClosedError(
+        `Cannot read from ${this.stream.remoteAddress}: the stream ended in the middle of a transport message (${reader.buffered} of ${reader.wanted} bytes)`,
+      );
+      this.#failRead(error);
+      throw error;
     }
+  }
+
+  /**
+   * Starts decrypting the messages already buffered, and reading more from
+   * the stream, while fewer than `READ_AHEAD` messages wait for the caller.
+   * A finished read calls it again, so reading, decrypting and the caller's
+   * work overlap while the caller keeps reading.
+   */
+  #readAhead(): void {
+    const reader = this.#reader;
+    const pending = this.#pending;
+    while (pending.length - this.#pendingHead < READ_AHEAD) {
+      const message = reader.next();
+      if (message === null) break;
+      const opened = this.#receive.decrypt(message);
+      // The view stays untouched until its decryption settles.
+      reader.hold(opened);
+      opened.catch(noop);
+      pending.push(opened);
+    }
+    if (
+      this.#filling !== undefined || this.#ended || this.#fillError !== undefined ||
+      this.#closed || pending.length - this.#pendingHead >= READ_AHEAD
+    ) return;
+    this.#filling = reader.fill().then(
+      (more) => {
+        this.#filling = undefined;
+        if (!more) this.#ended = true;
+        else this.#readAhead();
+      },
+      (error) => {
+        this.#filling = undefined;
+        this.#fillError = error;
+      },
+    );
   }
 
   /**
@@ -938,47 +986,116 @@ export class SecureChannel implements AsyncDisposable {
         );
       }
     }
-    // The cipher state takes nonces in call order.
-    const sealed = plaintexts.map((plaintext) => {
-      const ciphertext = this.#send.encrypt(plaintext);
-      ciphertext.catch(noop);
-      return ciphertext;
-    });
-    const done = this.#writeTail.then(() => this.#flush(sealed));
-    this.#writeTail = done.then(noop, noop);
-    return done;
+    // The cipher state takes nonces in call order and starts every
+    // encryption now; the writer sends the ciphertexts in that order, each as
+    // soon as it and the ones before it are ready.
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const outgoing = this.#outgoing;
+    for (let i = 0; i < plaintexts.length; i++) {
+      const sealed = this.#send.encrypt(plaintexts[i]);
+      const entry: Outgoing = {
+        sealed,
+        ciphertext: undefined,
+        resolve: i === plaintexts.length - 1 ? resolve : undefined,
+        reject,
+      };
+      sealed.then((ciphertext) => entry.ciphertext = ciphertext, noop);
+      outgoing.push(entry);
+    }
+    if (plaintexts.length === 0) {
+      // Nothing to send: settle after the writes called before.
+      outgoing.push({ sealed: undefined, ciphertext: EMPTY, resolve, reject });
+    }
+    if (!this.#writing) this.#write();
+    this.#writeTail = promise.then(noop, noop);
+    return promise;
   }
 
-  async #flush(sealed: Promise<Uint8Array>[]): Promise<void> {
-    if (this.#closed) throw this.#closedError(`write to ${this.stream.remoteAddress}`);
-    let ciphertexts: Uint8Array[];
+  /** Writes the outgoing messages in order, coalescing those that are ready. */
+  async #write(): Promise<void> {
+    this.#writing = true;
+    const outgoing = this.#outgoing;
     try {
-      ciphertexts = sealed.length === 1 ? [await sealed[0]] : await Promise.all(sealed);
-    } catch (error) {
-      this.#fail(error);
-      throw error;
+      while (this.#outgoingHead < outgoing.length) {
+        const head = outgoing[this.#outgoingHead];
+        if (head.ciphertext === undefined) {
+          try {
+            await head.sealed;
+          } catch (error) {
+            this.#fail(error);
+            head.reject(error);
+            this.#outgoingHead++;
+            this.#rejectOutgoing();
+            return;
+          }
+        }
+        if (this.#closed) {
+          this.#rejectOutgoing();
+          return;
+        }
+        // Take the head and every following message already encrypted, up to
+        // the kept buffer's size.
+        let end = this.#outgoingHead;
+        let total = 0;
+        while (end < outgoing.length) {
+          const ciphertext = outgoing[end].ciphertext;
+          if (ciphertext === undefined) break;
+          const size = ciphertext === EMPTY ? 0 : LENGTH_PREFIX_LENGTH + ciphertext.length;
+          if (total > 0 && total + size > MAX_KEPT_WRITE_BUFFER) break;
+          total += size;
+          end++;
+        }
+        if (total > 0) {
+          let out = this.#writeBuffer;
+          if (out.length < total) {
+            out = new Uint8Array(Math.max(total, Math.min(2 * out.length, MAX_KEPT_WRITE_BUFFER)));
+            if (out.length <= MAX_KEPT_WRITE_BUFFER) this.#writeBuffer = out;
+          }
+          let offset = 0;
+          for (let i = this.#outgoingHead; i < end; i++) {
+            const c = outgoing[i].ciphertext!;
+            if (c === EMPTY) continue;
+            out[offset] = c.length >>> 8;
+            out[offset + 1] = c.length & 0xff;
+            out.set(c, offset + LENGTH_PREFIX_LENGTH);
+            offset += LENGTH_PREFIX_LENGTH + c.length;
+          }
+          try {
+            await this.stream.write(out.subarray(0, total));
+          } catch (error) {
+            this.#fail(error);
+            for (let i = this.#outgoingHead; i < end; i++) outgoing[i].reject(error);
+            this.#outgoingHead = end;
+            this.#rejectOutgoing();
+            return;
+          }
+        }
+        for (let i = this.#outgoingHead; i < end; i++) {
+          const entry = outgoing[i];
+          entry.resolve?.();
+          outgoing[i] = DONE;
+        }
+        this.#outgoingHead = end;
+        if (end === outgoing.length) {
+          outgoing.length = 0;
+          this.#outgoingHead = 0;
+        } else if (end >= 1024) {
+          outgoing.splice(0, end);
+          this.#outgoingHead = 0;
+        }
+      }
+    } finally {
+      this.#writing = false;
     }
-    if (this.#closed) throw this.#closedError(`write to ${this.stream.remoteAddress}`);
-    let total = 0;
-    for (const c of ciphertexts) total += LENGTH_PREFIX_LENGTH + c.length;
-    let out = this.#writeBuffer;
-    if (out.length < total) {
-      out = new Uint8Array(total);
-      if (total <= MAX_KEPT_WRITE_BUFFER) this.#writeBuffer = out;
-    }
-    let offset = 0;
-    for (const c of ciphertexts) {
-      out[offset] = c.length >>> 8;
-      out[offset + 1] = c.length & 0xff;
-      out.set(c, offset + LENGTH_PREFIX_LENGTH);
-      offset += LENGTH_PREFIX_LENGTH + c.length;
-    }
-    try {
-      await this.stream.write(out.subarray(0, total));
-    } catch (error) {
-      this.#fail(error);
-      throw error;
-    }
+  }
+
+  /** Rejects every message not written yet with the closed error. */
+  #rejectOutgoing(): void {
+    const outgoing = this.#outgoing;
+    const closed = this.#closedError(`write to ${this.stream.remoteAddress}`);
+    for (let i = this.#outgoingHead; i < outgoing.length; i++) outgoing[i].reject(closed);
+    outgoing.length = 0;
+    this.#outgoingHead = 0;
   }
 
   /**
@@ -1024,14 +1141,42 @@ export class SecureChannel implements AsyncDisposable {
   }
 }
 
+/** A transport message on its way out. */
+interface Outgoing {
+  /** Its encryption; `undefined` for the marker of an empty `writeMany`. */
+  sealed: Promise<Uint8Array> | undefined;
+  /** The ciphertext, once encrypted (`EMPTY` for a marker). */
+  ciphertext: Uint8Array | undefined;
+  /** Settles the `writeMany` call whose last message this is. */
+  resolve: (() => void) | undefined;
+  /** Rejects the `writeMany` call it belongs to. */
+  reject: (error: unknown) => void;
+}
+
+const EMPTY = new Uint8Array(0);
+/** What a consumed read-ahead slot is replaced with, so that its plaintext can be collected. */
+const DONE_READ: Promise<Uint8Array> = Promise.resolve(EMPTY);
+/** What a written entry is replaced with, so that its buffers can be collected. */
+const DONE: Outgoing = {
+  sealed: undefined,
+  ciphertext: EMPTY,
+  resolve: undefined,
+  reject: noop,
+};
+
 /**
  * Buffered reader of length-prefixed messages. {@linkcode MessageReader.next}
- * hands out views into the buffer; {@linkcode MessageReader.fill} may move
- * or overwrite the bytes, so it must be called only once no view is in use.
+ * hands out views into the buffer; a view whose use is registered with
+ * {@linkcode MessageReader.hold} stays untouched until that use settles:
+ * meanwhile {@linkcode MessageReader.fill} reads only into free space, and
+ * moves on to another buffer (the spare, or a new one) when it would have to
+ * reuse held bytes. Unheld views may be overwritten by the next fill.
  */
 class MessageReader {
   #stream: ByteStream;
-  #buffer = new Uint8Array(INITIAL_READ_BUFFER);
+  #slab: Slab = { bytes: new Uint8Array(INITIAL_READ_BUFFER), holds: 0 };
+  /** A buffer of the current size with no held views, kept for the next move. */
+  #spare: Slab | undefined;
   #start = 0;
   #end = 0;
   /** Bytes the next message needs in all, prefix included (2 until a prefix is seen). */
@@ -1056,7 +1201,7 @@ class MessageReader {
       this.wanted = LENGTH_PREFIX_LENGTH;
       return null;
     }
-    const buffer = this.#buffer;
+    const buffer = this.#slab.bytes;
     const start = this.#start;
     const length = (buffer[start] << 8) | buffer[start + 1];
     this.wanted = LENGTH_PREFIX_LENGTH + length;
@@ -1066,48 +1211,95 @@ class MessageReader {
     return buffer.subarray(start + LENGTH_PREFIX_LENGTH, this.#start);
   }
 
+  /** Keeps the views handed out so far untouched until `use` settles. */
+  hold(use: Promise<unknown>): void {
+    const slab = this.#slab;
+    slab.holds++;
+    const release = () => {
+      if (--slab.holds === 0 && slab !== this.#slab) this.#retire(slab);
+    };
+    use.then(release, release);
+  }
+
   /** Reads more bytes from the stream; resolves `false` at the end of the stream. */
   async fill(): Promise<boolean> {
-    let buffer = this.#buffer;
-    if (this.#start === this.#end) {
+    let slab = this.#slab;
+    const held = slab.holds > 0;
+    if (this.#start === this.#end && !held) {
+      // Drained, no view in use: start over, and let an idle channel keep
+      // one buffer only.
       this.#start = this.#end = 0;
+      this.#spare = undefined;
     } else if (
-      buffer.length - this.#start < this.wanted ||
-      buffer.length - this.#end < buffer.length / 2
+      slab.bytes.length - this.#start < this.wanted ||
+      slab.bytes.length - this.#end < slab.bytes.length / 2
     ) {
       // The message would run past the end, or little room is left: move
-      // the partial message (less than 65537 bytes) to the front, into a
-      // larger buffer if it needs one (at most one whole message).
-      if (buffer.length < this.wanted) {
-        buffer = new Uint8Array(
-          Math.min(Math.max(this.wanted, buffer.length * 2), this.#cap()),
-        );
-        buffer.set(this.#buffer.subarray(this.#start, this.#end));
-        this.#buffer = buffer;
+      // the partial message (less than 65537 bytes) to the front, into
+      // another buffer if views of this one are held or it is too small.
+      const size = Math.min(
+        Math.max(this.wanted, slab.bytes.length * (slab.bytes.length < this.wanted ? 2 : 1)),
+        this.#cap(),
+      );
+      if (held || slab.bytes.length < size) {
+        slab = this.#takeSlab(size);
+        slab.bytes.set(this.#slab.bytes.subarray(this.#start, this.#end));
+        this.#switchTo(slab);
       } else {
-        buffer.copyWithin(0, this.#start, this.#end);
+        slab.bytes.copyWithin(0, this.#start, this.#end);
       }
       this.#end -= this.#start;
       this.#start = 0;
     }
+    const buffer = slab.bytes;
     const space = buffer.length - this.#end;
     const n = await this.#stream.read(buffer.subarray(this.#end));
     if (n === null) return false;
     this.#end += n;
     if (n === space && buffer.length < this.#cap()) {
       // Reads fill the buffer: grow it, so that bulk data takes fewer reads.
-      const grown = new Uint8Array(Math.min(buffer.length * 2, this.#cap()));
-      grown.set(buffer.subarray(this.#start, this.#end));
+      const grown: Slab = {
+        bytes: new Uint8Array(Math.min(buffer.length * 2, this.#cap())),
+        holds: 0,
+      };
+      grown.bytes.set(buffer.subarray(this.#start, this.#end));
       this.#end -= this.#start;
       this.#start = 0;
-      this.#buffer = grown;
+      this.#spare = undefined;
+      this.#switchTo(grown);
     }
     return true;
+  }
+
+  #takeSlab(size: number): Slab {
+    const spare = this.#spare;
+    this.#spare = undefined;
+    if (spare !== undefined && spare.bytes.length === size) return spare;
+    return { bytes: new Uint8Array(size), holds: 0 };
+  }
+
+  #switchTo(slab: Slab): void {
+    const old = this.#slab;
+    this.#slab = slab;
+    if (old.holds === 0) this.#retire(old);
+  }
+
+  /** Keeps a buffer whose views are all released as the spare, if it has the current size. */
+  #retire(slab: Slab): void {
+    if (this.#spare === undefined && slab.bytes.length === this.#slab.bytes.length) {
+      this.#spare = slab;
+    }
   }
 
   #cap(): number {
     return Math.max(this.maxCapacity, MAX_WIRE_MESSAGE);
   }
+}
+
+/** A read buffer and the number of unsettled uses of views into it. */
+interface Slab {
+  bytes: Uint8Array;
+  holds: number;
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -36,7 +36,7 @@ interface Vector {
 
 const vectors: Vector[] = vectorFile.vectors;
 const encoder = new TextEncoder();
-const BACKENDS: AesGcmBackend[] = ["noble", "webcrypto", "auto"];
+const BACKENDS: AesGcmBackend[] = ["noble", "webcrypto", "node", "auto"];
 
 function fromHex(hex: string): Uint8Array {
   return Uint8Array.from(hex.match(/../g) ?? [], (b) => parseInt(b, 16));
