@@ -1,5 +1,5 @@
 /**
- * Byte helpers shared by the identity modules. Private to `lib/identity/`.
+ * Error-message helpers shared by the identity modules. Private to `lib/identity/`.
  *
  * @module
  */
@@ -20,20 +20,4 @@ export function typeName(value: unknown): string {
     return (value as object).constructor?.name ?? "object";
   }
   return typeof value;
-}
-
-/** Whether two byte arrays hold the same bytes. Not constant-time. */
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    if (a[i] !== b[i]) return false;
-  }
-  return true;
-}
-
-/** Lower-case hex of `bytes`, for error messages. */
-export function toHex(bytes: Uint8Array): string {
-  let out = "";
-  for (const byte of bytes) out += byte.toString(16).padStart(2, "0");
-  return out;
 }

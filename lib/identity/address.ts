@@ -14,7 +14,8 @@
 
 import { base58 } from "@scure/base";
 import { AddressError } from "../errors.ts";
-import { bytesEqual, describeValue, typeName } from "./_bytes.ts";
+import { bytesEqual } from "../_bytes.ts";
+import { describeValue, typeName } from "./_bytes.ts";
 
 /** Length of an address (an Ed25519 public key) in bytes. */
 export const ADDRESS_LENGTH = 32;

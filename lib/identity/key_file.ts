@@ -28,7 +28,7 @@
  */
 
 import { KeyFileError } from "../errors.ts";
-import { bytesEqual, toHex } from "./_bytes.ts";
+import { bytesEqual, toHex } from "../_bytes.ts";
 import { type Identity, identityFromSecretKey } from "./keys.ts";
 
 /** The 8 bytes a key file starts with: ASCII `carrier` and version byte 1. */

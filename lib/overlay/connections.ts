@@ -21,6 +21,7 @@
  * @module
  */
 import { DisconnectReason } from "../../gen/carrier/v1/control_pb.ts";
+import { compareBytes } from "../_bytes.ts";
 import { type Clock, systemClock } from "../clock.ts";
 import { ConnectionLimitError, IdentityMismatchError, NodeClosedError } from "../errors.ts";
 import type { Identity } from "../identity/keys.ts";
@@ -106,13 +107,6 @@ export function preferConnection(
   const order = compareBytes(existing.initiator, incoming.initiator);
   if (order === 0) return "existing";
   return order < 0 ? "existing" : "incoming";
-}
-
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < Math.min(a.length, b.length); i++) {
-    if (a[i] !== b[i]) return a[i] - b[i];
-  }
-  return a.length - b.length;
 }
 
 interface Persistent {

@@ -39,6 +39,7 @@ import {
   ConnectionOption,
   SetConnectionOptSchema,
 } from "../../gen/carrier/v1/options_pb.ts";
+import { bytesEqual } from "../_bytes.ts";
 import { type Clock, systemClock, type TimerHandle } from "../clock.ts";
 import {
   CarrierError,
@@ -1066,10 +1067,4 @@ function writeVarint(out: Uint8Array, offset: number, value: number): number {
 
 function opcodeName(opcode: number): string {
   return Opcode[opcode] ?? `opcode ${opcode}`;
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -110,6 +110,7 @@ import {
 } from "../../gen/carrier/v1/handshake_pb.ts";
 import type { Compression } from "../../gen/carrier/v1/options_pb.ts";
 import { SUPPORTED_COMPRESSIONS } from "../wire/compression.ts";
+import { bytesEqual } from "../_bytes.ts";
 import { type Clock, systemClock } from "../clock.ts";
 import {
   ConnectionClosedError,
@@ -1300,12 +1301,6 @@ class MessageReader {
 interface Slab {
   bytes: Uint8Array;
   holds: number;
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function reasonOf(error: unknown): string {

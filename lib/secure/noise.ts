@@ -50,6 +50,7 @@ import { Buffer } from "node:buffer";
 import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from "node:crypto";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
+import { concatBytes, toHex } from "../_bytes.ts";
 import { DecryptError, HandshakeError, NonceExhaustedError } from "../errors.ts";
 import { type AesGcm, type AesGcmBackend, createAesGcm, syncAesGcm } from "./_aes_gcm.ts";
 import { type HandshakePattern, parsePattern, type Token } from "./_patterns.ts";
@@ -757,7 +758,7 @@ export class Handshake {
         }
       }
       parts.push(await this.#symmetric.encryptAndHash(payload));
-      return concat(parts);
+      return concatBytes(parts);
     });
   }
 
@@ -982,18 +983,4 @@ function copyKeyPair(pair: X25519KeyPair): X25519KeyPair {
     publicKey: pair.publicKey.slice(),
     privateKey: pair.privateKey.slice(),
   };
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -12,6 +12,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { FrameFlag, FrameSchema } from "../../gen/carrier/v1/frame_pb.ts";
 import type { Compression } from "../../gen/carrier/v1/options_pb.ts";
+import { concatBytes } from "../_bytes.ts";
 import { FrameDecodeError, FrameTooLargeError } from "../errors.ts";
 import { MAX_VARINT32_BYTES, varintSize, writeVarint } from "./_varint.ts";
 
@@ -288,7 +289,7 @@ export class FrameDecoder {
       this.#bodyParts.push(part);
       this.#bodyReceived += take;
       if (this.#bodyReceived === this.#bodyLength) {
-        frames.push(this.#finish(concat(this.#bodyParts, this.#bodyLength)));
+        frames.push(this.#finish(concatBytes(this.#bodyParts)));
       }
     }
     return frames;
@@ -326,14 +327,4 @@ export class FrameDecoder {
       );
     }
   }
-}
-
-function concat(parts: Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
