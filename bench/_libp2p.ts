@@ -1,0 +1,159 @@
+/**
+ * The js-libp2p side of `bench/peers.ts`: a node on TCP + Noise + Yamux with
+ * the ping service, and the bench's two protocols (a byte sink and a
+ * length-prefixed echo). The packages are pinned here, with `npm:`
+ * specifiers, so that they stay out of the library's import map; keep
+ * {@linkcode LIBP2P_PACKAGES} in step with the specifiers.
+ *
+ * @module
+ */
+// The peer library is the bench's own dependency, pinned here rather than in
+// deno.json's import map, which holds only the library's dependencies.
+// deno-lint-ignore-file no-import-prefix
+
+import { noise } from "npm:@chainsafe/libp2p-noise@17.0.0";
+import { yamux } from "npm:@chainsafe/libp2p-yamux@8.0.1";
+import { type Ping, ping, PING_PROTOCOL } from "npm:@libp2p/ping@3.1.13";
+import { tcp } from "npm:@libp2p/tcp@11.0.28";
+import { lpStream } from "npm:@libp2p/utils@7.4.1";
+import { type Multiaddr, multiaddr } from "npm:@multiformats/multiaddr@13.0.3";
+import { createLibp2p, type Libp2p } from "npm:libp2p@3.3.11";
+
+/** The js-libp2p packages this bench runs, and their versions (as in the imports above). */
+export const LIBP2P_PACKAGES: Readonly<Record<string, string>> = {
+  "libp2p": "3.3.11",
+  "@libp2p/tcp": "11.0.28",
+  "@chainsafe/libp2p-noise": "17.0.0",
+  "@chainsafe/libp2p-yamux": "8.0.1",
+  "@libp2p/ping": "3.1.13",
+  "@libp2p/utils": "7.4.1",
+  "@multiformats/multiaddr": "13.0.3",
+};
+
+/** One-way protocol: the listener counts the bytes it receives. */
+export const SINK_PROTOCOL = "/carrier-bench/sink/1.0.0";
+/** Request/reply protocol: the listener echoes each length-prefixed message. */
+export const ECHO_PROTOCOL = "/carrier-bench/echo/1.0.0";
+
+/** A node made by {@linkcode createLibp2pNode}. */
+export type Libp2pNode = Libp2p<{ ping: Ping }>;
+
+/** Creates a started js-libp2p node: TCP, Noise, Yamux and `@libp2p/ping`, defaults otherwise. */
+export async function createLibp2pNode(listen: boolean): Promise<Libp2pNode> {
+  return await createLibp2p({
+    addresses: { listen: listen ? ["/ip4/127.0.0.1/tcp/0"] : [] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: { ping: ping() },
+    connectionManager: {
+      // The defaults (300 connections; 5 inbound connections per second per
+      // host; 10 pending) would refuse a bench that dials 127.0.0.1 over and
+      // over. Raised like carrier's `maxInbound` / `maxPendingHandshakes`.
+      maxConnections: 2_000,
+      inboundConnectionThreshold: 1_000_000,
+      maxIncomingPendingConnections: 64,
+    },
+  });
+}
+
+/** Parses a multiaddr string (`/ip4/127.0.0.1/tcp/PORT/p2p/PEER_ID`). */
+export function parseMultiaddr(text: string): Multiaddr {
+  return multiaddr(text);
+}
+
+/**
+ * Serves the bench protocols on `node`: the sink adds every received byte
+ * count to `onBytes`, the echo writes back each length-prefixed message.
+ */
+export async function serveBenchProtocols(
+  node: Libp2pNode,
+  onBytes: (n: number) => void,
+): Promise<void> {
+  await node.handle(SINK_PROTOCOL, (stream) => {
+    stream.addEventListener("message", (event) => onBytes(event.data.byteLength));
+  });
+  await node.handle(ECHO_PROTOCOL, async (stream) => {
+    const lp = lpStream(stream);
+    try {
+      for (;;) await lp.write(await lp.read());
+    } catch {
+      // The dialer closed the stream.
+    }
+  });
+}
+
+/** Why a ping may fail when the previous one's streams are still closing. */
+const PING_RACES = new Set(["TooManyOutboundProtocolStreamsError", "StreamStateError"]);
+
+/**
+ * One `@libp2p/ping` to `listener`, one ping stream at a time as the ping
+ * spec asks: `ping()` resolves before its stream has closed on both sides
+ * (and the listener accepts 2 inbound ping streams, the dialer opens 1), so
+ * a back-to-back ping can be refused or reset. This waits for both ends of
+ * the ping streams to close, and retries a ping that lost that race anyway
+ * (the connection monitor pings too). Resolves the ping's ms.
+ */
+export async function pingInTurn(dialer: Libp2pNode, listener: Libp2pNode): Promise<number> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      const rtt = await dialer.services.ping.ping(listener.peerId);
+      await pingStreamsClosed(dialer, listener);
+      return rtt;
+    } catch (err) {
+      if (!PING_RACES.has((err as Error).name) || attempt === 10) throw err;
+      await pingStreamsClosed(dialer, listener);
+    }
+  }
+}
+
+async function pingStreamsClosed(dialer: Libp2pNode, listener: Libp2pNode): Promise<void> {
+  const connections = [
+    ...dialer.getConnections(listener.peerId),
+    ...listener.getConnections(dialer.peerId),
+  ];
+  for (const connection of connections) {
+    for (const stream of connection.streams) {
+      if (stream.protocol !== PING_PROTOCOL) continue;
+      if (stream.status !== "open" && stream.status !== "closing") continue;
+      await new Promise((resolve) => stream.addEventListener("close", resolve, { once: true }));
+    }
+  }
+}
+
+/** A byte sink stream: `write` waits for drain when the stream asks to. */
+export interface SinkWriter {
+  write(bytes: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Opens a stream of {@linkcode SINK_PROTOCOL} to `listener`. */
+export async function openSink(dialer: Libp2pNode, listener: Libp2pNode): Promise<SinkWriter> {
+  const stream = await dialer.dialProtocol(listener.peerId, SINK_PROTOCOL);
+  return {
+    async write(bytes) {
+      if (!stream.send(bytes)) await stream.onDrain();
+    },
+    close: () => stream.close(),
+  };
+}
+
+/** One request/reply exchange on a long-lived echo stream. */
+export interface EchoClient {
+  /** Writes `message` length-prefixed and resolves the reply's length. */
+  roundTrip(message: Uint8Array): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Opens a stream of {@linkcode ECHO_PROTOCOL} to `listener`. */
+export async function openEcho(dialer: Libp2pNode, listener: Libp2pNode): Promise<EchoClient> {
+  const stream = await dialer.dialProtocol(listener.peerId, ECHO_PROTOCOL);
+  const lp = lpStream(stream);
+  return {
+    async roundTrip(message) {
+      await lp.write(message);
+      return (await lp.read()).byteLength;
+    },
+    close: () => stream.close(),
+  };
+}
