@@ -2,7 +2,8 @@
  * Micro benchmarks of `lib/identity/`: key generation (with and without the
  * static puzzle), signing, verification and the puzzle hash. The signature
  * group also times Deno's native WebCrypto Ed25519 (async only) on the same
- * key and message, as the reference for `@noble/curves`' pure-JS figures.
+ * key and message, as a reference for carrier's synchronous `node:crypto`
+ * figures (plus its strict-verification checks).
  *
  * Run: `deno bench bench/identity_bench.ts`
  *

@@ -20,9 +20,9 @@ import { leadingZeroBits } from "./node_id.ts";
 
 /**
  * The default puzzle difficulty `c1`: 8 leading zero bits, so generating an
- * identity takes 2^8 = 256 key generations on average (tens of milliseconds
- * with `@noble/curves`, see `bench/identity_bench.ts`) and 99% of searches
- * finish within about 1,200. This is deliberately small: it keeps tests, the CLI and throwaway
+ * identity takes 2^8 = 256 key generations on average (about 10 ms with
+ * `node:crypto`, see `bench/identity_bench.ts`) and 99% of searches finish
+ * within about 1,200. This is deliberately small: it keeps tests, the CLI and throwaway
  * nodes fast and only weeds out identities minted for free. A network that
  * wants real Sybil resistance should raise it (each extra bit doubles the
  * work; 20 bits is about a million key generations).

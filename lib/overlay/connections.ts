@@ -27,6 +27,7 @@ import { ConnectionLimitError, IdentityMismatchError, NodeClosedError } from "..
 import type { Identity } from "../identity/keys.ts";
 import { type CloseInfo, PeerConnection, type PeerConnectionOptions } from "../peer/connection.ts";
 import { type SecureChannel, secureInbound, secureOutbound } from "../secure/channel.ts";
+import { generateX25519KeyPair, type X25519KeyPair } from "../secure/noise.ts";
 import type { Frame } from "../wire/frame.ts";
 import type { ByteStream, Listener, Transport } from "../transport/types.ts";
 import type { PeerAddress } from "./peer_address.ts";
@@ -135,6 +136,10 @@ export class ConnectionManager {
   readonly #streams = new Set<ByteStream>();
   readonly #tasks = new Set<Promise<unknown>>();
   readonly #abort = new AbortController();
+  // One Noise static key per node (per process): its identity signature is
+  // made once and reused by every handshake; ephemeral keys still give each
+  // connection fresh secrets.
+  readonly #staticKey: X25519KeyPair = generateX25519KeyPair();
   #listenAddrs: string[] = [];
   #pendingHandshakes = 0;
   #rejected = 0;
@@ -363,6 +368,7 @@ export class ConnectionManager {
   #channelOptions() {
     return {
       identity: this.#o.identity,
+      noiseStaticKeyPair: this.#staticKey,
       acceptsInbound: this.#listenAddrs.length > 0,
       listenAddrs: this.#listenAddrs,
       compressions: this.#o.compressions,

@@ -242,3 +242,59 @@ Deno.test("sign rejects an identity without a 32-byte secret key", () => {
     ),
   );
 });
+
+Deno.test("verify agrees with noble's strict RFC 8032 verification on valid and mangled signatures", () => {
+  const identity = generateIdentitySync({ difficulty: 0 });
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ maxLength: 64 }),
+      fc.nat({ max: 95 }),
+      fc.integer({ min: 0, max: 255 }),
+      fc.boolean(),
+      (message, at, flip, mangle) => {
+        const signature = sign(identity, message);
+        const key = identity.publicKey.slice();
+        if (mangle) {
+          // Flip bits in the signature (0-63) or the key (64-95).
+          if (at < 64) signature[at] ^= flip || 1;
+          else key[at - 64] ^= flip || 1;
+        }
+        const expected = (() => {
+          try {
+            return ed25519.verify(signature, message, key, { zip215: false });
+          } catch {
+            return false;
+          }
+        })();
+        assert.equal(verify(key, message, signature), expected);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+Deno.test("verify rejects every small-order key, in either sign, and a non-canonical R", () => {
+  const message = encoder.encode("anything");
+  const smallOrder = [
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  ];
+  for (const h of smallOrder) {
+    for (const signBit of [0, 0x80]) {
+      const key = hex.decode(h);
+      key[31] |= signBit;
+      // R = the same point, S = 0: passes the cofactored equation for small-order keys.
+      const signature = new Uint8Array(64);
+      signature.set(key);
+      assert.equal(verify(key, message, signature), false, `${h} sign ${signBit}`);
+    }
+  }
+  // R with y = p (non-canonical encoding of y = 0).
+  const identity = generateIdentitySync({ difficulty: 0 });
+  const signature = sign(identity, message);
+  signature.set(hex.decode("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"), 0);
+  assert.equal(verify(identity.publicKey, message, signature), false);
+});
