@@ -218,13 +218,19 @@ function authFailed(nonce: bigint, cause: unknown): DecryptError {
   );
 }
 
-class NobleAesGcm implements AesGcm, SyncAesGcm {
-  readonly backend = "noble" as const;
-  #key: Uint8Array;
-
-  constructor(key: Uint8Array) {
-    this.#key = key.slice();
-  }
+/** A synchronous backend's promise-returning side: the sync call, settled. */
+abstract class SyncBackedAesGcm implements AesGcm, SyncAesGcm {
+  abstract readonly backend: "noble" | "node";
+  abstract encryptSync(
+    nonce: bigint,
+    plaintext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Uint8Array;
+  abstract decryptSync(
+    nonce: bigint,
+    ciphertext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Uint8Array;
 
   encrypt(
     nonce: bigint,
@@ -248,6 +254,16 @@ class NobleAesGcm implements AesGcm, SyncAesGcm {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+}
+
+class NobleAesGcm extends SyncBackedAesGcm {
+  readonly backend = "noble" as const;
+  #key: Uint8Array;
+
+  constructor(key: Uint8Array) {
+    super();
+    this.#key = key.slice();
   }
 
   encryptSync(
@@ -277,36 +293,13 @@ class NobleAesGcm implements AesGcm, SyncAesGcm {
 
 const NODE_ALGORITHM = "aes-256-gcm";
 
-class NodeAesGcm implements AesGcm, SyncAesGcm {
+class NodeAesGcm extends SyncBackedAesGcm {
   readonly backend = "node" as const;
   #key: Uint8Array;
 
   constructor(key: Uint8Array) {
+    super();
     this.#key = key.slice();
-  }
-
-  encrypt(
-    nonce: bigint,
-    plaintext: Uint8Array,
-    options?: AesGcmCallOptions,
-  ): Promise<Uint8Array> {
-    try {
-      return Promise.resolve(this.encryptSync(nonce, plaintext, options));
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  }
-
-  decrypt(
-    nonce: bigint,
-    ciphertext: Uint8Array,
-    options?: AesGcmCallOptions,
-  ): Promise<Uint8Array> {
-    try {
-      return Promise.resolve(this.decryptSync(nonce, ciphertext, options));
-    } catch (error) {
-      return Promise.reject(error);
-    }
   }
 
   encryptSync(
