@@ -23,7 +23,7 @@ async function carrier(
   return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
 }
 
-Deno.test("carrier demo shows an identity, frames and every compression setting", async () => {
+Deno.test("carrier demo shows an identity, frames, every compression setting and a few nodes", async () => {
   const { code, stdout } = await carrier("demo");
   assert.equal(code, 0);
   assert.match(stdout, /address\s+[1-9A-HJ-NP-Za-km-z]{43,44}\s/);
@@ -31,6 +31,12 @@ Deno.test("carrier demo shows an identity, frames and every compression setting"
     stdout,
     /decoded 3 frames from \d+ bytes fed in 5-byte chunks: PING#1, APP_1000#2, ACK#1/,
   );
+  assert.match(stdout, /bob -> alice: PING round trip [\d.]+ ms/);
+  assert.match(
+    stdout,
+    /hub SPEAKs to its 2 direct peers:\n  alice heard "hello, direct peers" from hub\n  bob heard "hello, direct peers" from hub\n/,
+  );
+  assert.match(stdout, /hub's metrics, as alice asked for them \(METRICS\): 2 connections/);
   for (const name of ["bz2", "gzip", "lzma", "zlib", "snappy"]) {
     assert.match(
       stdout,
