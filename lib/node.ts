@@ -38,6 +38,11 @@ import {
 } from "../gen/carrier/v1/control_pb.ts";
 import { NackReason, Opcode } from "../gen/carrier/v1/frame_pb.ts";
 import { SpeakSchema } from "../gen/carrier/v1/messaging_pb.ts";
+import {
+  FindNodeReplySchema,
+  FindNodeRequestSchema,
+  PeerInfoSchema,
+} from "../gen/carrier/v1/dht_pb.ts";
 import type { MessageOf, Schema } from "./_protobuf.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import {
@@ -54,6 +59,8 @@ import { DEFAULT_PUZZLE_DIFFICULTY } from "./identity/puzzle.ts";
 import { ConnectionManager, type ConnectionStats } from "./overlay/connections.ts";
 import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
 import { SeenCache } from "./overlay/seen_cache.ts";
+import { type Contact, contactOf, RoutingTable } from "./overlay/routing_table.ts";
+import { NODE_ID_LENGTH } from "./identity/node_id.ts";
 import type {
   CloseInfo,
   ConnectionCounters,
@@ -104,6 +111,8 @@ export interface NodeOptions {
   forwardSpeak?: boolean;
   /** Frames held per peer while it is locked by receive-then-lock. @default {256} */
   maxHeldMessages?: number;
+  /** Kademlia's k: contacts per routing-table bucket, and peers per FIND_NODE reply. @default {20} */
+  k?: number;
   /** Source of time. @default {systemClock} */
   clock?: Clock;
   /** Software name announced in the handshake. @default {"carrier"} */
@@ -268,6 +277,7 @@ export class Node extends EventTarget implements AsyncDisposable {
   readonly #components: readonly Component[];
   readonly #locks = new Map<string, PeerLock>();
   readonly #speakSeen: SeenCache;
+  readonly #table: RoutingTable;
   readonly #options: NodeOptions;
   readonly #clock: Clock;
   readonly #totals: ConnectionCounters = {
@@ -288,6 +298,7 @@ export class Node extends EventTarget implements AsyncDisposable {
     this.#clock = options.clock ?? systemClock;
     this.#components = [...(options.components ?? [])];
     this.#speakSeen = new SeenCache({ clock: this.#clock, maxEntries: 16_384 });
+    this.#table = new RoutingTable(identity.nodeId, { k: options.k ?? 20, clock: this.#clock });
     this.#manager = new ConnectionManager({
       identity,
       transport: options.transport ?? new TcpTransport(),
@@ -368,6 +379,34 @@ export class Node extends EventTarget implements AsyncDisposable {
   /** The opcode registry (protocol opcodes and the application's). */
   get registry(): OpcodeRegistry {
     return this.#registry;
+  }
+
+  /**
+   * The Kademlia routing table. Every connected peer is offered to it; when
+   * a bucket is full, a connected (so live) oldest contact stays and the
+   * newcomer waits as a replacement, else the oldest makes way.
+   */
+  get routingTable(): RoutingTable {
+    return this.#table;
+  }
+
+  /**
+   * Asks a connected peer for the contacts it knows closest to `target`
+   * (FIND_NODE): up to k, closest first, never the asker itself.
+   *
+   * @throws {NackError} (`MALFORMED`) when `target` is not 32 bytes.
+   */
+  async findNode(
+    address: string,
+    target: Uint8Array,
+    options: RequestOptions = {},
+  ): Promise<Contact[]> {
+    const payload = toBinary(FindNodeRequestSchema, create(FindNodeRequestSchema, { target }));
+    const data = await this.#connected(address).request(Opcode.FIND_NODE, payload, options);
+    const reply = decodePayload(FindNodeReplySchema, data);
+    return reply.peers.filter((p) => p.address.length === 32).map((p) =>
+      contactOf(p.address, formatAddress(p.address), [...p.listenAddrs])
+    );
   }
 
   /** Open connections. */
@@ -660,6 +699,7 @@ export class Node extends EventTarget implements AsyncDisposable {
   }
 
   #onFrame(frame: Frame, peer: PeerConnection): void {
+    this.#table.touch(peer.address);
     const lock = this.#locks.get(peer.address);
     if (lock) {
       const waiter = lock.waiters.find((w) => w.opcode === frame.opcode);
@@ -702,6 +742,8 @@ export class Node extends EventTarget implements AsyncDisposable {
         return this.#onSpeak(frame, peer);
       case Opcode.METRICS:
         return this.#onMetrics(frame, peer);
+      case Opcode.FIND_NODE:
+        return this.#onFindNode(frame, peer);
     }
     const handler = this.#handlers.get(frame.opcode);
     if (handler) {
@@ -829,7 +871,55 @@ export class Node extends EventTarget implements AsyncDisposable {
     peer.nack(frame, reason, message).catch(() => {});
   }
 
+  #onFindNode(frame: Frame, peer: PeerConnection): void {
+    if (frame.id === 0) return;
+    let target: Uint8Array;
+    try {
+      target = decodePayload(FindNodeRequestSchema, frame.payload).target;
+    } catch (err) {
+      this.#refuse(frame, peer, NackReason.MALFORMED, (err as Error).message);
+      return;
+    }
+    if (target.length !== NODE_ID_LENGTH) {
+      this.#refuse(
+        frame,
+        peer,
+        NackReason.MALFORMED,
+        `FIND_NODE target must be ${NODE_ID_LENGTH} bytes, got ${target.length}`,
+      );
+      return;
+    }
+    const closest = this.#table.closest(target, this.#table.k, (c) => c.address !== peer.address);
+    const reply = create(FindNodeReplySchema, {
+      peers: closest.map((c) =>
+        create(PeerInfoSchema, {
+          address: c.identityKey,
+          listenAddrs: c.listenAddrs,
+          acceptsInbound: c.listenAddrs.length > 0,
+        })
+      ),
+    });
+    peer.ack(frame, toBinary(FindNodeReplySchema, reply)).catch(() => {});
+  }
+
+  /** Offers a newly connected peer to the routing table (see {@linkcode Node.routingTable}). */
+  #learn(peer: PeerConnection): void {
+    const contact = contactOf(
+      peer.identityKey,
+      peer.address,
+      [...peer.channel.remote.listenAddrs],
+      this.#clock.now(),
+    );
+    const result = this.#table.add(contact);
+    if (result.status === "full" && !this.#manager.get(result.oldest.address)) {
+      // The oldest is not connected: make way for the live newcomer.
+      this.#table.remove(result.oldest.address);
+      this.#table.add(contact);
+    }
+  }
+
   #onConnect(peer: PeerConnection): void {
+    this.#learn(peer);
     for (const component of this.#components) {
       try {
         component.peerConnect?.(peer);

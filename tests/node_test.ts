@@ -385,3 +385,33 @@ Deno.test("a node redials its bootstrap peers after a disconnect", async () => {
     await closeAll();
   }
 });
+
+Deno.test("FIND_NODE answers with the k closest contacts the node knows, never the asker", async () => {
+  try {
+    const hub = await node({ k: 3 });
+    const others = await Promise.all(Array.from({ length: 5 }, () => node()));
+    for (const n of others) await n.connect(hub.peerAddresses[0]);
+    await until(() => hub.peers().length === 5, "the hub to see everyone");
+    // k = 3 per bucket: about half of the ids land in one bucket, so some
+    // may wait as replacements; ask for what the table holds.
+    const asker = others[0];
+    const target = others[1].identity.nodeId;
+    const contacts = await asker.findNode(hub.address, target);
+    const expected = hub.routingTable.closest(target, 3, (c) => c.address !== asker.address);
+    assert.deepEqual(contacts.map((c) => c.address), expected.map((c) => c.address));
+    assert.ok(contacts.length > 0 && contacts.length <= 3);
+    assert.ok(!contacts.some((c) => c.address === asker.address));
+    if (hub.routingTable.get(others[1].address)) {
+      assert.equal(contacts[0].address, others[1].address);
+    }
+    // Contacts come with where they listen.
+    assert.match(contacts[0].listenAddrs[0], /^127\.0\.0\.1:\d+$/);
+    // A malformed target gets NACK MALFORMED.
+    await assert.rejects(
+      () => asker.findNode(hub.address, new Uint8Array(5)),
+      (err: unknown) => err instanceof NackError && err.reason === NackReason.MALFORMED,
+    );
+  } finally {
+    await closeAll();
+  }
+});
