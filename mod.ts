@@ -189,3 +189,19 @@ export {
   type RoutingTableOptions,
   subnetOf,
 } from "./lib/overlay/routing_table.ts";
+export {
+  DEFAULT_MAX_WHISPER_BODY_SIZE,
+  DEFAULT_WHISPER_TTL,
+  MAX_ENCRYPTED_ENVELOPE_PAYLOAD,
+  openWhisper,
+  type OpenWhisperOptions,
+  sealWhisper,
+  type SealWhisperOptions,
+  WHISPER_NOISE_OVERHEAD,
+  WHISPER_PROLOGUE,
+  WHISPER_SIGNATURE_CONTEXT,
+  type WhisperContent,
+  whisperHash,
+  x25519PrivateKeyFromEd25519,
+  x25519PublicKeyFromEd25519,
+} from "./lib/overlay/whisper.ts";

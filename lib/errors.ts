@@ -136,3 +136,6 @@ export class PeerAddressError extends CarrierError {}
 
 /** The node is not running (not started yet, or closed). */
 export class NodeClosedError extends CarrierError {}
+
+/** A WHISPER cannot be opened: wrong recipient, bad signature, failed decryption, sender mismatch, malformed or too large. */
+export class WhisperError extends CarrierError {}

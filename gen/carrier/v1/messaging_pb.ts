@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file carrier/v1/messaging.proto.
  */
 export const file_carrier_v1_messaging: GenFile = /*@__PURE__*/
-  fileDesc("ChpjYXJyaWVyL3YxL21lc3NhZ2luZy5wcm90bxIKY2Fycmllci52MSJKCgVTaG91dBIQCghlbnZlbG9wZRgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwSDAoEaG9wcxgDIAEoDRIOCgZoZWlnaHQYBCABKA0iZAoNU2hvdXRFbnZlbG9wZRIOCgZvcmlnaW4YASABKAwSEAoIc2VxdWVuY2UYAiABKAQSFAoMdGltZXN0YW1wX21zGAMgASgEEg0KBXRvcGljGAQgASgJEgwKBGJvZHkYBSABKAwiMQoFU3BlYWsSDQoFdG9waWMYASABKAkSDAoEYm9keRgCIAEoDBILCgN0dGwYAyABKA0iYQoHV2hpc3BlchIRCglyZWNpcGllbnQYASABKAwSCwoDdHRsGAIgASgNEhEKCWVuY3J5cHRlZBgDIAEoCBIQCghlbnZlbG9wZRgEIAEoDBIRCglzaWduYXR1cmUYBSABKAwidgoPV2hpc3BlckVudmVsb3BlEg4KBnNlbmRlchgBIAEoDBIRCglyZWNpcGllbnQYAiABKAwSDQoFbm9uY2UYAyABKAQSFAoMdGltZXN0YW1wX21zGAQgASgEEg0KBXRvcGljGAUgASgJEgwKBGJvZHkYBiABKAwiKAoKV2hpc3BlckFjaxIMCgRoYXNoGAEgASgMEgwKBGhvcHMYAiABKA1iBnByb3RvMw");
+  fileDesc("ChpjYXJyaWVyL3YxL21lc3NhZ2luZy5wcm90bxIKY2Fycmllci52MSJKCgVTaG91dBIQCghlbnZlbG9wZRgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwSDAoEaG9wcxgDIAEoDRIOCgZoZWlnaHQYBCABKA0iZAoNU2hvdXRFbnZlbG9wZRIOCgZvcmlnaW4YASABKAwSEAoIc2VxdWVuY2UYAiABKAQSFAoMdGltZXN0YW1wX21zGAMgASgEEg0KBXRvcGljGAQgASgJEgwKBGJvZHkYBSABKAwiMQoFU3BlYWsSDQoFdG9waWMYASABKAkSDAoEYm9keRgCIAEoDBILCgN0dGwYAyABKA0iYQoHV2hpc3BlchIRCglyZWNpcGllbnQYASABKAwSCwoDdHRsGAIgASgNEhEKCWVuY3J5cHRlZBgDIAEoCBIQCghlbnZlbG9wZRgEIAEoDBIRCglzaWduYXR1cmUYBSABKAwiNAoNU2VhbGVkV2hpc3BlchIQCghlbnZlbG9wZRgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwidgoPV2hpc3BlckVudmVsb3BlEg4KBnNlbmRlchgBIAEoDBIRCglyZWNpcGllbnQYAiABKAwSDQoFbm9uY2UYAyABKAQSFAoMdGltZXN0YW1wX21zGAQgASgEEg0KBXRvcGljGAUgASgJEgwKBGJvZHkYBiABKAwiKAoKV2hpc3BlckFjaxIMCgRoYXNoGAEgASgMEgwKBGhvcHMYAiABKA1iBnByb3RvMw");
 
 /**
  * Payload of SHOUT.
@@ -178,8 +178,9 @@ export type Whisper = Message<"carrier.v1.Whisper"> & {
 
   /**
    * Plaintext: a serialized WhisperEnvelope. Encrypted: a one-way Noise
-   * message (pattern X) whose payload is a serialized WhisperEnvelope, sealed
-   * to the recipient and authenticated as the sender.
+   * message (pattern X, prologue "carrier/v1 whisper") whose payload is a
+   * serialized SealedWhisper, sealed to the recipient's X25519 key and
+   * authenticated with the sender's (both converted from Ed25519).
    *
    * @generated from field: bytes envelope = 4;
    */
@@ -200,6 +201,38 @@ export type Whisper = Message<"carrier.v1.Whisper"> & {
  */
 export const WhisperSchema: GenMessage<Whisper> = /*@__PURE__*/
   messageDesc(file_carrier_v1_messaging, 3);
+
+/**
+ * The payload of an encrypted WHISPER's Noise message. The signature binds
+ * the sender's exact Ed25519 key: the Ed25519 -> X25519 conversion that Noise
+ * authenticates forgets the sign of a point, so Noise alone would let a
+ * sender also claim the negation of its own address.
+ *
+ * @generated from message carrier.v1.SealedWhisper
+ */
+export type SealedWhisper = Message<"carrier.v1.SealedWhisper"> & {
+  /**
+   * A serialized WhisperEnvelope.
+   *
+   * @generated from field: bytes envelope = 1;
+   */
+  envelope: Uint8Array;
+
+  /**
+   * Ed25519 signature by the envelope's sender over the ASCII context string
+   * "carrier/v1 whisper:" followed by envelope (as in plaintext mode).
+   *
+   * @generated from field: bytes signature = 2;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message carrier.v1.SealedWhisper.
+ * Use `create(SealedWhisperSchema)` to create a new message.
+ */
+export const SealedWhisperSchema: GenMessage<SealedWhisper> = /*@__PURE__*/
+  messageDesc(file_carrier_v1_messaging, 4);
 
 /**
  * The content of a WHISPER.
@@ -255,7 +288,7 @@ export type WhisperEnvelope = Message<"carrier.v1.WhisperEnvelope"> & {
  * Use `create(WhisperEnvelopeSchema)` to create a new message.
  */
 export const WhisperEnvelopeSchema: GenMessage<WhisperEnvelope> = /*@__PURE__*/
-  messageDesc(file_carrier_v1_messaging, 4);
+  messageDesc(file_carrier_v1_messaging, 5);
 
 /**
  * Data of WHISPER's ACK, sent back by the recipient.
@@ -283,5 +316,5 @@ export type WhisperAck = Message<"carrier.v1.WhisperAck"> & {
  * Use `create(WhisperAckSchema)` to create a new message.
  */
 export const WhisperAckSchema: GenMessage<WhisperAck> = /*@__PURE__*/
-  messageDesc(file_carrier_v1_messaging, 5);
+  messageDesc(file_carrier_v1_messaging, 6);
 
