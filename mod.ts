@@ -205,3 +205,4 @@ export {
   x25519PrivateKeyFromEd25519,
   x25519PublicKeyFromEd25519,
 } from "./lib/overlay/whisper.ts";
+export { iterativeLookup, type LookupOptions, type LookupResult } from "./lib/overlay/lookup.ts";

@@ -60,7 +60,8 @@ import { ConnectionManager, type ConnectionStats } from "./overlay/connections.t
 import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
 import { SeenCache } from "./overlay/seen_cache.ts";
 import { type Contact, contactOf, RoutingTable } from "./overlay/routing_table.ts";
-import { NODE_ID_LENGTH } from "./identity/node_id.ts";
+import { iterativeLookup, type LookupResult } from "./overlay/lookup.ts";
+import { bucketIndex, NODE_ID_LENGTH } from "./identity/node_id.ts";
 import type {
   CloseInfo,
   ConnectionCounters,
@@ -113,6 +114,8 @@ export interface NodeOptions {
   maxHeldMessages?: number;
   /** Kademlia's k: contacts per routing-table bucket, and peers per FIND_NODE reply. @default {20} */
   k?: number;
+  /** Routing-table repair: stale buckets are looked up and ℓ refilled this often, in ms. @default {60_000} */
+  refreshInterval?: number;
   /** Source of time. @default {systemClock} */
   clock?: Clock;
   /** Software name announced in the handshake. @default {"carrier"} */
@@ -278,6 +281,8 @@ export class Node extends EventTarget implements AsyncDisposable {
   readonly #locks = new Map<string, PeerLock>();
   readonly #speakSeen: SeenCache;
   readonly #table: RoutingTable;
+  readonly #tasks = new Set<Promise<unknown>>();
+  #refreshTimer: number | undefined;
   readonly #options: NodeOptions;
   readonly #clock: Clock;
   readonly #totals: ConnectionCounters = {
@@ -431,12 +436,143 @@ export class Node extends EventTarget implements AsyncDisposable {
         this.#error(err, `component ${component.name ?? "component"} startup`);
       }
     }
-    for (const entry of this.#options.bootstrap ?? []) {
+    const bootstraps = (this.#options.bootstrap ?? []).map((entry) => {
       const peer = typeof entry === "string" ? parsePeerAddress(entry) : entry;
-      this.#manager.connect(peer, { persistent: true }).catch((err) =>
+      return this.#manager.connect(peer, { persistent: true }).catch((err) =>
         this.#error(err, `bootstrap ${peer.address}@${peer.transportAddress}`)
       );
+    });
+    if (bootstraps.length > 0) {
+      // Then find our neighbourhood (FIND_NODE on our own id) and open
+      // outbound connections across the buckets.
+      this.#track(Promise.all(bootstraps).then(() => this.#refresh([this.identity.nodeId])));
     }
+    this.#scheduleRefresh();
+  }
+
+  /**
+   * Kademlia's iterative lookup: the k contacts closest to `target` (a
+   * 32-byte NodeId), asking α at a time by FIND_NODE. Contacts that are not
+   * connected are asked over a short-lived connection (not counted against
+   * ℓ, closed once idle for 10 s). Every contact that answers joins the
+   * routing table.
+   */
+  async lookup(
+    target: Uint8Array,
+    options: { signal?: AbortSignal; alpha?: number } = {},
+  ): Promise<LookupResult> {
+    const k = this.#table.k;
+    const seeds = this.#table.closest(target, k);
+    const result = await iterativeLookup(
+      target,
+      seeds,
+      (c) => this.#ask(c, target, options.signal),
+      {
+        k,
+        alpha: options.alpha ?? 3,
+        exclude: (c) => c.address === this.address,
+        signal: options.signal,
+      },
+    );
+    for (const c of result.closest) this.#table.add({ ...c, lastSeen: this.#clock.now() });
+    return result;
+  }
+
+  /** One FIND_NODE to a contact, over its connection or a short-lived one. */
+  async #ask(contact: Contact, target: Uint8Array, signal?: AbortSignal): Promise<Contact[]> {
+    try {
+      return await this.#askOnce(contact, target, signal);
+    } catch (err) {
+      // A simultaneous dial may have replaced the connection under the query.
+      if (!(err instanceof ConnectionClosedError) || !this.#manager.get(contact.address)) throw err;
+      return await this.findNode(contact.address, target, { signal });
+    }
+  }
+
+  async #askOnce(contact: Contact, target: Uint8Array, signal?: AbortSignal): Promise<Contact[]> {
+    if (!this.#manager.get(contact.address)) {
+      const transportAddress = contact.listenAddrs[0];
+      if (transportAddress === undefined) {
+        throw new ConnectionClosedError(`${contact.address} accepts no connections`);
+      }
+      await this.#manager.connect(
+        { identityKey: contact.identityKey, address: contact.address, transportAddress },
+        { signal, ephemeral: true },
+      );
+    }
+    return await this.findNode(contact.address, target, { signal });
+  }
+
+  /**
+   * Table repair: looks up `targets` (default: a random id in each bucket not
+   * refreshed for `refreshInterval`), then tops outbound connections up to ℓ,
+   * one contact per bucket, farthest buckets first.
+   */
+  async #refresh(targets?: Uint8Array[]): Promise<void> {
+    const interval = this.#options.refreshInterval ?? 60_000;
+    const stale = targets ??
+      this.#table.staleBuckets(interval).slice(0, 8).map((i) =>
+        randomIdInBucket(this.identity.nodeId, i)
+      );
+    for (const target of stale) {
+      if (this.#state !== "running") return;
+      try {
+        await this.lookup(target);
+        const i = bucketIndex(this.identity.nodeId, target);
+        if (i >= 0) this.#table.markRefreshed(i);
+      } catch (err) {
+        this.#error(err, "routing table refresh");
+      }
+    }
+    await this.#fillOutbound();
+  }
+
+  /** Opens outbound connections to routing-table contacts until ℓ, spanning the buckets. */
+  async #fillOutbound(): Promise<void> {
+    const max = this.#options.maxOutbound ?? 8;
+    // Connected for good: short-lived lookup connections do not count.
+    const held = (address: string) =>
+      this.#manager.get(address) !== undefined && !this.#manager.isEphemeral(address);
+    const tried = new Set<string>();
+    for (let pass = 0; pass < 4; pass++) {
+      let opened = false;
+      for (const i of this.#table.occupiedBuckets()) {
+        if (this.#state !== "running" || this.#manager.stats.outbound >= max) return;
+        const bucket = this.#table.bucket(i);
+        // First pass: one connection per bucket; later passes: more.
+        if (pass === 0 && bucket.some((c) => held(c.address))) continue;
+        const contact = bucket.find((c) =>
+          !held(c.address) && !tried.has(c.address) && c.listenAddrs.length > 0
+        );
+        if (!contact) continue;
+        tried.add(contact.address);
+        try {
+          await this.#manager.connect({
+            identityKey: contact.identityKey,
+            address: contact.address,
+            transportAddress: contact.listenAddrs[0],
+          });
+          opened = true;
+        } catch {
+          this.#table.remove(contact.address);
+        }
+      }
+      if (!opened) return;
+    }
+  }
+
+  #scheduleRefresh(): void {
+    const interval = this.#options.refreshInterval ?? 60_000;
+    this.#refreshTimer = this.#clock.setTimeout(() => {
+      this.#refreshTimer = undefined;
+      if (this.#state !== "running") return;
+      this.#track(this.#refresh().finally(() => this.#scheduleRefresh()));
+    }, interval);
+  }
+
+  #track(task: Promise<unknown>): void {
+    this.#tasks.add(task);
+    task.catch(() => {}).finally(() => this.#tasks.delete(task));
   }
 
   /**
@@ -628,7 +764,9 @@ export class Node extends EventTarget implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#state === "closing" || this.#state === "closed") return;
     this.#state = "closing";
+    if (this.#refreshTimer !== undefined) this.#clock.clearTimeout(this.#refreshTimer);
     await this.#manager.close();
+    await Promise.allSettled([...this.#tasks]);
     for (const component of [...this.#components].reverse()) {
       try {
         await component.cleanup?.(this);
@@ -999,4 +1137,16 @@ export async function createNode(options: NodeOptions = {}): Promise<Node> {
     throw err;
   }
   return node;
+}
+
+/** A random NodeId whose highest bit differing from `self` is bit `i` (so it falls in bucket i). */
+function randomIdInBucket(self: Uint8Array, i: number): Uint8Array {
+  const id = crypto.getRandomValues(new Uint8Array(self.length));
+  const byte = self.length - 1 - Math.floor(i / 8); // bit 255 is the top bit of byte 0
+  const bit = i % 8;
+  for (let b = 0; b < byte; b++) id[b] = self[b];
+  const above = 0xff << (bit + 1) & 0xff; // bits above `bit` in this byte: as in self
+  const flip = (self[byte] ^ (1 << bit)) & (1 << bit); // bit `bit`: the opposite of self
+  id[byte] = (self[byte] & above) | flip | (id[byte] & ((1 << bit) - 1));
+  return id;
 }

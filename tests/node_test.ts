@@ -9,6 +9,8 @@ import { defineOpcode, Opcode } from "../lib/wire/opcodes.ts";
 import { TcpTransport } from "../lib/transport/tcp.ts";
 import type { Frame } from "../lib/wire/frame.ts";
 import { NackReason } from "../lib/protocol.ts";
+import { bucketIndex, compareDistance, nodeIdOf } from "../lib/identity/node_id.ts";
+import { parseAddress } from "../lib/identity/address.ts";
 
 const ECHO = defineOpcode(1000, {
   name: "ECHO",
@@ -411,6 +413,44 @@ Deno.test("FIND_NODE answers with the k closest contacts the node knows, never t
       () => asker.findNode(hub.address, new Uint8Array(5)),
       (err: unknown) => err instanceof NackError && err.reason === NackReason.MALFORMED,
     );
+  } finally {
+    await closeAll();
+  }
+});
+
+Deno.test("nodes bootstrapping from one seed find each other by lookup and connect across buckets", async () => {
+  try {
+    const seed = await node({ maxOutbound: 4 });
+    const swarm: Node[] = [];
+    for (let i = 0; i < 16; i++) {
+      swarm.push(await node({ maxOutbound: 4, bootstrap: [seed.peerAddresses[0]] }));
+    }
+    const all = [seed, ...swarm];
+    // Each node ends with its bootstrap connection plus others across its
+    // buckets (some dialed by it, some by the other side: one per pair).
+    await until(
+      () => swarm.every((n) => n.peers().length >= 3 && n.routingTable.size >= 8),
+      "connections across the buckets",
+    );
+    for (const n of swarm) {
+      // ℓ holds for the connections a node keeps (lookup connections aside).
+      assert.ok(n.metrics().connections.outbound <= 4, `${n.metrics().connections.outbound}`);
+      const buckets = n.peers().map((p) => bucketIndex(n.identity.nodeId, nodeIdOf(p.identityKey)));
+      assert.ok(new Set(buckets).size >= 2, `buckets ${buckets}`);
+    }
+    // A lookup from any node finds the true closest nodes to a target.
+    const target = swarm[5].identity.nodeId;
+    const result = await swarm[11].lookup(target);
+    const truth = all.filter((n) => n !== swarm[11]).map((n) => n.address)
+      .sort((a, b) =>
+        compareDistance(target, nodeIdOf(parseAddress(a)), nodeIdOf(parseAddress(b)))
+      );
+    // The 8 closest are exact (far ones need not all be found).
+    const got = result.closest.map((c) => c.address);
+    assert.deepEqual(got.slice(0, 8), truth.slice(0, 8));
+    assert.equal(result.closest[0].address, swarm[5].address);
+    // Lookup connections are short-lived and not counted against ℓ.
+    assert.ok(swarm[11].metrics().connections.outbound <= 4);
   } finally {
     await closeAll();
   }

@@ -56,6 +56,8 @@ export interface ConnectionManagerOptions {
   reconnectDelay?: number;
   /** Longest redial delay, in ms. @default {30_000} */
   maxReconnectDelay?: number;
+  /** Idle time after which an ephemeral connection closes, in ms. @default {10_000} */
+  ephemeralIdleTimeout?: number;
   /** Announced in the handshake: compression settings decoded. @default {all five} */
   compressions?: number[];
   /** Announced in the handshake: preferred compression. @default {undefined} */
@@ -84,6 +86,13 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Redial with backoff whenever the connection drops (bootstrap peers). @default {false} */
   persistent?: boolean;
+  /**
+   * A short-lived connection (for lookup queries): not counted against ℓ,
+   * and closed once idle for `ephemeralIdleTimeout`. Connecting to the same
+   * peer without `ephemeral` later makes it a regular connection.
+   * @default {false}
+   */
+  ephemeral?: boolean;
 }
 
 /** Connection counts and refusals. */
@@ -140,6 +149,9 @@ export class ConnectionManager {
   // made once and reused by every handshake; ephemeral keys still give each
   // connection fresh secrets.
   readonly #staticKey: X25519KeyPair = generateX25519KeyPair();
+  /** Ephemeral connections (address → last use); not counted against ℓ. */
+  readonly #ephemeral = new Map<string, number>();
+  #sweepTimer: number | undefined;
   #listenAddrs: string[] = [];
   #pendingHandshakes = 0;
   #rejected = 0;
@@ -163,11 +175,14 @@ export class ConnectionManager {
 
   /** Connection counts. */
   get stats(): ConnectionStats {
-    let outbound = 0;
-    for (const c of this.#connections.values()) if (c.channel.initiator) outbound++;
+    let outbound = 0, inbound = 0;
+    for (const [address, c] of this.#connections) {
+      if (!c.channel.initiator) inbound++;
+      else if (!this.#ephemeral.has(address)) outbound++;
+    }
     return {
       outbound,
-      inbound: this.#connections.size - outbound,
+      inbound,
       dialing: this.#dials.size,
       pendingHandshakes: this.#pendingHandshakes,
       rejectedHandshakes: this.#rejected,
@@ -191,6 +206,11 @@ export class ConnectionManager {
     return this.#connections.get(address);
   }
 
+  /** Whether the connection to `address` is a short-lived one (see {@linkcode ConnectOptions.ephemeral}). */
+  isEphemeral(address: string): boolean {
+    return this.#ephemeral.has(address);
+  }
+
   /** Every open connection. */
   all(): PeerConnection[] {
     return [...this.#connections.values()];
@@ -210,23 +230,59 @@ export class ConnectionManager {
     if (options.persistent && !this.#persistent.has(peer.address)) {
       this.#persistent.set(peer.address, { peer, attempt: 0 });
     }
-    const existing = this.#connections.get(peer.address);
-    if (existing) return Promise.resolve(existing);
-    const inFlight = this.#dials.get(peer.address);
-    if (inFlight) return inFlight;
     const maxOutbound = this.#o.maxOutbound ?? 8;
     const stats = this.stats;
-    if (stats.outbound + stats.dialing >= maxOutbound) {
-      return Promise.reject(
-        new ConnectionLimitError(
-          `Cannot connect to ${peer.address}: ${stats.outbound} connections and ${stats.dialing} dials reach maxOutbound (ℓ) ${maxOutbound}`,
-        ),
+    const overLimit = () =>
+      new ConnectionLimitError(
+        `Cannot connect to ${peer.address}: ${stats.outbound} connections and ${stats.dialing} dials reach maxOutbound (ℓ) ${maxOutbound}`,
       );
+    const existing = this.#connections.get(peer.address);
+    if (existing) {
+      if (options.ephemeral) {
+        if (this.#ephemeral.has(peer.address)) this.#ephemeral.set(peer.address, this.#clock.now());
+      } else if (this.#ephemeral.has(peer.address)) {
+        // Promote a short-lived connection to a regular one, within ℓ.
+        if (stats.outbound + stats.dialing >= maxOutbound) return Promise.reject(overLimit());
+        this.#ephemeral.delete(peer.address);
+      }
+      return Promise.resolve(existing);
     }
-    const dial = this.#dial(peer, options.signal).finally(() => this.#dials.delete(peer.address));
+    const inFlight = this.#dials.get(peer.address);
+    if (inFlight) return inFlight;
+    if (!options.ephemeral && stats.outbound + stats.dialing >= maxOutbound) {
+      return Promise.reject(overLimit());
+    }
+    const dial = this.#dial(peer, options.signal).then((connection) => {
+      if (options.ephemeral && connection.channel.initiator) this.#markEphemeral(peer.address);
+      return connection;
+    }).finally(() => this.#dials.delete(peer.address));
     this.#dials.set(peer.address, dial);
     this.#track(dial.catch(() => {}));
     return dial;
+  }
+
+  #markEphemeral(address: string): void {
+    this.#ephemeral.set(address, this.#clock.now());
+    if (this.#sweepTimer !== undefined) return;
+    const idle = this.#o.ephemeralIdleTimeout ?? 10_000;
+    const sweep = () => {
+      this.#sweepTimer = undefined;
+      const now = this.#clock.now();
+      for (const [address, lastUsed] of this.#ephemeral) {
+        if (now - lastUsed < idle) continue;
+        this.#ephemeral.delete(address);
+        const connection = this.#connections.get(address);
+        if (connection) {
+          this.#track(
+            connection.close(DisconnectReason.APPLICATION, "short-lived connection idle"),
+          );
+        }
+      }
+      if (this.#ephemeral.size > 0 && this.#state === "running") {
+        this.#sweepTimer = this.#clock.setTimeout(sweep, idle);
+      }
+    };
+    this.#sweepTimer = this.#clock.setTimeout(sweep, idle);
   }
 
   /** Stops redialing `address` (base58). */
@@ -240,6 +296,7 @@ export class ConnectionManager {
   async close(): Promise<void> {
     if (this.#state === "closed") return;
     this.#state = "closed";
+    if (this.#sweepTimer !== undefined) this.#clock.clearTimeout(this.#sweepTimer);
     for (const p of this.#persistent.values()) {
       if (p.timer !== undefined) this.#clock.clearTimeout(p.timer);
     }
@@ -422,6 +479,7 @@ export class ConnectionManager {
     this.#track(connection.closed.then((info) => {
       if (this.#connections.get(address) !== connection) return;
       this.#connections.delete(address);
+      this.#ephemeral.delete(address);
       this.#o.onDisconnect?.(connection, info);
       this.#scheduleRedial(address);
     }));
