@@ -34,7 +34,7 @@ Deno.test("carrier demo shows an identity, frames, every compression setting and
   assert.match(stdout, /bob -> alice: PING round trip [\d.]+ ms/);
   assert.match(
     stdout,
-    /hub SPEAKs to its 2 direct peers:\n  alice heard "hello, direct peers" from hub\n  bob heard "hello, direct peers" from hub\n/,
+    /hub SPEAKs to its 2 direct peers:\n {2}alice heard "hello, direct peers" from hub\n {2}bob heard "hello, direct peers" from hub\n/,
   );
   assert.match(stdout, /hub's metrics, as alice asked for them \(METRICS\): 2 connections/);
   for (const name of ["bz2", "gzip", "lzma", "zlib", "snappy"]) {
