@@ -168,6 +168,7 @@ export {
   type ReceiveContext,
   type ReceiveLock,
   type ReceiveLockOptions,
+  type ShoutCounters,
 } from "./lib/node.ts";
 export {
   type ConnectionManagerOptions,
@@ -206,3 +207,13 @@ export {
   x25519PublicKeyFromEd25519,
 } from "./lib/overlay/whisper.ts";
 export { iterativeLookup, type LookupOptions, type LookupResult } from "./lib/overlay/lookup.ts";
+export {
+  type BroadcastCandidates,
+  type BucketChoice,
+  type ForwardTarget,
+  nextInBucket,
+  type NextInBucketOptions,
+  ORIGIN_HEIGHT,
+  planForward,
+  type PlanForwardOptions,
+} from "./lib/overlay/broadcast.ts";

@@ -37,7 +37,7 @@ import {
   MetricsSchema,
 } from "../gen/carrier/v1/control_pb.ts";
 import { NackReason, Opcode } from "../gen/carrier/v1/frame_pb.ts";
-import { SpeakSchema } from "../gen/carrier/v1/messaging_pb.ts";
+import { ShoutEnvelopeSchema, ShoutSchema, SpeakSchema } from "../gen/carrier/v1/messaging_pb.ts";
 import {
   FindNodeReplySchema,
   FindNodeRequestSchema,
@@ -50,7 +50,7 @@ import {
   ConnectionClosedError,
   NackError,
   NodeClosedError,
-  type PayloadDecodeError,
+  PayloadDecodeError,
   TimeoutError,
 } from "./errors.ts";
 import { formatAddress } from "./identity/address.ts";
@@ -61,6 +61,9 @@ import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
 import { SeenCache } from "./overlay/seen_cache.ts";
 import { type Contact, contactOf, RoutingTable } from "./overlay/routing_table.ts";
 import { iterativeLookup, type LookupResult } from "./overlay/lookup.ts";
+import { type ForwardTarget, nextInBucket, planForward } from "./overlay/broadcast.ts";
+import { bytesEqual, concatBytes, toHex } from "./_bytes.ts";
+import { sign, verify } from "./identity/keys.ts";
 import { bucketIndex, NODE_ID_LENGTH } from "./identity/node_id.ts";
 import type {
   CloseInfo,
@@ -112,6 +115,12 @@ export interface NodeOptions {
   forwardSpeak?: boolean;
   /** Frames held per peer while it is locked by receive-then-lock. @default {256} */
   maxHeldMessages?: number;
+  /** Time a SHOUT's next hop has to acknowledge it before the next peer of its bucket is tried, in ms. @default {2_000} */
+  shoutAckTimeout?: number;
+  /** SHOUTs accepted per origin per second; more get NACK `RATE_LIMITED`. @default {100} */
+  maxShoutsPerSecond?: number;
+  /** How old (or how far in the future, by the origin's clock) a SHOUT may be, in ms. @default {600_000} */
+  maxShoutAge?: number;
   /** Kademlia's k: contacts per routing-table bucket, and peers per FIND_NODE reply. @default {20} */
   k?: number;
   /** Routing-table repair: stale buckets are looked up and ℓ refilled this often, in ms. @default {60_000} */
@@ -178,15 +187,17 @@ export interface PeerEventDetail {
   info?: CloseInfo;
 }
 
-/** Detail of the `message` event: a SPEAK, or a one-way frame nobody handled. */
+/** Detail of the `message` event: a SHOUT, a SPEAK, or a one-way frame nobody handled. */
 export interface MessageEventDetail {
-  /** The sender's address (base58). */
+  /** The sender's address (base58): for a SHOUT, its origin. */
   from: string;
-  /** The frame's opcode (`Opcode.SPEAK` for SPEAK). */
+  /** For a SHOUT: the hops it took. */
+  hops?: number;
+  /** The frame's opcode (`Opcode.SHOUT`, `Opcode.SPEAK`, or the unhandled one). */
   opcode: number;
-  /** SPEAK's topic ("" otherwise). */
+  /** The SHOUT's or SPEAK's topic ("" otherwise). */
   topic: string;
-  /** SPEAK's body, or the frame's payload. */
+  /** The SHOUT's or SPEAK's body, or the frame's payload. */
   body: Uint8Array;
 }
 
@@ -204,10 +215,28 @@ export interface NodeEventMap {
   "peer:connect": CustomEvent<PeerEventDetail>;
   /** A connection to a peer closed. */
   "peer:disconnect": CustomEvent<PeerEventDetail>;
-  /** A SPEAK, or a one-way frame nobody handled, arrived. */
+  /** A SHOUT, a SPEAK, or a one-way frame nobody handled, arrived. */
   message: CustomEvent<MessageEventDetail>;
   /** Something failed without stopping the node. */
   error: CustomEvent<ErrorEventDetail>;
+}
+
+/** SHOUT counters of a node. */
+export interface ShoutCounters {
+  /** SHOUTs this node originated. */
+  originated: number;
+  /** SHOUTs delivered to this node's application (each message once). */
+  delivered: number;
+  /** SHOUT frames sent and acknowledged (originated or forwarded). */
+  sent: number;
+  /** Copies of already-seen SHOUTs received. */
+  duplicates: number;
+  /** Sends that got no ACK in time (the next peer of the bucket was tried). */
+  unacknowledged: number;
+  /** SHOUTs refused: bad signature, malformed, or too old. */
+  rejected: number;
+  /** SHOUTs refused because their origin exceeded `maxShoutsPerSecond`. */
+  rateLimited: number;
 }
 
 /** A node's counters. */
@@ -218,6 +247,8 @@ export interface NodeMetrics {
   connections: ConnectionStats;
   /** Each open connection's counters. */
   peers: { address: string; counters: ConnectionCounters }[];
+  /** SHOUT counters (zero in metrics read from a peer). */
+  shouts: ShoutCounters;
 }
 
 /** Options of {@linkcode Node.receiveLock}. */
@@ -281,6 +312,20 @@ export class Node extends EventTarget implements AsyncDisposable {
   readonly #locks = new Map<string, PeerLock>();
   readonly #speakSeen: SeenCache;
   readonly #table: RoutingTable;
+  /** SHOUT ids seen (hex), with the highest height forwarded; insertion-ordered, bounded. */
+  readonly #shoutHeights = new Map<string, number>();
+  /** SHOUTs per origin in the current one-second window; bounded. */
+  readonly #shoutRate = new Map<string, { start: number; count: number }>();
+  #shoutSequence = 0n;
+  readonly #shoutCounters: ShoutCounters = {
+    originated: 0,
+    delivered: 0,
+    sent: 0,
+    duplicates: 0,
+    unacknowledged: 0,
+    rejected: 0,
+    rateLimited: 0,
+  };
   readonly #tasks = new Set<Promise<unknown>>();
   #refreshTimer: number | undefined;
   readonly #options: NodeOptions;
@@ -504,6 +549,22 @@ export class Node extends EventTarget implements AsyncDisposable {
   }
 
   /**
+   * Repairs the routing table now: looks up this node's own id and a random
+   * id in every bucket up to the farthest occupied one (at most 16 lookups),
+   * then tops outbound connections up to ℓ. The node also does this for
+   * stale buckets every `refreshInterval`.
+   */
+  async refreshRoutingTable(options: { signal?: AbortSignal } = {}): Promise<void> {
+    const top = this.#table.occupiedBuckets()[0] ?? -1;
+    const targets = [this.identity.nodeId];
+    for (let i = top; i >= 0 && targets.length < 16; i--) {
+      targets.push(randomIdInBucket(this.identity.nodeId, i));
+    }
+    options.signal?.throwIfAborted();
+    await this.#refresh(targets);
+  }
+
+  /**
    * Table repair: looks up `targets` (default: a random id in each bucket not
    * refreshed for `refreshInterval`), then tops outbound connections up to ℓ,
    * one contact per bucket, farthest buckets first.
@@ -635,6 +696,232 @@ export class Node extends EventTarget implements AsyncDisposable {
   }
 
   /**
+   * SHOUT: broadcasts `body` to the whole network, each node delivering it
+   * once (a `message` event with opcode SHOUT). The message is signed; it
+   * travels down the Kademlia bucket tree (Kadcast), each hop acknowledged,
+   * an unacknowledged hop retried with the next peer of the same bucket (see
+   * `lib/overlay/broadcast.ts`). Resolves the message id (hex SHA-256 of the
+   * signed envelope) once the first hops have acknowledged it.
+   */
+  async shout(
+    body: Uint8Array | string,
+    options: { topic?: string; signal?: AbortSignal } = {},
+  ): Promise<{ id: string; sent: number }> {
+    const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    const envelope = toBinary(
+      ShoutEnvelopeSchema,
+      create(ShoutEnvelopeSchema, {
+        origin: this.identity.publicKey,
+        sequence: ++this.#shoutSequence,
+        timestampMs: BigInt(Date.now()),
+        topic: options.topic ?? "",
+        body: bytes,
+      }),
+    );
+    const signature = sign(this.identity, concatBytes([SHOUT_CONTEXT, envelope]));
+    const idBytes = sha256(envelope);
+    const id = toHex(idBytes);
+    this.#rememberShout(id, ORIGIN);
+    this.#shoutCounters.originated++;
+    const sent = await this.#forwardShout(
+      envelope,
+      signature,
+      idBytes,
+      ORIGIN,
+      0,
+      0,
+      options.signal,
+    );
+    return { id, sent };
+  }
+
+  /** Sends a SHOUT down the tree below `height`; resolves how many hops acknowledged. */
+  async #forwardShout(
+    envelope: Uint8Array,
+    signature: Uint8Array,
+    id: Uint8Array,
+    height: number,
+    previousHeight: number,
+    hops: number,
+    signal?: AbortSignal,
+    except?: string,
+  ): Promise<number> {
+    // The tree spans the nodes that accept connections; a node that only
+    // dials out gets the SHOUT from each of its peers (a leaf, height 0).
+    const listens = (address: string) => (this.#table.get(address)?.listenAddrs.length ?? 0) > 0;
+    const exclude = (address: string) =>
+      address === except || address === this.address || !listens(address);
+    const targets = planForward({
+      self: this.identity.nodeId,
+      height,
+      previousHeight,
+      candidates: this.#table,
+      seed: id,
+      exclude,
+    });
+    const leaves = previousHeight > 0
+      ? []
+      : this.peers().filter((p) => !p.channel.remote.acceptsInbound && p.address !== except).map((
+        p,
+      ) => ({
+        contact: contactOf(p.identityKey, p.address),
+        height: 0,
+      }));
+    const results = await Promise.all(
+      [...targets, ...leaves].map((t) =>
+        this.#sendShout(t, envelope, signature, id, hops, exclude, signal)
+      ),
+    );
+    return results.filter(Boolean).length;
+  }
+
+  /** One hop: the target, or the next peers of its bucket until one acknowledges. */
+  async #sendShout(
+    target: ForwardTarget,
+    envelope: Uint8Array,
+    signature: Uint8Array,
+    id: Uint8Array,
+    hops: number,
+    exclude: (address: string) => boolean,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const payload = toBinary(
+      ShoutSchema,
+      create(ShoutSchema, { envelope, signature, hops: hops + 1, height: target.height }),
+    );
+    const tried = new Set<string>();
+    let contact: Contact | undefined = target.contact;
+    while (contact !== undefined && this.#state === "running") {
+      tried.add(contact.address);
+      try {
+        const peer = await this.#reach(contact, signal);
+        await peer.request(Opcode.SHOUT, payload, {
+          timeout: this.#options.shoutAckTimeout ?? 2_000,
+          signal,
+        });
+        this.#shoutCounters.sent++;
+        return true;
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        this.#shoutCounters.unacknowledged++;
+        // Unreachable and not connected: likely gone; its replacement takes over.
+        if (!this.#manager.get(contact.address)) this.#table.remove(contact.address);
+      }
+      contact = nextInBucket({
+        self: this.identity.nodeId,
+        candidates: this.#table,
+        bucket: target.height,
+        tried,
+        exclude,
+        seed: id,
+      });
+    }
+    return false;
+  }
+
+  /** The connection to a contact: open, or a short-lived one to where it listens. */
+  async #reach(contact: Contact, signal?: AbortSignal): Promise<PeerConnection> {
+    const open = this.#manager.get(contact.address);
+    if (open) return open;
+    const transportAddress = contact.listenAddrs[0];
+    if (transportAddress === undefined) {
+      throw new ConnectionClosedError(
+        `${contact.address} is not connected and accepts no connections`,
+      );
+    }
+    return await this.#manager.connect(
+      { identityKey: contact.identityKey, address: contact.address, transportAddress },
+      { signal, ephemeral: true },
+    );
+  }
+
+  async #onShout(frame: Frame, peer: PeerConnection): Promise<void> {
+    let shout, envelope;
+    try {
+      shout = decodePayload(ShoutSchema, frame.payload);
+      envelope = decodePayload(ShoutEnvelopeSchema, shout.envelope);
+      if (envelope.origin.length !== 32) {
+        throw new PayloadDecodeError(`SHOUT origin is ${envelope.origin.length} bytes, not 32`);
+      }
+      if (shout.height > ORIGIN) throw new PayloadDecodeError(`SHOUT height ${shout.height} > 256`);
+    } catch (err) {
+      this.#shoutCounters.rejected++;
+      this.#refuse(frame, peer, NackReason.MALFORMED, (err as Error).message);
+      return;
+    }
+    if (!verify(envelope.origin, concatBytes([SHOUT_CONTEXT, shout.envelope]), shout.signature)) {
+      this.#shoutCounters.rejected++;
+      this.#refuse(frame, peer, NackReason.BAD_SIGNATURE, "SHOUT signature does not verify");
+      return;
+    }
+    const idBytes = sha256(shout.envelope);
+    const id = toHex(idBytes);
+    const previous = this.#shoutHeights.get(id);
+    if (previous === undefined) {
+      // New to this node: not too old (a replay outlives the seen cache), not too many.
+      const maxAge = this.#options.maxShoutAge ?? 600_000;
+      if (Math.abs(Date.now() - Number(envelope.timestampMs)) > maxAge) {
+        this.#shoutCounters.rejected++;
+        this.#refuse(frame, peer, NackReason.MALFORMED, `SHOUT older than ${maxAge} ms`);
+        return;
+      }
+      if (!this.#allowShout(formatAddress(envelope.origin))) {
+        this.#shoutCounters.rateLimited++;
+        this.#refuse(frame, peer, NackReason.RATE_LIMITED, "too many SHOUTs from this origin");
+        return;
+      }
+    } else this.#shoutCounters.duplicates++;
+    // Acknowledge at once: the sender's fallback waits on it.
+    if (frame.id !== 0) peer.ack(frame).catch(() => {});
+    if (previous !== undefined && shout.height <= previous) return;
+    this.#rememberShout(id, shout.height);
+    if (previous === undefined) {
+      this.#shoutCounters.delivered++;
+      this.#emit("message", {
+        from: formatAddress(envelope.origin),
+        opcode: Opcode.SHOUT,
+        topic: envelope.topic,
+        body: envelope.body,
+        hops: shout.hops,
+      });
+    }
+    if (bytesEqual(envelope.origin, this.identity.publicKey)) return;
+    await this.#forwardShout(
+      shout.envelope,
+      shout.signature,
+      idBytes,
+      shout.height,
+      previous ?? 0,
+      shout.hops,
+      undefined,
+      peer.address,
+    ).catch((err) => this.#error(err, "SHOUT forwarding"));
+  }
+
+  #rememberShout(id: string, height: number): void {
+    this.#shoutHeights.delete(id);
+    this.#shoutHeights.set(id, height);
+    if (this.#shoutHeights.size > MAX_SHOUT_IDS) {
+      this.#shoutHeights.delete(this.#shoutHeights.keys().next().value!);
+    }
+  }
+
+  #allowShout(origin: string): boolean {
+    const limit = this.#options.maxShoutsPerSecond ?? 100;
+    const now = this.#clock.now();
+    const rate = this.#shoutRate.get(origin);
+    if (rate === undefined || now - rate.start >= 1_000) {
+      this.#shoutRate.delete(origin);
+      this.#shoutRate.set(origin, { start: now, count: 1 });
+      if (this.#shoutRate.size > MAX_SHOUT_ORIGINS) {
+        this.#shoutRate.delete(this.#shoutRate.keys().next().value!);
+      }
+      return true;
+    }
+    return ++rate.count <= limit;
+  }
+
+  /**
    * SPEAK: sends `body` to every direct peer, once each. Not forwarded
    * unless `ttl` > 0 and the receivers run with `forwardSpeak`. Resolves
    * the number of peers it was sent to.
@@ -685,6 +972,15 @@ export class Node extends EventTarget implements AsyncDisposable {
         address: formatAddress(p.address),
         counters: { ...counters(p.counters), rtt: p.rttMicros / 1000 },
       })),
+      shouts: {
+        originated: 0,
+        delivered: 0,
+        sent: 0,
+        duplicates: 0,
+        unacknowledged: 0,
+        rejected: 0,
+        rateLimited: 0,
+      },
     };
   }
 
@@ -699,7 +995,7 @@ export class Node extends EventTarget implements AsyncDisposable {
       totals.framesReceived += counters.framesReceived;
       totals.drops += counters.drops;
     }
-    return { totals, connections: this.#manager.stats, peers };
+    return { totals, connections: this.#manager.stats, peers, shouts: { ...this.#shoutCounters } };
   }
 
   /**
@@ -880,6 +1176,8 @@ export class Node extends EventTarget implements AsyncDisposable {
         return this.#onSpeak(frame, peer);
       case Opcode.METRICS:
         return this.#onMetrics(frame, peer);
+      case Opcode.SHOUT:
+        return void this.#onShout(frame, peer);
       case Opcode.FIND_NODE:
         return this.#onFindNode(frame, peer);
     }
@@ -1150,3 +1448,12 @@ function randomIdInBucket(self: Uint8Array, i: number): Uint8Array {
   id[byte] = (self[byte] & above) | flip | (id[byte] & ((1 << bit) - 1));
   return id;
 }
+
+/** The ASCII context string a SHOUT's origin signs, followed by the envelope. */
+const SHOUT_CONTEXT = new TextEncoder().encode("carrier/v1 shout:");
+/** The height of a SHOUT at its origin: every bucket is below it. */
+const ORIGIN = 256;
+/** SHOUT ids remembered (with the height forwarded); about 6 MiB at most. */
+const MAX_SHOUT_IDS = 65_536;
+/** Origins whose SHOUT rate is tracked at once. */
+const MAX_SHOUT_ORIGINS = 4_096;

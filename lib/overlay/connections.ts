@@ -257,7 +257,8 @@ export class ConnectionManager {
       return connection;
     }).finally(() => this.#dials.delete(peer.address));
     this.#dials.set(peer.address, dial);
-    this.#track(dial.catch(() => {}));
+    // A persistent peer that cannot be reached now is retried with backoff.
+    this.#track(dial.catch(() => this.#scheduleRedial(peer.address)));
     return dial;
   }
 
