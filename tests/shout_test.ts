@@ -53,7 +53,7 @@ Deno.test("SHOUT reaches every node of a 30-node swarm exactly once, from listen
     const origins = [nodes[3], nodes[17], nodes[28]]; // nodes[28] only dials out
     for (const [i, origin] of origins.entries()) await origin.shout(`hello ${i}`, { topic: "t" });
     const expected = (n: Node) =>
-      origins.filter((o) => o !== n).map((o, i) =>
+      origins.filter((o) => o !== n).map((o) =>
         `${o.address.slice(0, 6)}:hello ${origins.indexOf(o)}`
       )
         .sort();
