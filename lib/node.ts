@@ -37,7 +37,14 @@ import {
   MetricsSchema,
 } from "../gen/carrier/v1/control_pb.ts";
 import { NackReason, Opcode } from "../gen/carrier/v1/frame_pb.ts";
-import { ShoutEnvelopeSchema, ShoutSchema, SpeakSchema } from "../gen/carrier/v1/messaging_pb.ts";
+import {
+  ShoutEnvelopeSchema,
+  ShoutSchema,
+  SpeakSchema,
+  WhisperAckSchema,
+  WhisperSchema,
+} from "../gen/carrier/v1/messaging_pb.ts";
+import { openWhisper, sealWhisper, type Whisper } from "./overlay/whisper.ts";
 import {
   FindNodeReplySchema,
   FindNodeRequestSchema,
@@ -53,7 +60,7 @@ import {
   PayloadDecodeError,
   TimeoutError,
 } from "./errors.ts";
-import { formatAddress } from "./identity/address.ts";
+import { formatAddress, parseAddress } from "./identity/address.ts";
 import { generateIdentity, type Identity } from "./identity/keys.ts";
 import { DEFAULT_PUZZLE_DIFFICULTY } from "./identity/puzzle.ts";
 import { ConnectionManager, type ConnectionStats } from "./overlay/connections.ts";
@@ -64,7 +71,7 @@ import { iterativeLookup, type LookupResult } from "./overlay/lookup.ts";
 import { type ForwardTarget, nextInBucket, planForward } from "./overlay/broadcast.ts";
 import { bytesEqual, concatBytes, toHex } from "./_bytes.ts";
 import { sign, verify } from "./identity/keys.ts";
-import { bucketIndex, NODE_ID_LENGTH } from "./identity/node_id.ts";
+import { bucketIndex, compareDistance, NODE_ID_LENGTH, nodeIdOf } from "./identity/node_id.ts";
 import type {
   CloseInfo,
   ConnectionCounters,
@@ -191,8 +198,10 @@ export interface PeerEventDetail {
 export interface MessageEventDetail {
   /** The sender's address (base58): for a SHOUT, its origin. */
   from: string;
-  /** For a SHOUT: the hops it took. */
+  /** For a SHOUT or a WHISPER: the hops it took. */
   hops?: number;
+  /** For a WHISPER: whether it was encrypted end to end. */
+  encrypted?: boolean;
   /** The frame's opcode (`Opcode.SHOUT`, `Opcode.SPEAK`, or the unhandled one). */
   opcode: number;
   /** The SHOUT's or SPEAK's topic ("" otherwise). */
@@ -249,6 +258,8 @@ export interface NodeMetrics {
   peers: { address: string; counters: ConnectionCounters }[];
   /** SHOUT counters (zero in metrics read from a peer). */
   shouts: ShoutCounters;
+  /** WHISPERs delivered here, relayed for others, refused (tampered, forged, misaddressed). */
+  whispers: { delivered: number; relayed: number; rejected: number };
 }
 
 /** Options of {@linkcode Node.receiveLock}. */
@@ -317,6 +328,10 @@ export class Node extends EventTarget implements AsyncDisposable {
   /** SHOUTs per origin in the current one-second window; bounded. */
   readonly #shoutRate = new Map<string, { start: number; count: number }>();
   #shoutSequence = 0n;
+  /** WHISPERs delivered (sender and nonce) and relayed (envelope hash); bounded. */
+  readonly #whisperSeen: SeenCache;
+  readonly #whisperRelayed: SeenCache;
+  readonly #whisperCounters = { delivered: 0, relayed: 0, rejected: 0 };
   readonly #shoutCounters: ShoutCounters = {
     originated: 0,
     delivered: 0,
@@ -348,6 +363,12 @@ export class Node extends EventTarget implements AsyncDisposable {
     this.#clock = options.clock ?? systemClock;
     this.#components = [...(options.components ?? [])];
     this.#speakSeen = new SeenCache({ clock: this.#clock, maxEntries: 16_384 });
+    this.#whisperSeen = new SeenCache({ clock: this.#clock, maxEntries: 16_384 });
+    this.#whisperRelayed = new SeenCache({
+      clock: this.#clock,
+      maxEntries: 16_384,
+      maxAge: 60_000,
+    });
     this.#table = new RoutingTable(identity.nodeId, { k: options.k ?? 20, clock: this.#clock });
     this.#manager = new ConnectionManager({
       identity,
@@ -898,6 +919,158 @@ export class Node extends EventTarget implements AsyncDisposable {
     ).catch((err) => this.#error(err, "SHOUT forwarding"));
   }
 
+  /**
+   * WHISPER: sends `body` to the node with address `recipient` (base58),
+   * directly when connected, else hop by hop towards its NodeId through
+   * connected peers and routing-table contacts (each hop closer by XOR; a
+   * node that only dials out is reached through a peer connected to it).
+   * Encrypted end to end by default (`encrypted: false` sends it signed in
+   * the clear). Resolves when the recipient has acknowledged it, with the
+   * SHA-256 of the envelope it received and the hops taken.
+   *
+   * @throws {NackError} (`UNREACHABLE`) when no route reaches the recipient.
+   */
+  async whisper(
+    recipient: string,
+    body: Uint8Array | string,
+    options: {
+      encrypted?: boolean;
+      topic?: string;
+      ttl?: number;
+      timeout?: number;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<{ hash: Uint8Array; hops: number }> {
+    const key = parseAddress(recipient);
+    const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    const whisper = await sealWhisper(this.identity, key, bytes, {
+      encrypted: options.encrypted,
+      topic: options.topic,
+      ttl: options.ttl,
+      signal: options.signal,
+    });
+    this.#whisperRelayed.add(toHex(sha256(whisper.envelope)));
+    return await this.#routeWhisper(whisper, undefined, options.timeout, options.signal);
+  }
+
+  /** Sends a whisper one hop on; resolves the recipient's ACK (hops counted so far). */
+  async #routeWhisper(
+    whisper: Whisper,
+    from: string | undefined,
+    timeout?: number,
+    signal?: AbortSignal,
+  ): Promise<{ hash: Uint8Array; hops: number }> {
+    const next = await this.#nextHop(whisper.recipient, from, signal);
+    if (!next) {
+      throw new NackError(`No route to ${formatAddress(whisper.recipient)}`, {
+        opcode: Opcode.WHISPER,
+        reason: NackReason.UNREACHABLE,
+      });
+    }
+    // Each hop may wait for the hops after it: 1 s per remaining hop.
+    const data = await next.request(Opcode.WHISPER, toBinary(WhisperSchema, whisper), {
+      timeout: timeout ?? 1_000 * (whisper.ttl + 1),
+      signal,
+    });
+    const ack = decodePayload(WhisperAckSchema, data);
+    return { hash: ack.hash, hops: ack.hops };
+  }
+
+  /**
+   * The next hop towards `target` (an address): the connection to it, else
+   * the connected peer or reachable contact closest to its NodeId and closer
+   * than this node, else the closest connected peer (relays remember what
+   * they relayed, which stops loops), never `except`.
+   */
+  async #nextHop(
+    target: Uint8Array,
+    except: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<PeerConnection | undefined> {
+    const direct = this.#manager.get(formatAddress(target));
+    if (direct) return direct;
+    const targetId = nodeIdOf(target);
+    const connected = this.peers().filter((p) => p.address !== except).map((p) =>
+      contactOf(p.identityKey, p.address, [...p.channel.remote.listenAddrs])
+    );
+    const known = this.#table.closest(
+      targetId,
+      this.#table.k,
+      (c) => c.address !== except && c.listenAddrs.length > 0 && !this.#manager.get(c.address),
+    );
+    const closer = [...connected, ...known]
+      .filter((c) => compareDistance(targetId, c.nodeId, this.identity.nodeId) < 0)
+      .sort((a, b) => compareDistance(targetId, a.nodeId, b.nodeId));
+    const rest = connected.filter((c) => !closer.includes(c))
+      .sort((a, b) => compareDistance(targetId, a.nodeId, b.nodeId));
+    for (const contact of [...closer, ...rest]) {
+      try {
+        return await this.#reach(contact, signal);
+      } catch {
+        // Unreachable: try the next one.
+      }
+    }
+    return undefined;
+  }
+
+  async #onWhisper(frame: Frame, peer: PeerConnection): Promise<void> {
+    let whisper: Whisper;
+    try {
+      whisper = decodePayload(WhisperSchema, frame.payload);
+      if (whisper.recipient.length !== 32) {
+        throw new PayloadDecodeError(`WHISPER recipient is ${whisper.recipient.length} bytes`);
+      }
+    } catch (err) {
+      this.#refuse(frame, peer, NackReason.MALFORMED, (err as Error).message);
+      return;
+    }
+    if (bytesEqual(whisper.recipient, this.identity.publicKey)) {
+      let content;
+      try {
+        content = await openWhisper(this.identity, whisper);
+      } catch (err) {
+        this.#whisperCounters.rejected++;
+        this.#refuse(frame, peer, NackReason.BAD_SIGNATURE, (err as Error).message);
+        return;
+      }
+      // Delivered once per (sender, nonce); a retried copy is acknowledged again.
+      if (this.#whisperSeen.add(`${content.sender}:${content.nonce}`)) {
+        this.#whisperCounters.delivered++;
+        this.#emit("message", {
+          from: content.sender,
+          opcode: Opcode.WHISPER,
+          topic: content.topic,
+          body: content.body,
+          encrypted: content.encrypted,
+        });
+      }
+      const ack = create(WhisperAckSchema, { hash: content.hash, hops: 1 });
+      if (frame.id !== 0) peer.ack(frame, toBinary(WhisperAckSchema, ack)).catch(() => {});
+      return;
+    }
+    // A relay: it can route the whisper, not read it.
+    if (whisper.ttl === 0) {
+      this.#refuse(frame, peer, NackReason.UNREACHABLE, "WHISPER ttl exhausted");
+      return;
+    }
+    if (!this.#whisperRelayed.add(toHex(sha256(whisper.envelope)))) {
+      this.#refuse(frame, peer, NackReason.UNREACHABLE, "WHISPER loop: relayed it already");
+      return;
+    }
+    this.#whisperCounters.relayed++;
+    try {
+      const downstream = await this.#routeWhisper(
+        { ...whisper, ttl: whisper.ttl - 1 },
+        peer.address,
+      );
+      const ack = create(WhisperAckSchema, { hash: downstream.hash, hops: downstream.hops + 1 });
+      if (frame.id !== 0) peer.ack(frame, toBinary(WhisperAckSchema, ack)).catch(() => {});
+    } catch (err) {
+      const reason = err instanceof NackError ? err.reason : NackReason.UNREACHABLE;
+      this.#refuse(frame, peer, reason, (err as Error).message);
+    }
+  }
+
   #rememberShout(id: string, height: number): void {
     this.#shoutHeights.delete(id);
     this.#shoutHeights.set(id, height);
@@ -972,6 +1145,7 @@ export class Node extends EventTarget implements AsyncDisposable {
         address: formatAddress(p.address),
         counters: { ...counters(p.counters), rtt: p.rttMicros / 1000 },
       })),
+      whispers: { delivered: 0, relayed: 0, rejected: 0 },
       shouts: {
         originated: 0,
         delivered: 0,
@@ -995,7 +1169,13 @@ export class Node extends EventTarget implements AsyncDisposable {
       totals.framesReceived += counters.framesReceived;
       totals.drops += counters.drops;
     }
-    return { totals, connections: this.#manager.stats, peers, shouts: { ...this.#shoutCounters } };
+    return {
+      totals,
+      connections: this.#manager.stats,
+      peers,
+      shouts: { ...this.#shoutCounters },
+      whispers: { ...this.#whisperCounters },
+    };
   }
 
   /**
@@ -1176,6 +1356,8 @@ export class Node extends EventTarget implements AsyncDisposable {
         return this.#onSpeak(frame, peer);
       case Opcode.METRICS:
         return this.#onMetrics(frame, peer);
+      case Opcode.WHISPER:
+        return void this.#onWhisper(frame, peer);
       case Opcode.SHOUT:
         return void this.#onShout(frame, peer);
       case Opcode.FIND_NODE:
