@@ -132,6 +132,8 @@ export interface NodeOptions {
   k?: number;
   /** Routing-table repair: stale buckets are looked up and ℓ refilled this often, in ms. @default {60_000} */
   refreshInterval?: number;
+  /** Idle time after which a short-lived (lookup) connection closes, in ms. @default {10_000} */
+  ephemeralIdleTimeout?: number;
   /** Source of time. @default {systemClock} */
   clock?: Clock;
   /** Software name announced in the handshake. @default {"carrier"} */
@@ -381,6 +383,7 @@ export class Node extends EventTarget implements AsyncDisposable {
       handshakeTimeout: options.handshakeTimeout,
       puzzleDifficulty: options.puzzleDifficulty ?? DEFAULT_PUZZLE_DIFFICULTY,
       reconnectDelay: options.reconnectDelay,
+      ephemeralIdleTimeout: options.ephemeralIdleTimeout,
       preferredCompression: options.preferredCompression,
       maxFrameSize: options.maxFrameSize,
       agent: options.agent,

@@ -23,7 +23,7 @@ async function carrier(
   return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
 }
 
-Deno.test("carrier demo shows an identity, frames, every compression setting and a few nodes", async () => {
+Deno.test("carrier demo shows an identity, frames, compression, a few nodes and a 24-node swarm", async () => {
   const { code, stdout } = await carrier("demo");
   assert.equal(code, 0);
   assert.match(stdout, /address\s+[1-9A-HJ-NP-Za-km-z]{43,44}\s/);
@@ -37,6 +37,12 @@ Deno.test("carrier demo shows an identity, frames, every compression setting and
     /hub SPEAKs to its 2 direct peers:\n {2}alice heard "hello, direct peers" from hub\n {2}bob heard "hello, direct peers" from hub\n/,
   );
   assert.match(stdout, /hub's metrics, as alice asked for them \(METRICS\): 2 connections/);
+  assert.match(stdout, /SHOUT from a listening node: delivered to 23 of 23 nodes, once each/);
+  assert.match(
+    stdout,
+    /SHOUT from a node that only dials out: delivered to 23 of 23 nodes, once each/,
+  );
+  assert.match(stdout, /WHISPER between two nodes that accept no connections: 2 hops.*\(sealed\)/);
   for (const name of ["bz2", "gzip", "lzma", "zlib", "snappy"]) {
     assert.match(
       stdout,
