@@ -134,6 +134,8 @@ export interface NodeOptions {
   refreshInterval?: number;
   /** Idle time after which a short-lived (lookup) connection closes, in ms. @default {10_000} */
   ephemeralIdleTimeout?: number;
+  /** Whether this node's WHISPERs are encrypted end to end unless a call says otherwise. @default {true} */
+  encryptWhispers?: boolean;
   /** Source of time. @default {systemClock} */
   clock?: Clock;
   /** Software name announced in the handshake. @default {"carrier"} */
@@ -927,8 +929,8 @@ export class Node extends EventTarget implements AsyncDisposable {
    * directly when connected, else hop by hop towards its NodeId through
    * connected peers and routing-table contacts (each hop closer by XOR; a
    * node that only dials out is reached through a peer connected to it).
-   * Encrypted end to end by default (`encrypted: false` sends it signed in
-   * the clear). Resolves when the recipient has acknowledged it, with the
+   * Encrypted end to end by default (`encrypted: false`, or the node option
+   * `encryptWhispers: false`, sends it signed in the clear). Resolves when the recipient has acknowledged it, with the
    * SHA-256 of the envelope it received and the hops taken.
    *
    * @throws {NackError} (`UNREACHABLE`) when no route reaches the recipient.
@@ -947,7 +949,7 @@ export class Node extends EventTarget implements AsyncDisposable {
     const key = parseAddress(recipient);
     const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
     const whisper = await sealWhisper(this.identity, key, bytes, {
-      encrypted: options.encrypted,
+      encrypted: options.encrypted ?? this.#options.encryptWhispers ?? true,
       topic: options.topic,
       ttl: options.ttl,
       signal: options.signal,

@@ -61,6 +61,20 @@ Deno.test("WHISPER reaches a node that only dials out, from another, through a r
   }
 });
 
+Deno.test("a node can turn WHISPER encryption off for all its messages, and one message back on", async () => {
+  const a = await createNode({ listen: ["127.0.0.1:0"], puzzleDifficulty: 0 });
+  const b = await createNode({ puzzleDifficulty: 0, encryptWhispers: false });
+  try {
+    await b.connect(a.peerAddresses[0]);
+    const atA = inbox(a);
+    await b.whisper(a.address, "clear");
+    await b.whisper(a.address, "sealed", { encrypted: true });
+    assert.deepEqual(atA.map((m) => [m.text, m.encrypted]), [["clear", false], ["sealed", true]]);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
 Deno.test("WHISPER to an unknown node fails with NACK UNREACHABLE", async () => {
   const a = await createNode({ listen: ["127.0.0.1:0"], puzzleDifficulty: 0 });
   const b = await createNode({ puzzleDifficulty: 0 });
