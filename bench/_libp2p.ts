@@ -1,7 +1,8 @@
 /**
  * The js-libp2p side of `bench/peers.ts`: a node on TCP + Noise + Yamux with
  * the ping service, and the bench's two protocols (a byte sink and a
- * length-prefixed echo). The packages are pinned here, with `npm:`
+ * length-prefixed echo). `bench/_gossipsub.ts` builds on the same transport
+ * options ({@linkcode libp2pBaseOptions}). The packages are pinned here, with `npm:`
  * specifiers, so that they stay out of the library's import map; keep
  * {@linkcode LIBP2P_PACKAGES} in step with the specifiers.
  *
@@ -17,7 +18,7 @@ import { type Ping, ping, PING_PROTOCOL } from "npm:@libp2p/ping@3.1.13";
 import { tcp } from "npm:@libp2p/tcp@11.0.28";
 import { lpStream } from "npm:@libp2p/utils@7.4.1";
 import { type Multiaddr, multiaddr } from "npm:@multiformats/multiaddr@13.0.3";
-import { createLibp2p, type Libp2p } from "npm:libp2p@3.3.11";
+import { createLibp2p, type Libp2p, type Libp2pOptions } from "npm:libp2p@3.3.11";
 
 /** The js-libp2p packages this bench runs, and their versions (as in the imports above). */
 export const LIBP2P_PACKAGES: Readonly<Record<string, string>> = {
@@ -38,14 +39,22 @@ export const ECHO_PROTOCOL = "/carrier-bench/echo/1.0.0";
 /** A node made by {@linkcode createLibp2pNode}. */
 export type Libp2pNode = Libp2p<{ ping: Ping }>;
 
-/** Creates a started js-libp2p node: TCP, Noise, Yamux and `@libp2p/ping`, defaults otherwise. */
-export async function createLibp2pNode(listen: boolean): Promise<Libp2pNode> {
-  return await createLibp2p({
+/** The options of a bench node other than its services. */
+export type Libp2pBaseOptions = Pick<
+  Libp2pOptions,
+  "addresses" | "transports" | "connectionEncrypters" | "streamMuxers" | "connectionManager"
+>;
+
+/**
+ * TCP on 127.0.0.1 (port 0 when `listen`), Noise, Yamux, and the connection
+ * manager's limits raised for a bench; shared by every bench node.
+ */
+export function libp2pBaseOptions(listen: boolean): Libp2pBaseOptions {
+  return {
     addresses: { listen: listen ? ["/ip4/127.0.0.1/tcp/0"] : [] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    services: { ping: ping() },
     connectionManager: {
       // The defaults (300 connections; 5 inbound connections per second per
       // host; 10 pending) would refuse a bench that dials 127.0.0.1 over and
@@ -54,7 +63,12 @@ export async function createLibp2pNode(listen: boolean): Promise<Libp2pNode> {
       inboundConnectionThreshold: 1_000_000,
       maxIncomingPendingConnections: 64,
     },
-  });
+  };
+}
+
+/** Creates a started js-libp2p node: TCP, Noise, Yamux and `@libp2p/ping`, defaults otherwise. */
+export async function createLibp2pNode(listen: boolean): Promise<Libp2pNode> {
+  return await createLibp2p({ ...libp2pBaseOptions(listen), services: { ping: ping() } });
 }
 
 /** Parses a multiaddr string (`/ip4/127.0.0.1/tcp/PORT/p2p/PEER_ID`). */
