@@ -336,15 +336,7 @@ export class Node extends EventTarget implements AsyncDisposable {
   readonly #whisperSeen: SeenCache;
   readonly #whisperRelayed: SeenCache;
   readonly #whisperCounters = { delivered: 0, relayed: 0, rejected: 0 };
-  readonly #shoutCounters: ShoutCounters = {
-    originated: 0,
-    delivered: 0,
-    sent: 0,
-    duplicates: 0,
-    unacknowledged: 0,
-    rejected: 0,
-    rateLimited: 0,
-  };
+  readonly #shoutCounters: ShoutCounters = noShouts();
   readonly #tasks = new Set<Promise<unknown>>();
   #refreshTimer: number | undefined;
   readonly #options: NodeOptions;
@@ -1151,15 +1143,7 @@ export class Node extends EventTarget implements AsyncDisposable {
         counters: { ...counters(p.counters), rtt: p.rttMicros / 1000 },
       })),
       whispers: { delivered: 0, relayed: 0, rejected: 0 },
-      shouts: {
-        originated: 0,
-        delivered: 0,
-        sent: 0,
-        duplicates: 0,
-        unacknowledged: 0,
-        rejected: 0,
-        rateLimited: 0,
-      },
+      shouts: noShouts(),
     };
   }
 
@@ -1644,3 +1628,16 @@ const ORIGIN = 256;
 const MAX_SHOUT_IDS = 65_536;
 /** Origins whose SHOUT rate is tracked at once. */
 const MAX_SHOUT_ORIGINS = 4_096;
+
+/** SHOUT counters at zero. */
+function noShouts(): ShoutCounters {
+  return {
+    originated: 0,
+    delivered: 0,
+    sent: 0,
+    duplicates: 0,
+    unacknowledged: 0,
+    rejected: 0,
+    rateLimited: 0,
+  };
+}
