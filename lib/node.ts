@@ -541,14 +541,23 @@ export class Node extends EventTarget implements AsyncDisposable {
     return result;
   }
 
-  /** One FIND_NODE to a contact, over its connection or a short-lived one. */
+  /**
+   * One FIND_NODE to a contact, over its connection or a short-lived one. A
+   * contact that cannot be reached and is not connected leaves the routing
+   * table (its newest replacement takes its place): the liveness check.
+   */
   async #ask(contact: Contact, target: Uint8Array, signal?: AbortSignal): Promise<Contact[]> {
     try {
       return await this.#askOnce(contact, target, signal);
     } catch (err) {
       // A simultaneous dial may have replaced the connection under the query.
-      if (!(err instanceof ConnectionClosedError) || !this.#manager.get(contact.address)) throw err;
-      return await this.findNode(contact.address, target, { signal });
+      if (err instanceof ConnectionClosedError && this.#manager.get(contact.address)) {
+        return await this.findNode(contact.address, target, { signal });
+      }
+      if (!signal?.aborted && !this.#manager.get(contact.address)) {
+        this.#table.remove(contact.address);
+      }
+      throw err;
     }
   }
 

@@ -5,6 +5,9 @@ import { NackError } from "../lib/errors.ts";
 import { NackReason } from "../lib/protocol.ts";
 import { Opcode } from "../lib/wire/opcodes.ts";
 import { generateIdentitySync } from "../lib/identity/keys.ts";
+import { toBinary } from "@bufbuild/protobuf";
+import { sealWhisper } from "../lib/overlay/whisper.ts";
+import { WhisperSchema } from "../gen/carrier/v1/messaging_pb.ts";
 
 async function until(check: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 1000 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
@@ -70,6 +73,26 @@ Deno.test("a node can turn WHISPER encryption off for all its messages, and one 
     await b.whisper(a.address, "clear");
     await b.whisper(a.address, "sealed", { encrypted: true });
     assert.deepEqual(atA.map((m) => [m.text, m.encrypted]), [["clear", false], ["sealed", true]]);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+Deno.test("a tampered WHISPER is refused with a NACK and counted, and the node keeps serving", async () => {
+  const a = await createNode({ listen: ["127.0.0.1:0"], puzzleDifficulty: 0 });
+  const b = await createNode({ puzzleDifficulty: 0 });
+  try {
+    await b.connect(a.peerAddresses[0]);
+    const whisper = await sealWhisper(b.identity, a.identity.publicKey, new Uint8Array([1, 2, 3]));
+    whisper.envelope[whisper.envelope.length - 1] ^= 1; // a relay flips a bit
+    const peer = b.peer(a.address)!;
+    await assert.rejects(
+      () => peer.request(Opcode.WHISPER, toBinary(WhisperSchema, whisper)),
+      (err: unknown) => err instanceof NackError && err.reason === NackReason.BAD_SIGNATURE,
+    );
+    assert.equal(a.metrics().whispers.rejected, 1);
+    assert.equal(a.metrics().whispers.delivered, 0);
+    assert.ok((await b.whisper(a.address, "still here")).hops === 1);
   } finally {
     await Promise.all([a.close(), b.close()]);
   }
