@@ -395,7 +395,7 @@ async function demoSwarm(io: CliOutput): Promise<void> {
         return () => n.removeEventListener("message", listener as EventListener);
       });
       await origin.shout(`hello from node ${nodes.indexOf(origin)}`);
-      for (let i = 0; i < 400 && hops.length < nodes.length - 1; i++) {
+      for (let i = 0; i < 1000 && hops.length < nodes.length - 1; i++) {
         await new Promise((r) => setTimeout(r, 5));
       }
       for (const remove of listeners) remove();

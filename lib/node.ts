@@ -821,11 +821,21 @@ export class Node extends EventTarget implements AsyncDisposable {
     while (contact !== undefined && this.#state === "running") {
       tried.add(contact.address);
       try {
-        const peer = await this.#reach(contact, signal);
-        await peer.request(Opcode.SHOUT, payload, {
-          timeout: this.#options.shoutAckTimeout ?? 2_000,
-          signal,
-        });
+        const send = async () => {
+          const peer = await this.#reach(contact!, signal);
+          await peer.request(Opcode.SHOUT, payload, {
+            timeout: this.#options.shoutAckTimeout ?? 2_000,
+            signal,
+          });
+        };
+        try {
+          await send();
+        } catch (err) {
+          // The connection closed under the request (a short-lived one timing
+          // out, a duplicate resolved): once more over a fresh one.
+          if (!(err instanceof ConnectionClosedError)) throw err;
+          await send();
+        }
         this.#shoutCounters.sent++;
         return true;
       } catch (err) {
@@ -849,8 +859,10 @@ export class Node extends EventTarget implements AsyncDisposable {
   /** The connection to a contact: open, or a short-lived one to where it listens. */
   async #reach(contact: Contact, signal?: AbortSignal): Promise<PeerConnection> {
     const open = this.#manager.get(contact.address);
-    if (open) return open;
+    // A short-lived connection in use must not close as idle under the request.
+    if (open && !this.#manager.isEphemeral(contact.address)) return open;
     const transportAddress = contact.listenAddrs[0];
+    if (open && transportAddress === undefined) return open;
     if (transportAddress === undefined) {
       throw new ConnectionClosedError(
         `${contact.address} is not connected and accepts no connections`,
