@@ -63,7 +63,11 @@ import {
 import { formatAddress, parseAddress } from "./identity/address.ts";
 import { generateIdentity, type Identity } from "./identity/keys.ts";
 import { DEFAULT_PUZZLE_DIFFICULTY } from "./identity/puzzle.ts";
-import { ConnectionManager, type ConnectionStats } from "./overlay/connections.ts";
+import {
+  ConnectionManager,
+  type ConnectionManagerOptions,
+  type ConnectionStats,
+} from "./overlay/connections.ts";
 import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
 import { SeenCache } from "./overlay/seen_cache.ts";
 import { type Contact, contactOf, RoutingTable } from "./overlay/routing_table.ts";
@@ -76,7 +80,6 @@ import type {
   CloseInfo,
   ConnectionCounters,
   PeerConnection,
-  PeerConnectionOptions,
   RequestOptions,
 } from "./peer/connection.ts";
 import { TcpTransport } from "./transport/tcp.ts";
@@ -84,36 +87,36 @@ import type { Transport } from "./transport/types.ts";
 import type { Frame } from "./wire/frame.ts";
 import { decodePayload, OpcodeRegistry, type OpcodeSpec } from "./wire/opcodes.ts";
 
-/** Options of {@linkcode createNode}. Every limit has a default. */
-export interface NodeOptions {
+/**
+ * Options of {@linkcode createNode}. Every limit has a default. The
+ * connection options (`listen`, ℓ as `maxOutbound`, `maxInbound`, timeouts,
+ * what the handshake announces…) are the connection manager's.
+ */
+export interface NodeOptions extends
+  Pick<
+    ConnectionManagerOptions,
+    | "listen"
+    | "maxOutbound"
+    | "maxInbound"
+    | "maxPendingHandshakes"
+    | "dialTimeout"
+    | "handshakeTimeout"
+    | "reconnectDelay"
+    | "maxReconnectDelay"
+    | "ephemeralIdleTimeout"
+    | "preferredCompression"
+    | "maxFrameSize"
+    | "agent"
+    | "connection"
+  > {
   /** The node's identity. @default {a new one, passing the puzzle at `puzzleDifficulty`} */
   identity?: Identity;
-  /** Addresses to listen on (`"127.0.0.1:0"`…); empty for a node that only dials out. @default {[]} */
-  listen?: readonly string[];
   /** Peers to connect to and keep connected (redialed with backoff): `ADDRESS@HOST:PORT`. @default {[]} */
   bootstrap?: readonly (string | PeerAddress)[];
   /** The transport. @default {new TcpTransport()} */
   transport?: Transport;
-  /** ℓ: connections this node initiates, at most. @default {8} */
-  maxOutbound?: number;
-  /** Connections others initiate, at most. @default {64} */
-  maxInbound?: number;
-  /** Inbound handshakes in progress, at most. @default {16} */
-  maxPendingHandshakes?: number;
-  /** Time for a dial, in ms. @default {5_000} */
-  dialTimeout?: number;
-  /** Time for the Noise handshake, in ms. @default {10_000} */
-  handshakeTimeout?: number;
   /** S/Kademlia static puzzle difficulty `c1` required of every key, this node's included. @default {DEFAULT_PUZZLE_DIFFICULTY} (8) */
   puzzleDifficulty?: number;
-  /** First redial delay for bootstrap peers, in ms (doubles up to 30 s). @default {500} */
-  reconnectDelay?: number;
-  /** Options of every connection (timeouts, keepalive, send buffer…). */
-  connection?: Omit<PeerConnectionOptions, "onFrame" | "clock">;
-  /** The compression this node would like connections to use. @default {undefined} */
-  preferredCompression?: number;
-  /** Largest frame this node accepts, in bytes. @default {1 MiB} */
-  maxFrameSize?: number;
   /** Plugins, in the order their hooks run. @default {[]} */
   components?: readonly Component[];
   /** Answer peers' METRICS requests (otherwise NACK `FORBIDDEN`). @default {false} */
@@ -132,14 +135,10 @@ export interface NodeOptions {
   k?: number;
   /** Routing-table repair: stale buckets are looked up and ℓ refilled this often, in ms. @default {60_000} */
   refreshInterval?: number;
-  /** Idle time after which a short-lived (lookup) connection closes, in ms. @default {10_000} */
-  ephemeralIdleTimeout?: number;
   /** Whether this node's WHISPERs are encrypted end to end unless a call says otherwise. @default {true} */
   encryptWhispers?: boolean;
   /** Source of time. @default {systemClock} */
   clock?: Clock;
-  /** Software name announced in the handshake. @default {"carrier"} */
-  agent?: string;
 }
 
 /** What a component's `receive` sees. */
@@ -377,6 +376,7 @@ export class Node extends EventTarget implements AsyncDisposable {
       handshakeTimeout: options.handshakeTimeout,
       puzzleDifficulty: options.puzzleDifficulty ?? DEFAULT_PUZZLE_DIFFICULTY,
       reconnectDelay: options.reconnectDelay,
+      maxReconnectDelay: options.maxReconnectDelay,
       ephemeralIdleTimeout: options.ephemeralIdleTimeout,
       preferredCompression: options.preferredCompression,
       maxFrameSize: options.maxFrameSize,

@@ -221,6 +221,13 @@ function authFailed(nonce: bigint, cause: unknown): DecryptError {
 /** A synchronous backend's promise-returning side: the sync call, settled. */
 abstract class SyncBackedAesGcm implements AesGcm, SyncAesGcm {
   abstract readonly backend: "noble" | "node";
+  /** The 32-byte key (a copy of the caller's). */
+  protected readonly key: Uint8Array;
+
+  constructor(key: Uint8Array) {
+    this.key = key.slice();
+  }
+
   abstract encryptSync(
     nonce: bigint,
     plaintext: Uint8Array,
@@ -259,19 +266,13 @@ abstract class SyncBackedAesGcm implements AesGcm, SyncAesGcm {
 
 class NobleAesGcm extends SyncBackedAesGcm {
   readonly backend = "noble" as const;
-  #key: Uint8Array;
-
-  constructor(key: Uint8Array) {
-    super();
-    this.#key = key.slice();
-  }
 
   encryptSync(
     nonce: bigint,
     plaintext: Uint8Array,
     options?: AesGcmCallOptions,
   ): Uint8Array {
-    return gcm(this.#key, gcmNonce(nonce), options?.ad ?? EMPTY).encrypt(
+    return gcm(this.key, gcmNonce(nonce), options?.ad ?? EMPTY).encrypt(
       plaintext,
     );
   }
@@ -284,7 +285,7 @@ class NobleAesGcm extends SyncBackedAesGcm {
     const iv = gcmNonce(nonce);
     if (ciphertext.length < TAG_LENGTH) throw tooShort(ciphertext, nonce);
     try {
-      return gcm(this.#key, iv, options?.ad ?? EMPTY).decrypt(ciphertext);
+      return gcm(this.key, iv, options?.ad ?? EMPTY).decrypt(ciphertext);
     } catch (cause) {
       throw authFailed(nonce, cause);
     }
@@ -295,19 +296,13 @@ const NODE_ALGORITHM = "aes-256-gcm";
 
 class NodeAesGcm extends SyncBackedAesGcm {
   readonly backend = "node" as const;
-  #key: Uint8Array;
-
-  constructor(key: Uint8Array) {
-    super();
-    this.#key = key.slice();
-  }
 
   encryptSync(
     nonce: bigint,
     plaintext: Uint8Array,
     options?: AesGcmCallOptions,
   ): Uint8Array {
-    const cipher = createCipheriv(NODE_ALGORITHM, this.#key, gcmNonce(nonce));
+    const cipher = createCipheriv(NODE_ALGORITHM, this.key, gcmNonce(nonce));
     const ad = options?.ad;
     if (ad !== undefined && ad.length > 0) cipher.setAAD(ad);
     const body = cipher.update(plaintext);
@@ -330,7 +325,7 @@ class NodeAesGcm extends SyncBackedAesGcm {
     let body: Uint8Array;
     let rest: Uint8Array;
     try {
-      const decipher = createDecipheriv(NODE_ALGORITHM, this.#key, iv);
+      const decipher = createDecipheriv(NODE_ALGORITHM, this.key, iv);
       decipher.setAuthTag(ciphertext.subarray(split));
       const ad = options?.ad;
       if (ad !== undefined && ad.length > 0) decipher.setAAD(ad);
