@@ -1,12 +1,12 @@
 // The values the protocol seed fixes, checked against the generated code.
 import assert from "node:assert/strict";
-import { Opcode, OpcodeSchema } from "../gen/carrier/v1/frame_pb.ts";
+import { Opcode, OpcodeSchema } from "../lib/protocol.ts";
 import {
   Compression,
   CompressionSchema,
   ConnectionOption,
   ConnectionOptionSchema,
-} from "../gen/carrier/v1/options_pb.ts";
+} from "../lib/protocol.ts";
 
 Deno.test("opcodes keep the protocol seed's values", () => {
   assert.deepEqual(

@@ -5,7 +5,7 @@ import { createNode, type Node } from "../lib/node.ts";
 import { NackError } from "../lib/errors.ts";
 import { NackReason } from "../lib/protocol.ts";
 import { Opcode } from "../lib/wire/opcodes.ts";
-import { ShoutEnvelopeSchema, ShoutSchema } from "../gen/carrier/v1/messaging_pb.ts";
+import { ShoutEnvelopeSchema, ShoutSchema } from "../lib/protocol.ts";
 import { sign } from "../lib/identity/keys.ts";
 
 async function until(check: () => boolean, what: string, turns = 1000): Promise<void> {

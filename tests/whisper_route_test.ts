@@ -7,7 +7,7 @@ import { Opcode } from "../lib/wire/opcodes.ts";
 import { generateIdentitySync } from "../lib/identity/keys.ts";
 import { toBinary } from "@bufbuild/protobuf";
 import { sealWhisper } from "../lib/overlay/whisper.ts";
-import { WhisperSchema } from "../gen/carrier/v1/messaging_pb.ts";
+import { WhisperSchema } from "../lib/protocol.ts";
 
 async function until(check: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 1000 && !check(); i++) await new Promise((r) => setTimeout(r, 5));

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { x25519 } from "@noble/curves/ed25519.js";
-import { SealedWhisperSchema } from "../../gen/carrier/v1/messaging_pb.ts";
+import { SealedWhisperSchema } from "../../lib/protocol.ts";
 import { AddressError, WhisperError } from "../../lib/errors.ts";
 import {
   generateIdentitySync,

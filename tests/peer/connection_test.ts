@@ -9,8 +9,13 @@ import {
   SendBufferFullError,
   TimeoutError,
 } from "../../lib/errors.ts";
-import { Compression, ConnectionOption, DisconnectReason, NackReason } from "../../lib/protocol.ts";
-import { SetConnectionOptSchema } from "../../gen/carrier/v1/options_pb.ts";
+import {
+  Compression,
+  ConnectionOption,
+  DisconnectReason,
+  NackReason,
+  SetConnectionOptSchema,
+} from "../../lib/protocol.ts";
 import { chooseCompression, PeerConnection } from "../../lib/peer/connection.ts";
 import { channels, peers, TRANSPORTS } from "./_pair.ts";
 

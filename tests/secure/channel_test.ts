@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { HandshakePayloadSchema } from "../../gen/carrier/v1/handshake_pb.ts";
+import { HandshakePayloadSchema } from "../../lib/protocol.ts";
 import { ManualClock } from "../../lib/clock.ts";
 import {
   ConnectionClosedError,

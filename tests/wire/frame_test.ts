@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { FrameSchema } from "../../gen/carrier/v1/frame_pb.ts";
+import { FrameSchema } from "../../lib/protocol.ts";
 import fc from "fast-check";
-import { Compression } from "../../gen/carrier/v1/options_pb.ts";
+import { Compression } from "../../lib/protocol.ts";
 import {
   createFrame,
   DEFAULT_MAX_FRAME_SIZE,

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Opcode, OpcodeSchema } from "../../gen/carrier/v1/frame_pb.ts";
-import { PingSchema } from "../../gen/carrier/v1/control_pb.ts";
-import { StoreRequestSchema } from "../../gen/carrier/v1/dht_pb.ts";
+import { Opcode, OpcodeSchema } from "../../lib/protocol.ts";
+import { PingSchema } from "../../lib/protocol.ts";
+import { StoreRequestSchema } from "../../lib/protocol.ts";
 import {
   APPLICATION_OPCODE_MIN,
   decodePayload,
