@@ -139,3 +139,61 @@ export class NodeClosedError extends CarrierError {}
 
 /** A WHISPER cannot be opened: wrong recipient, bad signature, failed decryption, sender mismatch, malformed or too large. */
 export class WhisperError extends CarrierError {}
+
+/** A DHT key or record is invalid: a key that is not 32 bytes, a value over the size limit, a bad owner signature, a version out of range. */
+export class RecordError extends CarrierError {}
+
+/** A patch does not apply: a JSON Patch operation fails, a splice is out of range, the result is too large or not what the patch's hash says. */
+export class PatchError extends CarrierError {}
+
+/** Options of {@linkcode VersionConflictError}. */
+export interface VersionConflictErrorOptions extends CarrierErrorOptions {
+  /** The version the replicas hold. */
+  currentVersion: number;
+  /** The value the replicas hold, when they sent it. */
+  currentValue?: Uint8Array;
+}
+
+/** A compare-and-swap or a patch lost: the key is not at the expected version (or another write is in progress). */
+export class VersionConflictError extends CarrierError {
+  /** The version the replicas hold. */
+  readonly currentVersion: number;
+  /** The value the replicas hold, when they sent it. */
+  readonly currentValue: Uint8Array | undefined;
+  /** Creates the error. */
+  constructor(message: string, options: VersionConflictErrorOptions) {
+    super(message, options);
+    this.currentVersion = options.currentVersion;
+    this.currentValue = options.currentValue;
+  }
+}
+
+/** Options of {@linkcode LockHeldError}. */
+export interface LockHeldErrorOptions extends CarrierErrorOptions {
+  /** The holder's address (base58). */
+  holder: string;
+  /** The holder's fencing token. */
+  fencingToken: number;
+  /** Time until the holder's lease expires, in ms. */
+  expiresIn: number;
+}
+
+/** A DHT lock is held by another node. */
+export class LockHeldError extends CarrierError {
+  /** The holder's address (base58). */
+  readonly holder: string;
+  /** The holder's fencing token. */
+  readonly fencingToken: number;
+  /** Time until the holder's lease expires, in ms. */
+  readonly expiresIn: number;
+  /** Creates the error. */
+  constructor(message: string, options: LockHeldErrorOptions) {
+    super(message, options);
+    this.holder = options.holder;
+    this.fencingToken = options.fencingToken;
+    this.expiresIn = options.expiresIn;
+  }
+}
+
+/** Too few DHT replicas answered or agreed for the operation to count. */
+export class QuorumError extends CarrierError {}

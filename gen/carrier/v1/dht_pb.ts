@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file carrier/v1/dht.proto.
  */
 export const file_carrier_v1_dht: GenFile = /*@__PURE__*/
-  fileDesc("ChRjYXJyaWVyL3YxL2RodC5wcm90bxIKY2Fycmllci52MSJaCghQZWVySW5mbxIPCgdhZGRyZXNzGAEgASgMEhQKDGxpc3Rlbl9hZGRycxgCIAMoCRIXCg9hY2NlcHRzX2luYm91bmQYAyABKAgSDgoGcmVsYXlzGAQgAygMImcKBlJlY29yZBILCgNrZXkYASABKAwSDQoFdmFsdWUYAiABKAwSDwoHdmVyc2lvbhgDIAEoBBINCgVvd25lchgEIAEoDBIRCglzaWduYXR1cmUYBSABKAwSDgoGdHRsX21zGAYgASgEIiEKD0ZpbmROb2RlUmVxdWVzdBIOCgZ0YXJnZXQYASABKAwiNAoNRmluZE5vZGVSZXBseRIjCgVwZWVycxgBIAMoCzIULmNhcnJpZXIudjEuUGVlckluZm8iHwoQRmluZFZhbHVlUmVxdWVzdBILCgNrZXkYASABKAwiWQoORmluZFZhbHVlUmVwbHkSIgoGcmVjb3JkGAEgASgLMhIuY2Fycmllci52MS5SZWNvcmQSIwoFcGVlcnMYAiADKAsyFC5jYXJyaWVyLnYxLlBlZXJJbmZvIjIKDFN0b3JlUmVxdWVzdBIiCgZyZWNvcmQYASABKAsyEi5jYXJyaWVyLnYxLlJlY29yZCIdCgpTdG9yZVJlcGx5Eg8KB3ZlcnNpb24YASABKAQiTwoPVmVyc2lvbkNvbmZsaWN0EhcKD2N1cnJlbnRfdmVyc2lvbhgBIAEoBBIjCgdjdXJyZW50GAIgASgLMhIuY2Fycmllci52MS5SZWNvcmQiSgoKQ2FzUmVxdWVzdBIiCgZyZWNvcmQYASABKAsyEi5jYXJyaWVyLnYxLlJlY29yZBIYChBleHBlY3RlZF92ZXJzaW9uGAIgASgEIlwKC0xvY2tSZXF1ZXN0EgsKA2tleRgBIAEoDBIOCgZ0dGxfbXMYAiABKAQSFQoNZmVuY2luZ190b2tlbhgDIAEoBBIZChFtaW5fZmVuY2luZ190b2tlbhgEIAEoBCIyCglMb2NrR3JhbnQSFQoNZmVuY2luZ190b2tlbhgBIAEoBBIOCgZ0dGxfbXMYAiABKAQiSAoITG9ja0hlbGQSDgoGaG9sZGVyGAEgASgMEhUKDWZlbmNpbmdfdG9rZW4YAiABKAQSFQoNZXhwaXJlc19pbl9tcxgDIAEoBCIzCg1VbmxvY2tSZXF1ZXN0EgsKA2tleRgBIAEoDBIVCg1mZW5jaW5nX3Rva2VuGAIgASgEIkIKCkJ5dGVTcGxpY2USDgoGb2Zmc2V0GAEgASgEEhQKDGRlbGV0ZV9jb3VudBgCIAEoBBIOCgZpbnNlcnQYAyABKAwiuwEKBVBhdGNoEhQKDGJhc2VfdmVyc2lvbhgBIAEoBBIPCgd2ZXJzaW9uGAIgASgEEicKBmZvcm1hdBgDIAEoDjIXLmNhcnJpZXIudjEuUGF0Y2hGb3JtYXQSJwoHc3BsaWNlcxgEIAMoCzIWLmNhcnJpZXIudjEuQnl0ZVNwbGljZRISCgpqc29uX3BhdGNoGAUgASgJEhIKCnZhbHVlX2hhc2gYBiABKAwSEQoJc2lnbmF0dXJlGAcgASgMIj0KDFBhdGNoUmVxdWVzdBILCgNrZXkYASABKAwSIAoFcGF0Y2gYAiABKAsyES5jYXJyaWVyLnYxLlBhdGNoIjQKDkNoYW5nZXNSZXF1ZXN0EgsKA2tleRgBIAEoDBIVCg1zaW5jZV92ZXJzaW9uGAIgASgEIm8KDENoYW5nZXNSZXBseRIiCgdwYXRjaGVzGAEgAygLMhEuY2Fycmllci52MS5QYXRjaBIiCgZyZWNvcmQYAiABKAsyEi5jYXJyaWVyLnYxLlJlY29yZBIXCg9jdXJyZW50X3ZlcnNpb24YAyABKAQqZgoLUGF0Y2hGb3JtYXQSHAoYUEFUQ0hfRk9STUFUX1VOU1BFQ0lGSUVEEAASHAoYUEFUQ0hfRk9STUFUX0JZVEVfU1BMSUNFEAESGwoXUEFUQ0hfRk9STUFUX0pTT05fUEFUQ0gQAmIGcHJvdG8z");
+  fileDesc("ChRjYXJyaWVyL3YxL2RodC5wcm90bxIKY2Fycmllci52MSJaCghQZWVySW5mbxIPCgdhZGRyZXNzGAEgASgMEhQKDGxpc3Rlbl9hZGRycxgCIAMoCRIXCg9hY2NlcHRzX2luYm91bmQYAyABKAgSDgoGcmVsYXlzGAQgAygMImcKBlJlY29yZBILCgNrZXkYASABKAwSDQoFdmFsdWUYAiABKAwSDwoHdmVyc2lvbhgDIAEoBBINCgVvd25lchgEIAEoDBIRCglzaWduYXR1cmUYBSABKAwSDgoGdHRsX21zGAYgASgEIiEKD0ZpbmROb2RlUmVxdWVzdBIOCgZ0YXJnZXQYASABKAwiNAoNRmluZE5vZGVSZXBseRIjCgVwZWVycxgBIAMoCzIULmNhcnJpZXIudjEuUGVlckluZm8iHwoQRmluZFZhbHVlUmVxdWVzdBILCgNrZXkYASABKAwiWQoORmluZFZhbHVlUmVwbHkSIgoGcmVjb3JkGAEgASgLMhIuY2Fycmllci52MS5SZWNvcmQSIwoFcGVlcnMYAiADKAsyFC5jYXJyaWVyLnYxLlBlZXJJbmZvIjIKDFN0b3JlUmVxdWVzdBIiCgZyZWNvcmQYASABKAsyEi5jYXJyaWVyLnYxLlJlY29yZCIdCgpTdG9yZVJlcGx5Eg8KB3ZlcnNpb24YASABKAQiXQoPVmVyc2lvbkNvbmZsaWN0EhcKD2N1cnJlbnRfdmVyc2lvbhgBIAEoBBIjCgdjdXJyZW50GAIgASgLMhIuY2Fycmllci52MS5SZWNvcmQSDAoEYnVzeRgDIAEoCCKBAQoKQ2FzUmVxdWVzdBIiCgZyZWNvcmQYASABKAsyEi5jYXJyaWVyLnYxLlJlY29yZBIYChBleHBlY3RlZF92ZXJzaW9uGAIgASgEEhAKCHByb3Bvc2FsGAMgASgMEiMKBXBoYXNlGAQgASgOMhQuY2Fycmllci52MS5DYXNQaGFzZSJcCgtMb2NrUmVxdWVzdBILCgNrZXkYASABKAwSDgoGdHRsX21zGAIgASgEEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSGQoRbWluX2ZlbmNpbmdfdG9rZW4YBCABKAQiMgoJTG9ja0dyYW50EhUKDWZlbmNpbmdfdG9rZW4YASABKAQSDgoGdHRsX21zGAIgASgEIkgKCExvY2tIZWxkEg4KBmhvbGRlchgBIAEoDBIVCg1mZW5jaW5nX3Rva2VuGAIgASgEEhUKDWV4cGlyZXNfaW5fbXMYAyABKAQiMwoNVW5sb2NrUmVxdWVzdBILCgNrZXkYASABKAwSFQoNZmVuY2luZ190b2tlbhgCIAEoBCJCCgpCeXRlU3BsaWNlEg4KBm9mZnNldBgBIAEoBBIUCgxkZWxldGVfY291bnQYAiABKAQSDgoGaW5zZXJ0GAMgASgMIrsBCgVQYXRjaBIUCgxiYXNlX3ZlcnNpb24YASABKAQSDwoHdmVyc2lvbhgCIAEoBBInCgZmb3JtYXQYAyABKA4yFy5jYXJyaWVyLnYxLlBhdGNoRm9ybWF0EicKB3NwbGljZXMYBCADKAsyFi5jYXJyaWVyLnYxLkJ5dGVTcGxpY2USEgoKanNvbl9wYXRjaBgFIAEoCRISCgp2YWx1ZV9oYXNoGAYgASgMEhEKCXNpZ25hdHVyZRgHIAEoDCJuCgxQYXRjaFJlcXVlc3QSCwoDa2V5GAEgASgMEiAKBXBhdGNoGAIgASgLMhEuY2Fycmllci52MS5QYXRjaBIQCghwcm9wb3NhbBgDIAEoDBINCgVvd25lchgEIAEoDBIOCgZ0dGxfbXMYBSABKAQiNAoOQ2hhbmdlc1JlcXVlc3QSCwoDa2V5GAEgASgMEhUKDXNpbmNlX3ZlcnNpb24YAiABKAQibwoMQ2hhbmdlc1JlcGx5EiIKB3BhdGNoZXMYASADKAsyES5jYXJyaWVyLnYxLlBhdGNoEiIKBnJlY29yZBgCIAEoCzISLmNhcnJpZXIudjEuUmVjb3JkEhcKD2N1cnJlbnRfdmVyc2lvbhgDIAEoBCpnCghDYXNQaGFzZRIZChVDQVNfUEhBU0VfVU5TUEVDSUZJRUQQABIVChFDQVNfUEhBU0VfUFJFUEFSRRABEhQKEENBU19QSEFTRV9DT01NSVQQAhITCg9DQVNfUEhBU0VfQUJPUlQQAypmCgtQYXRjaEZvcm1hdBIcChhQQVRDSF9GT1JNQVRfVU5TUEVDSUZJRUQQABIcChhQQVRDSF9GT1JNQVRfQllURV9TUExJQ0UQARIbChdQQVRDSF9GT1JNQVRfSlNPTl9QQVRDSBACYgZwcm90bzM");
 
 /**
  * How to reach a node.
@@ -274,6 +274,13 @@ export type VersionConflict = Message<"carrier.v1.VersionConflict"> & {
    * @generated from field: carrier.v1.Record current = 2;
    */
   current?: Record | undefined;
+
+  /**
+   * Whether the replica is reserved for another write at that version.
+   *
+   * @generated from field: bool busy = 3;
+   */
+  busy: boolean;
 };
 
 /**
@@ -291,7 +298,8 @@ export const VersionConflictSchema: GenMessage<VersionConflict> = /*@__PURE__*/
  */
 export type CasRequest = Message<"carrier.v1.CasRequest"> & {
   /**
-   * The new record; its version must be greater than expected_version.
+   * The new record; its version must be greater than expected_version. In
+   * ABORT, only its key is read.
    *
    * @generated from field: carrier.v1.Record record = 1;
    */
@@ -303,6 +311,20 @@ export type CasRequest = Message<"carrier.v1.CasRequest"> & {
    * @generated from field: uint64 expected_version = 2;
    */
   expectedVersion: bigint;
+
+  /**
+   * 16 random bytes naming this write in all its phases.
+   *
+   * @generated from field: bytes proposal = 3;
+   */
+  proposal: Uint8Array;
+
+  /**
+   * The phase.
+   *
+   * @generated from field: carrier.v1.CasPhase phase = 4;
+   */
+  phase: CasPhase;
 };
 
 /**
@@ -546,7 +568,9 @@ export const PatchSchema: GenMessage<Patch> = /*@__PURE__*/
   messageDesc(file_carrier_v1_dht, 15);
 
 /**
- * Payload of DHT_PATCH.
+ * Payload of DHT_PATCH: the PREPARE phase of an atomic write whose new value
+ * is the patch applied to the value at patch.base_version. It is committed or
+ * aborted by DHT_CAS with the same proposal.
  *
  * @generated from message carrier.v1.PatchRequest
  */
@@ -564,6 +588,27 @@ export type PatchRequest = Message<"carrier.v1.PatchRequest"> & {
    * @generated from field: carrier.v1.Patch patch = 2;
    */
   patch?: Patch | undefined;
+
+  /**
+   * 16 random bytes naming this write in all its phases.
+   *
+   * @generated from field: bytes proposal = 3;
+   */
+  proposal: Uint8Array;
+
+  /**
+   * For owned records, the owner's address (as in Record.owner).
+   *
+   * @generated from field: bytes owner = 4;
+   */
+  owner: Uint8Array;
+
+  /**
+   * Time to live of the resulting record, in ms (as in Record.ttl_ms).
+   *
+   * @generated from field: uint64 ttl_ms = 5;
+   */
+  ttlMs: bigint;
 };
 
 /**
@@ -637,6 +682,49 @@ export const ChangesReplySchema: GenMessage<ChangesReply> = /*@__PURE__*/
   messageDesc(file_carrier_v1_dht, 18);
 
 /**
+ * The phases of an atomic write (compare-and-swap or patch). A write is
+ * prepared at every replica; a replica that holds expected_version and no
+ * other prepared write reserves itself for this one (for a few seconds). With
+ * a majority reserved the writer commits, else it aborts: no value is stored
+ * unless a majority agreed to it.
+ *
+ * @generated from enum carrier.v1.CasPhase
+ */
+export enum CasPhase {
+  /**
+   * @generated from enum value: CAS_PHASE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Reserve the replica for this write (the record or patch is checked).
+   *
+   * @generated from enum value: CAS_PHASE_PREPARE = 1;
+   */
+  PREPARE = 1,
+
+  /**
+   * Store the record: a majority reserved for it.
+   *
+   * @generated from enum value: CAS_PHASE_COMMIT = 2;
+   */
+  COMMIT = 2,
+
+  /**
+   * Drop the reservation: the write lost.
+   *
+   * @generated from enum value: CAS_PHASE_ABORT = 3;
+   */
+  ABORT = 3,
+}
+
+/**
+ * Describes the enum carrier.v1.CasPhase.
+ */
+export const CasPhaseSchema: GenEnum<CasPhase> = /*@__PURE__*/
+  enumDesc(file_carrier_v1_dht, 0);
+
+/**
  * Formats of a Patch.
  *
  * @generated from enum carrier.v1.PatchFormat
@@ -666,5 +754,5 @@ export enum PatchFormat {
  * Describes the enum carrier.v1.PatchFormat.
  */
 export const PatchFormatSchema: GenEnum<PatchFormat> = /*@__PURE__*/
-  enumDesc(file_carrier_v1_dht, 0);
+  enumDesc(file_carrier_v1_dht, 1);
 
