@@ -1,12 +1,23 @@
 /**
  * Kademlia's iterative node lookup, independent of how a query travels: the
  * caller supplies `query(contact)`, which asks one contact for the contacts
- * it knows closest to the target (FIND_NODE).
+ * it knows closest to the target (FIND_NODE, or FIND_VALUE with the value on
+ * the side).
  *
- * The lookup keeps a shortlist of the closest contacts seen, queries the α
- * closest it has not queried yet in parallel, merges what they return, and
- * stops when the k closest it knows have all been asked (answered or failed)
- * or `maxQueries` is reached.
+ * The lookup keeps a shortlist of the closest contacts seen and keeps α
+ * queries in flight to the closest it has not asked yet (a new query starts
+ * as soon as one answers, not by rounds). It ends when the k closest it
+ * knows have all been asked (answered or failed), when `maxQueries` is
+ * reached, or when `stop()` says so (a value lookup that has its value).
+ *
+ * With `disjointPaths` d > 1 (S/Kademlia), the seeds are dealt to d paths
+ * that each run their own shortlist and never query a contact another path
+ * has claimed: an attacker on one path cannot capture the others. The
+ * results are merged.
+ *
+ * **Hops**: a seed is one hop away; a contact learned from a contact h hops
+ * away is h + 1 hops away. A lookup's hops are those of the closest contact
+ * that answered: the length of the chain of requests that found it.
  *
  * @module
  */
@@ -17,12 +28,16 @@ import type { Contact } from "./routing_table.ts";
 export interface LookupOptions {
   /** Contacts to return (Kademlia's k). @default {20} */
   k?: number;
-  /** Queries in flight at once (Kademlia's α). @default {3} */
+  /** Queries in flight at once, per path (Kademlia's α). @default {3} */
   alpha?: number;
+  /** Disjoint paths (S/Kademlia's d). @default {1} */
+  disjointPaths?: number;
   /** Queries at most, in all. @default {k * 8} */
   maxQueries?: number;
   /** The contacts never to query nor return (this node). */
   exclude?: (contact: Contact) => boolean;
+  /** Checked after every answer: `true` ends the lookup early. */
+  stop?: () => boolean;
   /** Cancels the lookup: it rejects with the signal's reason. */
   signal?: AbortSignal;
 }
@@ -33,9 +48,11 @@ export interface LookupResult {
   closest: Contact[];
   /** Queries made. */
   queries: number;
-  /** Rounds of parallel queries: the lookup's length in hops. */
-  rounds: number;
+  /** Hops to the closest contact that answered (see the module doc). */
+  hops: number;
 }
+
+type State = "queried" | "answered" | "failed";
 
 /**
  * Finds the k contacts closest to `target`, starting from `seeds`.
@@ -45,7 +62,7 @@ export interface LookupResult {
  * import { contactOf, generateIdentitySync, iterativeLookup } from "@carrier/p2p";
  * const ids = Array.from({ length: 50 }, () => generateIdentitySync({ difficulty: 0 }));
  * const contacts = ids.map((id) => contactOf(id.publicKey, id.address));
- * // Every contact knows everyone: one round finds the answer.
+ * // Every contact knows everyone: one hop finds the answer.
  * const result = await iterativeLookup(ids[7].nodeId, contacts.slice(0, 3), (c) =>
  *   Promise.resolve(contacts.filter((x) => x !== c)), { k: 5 });
  * console.assert(result.closest[0].address === ids[7].address);
@@ -59,39 +76,72 @@ export async function iterativeLookup(
 ): Promise<LookupResult> {
   const k = options.k ?? 20;
   const alpha = options.alpha ?? 3;
+  const paths = Math.max(1, Math.floor(options.disjointPaths ?? 1));
   const maxQueries = options.maxQueries ?? k * 8;
   const exclude = options.exclude ?? (() => false);
+  const stop = options.stop ?? (() => false);
   const byDistance = (a: Contact, b: Contact) => compareDistance(target, a.nodeId, b.nodeId);
 
-  const known = new Map<string, Contact>();
-  const state = new Map<string, "queried" | "answered" | "failed">();
-  for (const c of seeds) if (!exclude(c)) known.set(c.address, c);
-
+  /** Every contact's state, across paths: a contact is queried by one path only. */
+  const state = new Map<string, State>();
+  const hops = new Map<string, number>();
   let queries = 0;
-  let rounds = 0;
-  for (;;) {
-    options.signal?.throwIfAborted();
-    const shortlist = [...known.values()].filter((c) => state.get(c.address) !== "failed")
-      .sort(byDistance).slice(0, k);
-    const next = shortlist.filter((c) => !state.has(c.address)).slice(0, alpha);
-    if (next.length === 0 || queries >= maxQueries) break;
-    rounds++;
-    await Promise.all(next.map(async (contact) => {
-      state.set(contact.address, "queried");
-      queries++;
-      try {
-        const found = await query(contact);
-        state.set(contact.address, "answered");
-        for (const c of found) {
-          if (!exclude(c) && !known.has(c.address)) known.set(c.address, c);
-        }
-      } catch {
-        state.set(contact.address, "failed");
+  let stopped = false;
+
+  const ordered = seeds.filter((c) => !exclude(c)).sort(byDistance);
+  const runPath = async (pathSeeds: Contact[]): Promise<Contact[]> => {
+    const known = new Map<string, Contact>();
+    for (const c of pathSeeds) {
+      known.set(c.address, c);
+      hops.set(c.address, Math.min(hops.get(c.address) ?? 1, 1));
+    }
+    let inFlight = 0;
+    const { promise: finished, resolve, reject } = Promise.withResolvers<void>();
+    const shortlist = () =>
+      [...known.values()].filter((c) => state.get(c.address) !== "failed").sort(byDistance)
+        .slice(0, k);
+    const pump = (): void => {
+      if (options.signal?.aborted) return reject(options.signal.reason);
+      if (stopped || queries >= maxQueries) {
+        if (inFlight === 0) resolve();
+        return;
       }
-    }));
-  }
+      const next = shortlist().filter((c) => !state.has(c.address));
+      for (const contact of next) {
+        if (inFlight >= alpha || queries >= maxQueries) break;
+        state.set(contact.address, "queried");
+        queries++;
+        inFlight++;
+        const depth = hops.get(contact.address) ?? 1;
+        query(contact).then((found) => {
+          state.set(contact.address, "answered");
+          for (const c of found) {
+            if (exclude(c)) continue;
+            if (!known.has(c.address) && !state.has(c.address)) known.set(c.address, c);
+            if (!hops.has(c.address)) hops.set(c.address, depth + 1);
+          }
+          if (stop()) stopped = true;
+        }, () => {
+          state.set(contact.address, "failed");
+        }).finally(() => {
+          inFlight--;
+          pump();
+        });
+      }
+      if (inFlight === 0) resolve();
+    };
+    pump();
+    await finished;
+    return [...known.values()];
+  };
+
+  const groups: Contact[][] = Array.from({ length: paths }, () => []);
+  ordered.forEach((c, i) => groups[i % paths].push(c));
+  const found = await Promise.all(groups.filter((g) => g.length > 0).map(runPath));
   options.signal?.throwIfAborted();
-  const closest = [...known.values()].filter((c) => state.get(c.address) === "answered")
+  const merged = new Map<string, Contact>();
+  for (const list of found) for (const c of list) merged.set(c.address, c);
+  const closest = [...merged.values()].filter((c) => state.get(c.address) === "answered")
     .sort(byDistance).slice(0, k);
-  return { closest, queries, rounds };
+  return { closest, queries, hops: closest.length > 0 ? hops.get(closest[0].address)! : 0 };
 }

@@ -16,7 +16,7 @@ for (const [i, id] of ids.entries()) {
 const ask = (c: Contact, target: Uint8Array) =>
   Promise.resolve(tables.get(c.address)!.closest(target, 8));
 
-Deno.test("iterativeLookup finds the k closest nodes in a few rounds", async () => {
+Deno.test("iterativeLookup finds the k closest nodes in a few hops", async () => {
   for (let t = 0; t < 10; t++) {
     const target = ids[(t * 37) % N].nodeId;
     const start = tables.get(ids[(t * 91 + 5) % N].address)!;
@@ -27,7 +27,7 @@ Deno.test("iterativeLookup finds the k closest nodes in a few rounds", async () 
     const truth = [...contacts].sort((a, b) => compareDistance(target, a.nodeId, b.nodeId))
       .slice(0, 8);
     assert.deepEqual(result.closest.map((c) => c.address), truth.map((c) => c.address));
-    assert.ok(result.rounds <= Math.ceil(Math.log2(N)), `${result.rounds} rounds`);
+    assert.ok(result.hops <= Math.ceil(Math.log2(N)), `${result.hops} hops`);
   }
 });
 
@@ -58,4 +58,38 @@ Deno.test("iterativeLookup stops on abort and on maxQueries", async () => {
   );
   const empty = await iterativeLookup(target, [], (c) => ask(c, target));
   assert.deepEqual(empty.closest, []);
+});
+
+Deno.test("iterativeLookup: disjoint paths never query a contact twice and still find the closest", async () => {
+  const target = ids[42].nodeId;
+  const asked: string[] = [];
+  const result = await iterativeLookup(
+    target,
+    tables.get(ids[7].address)!.closest(target, 6),
+    (c) => {
+      asked.push(c.address);
+      return ask(c, target);
+    },
+    { k: 8, disjointPaths: 3 },
+  );
+  assert.equal(new Set(asked).size, asked.length);
+  assert.equal(result.closest[0].address, ids[42].address);
+  assert.equal(result.queries, asked.length);
+});
+
+Deno.test("iterativeLookup: stop() ends the lookup early; hops count the chain of requests", async () => {
+  const target = ids[100].nodeId;
+  let answers = 0;
+  const result = await iterativeLookup(
+    target,
+    tables.get(ids[0].address)!.closest(target, 3),
+    (c) => {
+      answers++;
+      return ask(c, target);
+    },
+    { k: 8, alpha: 1, stop: () => answers >= 2 },
+  );
+  assert.equal(result.queries, 2);
+  // With α = 1, the second query went to a contact the first one named.
+  assert.ok(result.hops >= 1 && result.hops <= 2);
 });
