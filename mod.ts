@@ -101,7 +101,14 @@ export {
   type OpcodeSpec,
   PROTOCOL_OPCODES,
 } from "./lib/wire/opcodes.ts";
-export { Compression, ConnectionOption, DisconnectReason, NackReason } from "./lib/protocol.ts";
+export {
+  CasPhase,
+  Compression,
+  ConnectionOption,
+  DisconnectReason,
+  NackReason,
+  PatchFormat,
+} from "./lib/protocol.ts";
 
 export type {
   ByteStream,
@@ -217,3 +224,35 @@ export {
   planForward,
   type PlanForwardOptions,
 } from "./lib/overlay/broadcast.ts";
+export {
+  applyChanges,
+  Dht,
+  type DhtCallOptions,
+  type DhtChange,
+  type DhtChanges,
+  type DhtHost,
+  type DhtLease,
+  type DhtLockOptions,
+  type DhtLookup,
+  type DhtOptions,
+  type DhtPatch,
+  type DhtPutOptions,
+  type DhtValue,
+  type DhtWriteOptions,
+  type DhtWriteResult,
+} from "./lib/dht/dht.ts";
+export { type DhtStoreOptions, Refusal } from "./lib/dht/store.ts";
+export { DEFAULT_MAX_VALUE_SIZE, DHT_KEY_LENGTH, type DhtKey, dhtKey } from "./lib/dht/record.ts";
+export {
+  applyJsonPatch,
+  applyJsonPatchToBytes,
+  applySplices,
+  DEFAULT_MAX_PATCH_RESULT_SIZE,
+  diffBytes,
+  diffJson,
+  type JsonPatchOperation,
+  MAX_JSON_DEPTH,
+  MAX_PATCH_OPERATIONS,
+  parseJsonPatch,
+  type Splice,
+} from "./lib/dht/patch.ts";

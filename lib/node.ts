@@ -45,16 +45,15 @@ import {
   WhisperSchema,
 } from "../gen/carrier/v1/messaging_pb.ts";
 import { openWhisper, sealWhisper, type Whisper } from "./overlay/whisper.ts";
-import {
-  FindNodeReplySchema,
-  FindNodeRequestSchema,
-  PeerInfoSchema,
-} from "../gen/carrier/v1/dht_pb.ts";
+import { FindNodeReplySchema, FindNodeRequestSchema } from "../gen/carrier/v1/dht_pb.ts";
+import { Dht, type DhtHost, type DhtOptions } from "./dht/dht.ts";
+import { Refusal } from "./dht/store.ts";
 import type { MessageOf, Schema } from "./_protobuf.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import {
   CarrierError,
   ConnectionClosedError,
+  DialError,
   NackError,
   NodeClosedError,
   PayloadDecodeError,
@@ -70,12 +69,12 @@ import {
 } from "./overlay/connections.ts";
 import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
 import { SeenCache } from "./overlay/seen_cache.ts";
-import { type Contact, contactOf, RoutingTable } from "./overlay/routing_table.ts";
-import { iterativeLookup, type LookupResult } from "./overlay/lookup.ts";
+import { type AddResult, type Contact, contactOf, RoutingTable } from "./overlay/routing_table.ts";
+import type { LookupResult } from "./overlay/lookup.ts";
 import { type ForwardTarget, nextInBucket, planForward } from "./overlay/broadcast.ts";
 import { bytesEqual, concatBytes, toHex } from "./_bytes.ts";
 import { sign, verify } from "./identity/keys.ts";
-import { bucketIndex, compareDistance, NODE_ID_LENGTH, nodeIdOf } from "./identity/node_id.ts";
+import { bucketIndex, compareDistance, nodeIdOf } from "./identity/node_id.ts";
 import type {
   CloseInfo,
   ConnectionCounters,
@@ -137,6 +136,8 @@ export interface NodeOptions extends
   refreshInterval?: number;
   /** Whether this node's WHISPERs are encrypted end to end unless a call says otherwise. @default {true} */
   encryptWhispers?: boolean;
+  /** The DHT's replication, timeouts and storage limits. @default {see DhtOptions} */
+  dht?: DhtOptions;
   /** Source of time. @default {systemClock} */
   clock?: Clock;
 }
@@ -319,6 +320,8 @@ type AnyHandler = (message: unknown, context: HandlerContext) => unknown;
 export class Node extends EventTarget implements AsyncDisposable {
   /** This node's identity. */
   readonly identity: Identity;
+  /** The DHT: `get`, `put`, `cas`, `lock`, `unlock`, `patch`, `changes` (see {@linkcode Dht}). */
+  readonly dht: Dht;
   readonly #manager: ConnectionManager;
   readonly #registry = new OpcodeRegistry();
   readonly #handlers = new Map<number, AnyHandler>();
@@ -387,6 +390,18 @@ export class Node extends EventTarget implements AsyncDisposable {
       onConnect: (peer) => this.#onConnect(peer),
       onDisconnect: (peer, info) => this.#onDisconnect(peer, info),
     });
+    const manager = this.#manager;
+    const host: DhtHost = {
+      get contact() {
+        return contactOf(identity.publicKey, identity.address, manager.listenAddrs);
+      },
+      identity,
+      table: this.#table,
+      clock: this.#clock,
+      request: (contact, opcode, payload, options) =>
+        this.#requestContact(contact, opcode, payload, options),
+    };
+    this.dht = new Dht(host, options.dht);
   }
 
   /** Listens for one of the node's events ({@linkcode NodeEventMap}). */
@@ -492,6 +507,7 @@ export class Node extends EventTarget implements AsyncDisposable {
     if (this.#state !== "new") throw new NodeClosedError("Node already started");
     this.#state = "running";
     await this.#manager.start();
+    this.dht.start();
     for (const component of this.#components) {
       try {
         await component.startup?.(this);
@@ -515,7 +531,7 @@ export class Node extends EventTarget implements AsyncDisposable {
 
   /**
    * Kademlia's iterative lookup: the k contacts closest to `target` (a
-   * 32-byte NodeId), asking α at a time by FIND_NODE. Contacts that are not
+   * 32-byte NodeId), α FIND_NODE requests in flight. Contacts that are not
    * connected are asked over a short-lived connection (not counted against
    * ℓ, closed once idle for 10 s). Every contact that answers joins the
    * routing table.
@@ -524,55 +540,49 @@ export class Node extends EventTarget implements AsyncDisposable {
     target: Uint8Array,
     options: { signal?: AbortSignal; alpha?: number } = {},
   ): Promise<LookupResult> {
-    const k = this.#table.k;
-    const seeds = this.#table.closest(target, k);
-    const result = await iterativeLookup(
-      target,
-      seeds,
-      (c) => this.#ask(c, target, options.signal),
-      {
-        k,
-        alpha: options.alpha ?? 3,
-        exclude: (c) => c.address === this.address,
-        signal: options.signal,
-      },
-    );
-    for (const c of result.closest) this.#table.add({ ...c, lastSeen: this.#clock.now() });
+    const result = await this.dht.findClosest(target, options);
+    for (const c of result.closest) this.#offer({ ...c, lastSeen: this.#clock.now() });
     return result;
   }
 
   /**
-   * One FIND_NODE to a contact, over its connection or a short-lived one. A
-   * contact that cannot be reached and is not connected leaves the routing
-   * table (its newest replacement takes its place): the liveness check.
+   * One request to a contact, over its connection or a short-lived one (the
+   * DHT's transport). A contact that cannot be reached and is not connected
+   * leaves the routing table (its newest replacement takes its place): the
+   * liveness check.
    */
-  async #ask(contact: Contact, target: Uint8Array, signal?: AbortSignal): Promise<Contact[]> {
-    try {
-      return await this.#askOnce(contact, target, signal);
-    } catch (err) {
-      // A simultaneous dial may have replaced the connection under the query.
-      if (err instanceof ConnectionClosedError && this.#manager.get(contact.address)) {
-        return await this.findNode(contact.address, target, { signal });
+  async #requestContact(
+    contact: Contact,
+    opcode: number,
+    payload: Uint8Array,
+    options: { signal?: AbortSignal; timeout?: number },
+  ): Promise<Uint8Array> {
+    const { signal } = options;
+    for (let attempt = 0;; attempt++) {
+      try {
+        if (!this.#manager.get(contact.address)) {
+          const transportAddress = contact.listenAddrs[0];
+          if (transportAddress === undefined) {
+            throw new DialError(`${contact.address} accepts no connections`);
+          }
+          await this.#manager.connect(
+            { identityKey: contact.identityKey, address: contact.address, transportAddress },
+            { signal, ephemeral: true },
+          );
+        }
+        return await this.#connected(contact.address).request(opcode, payload, options);
+      } catch (err) {
+        // A simultaneous dial from the other side may have replaced the
+        // connection under the request (one connection per pair): again.
+        if (err instanceof ConnectionClosedError && attempt < 2 && !signal?.aborted) continue;
+        if (
+          !signal?.aborted && !(err instanceof NackError) && !this.#manager.get(contact.address)
+        ) {
+          this.#table.remove(contact.address);
+        }
+        throw err;
       }
-      if (!signal?.aborted && !this.#manager.get(contact.address)) {
-        this.#table.remove(contact.address);
-      }
-      throw err;
     }
-  }
-
-  async #askOnce(contact: Contact, target: Uint8Array, signal?: AbortSignal): Promise<Contact[]> {
-    if (!this.#manager.get(contact.address)) {
-      const transportAddress = contact.listenAddrs[0];
-      if (transportAddress === undefined) {
-        throw new ConnectionClosedError(`${contact.address} accepts no connections`);
-      }
-      await this.#manager.connect(
-        { identityKey: contact.identityKey, address: contact.address, transportAddress },
-        { signal, ephemeral: true },
-      );
-    }
-    return await this.findNode(contact.address, target, { signal });
   }
 
   /**
@@ -1251,6 +1261,7 @@ export class Node extends EventTarget implements AsyncDisposable {
     if (this.#state === "closing" || this.#state === "closed") return;
     this.#state = "closing";
     if (this.#refreshTimer !== undefined) this.#clock.clearTimeout(this.#refreshTimer);
+    this.dht.close();
     await this.#manager.close();
     await Promise.allSettled([...this.#tasks]);
     for (const component of [...this.#components].reverse()) {
@@ -1370,9 +1381,8 @@ export class Node extends EventTarget implements AsyncDisposable {
         return void this.#onWhisper(frame, peer);
       case Opcode.SHOUT:
         return void this.#onShout(frame, peer);
-      case Opcode.FIND_NODE:
-        return this.#onFindNode(frame, peer);
     }
+    if (Dht.handles(frame.opcode)) return this.#onDht(frame, peer);
     const handler = this.#handlers.get(frame.opcode);
     if (handler) {
       void this.#runHandler(handler, frame, peer);
@@ -1499,35 +1509,19 @@ export class Node extends EventTarget implements AsyncDisposable {
     peer.nack(frame, reason, message).catch(() => {});
   }
 
-  #onFindNode(frame: Frame, peer: PeerConnection): void {
+  #onDht(frame: Frame, peer: PeerConnection): void {
     if (frame.id === 0) return;
-    let target: Uint8Array;
     try {
-      target = decodePayload(FindNodeRequestSchema, frame.payload).target;
+      const data = this.dht.serve(frame.opcode, frame.payload, peer.address);
+      peer.ack(frame, data).catch(() => {});
     } catch (err) {
-      this.#refuse(frame, peer, NackReason.MALFORMED, (err as Error).message);
-      return;
+      if (err instanceof Refusal) {
+        peer.nack(frame, err.reason, err.message, err.data).catch(() => {});
+      } else {
+        this.#error(err, `DHT opcode ${frame.opcode}`);
+        this.#refuse(frame, peer, NackReason.INTERNAL, (err as Error).message);
+      }
     }
-    if (target.length !== NODE_ID_LENGTH) {
-      this.#refuse(
-        frame,
-        peer,
-        NackReason.MALFORMED,
-        `FIND_NODE target must be ${NODE_ID_LENGTH} bytes, got ${target.length}`,
-      );
-      return;
-    }
-    const closest = this.#table.closest(target, this.#table.k, (c) => c.address !== peer.address);
-    const reply = create(FindNodeReplySchema, {
-      peers: closest.map((c) =>
-        create(PeerInfoSchema, {
-          address: c.identityKey,
-          listenAddrs: c.listenAddrs,
-          acceptsInbound: c.listenAddrs.length > 0,
-        })
-      ),
-    });
-    peer.ack(frame, toBinary(FindNodeReplySchema, reply)).catch(() => {});
   }
 
   /** Offers a newly connected peer to the routing table (see {@linkcode Node.routingTable}). */
@@ -1538,12 +1532,19 @@ export class Node extends EventTarget implements AsyncDisposable {
       [...peer.channel.remote.listenAddrs],
       this.#clock.now(),
     );
-    const result = this.#table.add(contact);
+    const result = this.#offer(contact);
     if (result.status === "full" && !this.#manager.get(result.oldest.address)) {
       // The oldest is not connected: make way for the live newcomer.
       this.#table.remove(result.oldest.address);
-      this.#table.add(contact);
+      this.#offer(contact);
     }
+  }
+
+  /** Adds a contact to the routing table; a new one is offered the DHT values it should hold. */
+  #offer(contact: Contact): AddResult {
+    const result = this.#table.add(contact);
+    if (result.status === "added") this.dht.noticeContact(contact);
+    return result;
   }
 
   #onConnect(peer: PeerConnection): void {

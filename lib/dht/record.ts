@@ -1,0 +1,138 @@
+/**
+ * DHT keys and records: how a key is derived, what makes a record valid, and
+ * how an owned record is signed.
+ *
+ * - A **key** is 32 bytes in the NodeId space. Text keys are hashed:
+ *   `SHA-256(UTF-8(text))`.
+ * - A **record** holds a value (at most {@linkcode DEFAULT_MAX_VALUE_SIZE}
+ *   bytes unless a node says otherwise) and a version from 1 to 2^53 − 1.
+ * - An **owned** record carries its owner's address and the owner's Ed25519
+ *   signature over `"carrier/v1 record:" ‖ key ‖ version (8 bytes, big
+ *   endian) ‖ SHA-256(value)`; replicas refuse it if the signature does not
+ *   verify, and refuse another owner's record for a key they hold owned.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { type Record, RecordSchema } from "../../gen/carrier/v1/dht_pb.ts";
+import { concatBytes } from "../_bytes.ts";
+import { RecordError } from "../errors.ts";
+import { type Identity, sign, verify } from "../identity/keys.ts";
+
+/** Length of a DHT key, in bytes. */
+export const DHT_KEY_LENGTH = 32;
+
+/** The default largest value a node stores, in bytes (64 KiB). */
+export const DEFAULT_MAX_VALUE_SIZE = 64 * 1024;
+
+/** A DHT key: 32 bytes, or text (hashed with SHA-256). */
+export type DhtKey = Uint8Array | string;
+
+const RECORD_CONTEXT = new TextEncoder().encode("carrier/v1 record:");
+
+/**
+ * The 32-byte key for `key`: text is hashed with SHA-256, bytes are checked.
+ *
+ * @throws {RecordError} when bytes are not 32 long.
+ *
+ * @example
+ * ```ts
+ * import { dhtKey } from "@carrier/p2p";
+ * console.assert(dhtKey("config").length === 32);
+ * ```
+ */
+export function dhtKey(key: DhtKey): Uint8Array {
+  if (typeof key === "string") return sha256(new TextEncoder().encode(key));
+  if (!(key instanceof Uint8Array) || key.length !== DHT_KEY_LENGTH) {
+    throw new RecordError(
+      `A DHT key is ${DHT_KEY_LENGTH} bytes or a string, got ${
+        key instanceof Uint8Array ? `${key.length} bytes` : typeof key
+      }`,
+    );
+  }
+  return key;
+}
+
+/** The bytes an owner signs for a record: context, key, version, SHA-256 of the value. */
+export function recordSigningBytes(
+  key: Uint8Array,
+  version: bigint,
+  valueHash: Uint8Array,
+): Uint8Array {
+  const v = new Uint8Array(8);
+  new DataView(v.buffer).setBigUint64(0, version);
+  return concatBytes([RECORD_CONTEXT, key, v, valueHash]);
+}
+
+/** Fields of a record to create. */
+export interface RecordInit {
+  /** The 32-byte key. */
+  key: Uint8Array;
+  /** The value. */
+  value: Uint8Array;
+  /** The version. */
+  version: number;
+  /** The owner, for an owned record (signs it). */
+  owner?: Identity;
+  /** Time to live at replicas, in ms (0: their default). */
+  ttl?: number;
+}
+
+/**
+ * Creates a record, signed when it has an owner.
+ */
+export function createRecord(init: RecordInit): Record {
+  checkVersion(init.version);
+  const version = BigInt(init.version);
+  const record = create(RecordSchema, {
+    key: init.key,
+    value: init.value,
+    version,
+    ttlMs: BigInt(Math.max(0, Math.floor(init.ttl ?? 0))),
+  });
+  if (init.owner) {
+    record.owner = init.owner.publicKey;
+    record.signature = sign(init.owner, recordSigningBytes(init.key, version, sha256(init.value)));
+  }
+  return record;
+}
+
+/**
+ * Checks a record from a peer or a user: a 32-byte key, a value within
+ * `maxValueSize`, a version from 1 to 2^53 − 1, and for an owned record a
+ * 32-byte owner whose signature verifies (an open record has no signature).
+ *
+ * @throws {RecordError} naming what is wrong.
+ */
+export function checkRecord(record: Record, maxValueSize = DEFAULT_MAX_VALUE_SIZE): void {
+  if (record.key.length !== DHT_KEY_LENGTH) {
+    throw new RecordError(`Record key must be ${DHT_KEY_LENGTH} bytes, got ${record.key.length}`);
+  }
+  if (record.value.length > maxValueSize) {
+    throw new RecordError(
+      `Record value is ${record.value.length} bytes, over the limit of ${maxValueSize}`,
+    );
+  }
+  if (record.version < 1n || record.version > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new RecordError(`Record version must be from 1 to 2^53 - 1, got ${record.version}`);
+  }
+  if (record.owner.length === 0) {
+    if (record.signature.length !== 0) throw new RecordError("Open record carries a signature");
+    return;
+  }
+  if (record.owner.length !== 32) {
+    throw new RecordError(`Record owner must be 32 bytes, got ${record.owner.length}`);
+  }
+  const message = recordSigningBytes(record.key, record.version, sha256(record.value));
+  if (!verify(record.owner, message, record.signature)) {
+    throw new RecordError("Record signature does not verify against its owner");
+  }
+}
+
+/** Checks a version given by a user: an integer from 1 to 2^53 − 1. */
+export function checkVersion(version: number, name = "version"): void {
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new RecordError(`${name} must be an integer from 1 to 2^53 - 1, got ${version}`);
+  }
+}
