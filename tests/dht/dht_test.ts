@@ -299,6 +299,22 @@ Deno.test("DHT: 20 nodes over TCP", async (t) => {
       assert.equal(decode((await b.dht.get("key-1"))?.value), "value 1");
     });
 
+    await t.step("every call takes an AbortSignal", async () => {
+      const aborted = AbortSignal.abort(new Error("cancelled"));
+      const node = nodes[4];
+      const calls = [
+        () => node.dht.get("key-1", { signal: aborted }),
+        () => node.dht.put("key-1", encode("x"), { signal: aborted }),
+        () => node.dht.cas("key-1", encode("x"), 1, { signal: aborted }),
+        () => node.dht.patch("doc", { json: [] }, 1, { signal: aborted }),
+        () => node.dht.changes("doc", 1, { signal: aborted }),
+        () => node.dht.lock("mutex", { signal: aborted }),
+        () => node.dht.lookup("key-1", { signal: aborted }),
+      ];
+      for (const call of calls) await assert.rejects(call(), /cancelled/);
+      assert.equal(decode((await node.dht.get("key-1"))?.value), "value 1");
+    });
+
     await t.step("a replica that lies about a version is outvoted", async () => {
       const key = dhtKey("honest");
       await nodes[0].dht.put(key, encode("truth"));

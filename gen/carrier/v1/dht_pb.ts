@@ -185,8 +185,9 @@ export const FindValueRequestSchema: GenMessage<FindValueRequest> = /*@__PURE__*
   messageDesc(file_carrier_v1_dht, 4);
 
 /**
- * Data of FIND_VALUE's ACK: the record if the replier has it, else closer
- * nodes.
+ * Data of FIND_VALUE's ACK: the record if the replier has it, and the nodes
+ * it knows closest to the key (a reader collects copies from several
+ * replicas, so the lookup goes on either way).
  *
  * @generated from message carrier.v1.FindValueReply
  */
@@ -199,7 +200,7 @@ export type FindValueReply = Message<"carrier.v1.FindValueReply"> & {
   record?: Record | undefined;
 
   /**
-   * Closer nodes, when it does not.
+   * Up to k nodes closest to the key that the replier knows.
    *
    * @generated from field: repeated carrier.v1.PeerInfo peers = 2;
    */
