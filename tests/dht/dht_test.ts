@@ -12,7 +12,10 @@ import {
 import { applyChanges, type DhtLease } from "../../lib/dht/dht.ts";
 import { createRecord, dhtKey } from "../../lib/dht/record.ts";
 import { generateIdentitySync } from "../../lib/identity/keys.ts";
+import { compareDistance } from "../../lib/identity/node_id.ts";
+import { decodePayload } from "../../lib/wire/opcodes.ts";
 import {
+  FindValueReplySchema,
   FindValueRequestSchema,
   NackReason,
   Opcode,
@@ -48,6 +51,8 @@ async function raw(to: Node, opcode: number, payload: Uint8Array) {
   return prober.peer(to.address)!.request(opcode, payload);
 }
 
+const findValue = (key: Uint8Array) =>
+  toBinary(FindValueRequestSchema, create(FindValueRequestSchema, { key }));
 const storeRequest = (record: ReturnType<typeof createRecord>) =>
   toBinary(StoreRequestSchema, create(StoreRequestSchema, { record }));
 
@@ -297,6 +302,31 @@ Deno.test("DHT: 20 nodes over TCP", async (t) => {
       );
       // The node still serves.
       assert.equal(decode((await b.dht.get("key-1"))?.value), "value 1");
+    });
+
+    await t.step("a newly joined node closest to a key is handed its value", async () => {
+      const key = dhtKey("handed");
+      await nodes[0].dht.put(key, encode("over"));
+      const identity = Array.from({ length: 300 }, () => generateIdentitySync({ difficulty: 0 }))
+        .sort((a, b) => compareDistance(key, a.nodeId, b.nodeId))[0];
+      const newcomer = await createNode({
+        identity,
+        listen: ["127.0.0.1:0"],
+        puzzleDifficulty: 0,
+        dht: { replicas: REPLICAS },
+        bootstrap: nodes[5].peerAddresses,
+      });
+      nodes.push(newcomer);
+      const holds = async () => {
+        const data = await raw(newcomer, Opcode.FIND_VALUE, findValue(key));
+        return decodePayload(FindValueReplySchema, data).record !== undefined;
+      };
+      for (let i = 0; i < 500 && !await holds(); i++) await sleep(10);
+      assert.ok(await holds(), "the value reached the newcomer");
+      // It now answers for the key as a replica.
+      const { closest } = await nodes[9].dht.lookup(key);
+      assert.ok(closest.slice(0, REPLICAS).includes(newcomer.address));
+      assert.equal(decode((await nodes[9].dht.get(key))?.value), "over");
     });
 
     await t.step("every call takes an AbortSignal", async () => {
