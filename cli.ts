@@ -2,11 +2,18 @@
 /**
  * The `carrier` command line. Imports only `mod.ts`.
  *
- *   carrier demo                          what carrier does, on this machine
- *   carrier keygen --out FILE             make a key file (mode 0600)
- *   carrier id --key FILE                 print a key file's address and NodeId
- *   carrier run --listen HOST:PORT        run a node (`--json` for machine-readable events)
- *   carrier ping ADDRESS@HOST:PORT        measure the round-trip time to a node
+ *   carrier demo                                    what carrier does, on this machine
+ *   carrier keygen --out FILE                       make a key file (mode 0600)
+ *   carrier id --key FILE                           print a key file's address and NodeId
+ *   carrier run --listen HOST:PORT                  run a node; commands on standard input
+ *   carrier ping ADDRESS@HOST:PORT                  measure the round-trip time to a node
+ *   carrier shout --bootstrap PEER TEXT             join, SHOUT to the network, leave
+ *   carrier whisper --bootstrap PEER ADDRESS TEXT   join, WHISPER to one node, leave
+ *   carrier help [COMMAND]                          a command's options
+ *
+ * `carrier run` reads commands from standard input, one per line (`help`
+ * lists them): the table `NODE_COMMANDS`. The one-shot commands run
+ * an entry of that same table on a short-lived outbound-only node.
  *
  * Exit codes: see {@linkcode EXIT_CODES}.
  *
@@ -24,6 +31,8 @@ import {
   createNode,
   decompress,
   DEFAULT_PUZZLE_DIFFICULTY,
+  type DhtChange,
+  type DhtLease,
   DialError,
   encodeFrame,
   FrameDecoder,
@@ -33,11 +42,20 @@ import {
   IdentityMismatchError,
   KeyFileError,
   loadKeyFile,
+  NackError,
+  NackReason,
   type Node,
+  nodeIdOf,
+  type NodeMetrics,
   Opcode,
+  parseAddress,
+  parseJsonPatch,
+  parsePeerAddress,
   PeerAddressError,
+  PROTOCOL_OPCODES,
   puzzleWork,
   saveKeyFile,
+  type Splice,
   TimeoutError,
 } from "./mod.ts";
 
@@ -74,42 +92,1101 @@ const consoleOutput: CliOutput = {
   err: (line) => console.error(line),
 };
 
-/** A usage error: bad flags or arguments. */
-class UsageError extends Error {}
+/** What a command runs with: its output, and standard input for `carrier run`. */
+interface CliContext {
+  io: CliOutput;
+  input(): ReadableStream<Uint8Array>;
+}
+
+/** A usage error: bad flags or arguments. `usage` overrides the command's synopsis. */
+class UsageError extends Error {
+  override name = "UsageError";
+  readonly usage?: string;
+  constructor(message: string, usage?: string) {
+    super(message);
+    this.usage = usage;
+  }
+}
+
+// ---- options: one table feeds both `parseArgs` and `--help` ----
+
+/** One option: how `parseArgs` reads it and how `--help` shows it. */
+interface OptionSpec {
+  type: "string" | "boolean";
+  short?: string;
+  multiple?: boolean;
+  /** The value's name in help, e.g. `HOST:PORT`. */
+  value?: string;
+  /** Its line in `--help`. */
+  help: string;
+}
+
+type OptionSpecs = Record<string, OptionSpec>;
+
+/** Flags and positionals as `parseArgs` returned them. */
+interface Parsed {
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  positionals: string[];
+}
+
+const HELP_OPTION: OptionSpecs = {
+  help: { type: "boolean", short: "h", help: "show this help" },
+};
+
+/** Parses `args` against `options` (and `--help`); parse failures become usage errors. */
+function parseWith(options: OptionSpecs, args: string[]): Parsed {
+  const config: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }> =
+    {};
+  for (const [name, o] of Object.entries({ ...options, ...HELP_OPTION })) {
+    config[name] = { type: o.type };
+    if (o.short !== undefined) config[name].short = o.short;
+    if (o.multiple) config[name].multiple = true;
+  }
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: config,
+      strict: true,
+      allowPositionals: true,
+    });
+    return { values, positionals };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function stringOf(parsed: Parsed, name: string): string | undefined {
+  const value = parsed.values[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+function stringsOf(parsed: Parsed, name: string): string[] {
+  const value = parsed.values[name];
+  return Array.isArray(value) ? value.map(String) : typeof value === "string" ? [value] : [];
+}
+
+function flagOf(parsed: Parsed, name: string): boolean {
+  return parsed.values[name] === true;
+}
+
+/** The option lines of `--help`, aligned. */
+function optionLines(options: OptionSpecs): string[] {
+  const entries = Object.entries({ ...options, ...HELP_OPTION });
+  const left = entries.map(([name, o]) =>
+    `${o.short ? `-${o.short}, ` : "    "}--${name}${o.value ? ` ${o.value}` : ""}`
+  );
+  const width = Math.max(...left.map((l) => l.length));
+  return entries.map(([, o], i) => `  ${left[i].padEnd(width)}  ${o.help}`);
+}
+
+function noPositionals(parsed: Parsed): void {
+  if (parsed.positionals.length > 0) {
+    throw new UsageError(`unexpected argument "${parsed.positionals[0]}"`);
+  }
+}
+
+/** The positionals from `from` on, joined by spaces: a message's text. */
+function textOf(parsed: Parsed, from = 0, what = "TEXT"): string {
+  if (parsed.positionals.length <= from) throw new UsageError(`${what} is missing`);
+  return parsed.positionals.slice(from).join(" ");
+}
+
+/** The positional at `index`, an address (base58); a malformed one is an {@linkcode AddressError}. */
+function addressOf(parsed: Parsed, index: number): string {
+  const address = parsed.positionals[index];
+  if (address === undefined) throw new UsageError("ADDRESS is missing");
+  parseAddress(address);
+  return address;
+}
+
+const TOPIC_OPTION: OptionSpec = {
+  type: "string",
+  value: "T",
+  help: 'the message\'s topic [default: ""]',
+};
+
+// ---- commands of a running node (standard input of `carrier run`, and the one-shots) ----
+
+/** The options of the DHT's writes. */
+const WRITE_OPTIONS: OptionSpecs = {
+  owned: {
+    type: "boolean",
+    help: "sign the record as this node's: replicas then refuse other writers",
+  },
+  ttl: {
+    type: "string",
+    value: "MS",
+    help: "time to live at the replicas [default: theirs, 1 hour]",
+  },
+};
+
+/** What a node command did: its fields for `--json` and its text for people. */
+interface Outcome {
+  fields: Record<string, unknown>;
+  text: string;
+  /** The session ends after this command (`quit`). */
+  quit?: boolean;
+}
+
+/** A node command with its arguments checked: ready to run. */
+interface NodeAction {
+  /** An address the one-shot form looks up before running, so that a route to it is known. */
+  reach?: string;
+  run(node: Node, signal: AbortSignal): Promise<Outcome>;
+}
+
+/**
+ * A command of a running node: a line on `carrier run`'s standard input, or
+ * a one-shot `carrier NAME --bootstrap PEER ...`.
+ */
+interface NodeCommand {
+  summary: string;
+  /** Its arguments, after its name. */
+  synopsis: string;
+  options: OptionSpecs;
+  /** Checks the arguments (throwing {@linkcode UsageError}, {@linkcode AddressError}…). */
+  prepare(parsed: Parsed): NodeAction;
+}
+
+/** A family of node commands under one name: `dht get KEY`, `dht put KEY VALUE`… */
+interface NodeCommandGroup {
+  summary: string;
+  subcommands: Record<string, NodeCommand>;
+}
+
+/** The SPEAK opcode's definition: `speak ADDRESS` sends it to one peer with `node.send`. */
+const SPEAK = PROTOCOL_OPCODES.find((s) => s.opcode === Opcode.SPEAK)!;
+
+/**
+ * The commands `carrier run` reads on standard input. A new one (the DHT's
+ * `dht get|put|cas|lock|unlock|patch|changes`, as a {@linkcode NodeCommandGroup})
+ * is one more entry; `help` and `run --help` list it from here.
+ */
+const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
+  shout: {
+    summary: "SHOUT TEXT to every node of the network (signed, delivered once each)",
+    synopsis: "[--topic T] TEXT",
+    options: { topic: TOPIC_OPTION },
+    prepare(parsed) {
+      const text = textOf(parsed);
+      const topic = stringOf(parsed, "topic") ?? "";
+      return {
+        async run(node, signal) {
+          const { id, sent } = await node.shout(text, { topic, signal });
+          if (sent === 0) {
+            throw new CarrierError(
+              `No peer acknowledged SHOUT ${id}: ${node.peers().length} peers connected`,
+            );
+          }
+          return {
+            fields: { id, topic, sent },
+            text: `shouted ${id.slice(0, 16)}…: ${sent} first ${
+              sent === 1 ? "hop" : "hops"
+            } acknowledged`,
+          };
+        },
+      };
+    },
+  },
+  speak: {
+    summary: "SPEAK TEXT to one direct peer, or with --all to every direct peer",
+    synopsis: "ADDRESS|--all [--topic T] TEXT",
+    options: {
+      all: { type: "boolean", help: "to every direct peer instead of one ADDRESS" },
+      topic: TOPIC_OPTION,
+    },
+    prepare(parsed) {
+      const topic = stringOf(parsed, "topic") ?? "";
+      if (flagOf(parsed, "all")) {
+        const text = textOf(parsed);
+        return {
+          async run(node, signal) {
+            const sent = await node.speak(text, { topic, signal });
+            return {
+              fields: { all: true, topic, sent },
+              text: `spoke to ${sent} direct ${sent === 1 ? "peer" : "peers"}`,
+            };
+          },
+        };
+      }
+      const to = addressOf(parsed, 0);
+      const text = textOf(parsed, 1);
+      return {
+        async run(node, signal) {
+          const message = {
+            $typeName: SPEAK.request.typeName,
+            topic,
+            body: new TextEncoder().encode(text),
+            ttl: 0,
+          } as Parameters<Node["send"]>[2];
+          await node.send(to, SPEAK, message, { signal });
+          return { fields: { to, topic, sent: 1 }, text: `spoke to ${to}` };
+        },
+      };
+    },
+  },
+  whisper: {
+    summary: "WHISPER TEXT to one node, routed through the network (sealed unless --plain)",
+    synopsis: "ADDRESS [--plain] [--topic T] TEXT",
+    options: {
+      plain: { type: "boolean", help: "signed but not encrypted [default: sealed end to end]" },
+      topic: TOPIC_OPTION,
+    },
+    prepare(parsed) {
+      const to = addressOf(parsed, 0);
+      const text = textOf(parsed, 1);
+      const encrypted = !flagOf(parsed, "plain");
+      const topic = stringOf(parsed, "topic") ?? "";
+      return {
+        reach: to,
+        async run(node, signal) {
+          const { hash, hops } = await node.whisper(to, text, { encrypted, topic, signal });
+          return {
+            fields: { to, topic, encrypted, hops, hash: hex(hash) },
+            text: `whispered to ${to} (${encrypted ? "sealed" : "signed, in the clear"}): ${hops} ${
+              hops === 1 ? "hop" : "hops"
+            }, acknowledged with hash ${hex(hash).slice(0, 16)}…`,
+          };
+        },
+      };
+    },
+  },
+  connect: {
+    summary: "connect to a node and keep the connection",
+    synopsis: "ADDRESS@HOST:PORT",
+    options: {},
+    prepare(parsed) {
+      if (parsed.positionals.length !== 1) throw new UsageError("expected one ADDRESS@HOST:PORT");
+      const peer = parsePeerAddress(parsed.positionals[0]);
+      return {
+        async run(node, signal) {
+          const connection = await node.connect(peer, { signal });
+          return {
+            fields: { address: connection.address },
+            text: `connected to ${connection.address}`,
+          };
+        },
+      };
+    },
+  },
+  ping: {
+    summary: "PING a direct peer and print the round-trip time",
+    synopsis: "ADDRESS",
+    options: {},
+    prepare(parsed) {
+      const address = addressOf(parsed, 0);
+      if (parsed.positionals.length > 1) {
+        throw new UsageError(`unexpected argument "${parsed.positionals[1]}"`);
+      }
+      return {
+        async run(node, signal) {
+          const rtt = await node.ping(address, { signal });
+          return {
+            fields: { address, rtt_ms: rtt },
+            text: `pong from ${address}: rtt ${rtt.toFixed(3)} ms`,
+          };
+        },
+      };
+    },
+  },
+  peers: {
+    summary: "list the open connections",
+    synopsis: "",
+    options: {},
+    prepare(parsed) {
+      noPositionals(parsed);
+      return {
+        run(node) {
+          const peers = node.peers().map((p) => ({
+            address: p.address,
+            direction: p.channel.initiator ? "outbound" : "inbound",
+            listen: p.channel.remote.listenAddrs,
+            rtt_ms: p.counters.rtt,
+          }));
+          const contacts = node.routingTable.size;
+          const width = Math.max(0, ...peers.map((p) => p.listen.join(",").length));
+          const lines = [
+            `${peers.length} ${peers.length === 1 ? "peer" : "peers"}, ${contacts} routing-table ${
+              contacts === 1 ? "contact" : "contacts"
+            }`,
+            ...peers.map((p) =>
+              `  ${p.address}  ${p.direction.padEnd(8)}  ${
+                (p.listen.join(",") || "-").padEnd(width)
+              }  rtt ${p.rtt_ms.toFixed(3)} ms`
+            ),
+          ];
+          return Promise.resolve({ fields: { peers, contacts }, text: lines.join("\n") });
+        },
+      };
+    },
+  },
+  metrics: {
+    summary: "print this node's counters, or a peer's (if it runs with --serve-metrics)",
+    synopsis: "[ADDRESS]",
+    options: {},
+    prepare(parsed) {
+      const address = parsed.positionals.length > 0 ? addressOf(parsed, 0) : undefined;
+      if (parsed.positionals.length > 1) {
+        throw new UsageError(`unexpected argument "${parsed.positionals[1]}"`);
+      }
+      return {
+        async run(node, signal) {
+          if (address !== undefined) {
+            const metrics = await node.requestMetrics(address, { signal });
+            return { fields: { address, metrics }, text: metricsText(metrics) };
+          }
+          const metrics = node.metrics();
+          const contacts = node.routingTable.size;
+          return {
+            fields: { metrics, contacts },
+            text: `${metricsText(metrics)}\nrouting      ${contacts} contacts`,
+          };
+        },
+      };
+    },
+  },
+  dht: {
+    summary: "the DHT: values, compare-and-swap, locks, patches",
+    subcommands: {
+      get: {
+        summary: "read KEY's value",
+        synopsis: "KEY",
+        options: {},
+        prepare(parsed) {
+          const key = keyOf(parsed, 1);
+          return {
+            async run(node, signal) {
+              const found = await node.dht.get(key, { signal });
+              if (!found) return { fields: { key, found: false }, text: `${key}: no value` };
+              const value = bytesFields("value", found.value);
+              return {
+                fields: {
+                  key,
+                  found: true,
+                  version: found.version,
+                  ...value,
+                  ...(found.owner === undefined ? {} : { owner: found.owner }),
+                },
+                text: `${key} = ${shown(value)} (version ${found.version}${
+                  found.owner === undefined ? "" : `, owned by ${found.owner}`
+                })`,
+              };
+            },
+          };
+        },
+      },
+      put: {
+        summary: "write VALUE under KEY (the highest version wins)",
+        synopsis: "KEY [--version N] [--owned] [--ttl MS] VALUE",
+        options: {
+          version: {
+            type: "string",
+            value: "N",
+            help: "the version to write [default: one above the highest found]",
+          },
+          ...WRITE_OPTIONS,
+        },
+        prepare(parsed) {
+          const key = keyOf(parsed);
+          const value = new TextEncoder().encode(textOf(parsed, 1, "VALUE"));
+          const version = optionalInteger(parsed, "version", 1);
+          const options = writeOptions(parsed);
+          return {
+            async run(node, signal) {
+              const written = await node.dht.put(key, value, { ...options, version, signal });
+              return writeOutcome(key, written);
+            },
+          };
+        },
+      },
+      cas: {
+        summary: "write VALUE under KEY only if KEY is at version --expect (0: no value yet)",
+        synopsis: "KEY --expect N [--owned] [--ttl MS] VALUE",
+        options: {
+          expect: {
+            type: "string",
+            value: "N",
+            help: "the version KEY must be at (required; 0: no value yet)",
+          },
+          ...WRITE_OPTIONS,
+        },
+        prepare(parsed) {
+          const key = keyOf(parsed);
+          const value = new TextEncoder().encode(textOf(parsed, 1, "VALUE"));
+          const expected = optionalInteger(parsed, "expect", 0);
+          if (expected === undefined) throw new UsageError("--expect N is required");
+          const options = writeOptions(parsed);
+          return {
+            async run(node, signal) {
+              const written = await node.dht.cas(key, value, expected, { ...options, signal });
+              return writeOutcome(key, written);
+            },
+          };
+        },
+      },
+      lock: {
+        summary: "take the lock KEY: a lease with a fencing token, until `dht unlock KEY`",
+        synopsis: "KEY [--ttl MS]",
+        options: {
+          ttl: { type: "string", value: "MS", help: "the lease time [default: 10000]" },
+        },
+        prepare(parsed) {
+          const key = keyOf(parsed, 1);
+          const ttl = optionalInteger(parsed, "ttl", 1);
+          return {
+            async run(node, signal) {
+              const lease = await node.dht.lock(key, { ttl, signal });
+              leasesOf(node).set(key, lease);
+              return {
+                fields: { key, fencingToken: lease.fencingToken, ttl: lease.ttl },
+                text: `locked ${key}: fencing token ${lease.fencingToken}, lease ${lease.ttl} ms`,
+              };
+            },
+          };
+        },
+      },
+      unlock: {
+        summary: "release the lock KEY that `dht lock KEY` took",
+        synopsis: "KEY",
+        options: {},
+        prepare(parsed) {
+          const key = keyOf(parsed, 1);
+          return {
+            async run(node, signal) {
+              const lease = leasesOf(node).get(key);
+              if (lease === undefined) {
+                throw new UsageError(`no lock on "${key}" was taken here (\`dht lock ${key}\`)`);
+              }
+              await node.dht.unlock(lease, { signal });
+              leasesOf(node).delete(key);
+              return {
+                fields: { key, fencingToken: lease.fencingToken },
+                text: `unlocked ${key} (fencing token ${lease.fencingToken})`,
+              };
+            },
+          };
+        },
+      },
+      patch: {
+        summary: "patch KEY's value at version --base: a JSON Patch (RFC 6902), or --splices",
+        synopsis: "KEY --base N [--splices] [--owned] [--ttl MS] PATCH",
+        options: {
+          base: {
+            type: "string",
+            value: "N",
+            help: "the version the patch applies to (required)",
+          },
+          splices: {
+            type: "boolean",
+            help: 'PATCH is [{"offset":N,"deleteCount":N,"insert":"text"},...] (byte splices)',
+          },
+          ...WRITE_OPTIONS,
+        },
+        prepare(parsed) {
+          const key = keyOf(parsed);
+          const text = textOf(parsed, 1, "PATCH");
+          const base = optionalInteger(parsed, "base", 1);
+          if (base === undefined) throw new UsageError("--base N is required");
+          const patch = flagOf(parsed, "splices")
+            ? { splices: parseSplices(text) }
+            : { json: parseJsonPatch(text) };
+          const options = writeOptions(parsed);
+          return {
+            async run(node, signal) {
+              const written = await node.dht.patch(key, patch, base, { ...options, signal });
+              return writeOutcome(key, written);
+            },
+          };
+        },
+      },
+      changes: {
+        summary: "list the changes to KEY since version --since",
+        synopsis: "KEY [--since N]",
+        options: {
+          since: { type: "string", value: "N", help: "the version to start from [default: 0]" },
+        },
+        prepare(parsed) {
+          const key = keyOf(parsed, 1);
+          const since = optionalInteger(parsed, "since", 0) ?? 0;
+          return {
+            async run(node, signal) {
+              const found = await node.dht.changes(key, since, { signal });
+              const changes = found.changes.map(changeFields);
+              const value = found.value === undefined ? undefined : {
+                version: found.value.version,
+                ...bytesFields("value", found.value.value),
+              };
+              const lines = [
+                `${key}: version ${found.currentVersion}; ${changes.length} ${
+                  changes.length === 1 ? "change" : "changes"
+                } since ${since}${value ? `; whole value: ${shown(value)}` : ""}`,
+                ...changes.map((c) =>
+                  `  ${c.baseVersion} -> ${c.version}  ${JSON.stringify(c.patch)}`
+                ),
+              ];
+              return {
+                fields: {
+                  key,
+                  currentVersion: found.currentVersion,
+                  changes,
+                  ...(value ? { value } : {}),
+                },
+                text: lines.join("\n"),
+              };
+            },
+          };
+        },
+      },
+    },
+  },
+  help: {
+    summary: "list the commands, or show one command's options",
+    synopsis: "[COMMAND]",
+    options: {},
+    prepare(parsed) {
+      const tokens = parsed.positionals;
+      return {
+        run() {
+          const group = tokens.length === 1 && Object.hasOwn(NODE_COMMANDS, tokens[0]) &&
+            isGroup(NODE_COMMANDS[tokens[0]]);
+          if (tokens.length === 0 || group) {
+            const prefix = group ? `${tokens[0]} ` : "";
+            const commands = nodeCommandList().filter(([name]) => name.startsWith(prefix)).map((
+              [name, c],
+            ) => ({
+              name,
+              synopsis: c.synopsis,
+              summary: c.summary,
+            }));
+            const text = [
+              "Commands, one per line:",
+              ...nodeCommandsHelp(prefix),
+              "`help COMMAND` or `COMMAND --help` shows a command's options.",
+            ].join("\n");
+            return Promise.resolve({ fields: { commands }, text });
+          }
+          const { name, command } = resolveNodeCommand(tokens);
+          const help = nodeCommandHelp(name, command);
+          return Promise.resolve({ fields: { name, help }, text: help });
+        },
+      };
+    },
+  },
+  quit: {
+    summary: "close the node and exit (so does the end of input)",
+    synopsis: "",
+    options: {},
+    prepare(parsed) {
+      noPositionals(parsed);
+      return { run: () => Promise.resolve({ fields: {}, text: "closing", quit: true }) };
+    },
+  },
+};
+
+// ---- helpers of the `dht` commands ----
+
+/** Leases `dht lock` took, per node and key, for `dht unlock`. */
+const LEASES = new WeakMap<Node, Map<string, DhtLease>>();
+
+function leasesOf(node: Node): Map<string, DhtLease> {
+  let leases = LEASES.get(node);
+  if (leases === undefined) LEASES.set(node, leases = new Map());
+  return leases;
+}
+
+/** The KEY positional (text, hashed by the DHT); `count`: the exact number of positionals. */
+function keyOf(parsed: Parsed, count?: number): string {
+  const key = parsed.positionals[0];
+  if (key === undefined) throw new UsageError("KEY is missing");
+  if (count !== undefined && parsed.positionals.length > count) {
+    throw new UsageError(`unexpected argument "${parsed.positionals[count]}"`);
+  }
+  return key;
+}
+
+function optionalInteger(parsed: Parsed, name: string, min: number): number | undefined {
+  const text = stringOf(parsed, name);
+  return text === undefined ? undefined : parseInteger(`--${name}`, text, 0, min);
+}
+
+function writeOptions(parsed: Parsed): { owned: boolean; ttl?: number } {
+  const ttl = optionalInteger(parsed, "ttl", 1);
+  return { owned: flagOf(parsed, "owned"), ...(ttl === undefined ? {} : { ttl }) };
+}
+
+function writeOutcome(key: string, written: { version: number; replicas: number }): Outcome {
+  return {
+    fields: { key, version: written.version, replicas: written.replicas },
+    text: `wrote ${key} version ${written.version} at ${written.replicas} ${
+      written.replicas === 1 ? "replica" : "replicas"
+    }`,
+  };
+}
+
+/** `[{"offset":N,"deleteCount":N,"insert":"text"},...]` as splices. */
+function parseSplices(text: string): Splice[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`--splices: PATCH is not JSON (${(err as Error).message})`);
+  }
+  if (!Array.isArray(parsed)) throw new UsageError("--splices: PATCH must be a JSON array");
+  return parsed.map((s, i) => {
+    const { offset, deleteCount = 0, insert = "" } = (s ?? {}) as Record<string, unknown>;
+    if (
+      typeof s !== "object" || !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(deleteCount) || typeof insert !== "string"
+    ) {
+      throw new UsageError(
+        `--splices: splice ${i} must be {"offset":N,"deleteCount":N,"insert":"text"}, got ${
+          JSON.stringify(s)
+        }`,
+      );
+    }
+    return {
+      offset: offset as number,
+      deleteCount: deleteCount as number,
+      insert: new TextEncoder().encode(insert),
+    };
+  });
+}
+
+/** A change as JSON: splices' inserted bytes as text (or base64). */
+function changeFields(change: DhtChange): {
+  baseVersion: number;
+  version: number;
+  patch: unknown;
+  valueHash: string;
+} {
+  const patch = "json" in change.patch ? { json: change.patch.json } : {
+    splices: change.patch.splices.map((s) => ({
+      offset: s.offset,
+      deleteCount: s.deleteCount,
+      ...bytesFields("insert", s.insert),
+    })),
+  };
+  return {
+    baseVersion: change.baseVersion,
+    version: change.version,
+    patch,
+    valueHash: hex(change.valueHash),
+  };
+}
+
+function isGroup(entry: NodeCommand | NodeCommandGroup): entry is NodeCommandGroup {
+  return "subcommands" in entry;
+}
+
+/** Every node command with its full name (`dht get` for a group's). */
+function nodeCommandList(): [string, NodeCommand][] {
+  const list: [string, NodeCommand][] = [];
+  for (const [name, entry] of Object.entries(NODE_COMMANDS)) {
+    if (!isGroup(entry)) list.push([name, entry]);
+    else {
+      for (const [sub, c] of Object.entries(entry.subcommands)) list.push([`${name} ${sub}`, c]);
+    }
+  }
+  return list;
+}
+
+/** Finds the node command `tokens` start with; the rest are its arguments. */
+function resolveNodeCommand(
+  tokens: string[],
+): { name: string; command: NodeCommand; args: string[] } {
+  const [first, ...rest] = tokens;
+  const entry = Object.hasOwn(NODE_COMMANDS, first) ? NODE_COMMANDS[first] : undefined;
+  if (entry === undefined) {
+    throw new UsageError(
+      `unknown command "${first}"`,
+      `one of ${Object.keys(NODE_COMMANDS).join(", ")}; \`help\` describes them`,
+    );
+  }
+  if (!isGroup(entry)) return { name: first, command: entry, args: rest };
+  const [sub, ...args] = rest;
+  if (sub === undefined || !Object.hasOwn(entry.subcommands, sub)) {
+    throw new UsageError(
+      sub === undefined ? `${first} needs a subcommand` : `unknown command "${first} ${sub}"`,
+      Object.keys(entry.subcommands).map((s) => `${first} ${s}`).join(" | "),
+    );
+  }
+  return { name: `${first} ${sub}`, command: entry.subcommands[sub], args };
+}
+
+/** Help lines of the node commands whose names start with `prefix`. */
+function nodeCommandsHelp(prefix = ""): string[] {
+  return nodeCommandList().filter(([name]) => name.startsWith(prefix)).flatMap(([name, c]) => [
+    `  ${name} ${c.synopsis}`.trimEnd(),
+    `      ${c.summary}`,
+  ]);
+}
+
+function nodeCommandHelp(name: string, command: NodeCommand): string {
+  return [
+    `Usage: ${name} ${command.synopsis}`.trimEnd(),
+    "",
+    sentence(command.summary),
+    "",
+    "Options:",
+    ...optionLines(command.options),
+  ].join("\n");
+}
+
+function metricsText(m: NodeMetrics): string {
+  const t = m.totals;
+  return [
+    `connections  ${m.connections.outbound} outbound, ${m.connections.inbound} inbound, ${m.connections.dialing} dialing, ${m.connections.rejectedHandshakes} refused`,
+    `sent         ${t.framesSent} frames, ${t.bytesSent} bytes`,
+    `received     ${t.framesReceived} frames, ${t.bytesReceived} bytes, ${t.drops} dropped`,
+    `shouts       ${m.shouts.originated} originated, ${m.shouts.delivered} delivered, ${m.shouts.sent} sent, ${m.shouts.duplicates} duplicates, ${m.shouts.rejected} rejected`,
+    `whispers     ${m.whispers.delivered} delivered, ${m.whispers.relayed} relayed, ${m.whispers.rejected} rejected`,
+  ].join("\n");
+}
+
+// ---- output of `carrier run` and the one-shots ----
+
+/** Prints events and command results: JSON lines with `--json`, else text. */
+class Printer {
+  readonly #io: CliOutput;
+  readonly #json: boolean;
+  constructor(io: CliOutput, json: boolean) {
+    this.#io = io;
+    this.#json = json;
+  }
+
+  /** An event: `{"event":NAME,...fields}`, or `human`. */
+  event(name: string, fields: Record<string, unknown>, human: string): void {
+    this.#io.out(this.#json ? JSON.stringify({ event: name, ...fields }) : human);
+  }
+
+  /** A command's result: `{"command":NAME,"ok":true,...fields}`, or its text. */
+  result(command: string, outcome: Outcome): void {
+    this.#io.out(
+      this.#json ? JSON.stringify({ command, ok: true, ...outcome.fields }) : outcome.text,
+    );
+  }
+
+  /** A failed command: `{"command":NAME,"ok":false,"error":{name,message}}`, or a line on stderr. */
+  failure(command: string, err: unknown, usage?: string): void {
+    const error = err instanceof Error ? err : new Error(String(err));
+    if (this.#json) {
+      this.#io.out(JSON.stringify({
+        command,
+        ok: false,
+        error: { name: error.name, message: error.message },
+        ...(usage === undefined ? {} : { usage }),
+      }));
+      return;
+    }
+    const prefix = error instanceof CarrierError ? `${error.name}: ` : "";
+    this.#io.err(
+      `error: ${command}: ${prefix}${error.message}${
+        usage === undefined ? "" : `\nusage: ${usage}`
+      }`,
+    );
+  }
+}
+
+/**
+ * Splits a command line into words at whitespace. A word that starts with
+ * `"` or `'` runs to the matching quote (spaces kept; `\"` and `\\` escape
+ * inside `"…"`); any other word is literal, so `it's` and `{"n":1}` need no
+ * quoting.
+ */
+function tokenize(line: string): string[] {
+  const tokens: string[] = [];
+  let i = 0;
+  while (i < line.length) {
+    if (/\s/.test(line[i])) {
+      i++;
+      continue;
+    }
+    let word = "";
+    const quote = line[i];
+    if (quote === '"' || quote === "'") {
+      for (i++;; i++) {
+        if (i >= line.length) throw new UsageError(`unterminated ${quote} quote`);
+        const c = line[i];
+        if (c === quote) break;
+        if (c === "\\" && quote === '"' && (line[i + 1] === '"' || line[i + 1] === "\\")) {
+          word += line[++i];
+        } else word += c;
+      }
+      i++;
+    }
+    while (i < line.length && !/\s/.test(line[i])) word += line[i++];
+    tokens.push(word);
+  }
+  return tokens;
+}
+
+/**
+ * Runs one line of `carrier run`'s standard input and prints its result or
+ * its error; resolves `true` when the session should end. Never throws: a
+ * bad line is reported and the node keeps running.
+ */
+async function runLine(
+  node: Node,
+  line: string,
+  printer: Printer,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const trimmed = line.trim();
+  if (trimmed === "" || trimmed.startsWith("#")) return false;
+  let name = trimmed.split(/\s+/, 1)[0];
+  let command: NodeCommand | undefined;
+  try {
+    const resolved = resolveNodeCommand(tokenize(trimmed));
+    name = resolved.name;
+    command = resolved.command;
+    const parsed = parseWith(command.options, resolved.args);
+    if (flagOf(parsed, "help")) {
+      const help = nodeCommandHelp(name, command);
+      printer.result(name, { fields: { name, help }, text: help });
+      return false;
+    }
+    const outcome = await command.prepare(parsed).run(node, signal);
+    printer.result(name, outcome);
+    return outcome.quit === true;
+  } catch (err) {
+    const usage = err instanceof UsageError
+      ? err.usage ?? (command ? `${name} ${command.synopsis}`.trimEnd() : undefined)
+      : undefined;
+    printer.failure(name, err, usage);
+    return false;
+  }
+}
+
+/** The longest command line `carrier run` reads (a value or text of up to about 1 MiB). */
+const MAX_COMMAND_LINE = 1 << 20;
+
+/** Reads commands from `input` line by line until `quit`, its end, or `signal`. */
+async function serveCommands(
+  input: ReadableStream<Uint8Array>,
+  node: Node,
+  printer: Printer,
+  signal: AbortSignal,
+): Promise<void> {
+  const reader = input.pipeThrough(new TextDecoderStream()).getReader();
+  const cancel = () => void reader.cancel().catch(() => {});
+  signal.addEventListener("abort", cancel, { once: true });
+  try {
+    let buffer = "";
+    let skipping = false; // the rest of an overlong line
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (!done) buffer += value;
+      const lines = buffer.split("\n");
+      buffer = done ? "" : lines.pop()!;
+      if (skipping && lines.length > 0) {
+        lines.shift();
+        skipping = false;
+      }
+      for (const line of lines) {
+        if (signal.aborted) return;
+        if (await runLine(node, line.replace(/\r$/, ""), printer, signal)) return;
+      }
+      if (buffer.length > MAX_COMMAND_LINE) {
+        printer.failure(
+          buffer.trim().split(/\s+/, 1)[0],
+          new UsageError(`line longer than ${MAX_COMMAND_LINE} characters: ignored`),
+        );
+        buffer = "";
+        skipping = true;
+      }
+      if (done) return;
+    }
+  } finally {
+    signal.removeEventListener("abort", cancel);
+    cancel();
+  }
+}
+
+// ---- the `carrier` commands ----
 
 interface Command {
   summary: string;
-  usage: string;
-  run(args: string[], io: CliOutput): Promise<number>;
+  /** Its arguments, after `carrier NAME`. */
+  synopsis: string;
+  options: OptionSpecs;
+  /** More help, after the options. */
+  details?(): string[];
+  run(parsed: Parsed, context: CliContext): Promise<number>;
+}
+
+const KEY_OPTION: OptionSpec = {
+  type: "string",
+  short: "k",
+  value: "FILE",
+  help: "key file; created (mode 0600) if missing [default: a fresh identity]",
+};
+
+const DIFFICULTY_OPTION: OptionSpec = {
+  type: "string",
+  value: "N",
+  help: `puzzle difficulty of a new key, required of peers [default: ${DEFAULT_PUZZLE_DIFFICULTY}]`,
+};
+
+const JSON_OPTION: OptionSpec = { type: "boolean", help: "print one JSON object per line" };
+
+/** The options every one-shot command adds to its node command's. */
+const ONE_SHOT_OPTIONS: OptionSpecs = {
+  bootstrap: {
+    type: "string",
+    short: "b",
+    multiple: true,
+    value: "ADDRESS@HOST:PORT",
+    help: "join through this node (required; repeatable)",
+  },
+  key: KEY_OPTION,
+  difficulty: DIFFICULTY_OPTION,
+  timeout: {
+    type: "string",
+    short: "t",
+    value: "MS",
+    help: "give up after this long, exit code 6 [default: 10000]",
+  },
+  json: JSON_OPTION,
+};
+
+/** `carrier NAME --bootstrap PEER ...`: the node command NAME on a short-lived node. */
+function oneShot(name: string, summary: string): Command {
+  const command = NODE_COMMANDS[name] as NodeCommand;
+  return {
+    summary,
+    synopsis:
+      `--bootstrap ADDRESS@HOST:PORT [--key FILE] [--difficulty N] [--timeout MS] [--json] ${
+        command.synopsis.replace("ADDRESS|--all", "ADDRESS")
+      }`,
+    options: { ...command.options, ...ONE_SHOT_OPTIONS },
+    details: () => [
+      "The node dials out only and uses a fresh identity unless --key is given. It connects",
+      "to the bootstrap node, looks up its neighbourhood (for whisper: the recipient's), acts",
+      "and leaves. Exit codes: 0 done, 2 usage, 3 bad key file, 4 bad address, 5 bootstrap",
+      "or recipient unreachable, 6 timeout, 7 the bootstrap node proved another identity.",
+    ],
+    run: (parsed, context) => runOneShot(name, command, parsed, context),
+  };
 }
 
 const COMMANDS: Record<string, Command> = {
   demo: {
     summary: "show what carrier does, on this machine",
-    usage: "carrier demo",
+    synopsis: "",
+    options: {},
     run: runDemo,
   },
   keygen: {
     summary: "generate an identity and write it to a key file (mode 0600)",
-    usage: "carrier keygen --out FILE [--difficulty N] [--force]",
+    synopsis: "--out FILE [--difficulty N] [--force]",
+    options: {
+      out: { type: "string", short: "o", value: "FILE", help: "the key file to write (required)" },
+      difficulty: {
+        type: "string",
+        value: "N",
+        help: `static puzzle difficulty the key must pass [default: ${DEFAULT_PUZZLE_DIFFICULTY}]`,
+      },
+      force: { type: "boolean", help: "overwrite an existing file" },
+    },
     run: runKeygen,
   },
   id: {
     summary: "print the address and NodeId of a key file",
-    usage: "carrier id --key FILE [--json]",
+    synopsis: "--key FILE [--json]",
+    options: {
+      key: { type: "string", short: "k", value: "FILE", help: "the key file to read (required)" },
+      json: JSON_OPTION,
+    },
     run: runId,
   },
   run: {
-    summary: "run a node until interrupted",
-    usage:
-      "carrier run [--listen HOST:PORT]... [--no-listen] [--bootstrap ADDRESS@HOST:PORT]... [--key FILE] [--difficulty N] [--json]",
+    summary: "run a node, reading commands from standard input until `quit` or its end",
+    synopsis:
+      "[--listen HOST:PORT]... [--no-listen] [--bootstrap ADDRESS@HOST:PORT]... [--key FILE] [--difficulty N] [--serve-metrics] [--no-stdin] [--json]",
+    options: {
+      listen: {
+        type: "string",
+        short: "l",
+        multiple: true,
+        value: "HOST:PORT",
+        help: "accept connections here (repeatable) [default: 0.0.0.0:0]",
+      },
+      "no-listen": { type: "boolean", help: "accept no connections: dial out only" },
+      bootstrap: {
+        type: "string",
+        short: "b",
+        multiple: true,
+        value: "ADDRESS@HOST:PORT",
+        help: "connect to this node and keep the connection (repeatable)",
+      },
+      key: KEY_OPTION,
+      difficulty: DIFFICULTY_OPTION,
+      "serve-metrics": { type: "boolean", help: "answer peers' METRICS requests" },
+      "no-stdin": {
+        type: "boolean",
+        help: "read no commands: run until SIGINT or SIGTERM (for services)",
+      },
+      json: JSON_OPTION,
+    },
+    details: () => [
+      "Commands on standard input, one per line. A word that starts with ' or \" runs to the",
+      "matching quote: quote text whose spaces matter, and JSON with spaces, that way.",
+      ...nodeCommandsHelp(),
+      "`COMMAND --help` shows a command's options. `quit`, the end of input, SIGINT and SIGTERM",
+      "close the node.",
+      "",
+      "Output: events (connections, messages received) and command results, as text; with",
+      '--json one object per line: {"event":"listening"|"peer:connect"|"peer:disconnect"|',
+      '"shout"|"speak"|"whisper"|"message"|"error"|"closed",...} for events and',
+      '{"command":NAME,"ok":true,...} or {"command":NAME,"ok":false,"error":{"name","message"}}',
+      "for command results. Errors in text mode go to standard error.",
+    ],
     run: runNode,
   },
   ping: {
     summary: "connect to a node and print the round-trip time",
-    usage:
-      "carrier ping ADDRESS@HOST:PORT [--count N] [--timeout MS] [--key FILE] [--difficulty N] [--json]",
+    synopsis: "ADDRESS@HOST:PORT [--count N] [--timeout MS] [--key FILE] [--difficulty N] [--json]",
+    options: {
+      count: {
+        type: "string",
+        short: "c",
+        value: "N",
+        help: "PINGs to send [default: 1]",
+      },
+      timeout: {
+        type: "string",
+        short: "t",
+        value: "MS",
+        help: "time for the connection and each reply, exit code 6 [default: 5000]",
+      },
+      key: KEY_OPTION,
+      difficulty: DIFFICULTY_OPTION,
+      json: JSON_OPTION,
+    },
     run: runPing,
+  },
+  shout: oneShot("shout", "join through a bootstrap node, SHOUT TEXT to the network, leave"),
+  whisper: oneShot(
+    "whisper",
+    "join through a bootstrap node, WHISPER TEXT to the node ADDRESS, leave",
+  ),
+  help: {
+    summary: "list the commands, or show one command's options",
+    synopsis: "[COMMAND]",
+    options: {},
+    run(parsed, { io }) {
+      if (parsed.positionals.length === 0) {
+        io.out(help());
+        return Promise.resolve(EXIT_CODES.OK);
+      }
+      if (parsed.positionals.length > 1) {
+        throw new UsageError(`unexpected argument "${parsed.positionals[1]}"`);
+      }
+      const name = parsed.positionals[0];
+      if (!Object.hasOwn(COMMANDS, name)) throw new UsageError(`unknown command "${name}"`);
+      io.out(commandHelp(name, COMMANDS[name]));
+      return Promise.resolve(EXIT_CODES.OK);
+    },
   },
 };
 
@@ -123,68 +1200,57 @@ function help(): string {
     "Commands:",
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     "",
-    "Run `carrier <command> --help` for a command's options.",
+    "Run `carrier help <command>` or `carrier <command> --help` for a command's options.",
   ].join("\n");
 }
 
-/** Runs `parseArgs`, turning its errors into usage errors that show the command's usage. */
-function parse<R>(command: Command, run: () => R): R {
-  try {
-    return run();
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\nUsage: ${command.usage}`);
-  }
+/** A summary as a sentence: capitalized, with a full stop. */
+function sentence(summary: string): string {
+  return `${summary[0].toUpperCase()}${summary.slice(1)}.`;
 }
 
-const HELP = { help: { type: "boolean", short: "h" } } as const;
+function usageLine(name: string, command: Command): string {
+  return `Usage: carrier ${name} ${command.synopsis}`.trimEnd();
+}
 
-async function runKeygen(args: string[], io: CliOutput): Promise<number> {
-  const { values } = parse(COMMANDS.keygen, () =>
-    parseArgs({
-      args,
-      strict: true,
-      options: {
-        ...HELP,
-        out: { type: "string", short: "o" },
-        difficulty: { type: "string" },
-        force: { type: "boolean" },
-      },
-    }));
-  if (values.help) return usage(COMMANDS.keygen, io);
-  if (!values.out) {
-    throw new UsageError(
-      `--out FILE is required\nUsage: ${COMMANDS.keygen.usage}`,
-    );
-  }
+function commandHelp(name: string, command: Command): string {
+  return [
+    usageLine(name, command),
+    "",
+    sentence(command.summary),
+    "",
+    "Options:",
+    ...optionLines(command.options),
+    ...(command.details ? ["", ...command.details()] : []),
+  ].join("\n");
+}
+
+async function runKeygen(parsed: Parsed, { io }: CliContext): Promise<number> {
+  noPositionals(parsed);
+  const out = stringOf(parsed, "out");
+  if (!out) throw new UsageError("--out FILE is required");
   const difficulty = parseInteger(
     "--difficulty",
-    values.difficulty,
+    stringOf(parsed, "difficulty"),
     DEFAULT_PUZZLE_DIFFICULTY,
   );
   const identity = await generateIdentity({ difficulty });
-  await saveKeyFile(values.out, identity, { overwrite: values.force === true });
+  await saveKeyFile(out, identity, { overwrite: flagOf(parsed, "force") });
   io.out(identity.address);
   return EXIT_CODES.OK;
 }
 
-async function runId(args: string[], io: CliOutput): Promise<number> {
-  const { values } = parse(COMMANDS.id, () =>
-    parseArgs({
-      args,
-      strict: true,
-      options: { ...HELP, key: { type: "string", short: "k" }, json: { type: "boolean" } },
-    }));
-  if (values.help) return usage(COMMANDS.id, io);
-  if (!values.key) {
-    throw new UsageError(`--key FILE is required\nUsage: ${COMMANDS.id.usage}`);
-  }
-  const identity = await loadKeyFile(values.key);
+async function runId(parsed: Parsed, { io }: CliContext): Promise<number> {
+  noPositionals(parsed);
+  const key = stringOf(parsed, "key");
+  if (!key) throw new UsageError("--key FILE is required");
+  const identity = await loadKeyFile(key);
   const info = {
     address: identity.address,
     nodeId: hex(identity.nodeId),
     puzzleBits: puzzleWork(identity.publicKey),
   };
-  if (values.json) io.out(JSON.stringify(info));
+  if (flagOf(parsed, "json")) io.out(JSON.stringify(info));
   else {
     io.out(`address  ${info.address}`);
     io.out(`node id  ${info.nodeId}`);
@@ -193,10 +1259,8 @@ async function runId(args: string[], io: CliOutput): Promise<number> {
   return EXIT_CODES.OK;
 }
 
-async function runDemo(args: string[], io: CliOutput): Promise<number> {
-  const { values } = parse(COMMANDS.demo, () => parseArgs({ args, strict: true, options: HELP }));
-  if (values.help) return usage(COMMANDS.demo, io);
-
+async function runDemo(parsed: Parsed, { io }: CliContext): Promise<number> {
+  noPositionals(parsed);
   io.out(
     "== Identity: an Ed25519 key that passes the S/Kademlia static puzzle",
   );
@@ -472,40 +1536,33 @@ async function identityFor(
   return identity;
 }
 
-async function runNode(args: string[], io: CliOutput): Promise<number> {
-  const { values } = parse(COMMANDS.run, () =>
-    parseArgs({
-      args,
-      strict: true,
-      options: {
-        ...HELP,
-        listen: { type: "string", short: "l", multiple: true },
-        "no-listen": { type: "boolean" },
-        bootstrap: { type: "string", short: "b", multiple: true },
-        key: { type: "string", short: "k" },
-        difficulty: { type: "string" },
-        json: { type: "boolean" },
-      },
-    }));
-  if (values.help) return usage(COMMANDS.run, io);
-  const json = values.json === true;
-  const difficulty = parseInteger("--difficulty", values.difficulty, DEFAULT_PUZZLE_DIFFICULTY);
-  if (values["no-listen"] && values.listen?.length) {
-    throw new UsageError(
-      `--listen and --no-listen exclude each other\nUsage: ${COMMANDS.run.usage}`,
-    );
+async function runNode(parsed: Parsed, { io, input }: CliContext): Promise<number> {
+  noPositionals(parsed);
+  const json = flagOf(parsed, "json");
+  const difficulty = parseInteger(
+    "--difficulty",
+    stringOf(parsed, "difficulty"),
+    DEFAULT_PUZZLE_DIFFICULTY,
+  );
+  const listenFlags = stringsOf(parsed, "listen");
+  if (flagOf(parsed, "no-listen") && listenFlags.length > 0) {
+    throw new UsageError("--listen and --no-listen exclude each other");
   }
-  const listen = values["no-listen"] ? [] : (values.listen ?? ["0.0.0.0:0"]);
-  const identity = await identityFor(values.key, difficulty, io, json);
+  const bootstrap = stringsOf(parsed, "bootstrap");
+  for (const peer of bootstrap) parsePeerAddress(peer); // a malformed one: exit code 4
+  const listen = flagOf(parsed, "no-listen")
+    ? []
+    : (listenFlags.length > 0 ? listenFlags : ["0.0.0.0:0"]);
+  const identity = await identityFor(stringOf(parsed, "key"), difficulty, io, json);
   const node = await createNode({
     identity,
     listen,
-    bootstrap: values.bootstrap ?? [],
+    bootstrap,
     puzzleDifficulty: difficulty,
+    serveMetrics: flagOf(parsed, "serve-metrics"),
   });
-  const say = (event: string, fields: Record<string, unknown>, human: string) =>
-    io.out(json ? JSON.stringify({ event, ...fields }) : human);
-  say(
+  const printer = new Printer(io, json);
+  printer.event(
     "listening",
     { address: node.address, listen: node.listenAddrs },
     node.listenAddrs.length > 0
@@ -514,66 +1571,193 @@ async function runNode(args: string[], io: CliOutput): Promise<number> {
   );
   node.addEventListener(
     "peer:connect",
-    (e) => say("peer:connect", { address: e.detail.address }, `connected ${e.detail.address}`),
+    (e) =>
+      printer.event("peer:connect", { address: e.detail.address }, `connected ${e.detail.address}`),
   );
   node.addEventListener("peer:disconnect", (e) =>
-    say(
+    printer.event(
       "peer:disconnect",
       { address: e.detail.address, reason: e.detail.info?.error?.message ?? "" },
       `disconnected ${e.detail.address}`,
     ));
   node.addEventListener("message", (e) => {
-    const { from, opcode, topic, body } = e.detail;
-    const text = new TextDecoder().decode(body);
-    say("message", { from, opcode, topic, body: text }, `message from ${from}: ${text}`);
+    const { name, fields, human } = describeMessage(e.detail);
+    printer.event(name, fields, human);
   });
   node.addEventListener("error", (e) =>
-    say(
+    printer.event(
       "error",
       { source: e.detail.source, error: e.detail.error.message },
       `error (${e.detail.source}): ${e.detail.error.message}`,
     ));
-  await untilInterrupted();
-  await node.close();
-  say("closed", {}, "closed");
+
+  const stop = new AbortController();
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  const onSignal = () => stop.abort(new CarrierError("Interrupted"));
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  const stopped = new Promise<void>((resolve) =>
+    stop.signal.addEventListener("abort", () => resolve(), { once: true })
+  );
+  try {
+    if (flagOf(parsed, "no-stdin")) await stopped;
+    else await Promise.race([serveCommands(input(), node, printer, stop.signal), stopped]);
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    stop.abort();
+    await node.close();
+    printer.event("closed", {}, "closed");
+  }
   return EXIT_CODES.OK;
 }
 
-/** Resolves on SIGINT or SIGTERM. */
-function untilInterrupted(): Promise<void> {
-  return new Promise((resolve) => {
-    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-    const stop = () => {
-      for (const s of signals) Deno.removeSignalListener(s, stop);
-      resolve();
-    };
-    for (const s of signals) Deno.addSignalListener(s, stop);
-  });
+/** A `message` event as printed: `shout`, `speak`, `whisper`, or `message` for other opcodes. */
+function describeMessage(
+  detail: {
+    from: string;
+    opcode: number;
+    topic: string;
+    body: Uint8Array;
+    hops?: number;
+    encrypted?: boolean;
+  },
+): { name: string; fields: Record<string, unknown>; human: string } {
+  const { from, opcode, topic, body, hops, encrypted } = detail;
+  const content = bytesFields("body", body);
+  const text = shown(content);
+  const onTopic = topic ? ` on "${topic}"` : "";
+  switch (opcode) {
+    case Opcode.SHOUT:
+      return {
+        name: "shout",
+        fields: { from, topic, ...content, hops },
+        human: `shout from ${from}${onTopic} (${hops ?? 0} hops): ${text}`,
+      };
+    case Opcode.SPEAK:
+      return {
+        name: "speak",
+        fields: { from, topic, ...content },
+        human: `speak from ${from}${onTopic}: ${text}`,
+      };
+    case Opcode.WHISPER:
+      return {
+        name: "whisper",
+        fields: { from, topic, ...content, encrypted: encrypted === true },
+        human: `whisper from ${from}${onTopic} (${encrypted ? "sealed" : "in the clear"}): ${text}`,
+      };
+    default:
+      return {
+        name: "message",
+        fields: { from, opcode, topic, ...content },
+        human: `message ${opcodeName(opcode)} from ${from}: ${text}`,
+      };
+  }
 }
 
-async function runPing(args: string[], io: CliOutput): Promise<number> {
-  const { values, positionals } = parse(COMMANDS.ping, () =>
-    parseArgs({
-      args,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        ...HELP,
-        count: { type: "string", short: "c" },
-        timeout: { type: "string", short: "t" },
-        key: { type: "string", short: "k" },
-        difficulty: { type: "string" },
-        json: { type: "boolean" },
-      },
-    }));
-  if (values.help) return usage(COMMANDS.ping, io);
-  if (positionals.length !== 1) {
-    throw new UsageError(`expected one ADDRESS@HOST:PORT\nUsage: ${COMMANDS.ping.usage}`);
+/** Bytes as JSON: `{NAME: text}` if they are UTF-8, else `{NAMEBase64: base64}`. */
+function bytesFields(name: string, bytes: Uint8Array): Record<string, string> {
+  try {
+    return { [name]: new TextDecoder("utf-8", { fatal: true }).decode(bytes) };
+  } catch {
+    let binary = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    }
+    return { [`${name}Base64`]: btoa(binary) };
   }
-  const count = parseInteger("--count", values.count, 1);
-  const timeout = parseInteger("--timeout", values.timeout, 5_000);
-  const difficulty = parseInteger("--difficulty", values.difficulty, DEFAULT_PUZZLE_DIFFICULTY);
-  const identity = await identityFor(values.key, difficulty, io, values.json === true);
+}
+
+/** What `bytesFields` made, for people: the text, or its size. */
+function shown(fields: Record<string, unknown>): string {
+  for (const [name, value] of Object.entries(fields)) {
+    if (name.endsWith("Base64")) return `(${atob(String(value)).length} bytes, not UTF-8)`;
+    if (name === "value" || name === "body" || name === "insert") return String(value);
+  }
+  return "";
+}
+
+/**
+ * A one-shot command: an outbound-only node joins through `--bootstrap`,
+ * looks up its neighbourhood (or the node the command addresses), runs the
+ * node command `name` once, prints its result and closes.
+ */
+async function runOneShot(
+  name: string,
+  command: NodeCommand,
+  parsed: Parsed,
+  { io }: CliContext,
+): Promise<number> {
+  const action = command.prepare(parsed);
+  const bootstraps = stringsOf(parsed, "bootstrap");
+  if (bootstraps.length === 0) throw new UsageError("--bootstrap ADDRESS@HOST:PORT is required");
+  const peers = bootstraps.map((b) => parsePeerAddress(b));
+  const timeout = parseInteger("--timeout", stringOf(parsed, "timeout"), 10_000, 1);
+  const difficulty = parseInteger(
+    "--difficulty",
+    stringOf(parsed, "difficulty"),
+    DEFAULT_PUZZLE_DIFFICULTY,
+  );
+  const json = flagOf(parsed, "json");
+  const identity = await identityFor(stringOf(parsed, "key"), difficulty, io, json);
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () =>
+      deadline.abort(
+        new TimeoutError(`carrier ${name} did not finish within ${timeout} ms (--timeout)`),
+      ),
+    timeout,
+  );
+  let node: Node | undefined;
+  try {
+    node = await createNode({
+      identity,
+      listen: [],
+      puzzleDifficulty: difficulty,
+      dialTimeout: timeout,
+      handshakeTimeout: timeout,
+    });
+    const joining = node;
+    const joined = await Promise.allSettled(
+      peers.map((peer) => joining.connect(peer, { signal: deadline.signal })),
+    );
+    const failed = joined.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed && joined.every((r) => r.status === "rejected")) {
+      throw deadline.signal.aborted ? deadline.signal.reason : failed.reason;
+    }
+    // Fill the routing table: around the recipient (a route to it), else
+    // around this node's own id, as a joining node does (the SHOUT's tree).
+    // The bootstrap node is a route on its own, so a failed lookup is not
+    // fatal; a timeout is.
+    const target = action.reach ? nodeIdOf(parseAddress(action.reach)) : node.identity.nodeId;
+    try {
+      await node.lookup(target, { signal: deadline.signal });
+    } catch {
+      if (deadline.signal.aborted) throw deadline.signal.reason;
+    }
+    let outcome: Outcome;
+    try {
+      outcome = await action.run(node, deadline.signal);
+    } catch (err) {
+      throw deadline.signal.aborted ? deadline.signal.reason : err;
+    }
+    new Printer(io, json).result(name, outcome);
+    return EXIT_CODES.OK;
+  } finally {
+    clearTimeout(timer);
+    await node?.close();
+  }
+}
+
+async function runPing(parsed: Parsed, { io }: CliContext): Promise<number> {
+  if (parsed.positionals.length !== 1) throw new UsageError("expected one ADDRESS@HOST:PORT");
+  const count = parseInteger("--count", stringOf(parsed, "count"), 1);
+  const timeout = parseInteger("--timeout", stringOf(parsed, "timeout"), 5_000, 1);
+  const difficulty = parseInteger(
+    "--difficulty",
+    stringOf(parsed, "difficulty"),
+    DEFAULT_PUZZLE_DIFFICULTY,
+  );
+  const json = flagOf(parsed, "json");
+  const identity = await identityFor(stringOf(parsed, "key"), difficulty, io, json);
   let node: Node | undefined;
   try {
     node = await createNode({
@@ -582,11 +1766,11 @@ async function runPing(args: string[], io: CliOutput): Promise<number> {
       dialTimeout: timeout,
       handshakeTimeout: timeout,
     });
-    const peer = await node.connect(positionals[0]);
+    const peer = await node.connect(parsed.positionals[0]);
     for (let i = 0; i < count; i++) {
       const rtt = await node.ping(peer.address, { timeout });
       io.out(
-        values.json
+        json
           ? JSON.stringify({ event: "pong", address: peer.address, rtt_ms: rtt })
           : `pong from ${peer.address}: rtt ${rtt.toFixed(3)} ms`,
       );
@@ -597,22 +1781,17 @@ async function runPing(args: string[], io: CliOutput): Promise<number> {
   return EXIT_CODES.OK;
 }
 
-function usage(command: Command, io: CliOutput): number {
-  io.out(`Usage: ${command.usage}\n\n${command.summary}`);
-  return EXIT_CODES.OK;
-}
-
 function parseInteger(
   flag: string,
   text: string | undefined,
   fallback: number,
+  min = 0,
 ): number {
   if (text === undefined) return fallback;
   const n = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) {
-    throw new UsageError(
-      `${flag} must be a non-negative integer, got "${text}"`,
-    );
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min) {
+    const wanted = min === 0 ? "a non-negative integer" : `an integer >= ${min}`;
+    throw new UsageError(`${flag} must be ${wanted}, got "${text}"`);
   }
   return n;
 }
@@ -675,13 +1854,15 @@ function exitCodeOf(err: unknown): number {
   if (err instanceof TimeoutError || isDomTimeout(err)) return EXIT_CODES.TIMEOUT;
   if (
     err instanceof DialError || err instanceof HandshakeError ||
-    err instanceof ConnectionClosedError
+    err instanceof ConnectionClosedError ||
+    (err instanceof NackError && err.reason === NackReason.UNREACHABLE)
   ) return EXIT_CODES.UNREACHABLE;
   return EXIT_CODES.FAILURE;
 }
 
 /**
- * Runs the command line with `args`; resolves the exit code.
+ * Runs the command line with `args`; resolves the exit code. `carrier run`
+ * reads its commands from `input` (standard input unless given).
  *
  * @example
  * ```ts ignore
@@ -692,24 +1873,41 @@ function exitCodeOf(err: unknown): number {
 export async function main(
   args: string[],
   io: CliOutput = consoleOutput,
+  input?: ReadableStream<Uint8Array>,
 ): Promise<number> {
   const [name, ...rest] = args;
-  if (
-    name === undefined || name === "--help" || name === "-h" || name === "help"
-  ) {
-    io.out(help());
-    return name === undefined ? EXIT_CODES.USAGE : EXIT_CODES.OK;
+  if (name === undefined) {
+    io.err(help());
+    return EXIT_CODES.USAGE;
   }
-  const command = COMMANDS[name];
-  if (!command) {
+  if (name === "--help" || name === "-h") {
+    io.out(help());
+    return EXIT_CODES.OK;
+  }
+  if (!Object.hasOwn(COMMANDS, name)) {
     io.err(`carrier: unknown command "${name}"\n\n${help()}`);
     return EXIT_CODES.USAGE;
   }
+  const command = COMMANDS[name];
+  const context: CliContext = { io, input: () => input ?? Deno.stdin.readable };
   try {
-    return await command.run(rest, io);
+    const parsed = parseWith(command.options, rest);
+    if (flagOf(parsed, "help")) {
+      io.out(commandHelp(name, command));
+      return EXIT_CODES.OK;
+    }
+    return await command.run(parsed, context);
   } catch (err) {
-    const prefix = err instanceof CarrierError ? `${err.name}: ` : "";
-    io.err(`carrier ${name}: ${prefix}${(err as Error).message}`);
+    if (err instanceof UsageError) {
+      io.err(
+        `carrier ${name}: ${err.message}\n${
+          err.usage ?? usageLine(name, command)
+        }\nRun \`carrier help ${name}\` for its options.`,
+      );
+    } else {
+      const prefix = err instanceof CarrierError ? `${err.name}: ` : "";
+      io.err(`carrier ${name}: ${prefix}${(err as Error).message}`);
+    }
     return exitCodeOf(err);
   }
 }

@@ -1,26 +1,9 @@
 // The CLI through `deno run cli.ts`, as users (and `deno task demo`) run it.
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
+import { carrier as run, type Finished } from "./_cli.ts";
 
-const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
-
-async function carrier(
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-net",
-      "--allow-env",
-      CLI,
-      ...args,
-    ],
-    env: { NO_COLOR: "1" },
-  }).output();
-  const text = new TextDecoder();
-  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
+function carrier(...args: string[]): Promise<Finished> {
+  return run(args);
 }
 
 Deno.test("carrier demo shows an identity, frames, compression, a few nodes and a 24-node swarm", async () => {
@@ -93,4 +76,99 @@ Deno.test("carrier exits with distinct codes for usage errors and bad key files"
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** Each command's options, as `--help` must list them. */
+const OPTIONS: Record<string, string[]> = {
+  demo: [],
+  keygen: ["--out FILE", "--difficulty N", "--force"],
+  id: ["--key FILE", "--json"],
+  run: [
+    "--listen HOST:PORT",
+    "--no-listen",
+    "--bootstrap ADDRESS@HOST:PORT",
+    "--key FILE",
+    "--difficulty N",
+    "--serve-metrics",
+    "--no-stdin",
+    "--json",
+  ],
+  ping: ["--count N", "--timeout MS", "--key FILE", "--difficulty N", "--json"],
+  shout: [
+    "--bootstrap ADDRESS@HOST:PORT",
+    "--topic T",
+    "--key FILE",
+    "--difficulty N",
+    "--timeout MS",
+    "--json",
+  ],
+  whisper: [
+    "--bootstrap ADDRESS@HOST:PORT",
+    "--plain",
+    "--topic T",
+    "--key FILE",
+    "--difficulty N",
+    "--timeout MS",
+    "--json",
+  ],
+  help: [],
+};
+
+Deno.test("carrier help lists every command, and each command's --help, -h and help COMMAND its options", async () => {
+  const top = await carrier("help");
+  assert.equal(top.code, 0);
+  for (const name of Object.keys(OPTIONS)) {
+    assert.match(top.stdout, new RegExp(`^ {2}${name} `, "m"));
+  }
+  const runs = Object.keys(OPTIONS).flatMap((name) =>
+    [
+      [name, carrier(name, "--help")],
+      [name, carrier(name, "-h")],
+      [name, carrier("help", name)],
+    ] as const
+  );
+  for (const [name, pending] of runs) {
+    const { code, stdout, stderr } = await pending;
+    assert.equal(code, 0, `${name}: ${stderr}`);
+    assert.match(stdout, new RegExp(`^Usage: carrier ${name}\\b`));
+    for (const option of [...OPTIONS[name], "-h, --help"]) {
+      assert.ok(stdout.includes(option), `carrier ${name} --help does not mention ${option}`);
+    }
+  }
+  // run's help also lists the commands it reads on standard input.
+  const help = (await carrier("run", "--help")).stdout;
+  for (
+    const command of ["shout", "speak", "whisper", "peers", "metrics", "dht get", "help", "quit"]
+  ) assert.match(help, new RegExp(`^ {2}${command}\\b`, "m"));
+});
+
+Deno.test("carrier exits 2 with the usage on standard error for every command's misuse", async () => {
+  const cases: [string[], RegExp][] = [
+    [["demo", "extra"], /unexpected argument "extra"/],
+    [["keygen"], /--out FILE is required/],
+    [["id"], /--key FILE is required/],
+    [["id", "--key"], /argument missing/],
+    [
+      ["run", "--listen", "127.0.0.1:0", "--no-listen"],
+      /--listen and --no-listen exclude each other/,
+    ],
+    [["run", "--difficulty", "hard"], /--difficulty must be a non-negative integer, got "hard"/],
+    [["ping"], /expected one ADDRESS@HOST:PORT/],
+    [["ping", "x", "--count=-1"], /--count must be a non-negative integer, got "-1"/],
+    [["shout", "hi"], /--bootstrap ADDRESS@HOST:PORT is required/],
+    [["whisper", "--bootstrap"], /argument missing/],
+    [["help", "frobnicate"], /unknown command "frobnicate"/],
+  ];
+  const runs = cases.map(([args, message]) => [args, message, carrier(...args)] as const);
+  for (const [args, message, pending] of runs) {
+    const { code, stdout, stderr } = await pending;
+    assert.equal(code, 2, `carrier ${args.join(" ")}: ${stderr}`);
+    assert.match(stderr, message);
+    assert.match(stderr, new RegExp(`^Usage: carrier ${args[0]}\\b`, "m"), stderr);
+    assert.match(stderr, new RegExp(`carrier help ${args[0]}`));
+    assert.equal(stdout, "");
+  }
+  const bare = await carrier();
+  assert.equal(bare.code, 2);
+  assert.match(bare.stderr, /Commands:/);
 });
