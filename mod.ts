@@ -1,9 +1,34 @@
 /**
  * carrier: peer-to-peer networking for Deno.
  *
- * Nodes are addressed by their Ed25519 public keys and exchange Protobuf
- * frames (schemas in `proto/carrier/v1`). This module is the whole public
- * API; the protocol is documented in the README.
+ * Nodes are addressed by their Ed25519 public keys, talk over Noise XX
+ * encrypted connections and exchange Protobuf frames (schemas in
+ * `proto/carrier/v1`). A node speaks to its direct peers (`speak`), shouts
+ * to the whole network (`shout`), whispers to any node through others
+ * (`whisper`), and shares a Kademlia DHT with versioned records, atomic
+ * compare-and-swap, locks and patches (`node.dht`). This module is the
+ * whole public API; the protocol is documented in the README.
+ *
+ * @example Quick start: three nodes, one of which only dials out
+ * ```ts
+ * import { createNode } from "@carrier/p2p";
+ *
+ * await using a = await createNode({ listen: ["127.0.0.1:0"] });
+ * await using b = await createNode({ listen: ["127.0.0.1:0"] });
+ * await using c = await createNode(); // no listener: it only dials out
+ * await b.connect(a.peerAddresses[0]); // "ADDRESS@127.0.0.1:PORT"
+ * await c.connect(a.peerAddresses[0]);
+ * const heard = new Promise<string>((resolve) =>
+ *   c.addEventListener("message", (e) => resolve(new TextDecoder().decode(e.detail.body)))
+ * );
+ *
+ * await a.dht.put("greeting", "hello");
+ * const found = await c.dht.get("greeting");
+ * console.assert(new TextDecoder().decode(found?.value) === "hello");
+ * await b.whisper(c.address, "hi c"); // routed through a, encrypted end to end
+ * console.assert(await heard === "hi c");
+ * await b.shout("hello, everyone"); // reaches a and c, once each
+ * ```
  *
  * @example Identities and frames
  * ```ts

@@ -474,7 +474,8 @@ export class Dht {
   }
 
   /**
-   * Writes a value at every replica (last writer wins by version).
+   * Writes a value (bytes, or text as UTF-8) at every replica (last writer
+   * wins by version).
    *
    * @throws {VersionConflictError} when no replica took it because they hold a newer version.
    * @throws {QuorumError} when no replica could be reached.
@@ -482,11 +483,11 @@ export class Dht {
    */
   async put(
     key: DhtKey,
-    value: Uint8Array,
+    value: Uint8Array | string,
     options: DhtPutOptions = {},
   ): Promise<DhtWriteResult> {
     const k = dhtKey(key);
-    this.#checkValue(value);
+    value = this.#checkValue(value);
     const { best, closest } = await this.#findValue(k, options, false);
     const version = options.version ?? Number(best?.version ?? 0n) + 1;
     checkVersion(version);
@@ -513,12 +514,12 @@ export class Dht {
    */
   async cas(
     key: DhtKey,
-    value: Uint8Array,
+    value: Uint8Array | string,
     expectedVersion: number,
     options: DhtWriteOptions = {},
   ): Promise<DhtWriteResult> {
     const k = dhtKey(key);
-    this.#checkValue(value);
+    value = this.#checkValue(value);
     if (expectedVersion !== 0) checkVersion(expectedVersion, "expectedVersion");
     const record = this.#record(k, value, expectedVersion + 1, options);
     const replicas = await this.#replicasOf(k, options);
@@ -927,13 +928,18 @@ export class Dht {
     });
   }
 
-  #checkValue(value: Uint8Array): void {
-    if (!(value instanceof Uint8Array)) throw new RecordError("A DHT value is a Uint8Array");
+  /** A value as bytes (text is UTF-8), within the size limit. */
+  #checkValue(value: Uint8Array | string): Uint8Array {
+    if (typeof value === "string") value = new TextEncoder().encode(value);
+    if (!(value instanceof Uint8Array)) {
+      throw new RecordError("A DHT value is a Uint8Array or a string");
+    }
     if (value.length > this.#store.maxValueSize) {
       throw new RecordError(
         `The value is ${value.length} bytes, over the limit of ${this.#store.maxValueSize}`,
       );
     }
+    return value;
   }
 
   #publish(record: Record): void {
