@@ -391,9 +391,11 @@ export class Node extends EventTarget implements AsyncDisposable {
       onDisconnect: (peer, info) => this.#onDisconnect(peer, info),
     });
     const manager = this.#manager;
+    const self = contactOf(identity.publicKey, identity.address);
     const host: DhtHost = {
       get contact() {
-        return contactOf(identity.publicKey, identity.address, manager.listenAddrs);
+        self.listenAddrs = manager.listenAddrs; // known once the node listens
+        return self;
       },
       identity,
       table: this.#table,
