@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net --allow-env
+#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net
 /**
  * The `carrier` command line. Imports only `mod.ts`.
  *
@@ -9,11 +9,14 @@
  *   carrier ping ADDRESS@HOST:PORT                  measure the round-trip time to a node
  *   carrier shout --bootstrap PEER TEXT             join, SHOUT to the network, leave
  *   carrier whisper --bootstrap PEER ADDRESS TEXT   join, WHISPER to one node, leave
+ *   carrier dht get --bootstrap PEER KEY            join, act on the DHT (get, put, cas,
+ *                                                   lock, unlock, patch, changes), leave
  *   carrier help [COMMAND]                          a command's options
  *
  * `carrier run` reads commands from standard input, one per line (`help`
- * lists them): the table `NODE_COMMANDS`. The one-shot commands run
- * an entry of that same table on a short-lived outbound-only node.
+ * lists them): the table `NODE_COMMANDS`. The one-shot commands (`shout`,
+ * `whisper`, `dht …`) run an entry of that same table on a short-lived
+ * outbound-only node.
  *
  * Exit codes: see {@linkcode EXIT_CODES}.
  *
@@ -29,12 +32,15 @@ import {
   ConnectionClosedError,
   createFrame,
   createNode,
+  decodePayload,
   decompress,
   DEFAULT_PUZZLE_DIFFICULTY,
   type DhtChange,
+  dhtKey,
   type DhtLease,
   DialError,
   encodeFrame,
+  formatAddress,
   FrameDecoder,
   generateIdentity,
   HandshakeError,
@@ -42,6 +48,7 @@ import {
   IdentityMismatchError,
   KeyFileError,
   loadKeyFile,
+  LockHeldError,
   NackError,
   NackReason,
   type Node,
@@ -54,16 +61,21 @@ import {
   PeerAddressError,
   PROTOCOL_OPCODES,
   puzzleWork,
+  QuorumError,
   saveKeyFile,
   type Splice,
   TimeoutError,
+  VersionConflictError,
 } from "./mod.ts";
 
 /** Exit codes of the `carrier` command, one per kind of failure. */
 export const EXIT_CODES = Object.freeze({
   /** Success. */
   OK: 0,
-  /** An unexpected failure. */
+  /**
+   * A failure without a code of its own; and `carrier dht get` finding no
+   * value under KEY (as `grep` finding nothing: the output says `found: false`).
+   */
   FAILURE: 1,
   /** Bad command-line usage. */
   USAGE: 2,
@@ -77,6 +89,13 @@ export const EXIT_CODES = Object.freeze({
   TIMEOUT: 6,
   /** The peer at that address proved another identity. */
   IDENTITY_MISMATCH: 7,
+  /**
+   * A compare-and-swap or patch lost: KEY is not at the version expected
+   * (a {@linkcode VersionConflictError}).
+   */
+  CONFLICT: 8,
+  /** Another node holds the lock (a {@linkcode LockHeldError}). */
+  LOCK_HELD: 9,
 });
 
 /** Where a command writes: injectable so tests can capture it. */
@@ -226,12 +245,19 @@ interface Outcome {
   text: string;
   /** The session ends after this command (`quit`). */
   quit?: boolean;
+  /** The one-shot form's exit code when not 0 (`dht get` finding nothing: 1). */
+  exitCode?: number;
 }
 
 /** A node command with its arguments checked: ready to run. */
 interface NodeAction {
   /** An address the one-shot form looks up before running, so that a route to it is known. */
   reach?: string;
+  /**
+   * The command makes its own lookups (the DHT's): the one-shot form does
+   * not look up its neighbourhood first.
+   */
+  routesItself?: boolean;
   run(node: Node, signal: AbortSignal): Promise<Outcome>;
 }
 
@@ -243,9 +269,14 @@ interface NodeCommand {
   summary: string;
   /** Its arguments, after its name. */
   synopsis: string;
+  /** Its arguments as a one-shot command, when they differ. */
+  oneShotSynopsis?: string;
   options: OptionSpecs;
-  /** Checks the arguments (throwing {@linkcode UsageError}, {@linkcode AddressError}…). */
-  prepare(parsed: Parsed): NodeAction;
+  /**
+   * Checks the arguments (throwing {@linkcode UsageError}, {@linkcode AddressError}…):
+   * for a line of `carrier run`'s input, or for the one-shot form.
+   */
+  prepare(parsed: Parsed, form: "line" | "one-shot"): NodeAction;
 }
 
 /** A family of node commands under one name: `dht get KEY`, `dht put KEY VALUE`… */
@@ -455,9 +486,16 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
         prepare(parsed) {
           const key = keyOf(parsed, 1);
           return {
+            routesItself: true,
             async run(node, signal) {
               const found = await node.dht.get(key, { signal });
-              if (!found) return { fields: { key, found: false }, text: `${key}: no value` };
+              if (!found) {
+                return {
+                  fields: { key, found: false },
+                  text: `${key}: not found (no replica holds a value)`,
+                  exitCode: EXIT_CODES.FAILURE,
+                };
+              }
               const value = bytesFields("value", found.value);
               return {
                 fields: {
@@ -492,6 +530,7 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
           const version = optionalInteger(parsed, "version", 1);
           const options = writeOptions(parsed);
           return {
+            routesItself: true,
             async run(node, signal) {
               const written = await node.dht.put(key, value, { ...options, version, signal });
               return writeOutcome(key, written);
@@ -517,6 +556,7 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
           if (expected === undefined) throw new UsageError("--expect N is required");
           const options = writeOptions(parsed);
           return {
+            routesItself: true,
             async run(node, signal) {
               const written = await node.dht.cas(key, value, expected, { ...options, signal });
               return writeOutcome(key, written);
@@ -530,38 +570,76 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
         options: {
           ttl: { type: "string", value: "MS", help: "the lease time [default: 10000]" },
         },
-        prepare(parsed) {
+        prepare(parsed, form) {
           const key = keyOf(parsed, 1);
           const ttl = optionalInteger(parsed, "ttl", 1);
+          const keyFile = stringOf(parsed, "key");
           return {
+            routesItself: true,
             async run(node, signal) {
               const lease = await node.dht.lock(key, { ttl, signal });
               leasesOf(node).set(key, lease);
+              const release = form === "line"
+                ? ""
+                : keyFile === undefined
+                ? `\n(taken with a fresh identity: only its lapse in ${lease.ttl} ms releases it; lock with --key FILE to be able to unlock it)`
+                : `\n(release it with \`carrier dht unlock ${
+                  shellWord(key)
+                } --token ${lease.fencingToken} --key ${shellWord(keyFile)}\`)`;
               return {
-                fields: { key, fencingToken: lease.fencingToken, ttl: lease.ttl },
-                text: `locked ${key}: fencing token ${lease.fencingToken}, lease ${lease.ttl} ms`,
+                fields: {
+                  key,
+                  fencingToken: lease.fencingToken,
+                  ttl: lease.ttl,
+                  holder: node.address,
+                },
+                text:
+                  `locked ${key}: fencing token ${lease.fencingToken}, lease ${lease.ttl} ms${release}`,
               };
             },
           };
         },
       },
       unlock: {
-        summary: "release the lock KEY that `dht lock KEY` took",
-        synopsis: "KEY",
-        options: {},
-        prepare(parsed) {
+        summary: "release the lock KEY that `dht lock KEY` took (or that --token names)",
+        synopsis: "KEY [--token N]",
+        oneShotSynopsis: "KEY --token N",
+        options: {
+          token: {
+            type: "string",
+            value: "N",
+            help:
+              "the lease's fencing token, as `dht lock` printed it; the lock must have been taken with this identity (--key) [default: the lease taken here]",
+          },
+        },
+        prepare(parsed, form) {
           const key = keyOf(parsed, 1);
+          const token = optionalInteger(parsed, "token", 1);
+          if (form === "one-shot" && token === undefined) {
+            throw new UsageError(
+              "--token N is required: the fencing token `carrier dht lock` printed",
+            );
+          }
           return {
+            routesItself: true,
             async run(node, signal) {
-              const lease = leasesOf(node).get(key);
+              const lease = token === undefined
+                ? leasesOf(node).get(key)
+                : { key: dhtKey(key), fencingToken: token, ttl: 0, expiresAt: 0 };
               if (lease === undefined) {
-                throw new UsageError(`no lock on "${key}" was taken here (\`dht lock ${key}\`)`);
+                throw new UsageError(
+                  `no lock on "${key}" was taken here (\`dht lock ${key}\`); --token N names one taken elsewhere`,
+                );
               }
-              await node.dht.unlock(lease, { signal });
-              leasesOf(node).delete(key);
+              const released = await release(node, lease, signal);
+              if (leasesOf(node).get(key)?.fencingToken === lease.fencingToken) {
+                leasesOf(node).delete(key);
+              }
               return {
-                fields: { key, fencingToken: lease.fencingToken },
-                text: `unlocked ${key} (fencing token ${lease.fencingToken})`,
+                fields: { key, fencingToken: lease.fencingToken, released },
+                text: released
+                  ? `unlocked ${key} (fencing token ${lease.fencingToken})`
+                  : `${key}: no lease with fencing token ${lease.fencingToken} was held (it lapsed or was released): nothing to unlock`,
               };
             },
           };
@@ -592,6 +670,7 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
             : { json: parseJsonPatch(text) };
           const options = writeOptions(parsed);
           return {
+            routesItself: true,
             async run(node, signal) {
               const written = await node.dht.patch(key, patch, base, { ...options, signal });
               return writeOutcome(key, written);
@@ -609,6 +688,7 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
           const key = keyOf(parsed, 1);
           const since = optionalInteger(parsed, "since", 0) ?? 0;
           return {
+            routesItself: true,
             async run(node, signal) {
               const found = await node.dht.changes(key, since, { signal });
               const changes = found.changes.map(changeFields);
@@ -692,6 +772,58 @@ function leasesOf(node: Node): Map<string, DhtLease> {
   let leases = LEASES.get(node);
   if (leases === undefined) LEASES.set(node, leases = new Map());
   return leases;
+}
+
+/**
+ * Releases `lease`; resolves whether it was still held. `node.dht.unlock`
+ * ignores the replicas' refusals (a lease of another identity is left in
+ * place without a word), so the lease is first renewed for 1 ms: that fails
+ * with a LOCK_HELD refusal if another node holds the lock (it was taken with
+ * another identity, or it lapsed and was taken again), and with a
+ * {@linkcode VersionConflictError} if no one holds it with this token.
+ */
+async function release(node: Node, lease: DhtLease, signal: AbortSignal): Promise<boolean> {
+  try {
+    await node.dht.renew(lease, { ttl: 1, signal });
+  } catch (err) {
+    if (err instanceof VersionConflictError) return false;
+    if (err instanceof NackError && err.reason === NackReason.LOCK_HELD) {
+      const held = lockHeldOf(err);
+      throw new LockHeldError(
+        `Cannot unlock: the lock is held by ${
+          held.holder || "another node"
+        } (token ${held.fencingToken}) for ${held.expiresIn} ms more; only the identity that took it (its --key) releases it`,
+        { ...held, cause: err },
+      );
+    }
+    throw err;
+  }
+  await node.dht.unlock(lease, { signal });
+  return true;
+}
+
+/** What a replica's LOCK_HELD refusal says: the holder, its token, the time left. */
+function lockHeldOf(nack: NackError): { holder: string; fencingToken: number; expiresIn: number } {
+  const spec = PROTOCOL_OPCODES.find((s) => s.opcode === Opcode.DHT_LOCK)!;
+  try {
+    const held = decodePayload(spec.nack!, nack.data) as unknown as {
+      holder: Uint8Array;
+      fencingToken: bigint;
+      expiresInMs: bigint;
+    };
+    return {
+      holder: formatAddress(held.holder),
+      fencingToken: Number(held.fencingToken),
+      expiresIn: Number(held.expiresInMs),
+    };
+  } catch {
+    return { holder: "", fencingToken: 0, expiresIn: 0 };
+  }
+}
+
+/** `word` as one shell word (quoted unless it needs no quotes). */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
 /** The KEY positional (text, hashed by the DHT); `count`: the exact number of positionals. */
@@ -873,7 +1005,7 @@ class Printer {
       this.#io.out(JSON.stringify({
         command,
         ok: false,
-        error: { name: error.name, message: error.message },
+        error: errorFields(error),
         ...(usage === undefined ? {} : { usage }),
       }));
       return;
@@ -885,6 +1017,28 @@ class Printer {
       }`,
     );
   }
+}
+
+/**
+ * An error as JSON: its name and message, and what a script acts on: the
+ * version a lost compare-and-swap or patch found, a held lock's holder.
+ */
+function errorFields(error: Error): Record<string, unknown> {
+  const fields: Record<string, unknown> = { name: error.name, message: error.message };
+  if (error instanceof VersionConflictError) {
+    fields.currentVersion = error.currentVersion;
+    if (error.currentValue !== undefined) {
+      Object.assign(fields, bytesFields("currentValue", error.currentValue));
+    }
+  }
+  if (error instanceof LockHeldError) {
+    Object.assign(fields, {
+      holder: error.holder,
+      fencingToken: error.fencingToken,
+      expiresIn: error.expiresIn,
+    });
+  }
+  return fields;
 }
 
 /**
@@ -945,7 +1099,7 @@ async function runLine(
       printer.result(name, { fields: { name, help }, text: help });
       return false;
     }
-    const outcome = await command.prepare(parsed).run(node, signal);
+    const outcome = await command.prepare(parsed, "line").run(node, signal);
     printer.result(name, outcome);
     return outcome.quit === true;
   } catch (err) {
@@ -1011,7 +1165,21 @@ interface Command {
   options: OptionSpecs;
   /** More help, after the options. */
   details?(): string[];
+  /** With `--json`, its failures are JSON lines on standard output too (the one-shots). */
+  jsonErrors?: boolean;
+  /** Its line in its group's help. @default {summary} */
+  listing?: string;
   run(parsed: Parsed, context: CliContext): Promise<number>;
+}
+
+/** Commands under one name: `carrier dht get`, `carrier dht put`… */
+interface CommandGroup {
+  summary: string;
+  subcommands: Record<string, Command>;
+}
+
+function isCommandGroup(entry: Command | CommandGroup): entry is CommandGroup {
+  return "subcommands" in entry;
 }
 
 const KEY_OPTION: OptionSpec = {
@@ -1049,27 +1217,93 @@ const ONE_SHOT_OPTIONS: OptionSpecs = {
   json: JSON_OPTION,
 };
 
+/** What a one-shot command's exit codes mean, where they differ from or add to `ONE_SHOT_EXIT_CODES`. */
+const ONE_SHOT_EXITS: Record<string, Record<number, string>> = {
+  "dht get": { 1: "no value under KEY (found: false), or another failure" },
+  "dht put": { 8: "the replicas hold a newer version than --version" },
+  "dht cas": { 8: "KEY is not at version --expect (the compare-and-swap lost)" },
+  "dht patch": { 8: "KEY is not at version --base" },
+  "dht lock": { 9: "another node holds the lock" },
+  "dht unlock": {
+    9: "another node holds the lock (it was taken with another --key, or lapsed and was taken again)",
+  },
+};
+
+/** What every one-shot command's exit codes mean. */
+const ONE_SHOT_EXIT_CODES: Record<number, string> = {
+  [EXIT_CODES.OK]: "done",
+  [EXIT_CODES.FAILURE]: "failure",
+  [EXIT_CODES.USAGE]: "usage",
+  [EXIT_CODES.BAD_KEY_FILE]: "bad key file",
+  [EXIT_CODES.BAD_ADDRESS]: "bad address",
+  [EXIT_CODES.UNREACHABLE]: "bootstrap unreachable",
+  [EXIT_CODES.TIMEOUT]: "timeout",
+  [EXIT_CODES.IDENTITY_MISMATCH]: "the bootstrap node proved another identity",
+};
+
+/** `text` broken into lines of at most `width` characters. */
+function wrap(text: string, width = 88): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
 /** `carrier NAME --bootstrap PEER ...`: the node command NAME on a short-lived node. */
-function oneShot(name: string, summary: string): Command {
-  const command = NODE_COMMANDS[name] as NodeCommand;
+function oneShot(name: string, command: NodeCommand, summary: string): Command {
+  const first = name.startsWith("dht ")
+    ? "looks up KEY's replicas"
+    : name === "whisper"
+    ? "looks up the recipient's neighbourhood"
+    : "looks up its neighbourhood";
+  const exits = Object.entries({
+    ...ONE_SHOT_EXIT_CODES,
+    ...(name === "whisper"
+      ? { [EXIT_CODES.UNREACHABLE]: "bootstrap or recipient unreachable" }
+      : {}),
+    ...ONE_SHOT_EXITS[name],
+  }).map(([code, meaning]) => `${code} ${meaning}`);
   return {
     summary,
     synopsis:
       `--bootstrap ADDRESS@HOST:PORT [--key FILE] [--difficulty N] [--timeout MS] [--json] ${
-        command.synopsis.replace("ADDRESS|--all", "ADDRESS")
+        (command.oneShotSynopsis ?? command.synopsis).replace("ADDRESS|--all", "ADDRESS")
       }`,
     options: { ...command.options, ...ONE_SHOT_OPTIONS },
     details: () => [
-      "The node dials out only and uses a fresh identity unless --key is given. It connects",
-      "to the bootstrap node, looks up its neighbourhood (for whisper: the recipient's), acts",
-      "and leaves. Exit codes: 0 done, 2 usage, 3 bad key file, 4 bad address, 5 bootstrap",
-      "or recipient unreachable, 6 timeout, 7 the bootstrap node proved another identity.",
+      ...wrap(
+        `The node dials out only and uses a fresh identity unless --key is given. It connects to the bootstrap node, ${first}, acts and leaves.`,
+      ),
+      ...wrap(`Exit codes: ${exits.join(", ")}.`),
+      ...wrap(
+        'With --json the result is one line {"command":"' + name +
+          '","ok":true,...} and a failure one line {"command":"' + name +
+          '","ok":false,"error":{"name","message",...}} on standard output, as `carrier run --json` prints them.',
+      ),
     ],
+    jsonErrors: true,
     run: (parsed, context) => runOneShot(name, command, parsed, context),
   };
 }
 
-const COMMANDS: Record<string, Command> = {
+/** The `dht` node commands as one-shots: `carrier dht get --bootstrap PEER KEY`… */
+function dhtOneShots(): Record<string, Command> {
+  const group = NODE_COMMANDS.dht as NodeCommandGroup;
+  const commands: Record<string, Command> = {};
+  for (const [sub, command] of Object.entries(group.subcommands)) {
+    const summary = `join through a bootstrap node, ${command.summary}, leave`;
+    commands[sub] = { ...oneShot(`dht ${sub}`, command, summary), listing: command.summary };
+  }
+  return commands;
+}
+
+const COMMANDS: Record<string, Command | CommandGroup> = {
   demo: {
     summary: "show what carrier does, on this machine",
     synopsis: "",
@@ -1138,7 +1372,7 @@ const COMMANDS: Record<string, Command> = {
       "Output: events (connections, messages received) and command results, as text; with",
       '--json one object per line: {"event":"listening"|"peer:connect"|"peer:disconnect"|',
       '"shout"|"speak"|"whisper"|"message"|"error"|"closed",...} for events and',
-      '{"command":NAME,"ok":true,...} or {"command":NAME,"ok":false,"error":{"name","message"}}',
+      '{"command":NAME,"ok":true,...} or {"command":NAME,"ok":false,"error":{"name","message",...}}',
       "for command results. Errors in text mode go to standard error.",
     ],
     run: runNode,
@@ -1165,30 +1399,67 @@ const COMMANDS: Record<string, Command> = {
     },
     run: runPing,
   },
-  shout: oneShot("shout", "join through a bootstrap node, SHOUT TEXT to the network, leave"),
+  shout: oneShot(
+    "shout",
+    NODE_COMMANDS.shout as NodeCommand,
+    "join through a bootstrap node, SHOUT TEXT to the network, leave",
+  ),
   whisper: oneShot(
     "whisper",
+    NODE_COMMANDS.whisper as NodeCommand,
     "join through a bootstrap node, WHISPER TEXT to the node ADDRESS, leave",
   ),
+  dht: {
+    summary:
+      "join through a bootstrap node, use the DHT (get, put, cas, lock, unlock, patch, changes), leave",
+    subcommands: dhtOneShots(),
+  },
   help: {
     summary: "list the commands, or show one command's options",
-    synopsis: "[COMMAND]",
+    synopsis: "[COMMAND [SUBCOMMAND]]",
     options: {},
     run(parsed, { io }) {
-      if (parsed.positionals.length === 0) {
+      const [name, sub, extra] = parsed.positionals;
+      if (name === undefined) {
         io.out(help());
         return Promise.resolve(EXIT_CODES.OK);
       }
-      if (parsed.positionals.length > 1) {
-        throw new UsageError(`unexpected argument "${parsed.positionals[1]}"`);
-      }
-      const name = parsed.positionals[0];
       if (!Object.hasOwn(COMMANDS, name)) throw new UsageError(`unknown command "${name}"`);
-      io.out(commandHelp(name, COMMANDS[name]));
+      const entry = COMMANDS[name];
+      if (!isCommandGroup(entry) || sub === undefined) {
+        const unexpected = isCommandGroup(entry) ? extra : sub;
+        if (unexpected !== undefined) throw new UsageError(`unexpected argument "${unexpected}"`);
+        io.out(isCommandGroup(entry) ? groupHelp(name, entry) : commandHelp(name, entry));
+        return Promise.resolve(EXIT_CODES.OK);
+      }
+      if (!Object.hasOwn(entry.subcommands, sub)) {
+        throw new UsageError(`unknown command "${name} ${sub}"`);
+      }
+      if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+      io.out(commandHelp(`${name} ${sub}`, entry.subcommands[sub]));
       return Promise.resolve(EXIT_CODES.OK);
     },
   },
 };
+
+/** Help of a group of commands: their list. */
+function groupHelp(name: string, group: CommandGroup): string {
+  const subs = Object.entries(group.subcommands);
+  const width = Math.max(...subs.map(([sub]) => sub.length));
+  return [
+    `Usage: carrier ${name} <${Object.keys(group.subcommands).join("|")}> [options]`,
+    "",
+    sentence(group.summary),
+    "",
+    "Options:",
+    ...optionLines({}),
+    "",
+    "Commands:",
+    ...subs.map(([sub, c]) => `  ${sub.padEnd(width)}  ${c.listing ?? c.summary}`),
+    "",
+    `Run \`carrier help ${name} <command>\` or \`carrier ${name} <command> --help\` for a command's options.`,
+  ].join("\n");
+}
 
 function help(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
@@ -1339,7 +1610,7 @@ async function runDemo(parsed: Parsed, { io }: CliContext): Promise<number> {
   io.out("");
   await demoSwarm(io);
   io.out("");
-  io.out("Not yet built: the DHT's values, locks and patches (see the README's status table).");
+  io.out("Not yet built: NAT port mapping (see the README's status table).");
   return EXIT_CODES.OK;
 }
 
@@ -1511,9 +1782,128 @@ async function demoSwarm(io: CliOutput): Promise<void> {
     io.out(
       "(A node that only dials out is a leaf of the SHOUT tree: every node connected to it sends it a copy.)",
     );
+    io.out("");
+    await demoDht(io, nodes);
   } finally {
     await Promise.all(nodes.map((n) => n.close()));
   }
+}
+
+/**
+ * Part of the demo, on the swarm of `demoSwarm` (nodes 20 to 23 accept no
+ * connections: they read and write through the replicas, the 20 closest
+ * listening nodes to a key): a value, a compare-and-swap race, a lock, a
+ * JSON patch.
+ */
+async function demoDht(io: CliOutput, nodes: Node[]): Promise<void> {
+  io.out("== The DHT on the same swarm: values, compare-and-swap, a lock, a JSON patch");
+  const label = (n: Node) =>
+    `node ${nodes.indexOf(n)}${n.listenAddrs.length === 0 ? " (outbound only)" : ""}`;
+  const encode = (text: string) => new TextEncoder().encode(text);
+  const decode = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
+  const since = (t0: number) => `${(performance.now() - t0).toFixed(0)} ms`;
+
+  // A value: put on one node, get on another.
+  const [writer, reader] = [nodes[3], nodes[21]];
+  let t0 = performance.now();
+  const put = await writer.dht.put("greeting", encode("hello, dht"));
+  const putTime = since(t0);
+  t0 = performance.now();
+  const got = await reader.dht.get("greeting");
+  io.out(
+    `${
+      label(writer)
+    } put "greeting" = "hello, dht": version ${put.version} at ${put.replicas} replicas in ${putTime}; ${
+      label(reader)
+    } got "${decode(got?.value)}", version ${got?.version}, in ${since(t0)}`,
+  );
+
+  // A race: each racer adds one to the counter, retrying (read, compare-and-swap) when it loses.
+  const racers = [nodes[1], nodes[6], nodes[11], nodes[16], nodes[22]];
+  await racers[0].dht.cas("counter", encode("0"), 0);
+  let won = 0, lost = 0, uncertain = 0;
+  t0 = performance.now();
+  await Promise.all(racers.map(async (racer) => {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const current = await racer.dht.get("counter");
+      const next = encode(String(Number(decode(current?.value)) + 1));
+      try {
+        await racer.dht.cas("counter", next, current?.version ?? 0);
+        won++;
+        return;
+      } catch (err) {
+        if (err instanceof VersionConflictError) lost++;
+        else if (err instanceof QuorumError) uncertain++;
+        else throw err;
+      }
+      await new Promise((r) => setTimeout(r, Math.random() * 10 * (attempt + 1))); // back off
+    }
+  }));
+  const counter = await nodes[9].dht.get("counter");
+  const count = Number(decode(counter?.value));
+  io.out(
+    `${racers.length} nodes each added 1 to "counter" by compare-and-swap, retrying when they lost, in ${
+      since(t0)
+    }: ${won} acknowledged, ${lost} lost with VersionConflictError${
+      uncertain > 0 ? `, ${uncertain} uncertain (QuorumError)` : ""
+    }; ${label(nodes[9])} reads ${count} at version ${counter?.version}: ${
+      count === won
+        ? "every acknowledged increment, no other"
+        : count > won && count <= won + uncertain
+        ? `every acknowledged increment, and ${count - won} of the uncertain ones`
+        : `MISMATCH with ${won} acknowledged`
+    }`,
+  );
+
+  // A lock: one holder at a time; fencing tokens only grow.
+  const [holder, rival] = [nodes[4], nodes[23]];
+  const lease = await holder.dht.lock("job", { ttl: 5_000 });
+  let refusal = "granted to both: MISMATCH";
+  try {
+    await rival.dht.unlock(await rival.dht.lock("job"));
+  } catch (err) {
+    if (!(err instanceof LockHeldError)) throw err;
+    refusal = `held by ${err.holder.slice(0, 8)}… (${
+      err.holder === holder.address ? label(holder) : "another node"
+    }), token ${err.fencingToken}, ${err.expiresIn} ms left`;
+  }
+  await holder.dht.unlock(lease);
+  const next = await rival.dht.lock("job", { ttl: 5_000 });
+  await rival.dht.unlock(next);
+  io.out(
+    `${label(holder)} locked "job": fencing token ${lease.fencingToken}, lease ${lease.ttl} ms; ${
+      label(rival)
+    } tried: ${refusal}; after the unlock it got the lock with token ${next.fencingToken}`,
+  );
+
+  // A JSON document changed by a patch, and the change read back.
+  const [author, editor, follower] = [nodes[5], nodes[12], nodes[20]];
+  const doc = JSON.stringify({ title: "shopping", items: ["bread"] });
+  const first = await author.dht.put("list", encode(doc));
+  const ops = parseJsonPatch(
+    '[{"op":"add","path":"/items/-","value":"milk"},{"op":"replace","path":"/title","value":"groceries"}]',
+  );
+  const patched = await editor.dht.patch("list", { json: ops }, first.version);
+  const { changes } = await follower.dht.changes("list", first.version);
+  const now = await follower.dht.get("list");
+  io.out(
+    `${label(author)} put "list" = ${doc} (version ${first.version}); ${
+      label(editor)
+    } patched it to version ${patched.version}: ${ops.map((o) => `${o.op} ${o.path}`).join(", ")}`,
+  );
+  io.out(
+    `${label(follower)} read the changes since version ${first.version}: ${changes.length} ${
+      changes.length === 1 ? "change" : "changes"
+    }${
+      changes.map((c) =>
+        `, ${c.baseVersion} -> ${c.version} (${
+          "json" in c.patch
+            ? c.patch.json.map((o) => `${o.op} ${o.path}`).join(", ")
+            : "splices"
+        })`
+      ).join("")
+    }; the value now: ${decode(now?.value)}`,
+  );
 }
 
 /** Loads `--key FILE`, creating it (mode 0600) if it does not exist; else a fresh identity. */
@@ -1686,7 +2076,7 @@ async function runOneShot(
   parsed: Parsed,
   { io }: CliContext,
 ): Promise<number> {
-  const action = command.prepare(parsed);
+  const action = command.prepare(parsed, "one-shot");
   const bootstraps = stringsOf(parsed, "bootstrap");
   if (bootstraps.length === 0) throw new UsageError("--bootstrap ADDRESS@HOST:PORT is required");
   const peers = bootstraps.map((b) => parsePeerAddress(b));
@@ -1727,11 +2117,14 @@ async function runOneShot(
     // around this node's own id, as a joining node does (the SHOUT's tree).
     // The bootstrap node is a route on its own, so a failed lookup is not
     // fatal; a timeout is.
-    const target = action.reach ? nodeIdOf(parseAddress(action.reach)) : node.identity.nodeId;
-    try {
-      await node.lookup(target, { signal: deadline.signal });
-    } catch {
-      if (deadline.signal.aborted) throw deadline.signal.reason;
+    // (A DHT command looks up its key itself.)
+    if (!action.routesItself) {
+      const target = action.reach ? nodeIdOf(parseAddress(action.reach)) : node.identity.nodeId;
+      try {
+        await node.lookup(target, { signal: deadline.signal });
+      } catch {
+        if (deadline.signal.aborted) throw deadline.signal.reason;
+      }
     }
     let outcome: Outcome;
     try {
@@ -1740,7 +2133,7 @@ async function runOneShot(
       throw deadline.signal.aborted ? deadline.signal.reason : err;
     }
     new Printer(io, json).result(name, outcome);
-    return EXIT_CODES.OK;
+    return outcome.exitCode ?? EXIT_CODES.OK;
   } finally {
     clearTimeout(timer);
     await node?.close();
@@ -1851,6 +2244,11 @@ function exitCodeOf(err: unknown): number {
   if (err instanceof KeyFileError) return EXIT_CODES.BAD_KEY_FILE;
   if (err instanceof AddressError || err instanceof PeerAddressError) return EXIT_CODES.BAD_ADDRESS;
   if (err instanceof IdentityMismatchError) return EXIT_CODES.IDENTITY_MISMATCH;
+  if (err instanceof VersionConflictError) return EXIT_CODES.CONFLICT;
+  if (
+    err instanceof LockHeldError ||
+    (err instanceof NackError && err.reason === NackReason.LOCK_HELD)
+  ) return EXIT_CODES.LOCK_HELD;
   if (err instanceof TimeoutError || isDomTimeout(err)) return EXIT_CODES.TIMEOUT;
   if (
     err instanceof DialError || err instanceof HandshakeError ||
@@ -1875,7 +2273,7 @@ export async function main(
   io: CliOutput = consoleOutput,
   input?: ReadableStream<Uint8Array>,
 ): Promise<number> {
-  const [name, ...rest] = args;
+  let [name, ...rest] = args;
   if (name === undefined) {
     io.err(help());
     return EXIT_CODES.USAGE;
@@ -1888,21 +2286,41 @@ export async function main(
     io.err(`carrier: unknown command "${name}"\n\n${help()}`);
     return EXIT_CODES.USAGE;
   }
-  const command = COMMANDS[name];
+  const entry = COMMANDS[name];
+  let command: Command;
+  if (isCommandGroup(entry)) {
+    const [sub, ...more] = rest;
+    if (sub === "--help" || sub === "-h") {
+      io.out(groupHelp(name, entry));
+      return EXIT_CODES.OK;
+    }
+    if (sub === undefined || !Object.hasOwn(entry.subcommands, sub)) {
+      const problem = sub === undefined ? "COMMAND is missing" : `unknown command "${name} ${sub}"`;
+      io.err(`carrier ${name}: ${problem}\n\n${groupHelp(name, entry)}`);
+      return EXIT_CODES.USAGE;
+    }
+    name = `${name} ${sub}`;
+    command = entry.subcommands[sub];
+    rest = more;
+  } else command = entry;
   const context: CliContext = { io, input: () => input ?? Deno.stdin.readable };
+  let parsed: Parsed | undefined;
   try {
-    const parsed = parseWith(command.options, rest);
+    parsed = parseWith(command.options, rest);
     if (flagOf(parsed, "help")) {
       io.out(commandHelp(name, command));
       return EXIT_CODES.OK;
     }
     return await command.run(parsed, context);
   } catch (err) {
-    if (err instanceof UsageError) {
+    const usage = err instanceof UsageError ? err.usage ?? usageLine(name, command) : undefined;
+    if (command.jsonErrors && (parsed ? flagOf(parsed, "json") : rest.includes("--json"))) {
+      new Printer(io, true).failure(name, err, usage);
+    } else if (usage !== undefined) {
       io.err(
-        `carrier ${name}: ${err.message}\n${
-          err.usage ?? usageLine(name, command)
-        }\nRun \`carrier help ${name}\` for its options.`,
+        `carrier ${name}: ${
+          (err as Error).message
+        }\n${usage}\nRun \`carrier help ${name}\` for its options.`,
       );
     } else {
       const prefix = err instanceof CarrierError ? `${err.name}: ` : "";

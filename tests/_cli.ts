@@ -5,13 +5,19 @@ import { fileURLToPath } from "node:url";
 /** The CLI's path. */
 export const CLI: string = fileURLToPath(new URL("../cli.ts", import.meta.url));
 
-/** `deno run` with the permissions the CLI needs (those of `deno task compile`). */
+/**
+ * `deno run` with the permissions the CLI needs, and no others, so that a
+ * new need fails here first: key files (read, write), TCP (net). Nothing in
+ * the CLI, `lib/` or its npm dependencies reads environment variables
+ * (protobuf-es skips its `BUF_BIGINT_DISABLE` check under Deno) or system
+ * information. `--no-prompt`: a missing permission is an error, never a prompt.
+ */
 export const DENO_RUN: readonly string[] = [
   "run",
+  "--no-prompt",
   "--allow-read",
   "--allow-write",
   "--allow-net",
-  "--allow-env",
 ];
 
 /** How long a test waits for one line before it fails, in ms. */
