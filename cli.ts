@@ -32,7 +32,6 @@ import {
   ConnectionClosedError,
   createFrame,
   createNode,
-  decodePayload,
   decompress,
   DEFAULT_PUZZLE_DIFFICULTY,
   type DhtChange,
@@ -40,7 +39,6 @@ import {
   type DhtLease,
   DialError,
   encodeFrame,
-  formatAddress,
   FrameDecoder,
   generateIdentity,
   HandshakeError,
@@ -774,50 +772,16 @@ function leasesOf(node: Node): Map<string, DhtLease> {
   return leases;
 }
 
-/**
- * Releases `lease`; resolves whether it was still held. `node.dht.unlock`
- * ignores the replicas' refusals (a lease of another identity is left in
- * place without a word), so the lease is first renewed for 1 ms: that fails
- * with a LOCK_HELD refusal if another node holds the lock (it was taken with
- * another identity, or it lapsed and was taken again), and with a
- * {@linkcode VersionConflictError} if no one holds it with this token.
- */
+/** Releases `lease`; resolves whether it was still held (see `Dht.unlock`). */
 async function release(node: Node, lease: DhtLease, signal: AbortSignal): Promise<boolean> {
   try {
-    await node.dht.renew(lease, { ttl: 1, signal });
+    return await node.dht.unlock(lease, { signal });
   } catch (err) {
-    if (err instanceof VersionConflictError) return false;
-    if (err instanceof NackError && err.reason === NackReason.LOCK_HELD) {
-      const held = lockHeldOf(err);
-      throw new LockHeldError(
-        `Cannot unlock: the lock is held by ${
-          held.holder || "another node"
-        } (token ${held.fencingToken}) for ${held.expiresIn} ms more; only the identity that took it (its --key) releases it`,
-        { ...held, cause: err },
-      );
-    }
-    throw err;
-  }
-  await node.dht.unlock(lease, { signal });
-  return true;
-}
-
-/** What a replica's LOCK_HELD refusal says: the holder, its token, the time left. */
-function lockHeldOf(nack: NackError): { holder: string; fencingToken: number; expiresIn: number } {
-  const spec = PROTOCOL_OPCODES.find((s) => s.opcode === Opcode.DHT_LOCK)!;
-  try {
-    const held = decodePayload(spec.nack!, nack.data) as unknown as {
-      holder: Uint8Array;
-      fencingToken: bigint;
-      expiresInMs: bigint;
-    };
-    return {
-      holder: formatAddress(held.holder),
-      fencingToken: Number(held.fencingToken),
-      expiresIn: Number(held.expiresInMs),
-    };
-  } catch {
-    return { holder: "", fencingToken: 0, expiresIn: 0 };
+    if (!(err instanceof LockHeldError)) throw err;
+    throw new LockHeldError(
+      `Cannot unlock: the lock is held by ${err.holder} (token ${err.fencingToken}) for ${err.expiresIn} ms more; only the identity that took it (its --key) releases it`,
+      { holder: err.holder, fencingToken: err.fencingToken, expiresIn: err.expiresIn, cause: err },
+    );
   }
 }
 

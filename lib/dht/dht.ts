@@ -47,6 +47,7 @@ import {
   FindValueReplySchema,
   FindValueRequestSchema,
   LockGrantSchema,
+  type LockHeld,
   LockHeldSchema,
   LockRequestSchema,
   type Patch,
@@ -58,6 +59,7 @@ import {
   type Record,
   StoreReplySchema,
   StoreRequestSchema,
+  UnlockReplySchema,
   UnlockRequestSchema,
   VersionConflictSchema,
 } from "../../gen/carrier/v1/dht_pb.ts";
@@ -82,7 +84,33 @@ import type { JsonPatchOperation, Splice } from "./patch.ts";
 import { checkRecord, checkVersion, createRecord, type DhtKey, dhtKey } from "./record.ts";
 import { applyPatch, DhtStore, type DhtStoreOptions, Refusal } from "./store.ts";
 
-/** What the DHT needs from the node that carries it. */
+/**
+ * What the DHT needs from the node that carries it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   contactOf,
+ *   Dht,
+ *   type DhtHost,
+ *   generateIdentitySync,
+ *   ManualClock,
+ *   RoutingTable,
+ * } from "@carrier/p2p";
+ * const identity = generateIdentitySync({ difficulty: 0 });
+ * const host: DhtHost = {
+ *   contact: contactOf(identity.publicKey, identity.address, ["mem:me"]), // it listens: a replica
+ *   identity,
+ *   table: new RoutingTable(identity.nodeId),
+ *   clock: new ManualClock(),
+ *   request: () => Promise.reject(new Error("no peers")),
+ * };
+ * const dht = new Dht(host); // alone: it is the only replica
+ * await dht.put("key", "value");
+ * assert.equal((await dht.get("key"))?.version, 1);
+ * ```
+ */
 export interface DhtHost {
   /** This node as a contact (its listen addresses say whether it can be a replica). */
   readonly contact: Contact;
@@ -106,7 +134,20 @@ export interface DhtHost {
   ): Promise<Uint8Array>;
 }
 
-/** Options of a node's DHT (`NodeOptions.dht`). */
+/**
+ * Options of a node's DHT (`NodeOptions.dht`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtOptions, MemoryNetwork } from "@carrier/p2p";
+ * const dht: DhtOptions = { replicas: 3, readQuorum: 2, requestTimeout: 2_000 };
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"], dht });
+ * const { replicas } = await node.dht.put("config", "v1");
+ * assert.equal(replicas, 1); // a network of one: this node is the only replica
+ * ```
+ */
 export interface DhtOptions extends Omit<DhtStoreOptions, "clock"> {
   /** Replicas per key (R). @default {k (20)} */
   replicas?: number;
@@ -124,13 +165,38 @@ export interface DhtOptions extends Omit<DhtStoreOptions, "clock"> {
   maxPublished?: number;
 }
 
-/** Options of every DHT call. */
+/**
+ * Options of every DHT call.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtCallOptions, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * const options: DhtCallOptions = { signal: AbortSignal.abort(new Error("cancelled")) };
+ * await assert.rejects(node.dht.get("config", options), { message: "cancelled" });
+ * ```
+ */
 export interface DhtCallOptions {
   /** Cancels the call. */
   signal?: AbortSignal;
 }
 
-/** Options of {@linkcode Dht.put}, {@linkcode Dht.cas} and {@linkcode Dht.patch}. */
+/**
+ * Options of {@linkcode Dht.put}, {@linkcode Dht.cas} and {@linkcode Dht.patch}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtWriteOptions, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * const options: DhtWriteOptions = { owned: true, ttl: 60_000 };
+ * await node.dht.cas("name", "alice", 0, options); // claims the name if nobody has
+ * assert.equal((await node.dht.get("name"))?.owner, node.address);
+ * ```
+ */
 export interface DhtWriteOptions extends DhtCallOptions {
   /** Sign the record as this node's: replicas then refuse other writers. @default {false} */
   owned?: boolean;
@@ -138,19 +204,61 @@ export interface DhtWriteOptions extends DhtCallOptions {
   ttl?: number;
 }
 
-/** Options of {@linkcode Dht.put}. */
+/**
+ * Options of {@linkcode Dht.put}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtPutOptions, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * const options: DhtPutOptions = { version: 10, owned: true, ttl: 60_000 };
+ * assert.equal((await node.dht.put("config", "v10", options)).version, 10);
+ * assert.equal((await node.dht.get("config"))?.owner, node.address);
+ * ```
+ */
 export interface DhtPutOptions extends DhtWriteOptions {
   /** The version to write. @default {one above the highest version found} */
   version?: number;
 }
 
-/** Options of {@linkcode Dht.lock} and {@linkcode Dht.renew}. */
+/**
+ * Options of {@linkcode Dht.lock} and {@linkcode Dht.renew}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtLockOptions, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * const options: DhtLockOptions = { ttl: 2_000 };
+ * const lease = await node.dht.lock("job", options);
+ * assert.equal(lease.ttl, 2_000);
+ * await node.dht.unlock(lease);
+ * ```
+ */
 export interface DhtLockOptions extends DhtCallOptions {
   /** Lease time, in ms (replicas cap it at `maxLockTtl`). @default {10_000} */
   ttl?: number;
 }
 
-/** A value read from the DHT. */
+/**
+ * A value read from the DHT.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, dhtKey, type DhtValue, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await node.dht.put("greeting", "hello");
+ * const found: DhtValue | undefined = await node.dht.get("greeting");
+ * assert.deepEqual(found?.key, dhtKey("greeting"));
+ * assert.equal(new TextDecoder().decode(found?.value), "hello");
+ * assert.equal(found?.version, 1);
+ * ```
+ */
 export interface DhtValue {
   /** The 32-byte key. */
   key: Uint8Array;
@@ -162,7 +270,19 @@ export interface DhtValue {
   owner?: string;
 }
 
-/** What a write did. */
+/**
+ * What a write did.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtWriteResult, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * const result: DhtWriteResult = await node.dht.cas("counter", "1", 0);
+ * assert.deepEqual(result, { version: 1, replicas: 1 });
+ * ```
+ */
 export interface DhtWriteResult {
   /** The version written. */
   version: number;
@@ -170,7 +290,22 @@ export interface DhtWriteResult {
   replicas: number;
 }
 
-/** A lock held by this node. */
+/**
+ * A lock held by this node.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtLease, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * const lease: DhtLease = await node.dht.lock("job");
+ * await node.dht.unlock(lease);
+ * const next = await node.dht.lock("job");
+ * assert(next.fencingToken > lease.fencingToken); // tokens only grow
+ * await node.dht.unlock(next);
+ * ```
+ */
 export interface DhtLease {
   /** The lock's 32-byte key. */
   key: Uint8Array;
@@ -182,10 +317,40 @@ export interface DhtLease {
   expiresAt: number;
 }
 
-/** A patch: RFC 6902 JSON Patch operations (JSON values) or byte splices (binary values). */
+/**
+ * A patch: RFC 6902 JSON Patch operations (JSON values) or byte splices (binary values).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtPatch, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await node.dht.put("doc", JSON.stringify({ n: 1 }));
+ * const patch: DhtPatch = { json: [{ op: "replace", path: "/n", value: 2 }] };
+ * assert.equal((await node.dht.patch("doc", patch, 1)).version, 2);
+ * assert.equal(new TextDecoder().decode((await node.dht.get("doc"))?.value), '{"n":2}');
+ * ```
+ */
 export type DhtPatch = { json: JsonPatchOperation[] } | { splices: Splice[] };
 
-/** One change in a key's history. */
+/**
+ * One change in a key's history.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtChange, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await node.dht.put("log", new Uint8Array([1, 2, 3]));
+ * const append = { offset: 3, deleteCount: 0, insert: new Uint8Array([4]) };
+ * await node.dht.patch("log", { splices: [append] }, 1);
+ * const [change]: DhtChange[] = (await node.dht.changes("log", 1)).changes;
+ * assert.deepEqual([change.baseVersion, change.version], [1, 2]);
+ * assert("splices" in change.patch);
+ * ```
+ */
 export interface DhtChange {
   /** The version it applies to. */
   baseVersion: number;
@@ -197,7 +362,23 @@ export interface DhtChange {
   valueHash: Uint8Array;
 }
 
-/** What {@linkcode Dht.changes} found. */
+/**
+ * What {@linkcode Dht.changes} found.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { applyChanges, createNode, type DhtChanges, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await node.dht.put("doc", "[1]");
+ * const base = await node.dht.get("doc");
+ * await node.dht.patch("doc", { json: [{ op: "add", path: "/-", value: 2 }] }, 1);
+ * const changes: DhtChanges = await node.dht.changes("doc", 1);
+ * assert.equal(changes.currentVersion, 2);
+ * assert.equal(new TextDecoder().decode(applyChanges(base, changes)?.value), "[1,2]");
+ * ```
+ */
 export interface DhtChanges {
   /** The version the replica holds (0: no value). */
   currentVersion: number;
@@ -207,7 +388,22 @@ export interface DhtChanges {
   value?: DhtValue;
 }
 
-/** What {@linkcode Dht.lookup} found. */
+/**
+ * What {@linkcode Dht.lookup} found.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtLookup, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * await b.connect(a.peerAddresses[0]);
+ * const found: DhtLookup = await b.dht.lookup("config");
+ * assert.deepEqual(found.closest, [a.address]);
+ * assert.equal(found.hops, 1);
+ * ```
+ */
 export interface DhtLookup {
   /** Addresses of up to k nodes closest to the key that answered, closest first. */
   closest: string[];
@@ -370,8 +566,8 @@ export class Dht {
       }
       case Opcode.DHT_UNLOCK: {
         const request = decode(() => decodePayload(UnlockRequestSchema, payload));
-        this.#store.unlock(request.key, request.fencingToken, from);
-        return new Uint8Array(0);
+        const released = this.#store.unlock(request.key, request.fencingToken, from);
+        return toBinary(UnlockReplySchema, create(UnlockReplySchema, { released }));
       }
       default:
         throw new Refusal(NackReason.UNKNOWN_OPCODE, `Opcode ${opcode} is not a DHT opcode`);
@@ -672,20 +868,8 @@ export class Dht {
     // Lost: release what was granted, so that another acquirer can win.
     await this.#release(k, 0, granted);
     options.signal?.throwIfAborted();
-    const held = first.flatMap((r) =>
-      r.status === "rejected" && r.reason instanceof NackError &&
-        r.reason.reason === NackReason.LOCK_HELD
-        ? [decodePayload(LockHeldSchema, r.reason.data)]
-        : []
-    );
-    if (held.length > 0) {
-      const top = held.reduce((a, b) => (b.fencingToken > a.fencingToken ? b : a));
-      const holder = formatAddress(top.holder);
-      throw new LockHeldError(
-        `The lock is held by ${holder} (token ${top.fencingToken}) for ${top.expiresInMs} ms more`,
-        { holder, fencingToken: Number(top.fencingToken), expiresIn: Number(top.expiresInMs) },
-      );
-    }
+    const held = heldBy(first);
+    if (held.length > 0) throw lockHeldError(held);
     throw failure(first, replicas.length, "lock", quorum);
   }
 
@@ -713,17 +897,40 @@ export class Dht {
       r.status === "fulfilled" ? [decodePayload(LockGrantSchema, r.value)] : []
     );
     const quorum = majority(replicas.length);
-    if (grants.length < quorum) throw failure(results, replicas.length, "renew", quorum);
+    if (grants.length < quorum) {
+      const held = heldBy(results);
+      if (held.length > 0) throw lockHeldError(held);
+      const lost = results.some((r) =>
+        r.status === "rejected" && r.reason instanceof NackError &&
+        r.reason.reason === NackReason.VERSION_CONFLICT
+      );
+      throw lost
+        ? new QuorumError(
+          `The lease (token ${lease.fencingToken}) was lost: it lapsed or was released`,
+        )
+        : failure(results, replicas.length, "renew", quorum);
+    }
     const leaseTtl = Math.min(...grants.map((g) => Number(g.ttlMs)));
     const renewed = { ...lease, ttl: leaseTtl, expiresAt: started + leaseTtl };
     this.#leaseReplicas.set(renewed, replicas);
     return renewed;
   }
 
-  /** Releases a lease (at every replica that answers; a lapsed lease is no error). */
-  async unlock(lease: DhtLease, options: DhtCallOptions = {}): Promise<void> {
+  /**
+   * Releases a lease at every replica that answers. A lease that lapsed or
+   * was released already is no error.
+   *
+   * @returns Whether a replica still held the lease (false: it had lapsed or was released already).
+   * @throws {LockHeldError} when a majority of the replicas say another node holds the lock (a lease of another identity).
+   */
+  async unlock(lease: DhtLease, options: DhtCallOptions = {}): Promise<boolean> {
     const replicas = this.#leaseReplicas.get(lease) ?? await this.#replicasOf(lease.key, options);
-    await this.#release(lease.key, lease.fencingToken, replicas, options.signal);
+    const results = await this.#release(lease.key, lease.fencingToken, replicas, options.signal);
+    const held = heldBy(results);
+    if (held.length >= majority(replicas.length)) throw lockHeldError(held);
+    return results.some((r) =>
+      r.status === "fulfilled" && decodePayload(UnlockReplySchema, r.value).released
+    );
   }
 
   /**
@@ -875,12 +1082,12 @@ export class Dht {
     token: number,
     replicas: readonly Contact[],
     signal?: AbortSignal,
-  ): Promise<void> {
+  ): Promise<PromiseSettledResult<Uint8Array>[]> {
     const payload = toBinary(
       UnlockRequestSchema,
       create(UnlockRequestSchema, { key, fencingToken: BigInt(token) }),
     );
-    await Promise.allSettled(
+    return await Promise.allSettled(
       replicas.map((c) => this.#send(c, Opcode.DHT_UNLOCK, payload, signal)),
     );
   }
@@ -1111,6 +1318,26 @@ function checkTarget(target: Uint8Array, what: string): void {
       `${what} must be ${NODE_ID_LENGTH} bytes, got ${target.length}`,
     );
   }
+}
+
+/** The `LockHeld` data of the replicas that answered NACK `LOCK_HELD`. */
+function heldBy(results: readonly PromiseSettledResult<unknown>[]): LockHeld[] {
+  return results.flatMap((r) =>
+    r.status === "rejected" && r.reason instanceof NackError &&
+      r.reason.reason === NackReason.LOCK_HELD
+      ? [decodePayload(LockHeldSchema, r.reason.data)]
+      : []
+  );
+}
+
+/** The error naming the holder most replicas report (the highest token among them). */
+function lockHeldError(held: readonly LockHeld[]): LockHeldError {
+  const top = held.reduce((a, b) => (b.fencingToken > a.fencingToken ? b : a));
+  const holder = formatAddress(top.holder);
+  return new LockHeldError(
+    `The lock is held by ${holder} (token ${top.fencingToken}) for ${top.expiresInMs} ms more`,
+    { holder, fencingToken: Number(top.fencingToken), expiresIn: Number(top.expiresInMs) },
+  );
 }
 
 function majority(n: number): number {

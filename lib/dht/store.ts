@@ -54,7 +54,20 @@ import { formatAddress, parseAddress } from "../identity/address.ts";
 import { applyJsonPatchToBytes, applySplices, parseJsonPatch } from "./patch.ts";
 import { checkRecord, DEFAULT_MAX_VALUE_SIZE, DHT_KEY_LENGTH } from "./record.ts";
 
-/** Limits and times of a {@linkcode DhtStore}. */
+/**
+ * Limits and times of a {@linkcode DhtStore}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtStoreOptions, MemoryNetwork, RecordError } from "@carrier/p2p";
+ * const dht: DhtStoreOptions = { maxValueSize: 16, maxRecords: 100 };
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"], dht });
+ * await node.dht.put("small", new Uint8Array(16));
+ * await assert.rejects(node.dht.put("large", new Uint8Array(17)), RecordError);
+ * ```
+ */
 export interface DhtStoreOptions {
   /** Source of time. @default {systemClock} */
   clock?: Clock;
@@ -78,7 +91,21 @@ export interface DhtStoreOptions {
   maxLockTtl?: number;
 }
 
-/** A refused request: the NACK's reason, message and typed data. */
+/**
+ * A refused request: the NACK's reason, message and typed data.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, NackReason, Opcode, Refusal } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * assert.throws(
+ *   () => node.dht.serve(Opcode.STORE, new Uint8Array([0xff]), node.address), // not a StoreRequest
+ *   (error) => error instanceof Refusal && error.reason === NackReason.MALFORMED,
+ * );
+ * ```
+ */
 export class Refusal extends Error {
   /** The `NackReason`. */
   readonly reason: NackReason;
@@ -353,17 +380,18 @@ export class DhtStore {
     return create(LockGrantSchema, { fencingToken: BigInt(state.token), ttlMs: BigInt(ttl) });
   }
 
-  /** DHT_UNLOCK: releases `requester`'s lease; releasing a lease not held is not an error. */
-  unlock(key: Uint8Array, fencingToken: bigint, requester: string): void {
+  /** DHT_UNLOCK: releases `requester`'s lease; returns whether there was one to release. */
+  unlock(key: Uint8Array, fencingToken: bigint, requester: string): boolean {
     if (key.length !== DHT_KEY_LENGTH) {
       throw new Refusal(NackReason.MALFORMED, "DHT_UNLOCK needs a 32-byte key");
     }
     const now = this.#clock.now();
     const state = this.#locks.get(toHex(key));
-    if (!state || state.holder === undefined || state.expiresAt <= now) return;
+    if (!state || state.holder === undefined || state.expiresAt <= now) return false;
     if (state.holder !== requester) throw this.#held(state, now);
-    if (fencingToken !== 0n && BigInt(state.token) !== fencingToken) return; // an older lease
+    if (fencingToken !== 0n && BigInt(state.token) !== fencingToken) return false; // an older lease
     state.holder = undefined;
+    return true;
   }
 
   // ---- internals ----

@@ -25,6 +25,7 @@ import {
   PatchRequestSchema,
   StoreReplySchema,
   StoreRequestSchema,
+  UnlockReplySchema,
   UnlockRequestSchema,
   VersionConflictSchema,
 } from "../../gen/carrier/v1/dht_pb.ts";
@@ -48,13 +49,48 @@ import { OpcodeRegistryError, PayloadDecodeError, UnknownOpcodeError } from "../
 
 export { Opcode };
 
-/** The first application opcode. Values below it belong to the protocol. */
+/**
+ * The first application opcode. Values below it belong to the protocol.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+ * import { APPLICATION_OPCODE_MIN, defineOpcode, OpcodeRegistryError } from "@carrier/p2p";
+ * const init = { request: StringValueSchema };
+ * assert.equal(defineOpcode(APPLICATION_OPCODE_MIN, init).name, "APP_1000");
+ * assert.throws(() => defineOpcode(APPLICATION_OPCODE_MIN - 1, init), OpcodeRegistryError);
+ * ```
+ */
 export const APPLICATION_OPCODE_MIN = 1000;
 
-/** The largest opcode a frame can carry (uint32). */
+/**
+ * The largest opcode a frame can carry (uint32).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+ * import { defineOpcode, OPCODE_MAX, OpcodeRegistryError } from "@carrier/p2p";
+ * const init = { request: StringValueSchema };
+ * assert.equal(defineOpcode(OPCODE_MAX, init).opcode, 2 ** 32 - 1);
+ * assert.throws(() => defineOpcode(OPCODE_MAX + 1, init), OpcodeRegistryError);
+ * ```
+ */
 export const OPCODE_MAX = 0xffff_ffff;
 
-/** What an opcode carries. */
+/**
+ * What an opcode carries.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { OpcodeRegistry, type OpcodeSpec } from "@carrier/p2p";
+ * const oneWay: OpcodeSpec[] = new OpcodeRegistry().list().filter((spec) => spec.oneWay);
+ * const names = oneWay.map((spec) => spec.name);
+ * assert.deepEqual(names, ["ACK", "NACK", "SHOUT", "SPEAK", "DISCONNECT"]);
+ * ```
+ */
 export interface OpcodeSpec<
   Request extends Schema = Schema,
   Reply extends Schema = Schema,
@@ -129,7 +165,7 @@ export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze([
     reply: LockGrantSchema,
     nack: LockHeldSchema,
   }),
-  spec(Opcode.DHT_UNLOCK, UnlockRequestSchema, { nack: LockHeldSchema }),
+  spec(Opcode.DHT_UNLOCK, UnlockRequestSchema, { reply: UnlockReplySchema, nack: LockHeldSchema }),
   spec(Opcode.DHT_PATCH, PatchRequestSchema, {
     reply: StoreReplySchema,
     nack: VersionConflictSchema,
@@ -137,7 +173,23 @@ export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze([
   spec(Opcode.DHT_CHANGES, ChangesRequestSchema, { reply: ChangesReplySchema }),
 ]);
 
-/** An application opcode's definition, for {@linkcode OpcodeRegistry.register}. */
+/**
+ * An application opcode's definition, for {@linkcode OpcodeRegistry.register}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+ * import { type ApplicationOpcodeInit, OpcodeRegistry } from "@carrier/p2p";
+ * const init: ApplicationOpcodeInit<typeof StringValueSchema, typeof StringValueSchema> = {
+ *   name: "NOTE",
+ *   request: StringValueSchema,
+ *   oneWay: true,
+ * };
+ * const spec = new OpcodeRegistry().register(1001, init);
+ * assert(spec.oneWay && spec.reply === undefined);
+ * ```
+ */
 export interface ApplicationOpcodeInit<
   Request extends Schema,
   Reply extends Schema,
@@ -280,6 +332,16 @@ export class OpcodeRegistry {
  * Decodes `bytes` as a message of `schema`.
  *
  * @throws {PayloadDecodeError} naming the schema and the parse failure.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+ * import { decodePayload, encodePayload } from "@carrier/p2p";
+ * const bytes = encodePayload(StringValueSchema, create(StringValueSchema, { value: "hi" }));
+ * assert.equal(decodePayload(StringValueSchema, bytes).value, "hi");
+ * ```
  */
 export function decodePayload<Desc extends Schema>(
   schema: Desc,
@@ -298,7 +360,19 @@ export function decodePayload<Desc extends Schema>(
   }
 }
 
-/** Encodes a message of `schema` (the inverse of {@linkcode decodePayload}). */
+/**
+ * Encodes a message of `schema` (the inverse of {@linkcode decodePayload}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+ * import { encodePayload } from "@carrier/p2p";
+ * const bytes = encodePayload(StringValueSchema, create(StringValueSchema, { value: "hi" }));
+ * assert.deepEqual(bytes, new Uint8Array([0x0a, 2, 0x68, 0x69])); // field 1, 2 bytes, "hi"
+ * ```
+ */
 export function encodePayload<Desc extends Schema>(
   schema: Desc,
   message: MessageOf<Desc>,

@@ -172,7 +172,13 @@ Deno.test("DHT: 20 nodes over TCP", async (t) => {
         await next.dht.unlock(renewed);
         const third = await nodes[2].dht.lock("lease");
         assert.ok(third.fencingToken > taken.fencingToken);
+        // Another node cannot release it; releasing a lease released already is no error.
+        await assert.rejects(
+          nodes[3].dht.unlock({ ...third }),
+          (err: unknown) => err instanceof LockHeldError && err.holder === nodes[2].address,
+        );
         await nodes[2].dht.unlock(third);
+        await next.dht.unlock(renewed);
       },
     );
 

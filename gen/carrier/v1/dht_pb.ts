@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file carrier/v1/dht.proto.
  */
 export const file_carrier_v1_dht: GenFile = /*@__PURE__*/
-  fileDesc("ChRjYXJyaWVyL3YxL2RodC5wcm90bxIKY2Fycmllci52MSJaCghQZWVySW5mbxIPCgdhZGRyZXNzGAEgASgMEhQKDGxpc3Rlbl9hZGRycxgCIAMoCRIXCg9hY2NlcHRzX2luYm91bmQYAyABKAgSDgoGcmVsYXlzGAQgAygMImcKBlJlY29yZBILCgNrZXkYASABKAwSDQoFdmFsdWUYAiABKAwSDwoHdmVyc2lvbhgDIAEoBBINCgVvd25lchgEIAEoDBIRCglzaWduYXR1cmUYBSABKAwSDgoGdHRsX21zGAYgASgEIiEKD0ZpbmROb2RlUmVxdWVzdBIOCgZ0YXJnZXQYASABKAwiNAoNRmluZE5vZGVSZXBseRIjCgVwZWVycxgBIAMoCzIULmNhcnJpZXIudjEuUGVlckluZm8iHwoQRmluZFZhbHVlUmVxdWVzdBILCgNrZXkYASABKAwiWQoORmluZFZhbHVlUmVwbHkSIgoGcmVjb3JkGAEgASgLMhIuY2Fycmllci52MS5SZWNvcmQSIwoFcGVlcnMYAiADKAsyFC5jYXJyaWVyLnYxLlBlZXJJbmZvIjIKDFN0b3JlUmVxdWVzdBIiCgZyZWNvcmQYASABKAsyEi5jYXJyaWVyLnYxLlJlY29yZCIdCgpTdG9yZVJlcGx5Eg8KB3ZlcnNpb24YASABKAQiXQoPVmVyc2lvbkNvbmZsaWN0EhcKD2N1cnJlbnRfdmVyc2lvbhgBIAEoBBIjCgdjdXJyZW50GAIgASgLMhIuY2Fycmllci52MS5SZWNvcmQSDAoEYnVzeRgDIAEoCCKBAQoKQ2FzUmVxdWVzdBIiCgZyZWNvcmQYASABKAsyEi5jYXJyaWVyLnYxLlJlY29yZBIYChBleHBlY3RlZF92ZXJzaW9uGAIgASgEEhAKCHByb3Bvc2FsGAMgASgMEiMKBXBoYXNlGAQgASgOMhQuY2Fycmllci52MS5DYXNQaGFzZSJcCgtMb2NrUmVxdWVzdBILCgNrZXkYASABKAwSDgoGdHRsX21zGAIgASgEEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSGQoRbWluX2ZlbmNpbmdfdG9rZW4YBCABKAQiMgoJTG9ja0dyYW50EhUKDWZlbmNpbmdfdG9rZW4YASABKAQSDgoGdHRsX21zGAIgASgEIkgKCExvY2tIZWxkEg4KBmhvbGRlchgBIAEoDBIVCg1mZW5jaW5nX3Rva2VuGAIgASgEEhUKDWV4cGlyZXNfaW5fbXMYAyABKAQiMwoNVW5sb2NrUmVxdWVzdBILCgNrZXkYASABKAwSFQoNZmVuY2luZ190b2tlbhgCIAEoBCJCCgpCeXRlU3BsaWNlEg4KBm9mZnNldBgBIAEoBBIUCgxkZWxldGVfY291bnQYAiABKAQSDgoGaW5zZXJ0GAMgASgMIrsBCgVQYXRjaBIUCgxiYXNlX3ZlcnNpb24YASABKAQSDwoHdmVyc2lvbhgCIAEoBBInCgZmb3JtYXQYAyABKA4yFy5jYXJyaWVyLnYxLlBhdGNoRm9ybWF0EicKB3NwbGljZXMYBCADKAsyFi5jYXJyaWVyLnYxLkJ5dGVTcGxpY2USEgoKanNvbl9wYXRjaBgFIAEoCRISCgp2YWx1ZV9oYXNoGAYgASgMEhEKCXNpZ25hdHVyZRgHIAEoDCJuCgxQYXRjaFJlcXVlc3QSCwoDa2V5GAEgASgMEiAKBXBhdGNoGAIgASgLMhEuY2Fycmllci52MS5QYXRjaBIQCghwcm9wb3NhbBgDIAEoDBINCgVvd25lchgEIAEoDBIOCgZ0dGxfbXMYBSABKAQiNAoOQ2hhbmdlc1JlcXVlc3QSCwoDa2V5GAEgASgMEhUKDXNpbmNlX3ZlcnNpb24YAiABKAQibwoMQ2hhbmdlc1JlcGx5EiIKB3BhdGNoZXMYASADKAsyES5jYXJyaWVyLnYxLlBhdGNoEiIKBnJlY29yZBgCIAEoCzISLmNhcnJpZXIudjEuUmVjb3JkEhcKD2N1cnJlbnRfdmVyc2lvbhgDIAEoBCpnCghDYXNQaGFzZRIZChVDQVNfUEhBU0VfVU5TUEVDSUZJRUQQABIVChFDQVNfUEhBU0VfUFJFUEFSRRABEhQKEENBU19QSEFTRV9DT01NSVQQAhITCg9DQVNfUEhBU0VfQUJPUlQQAypmCgtQYXRjaEZvcm1hdBIcChhQQVRDSF9GT1JNQVRfVU5TUEVDSUZJRUQQABIcChhQQVRDSF9GT1JNQVRfQllURV9TUExJQ0UQARIbChdQQVRDSF9GT1JNQVRfSlNPTl9QQVRDSBACYgZwcm90bzM");
+  fileDesc("ChRjYXJyaWVyL3YxL2RodC5wcm90bxIKY2Fycmllci52MSJaCghQZWVySW5mbxIPCgdhZGRyZXNzGAEgASgMEhQKDGxpc3Rlbl9hZGRycxgCIAMoCRIXCg9hY2NlcHRzX2luYm91bmQYAyABKAgSDgoGcmVsYXlzGAQgAygMImcKBlJlY29yZBILCgNrZXkYASABKAwSDQoFdmFsdWUYAiABKAwSDwoHdmVyc2lvbhgDIAEoBBINCgVvd25lchgEIAEoDBIRCglzaWduYXR1cmUYBSABKAwSDgoGdHRsX21zGAYgASgEIiEKD0ZpbmROb2RlUmVxdWVzdBIOCgZ0YXJnZXQYASABKAwiNAoNRmluZE5vZGVSZXBseRIjCgVwZWVycxgBIAMoCzIULmNhcnJpZXIudjEuUGVlckluZm8iHwoQRmluZFZhbHVlUmVxdWVzdBILCgNrZXkYASABKAwiWQoORmluZFZhbHVlUmVwbHkSIgoGcmVjb3JkGAEgASgLMhIuY2Fycmllci52MS5SZWNvcmQSIwoFcGVlcnMYAiADKAsyFC5jYXJyaWVyLnYxLlBlZXJJbmZvIjIKDFN0b3JlUmVxdWVzdBIiCgZyZWNvcmQYASABKAsyEi5jYXJyaWVyLnYxLlJlY29yZCIdCgpTdG9yZVJlcGx5Eg8KB3ZlcnNpb24YASABKAQiXQoPVmVyc2lvbkNvbmZsaWN0EhcKD2N1cnJlbnRfdmVyc2lvbhgBIAEoBBIjCgdjdXJyZW50GAIgASgLMhIuY2Fycmllci52MS5SZWNvcmQSDAoEYnVzeRgDIAEoCCKBAQoKQ2FzUmVxdWVzdBIiCgZyZWNvcmQYASABKAsyEi5jYXJyaWVyLnYxLlJlY29yZBIYChBleHBlY3RlZF92ZXJzaW9uGAIgASgEEhAKCHByb3Bvc2FsGAMgASgMEiMKBXBoYXNlGAQgASgOMhQuY2Fycmllci52MS5DYXNQaGFzZSJcCgtMb2NrUmVxdWVzdBILCgNrZXkYASABKAwSDgoGdHRsX21zGAIgASgEEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSGQoRbWluX2ZlbmNpbmdfdG9rZW4YBCABKAQiMgoJTG9ja0dyYW50EhUKDWZlbmNpbmdfdG9rZW4YASABKAQSDgoGdHRsX21zGAIgASgEIkgKCExvY2tIZWxkEg4KBmhvbGRlchgBIAEoDBIVCg1mZW5jaW5nX3Rva2VuGAIgASgEEhUKDWV4cGlyZXNfaW5fbXMYAyABKAQiMwoNVW5sb2NrUmVxdWVzdBILCgNrZXkYASABKAwSFQoNZmVuY2luZ190b2tlbhgCIAEoBCIfCgtVbmxvY2tSZXBseRIQCghyZWxlYXNlZBgBIAEoCCJCCgpCeXRlU3BsaWNlEg4KBm9mZnNldBgBIAEoBBIUCgxkZWxldGVfY291bnQYAiABKAQSDgoGaW5zZXJ0GAMgASgMIrsBCgVQYXRjaBIUCgxiYXNlX3ZlcnNpb24YASABKAQSDwoHdmVyc2lvbhgCIAEoBBInCgZmb3JtYXQYAyABKA4yFy5jYXJyaWVyLnYxLlBhdGNoRm9ybWF0EicKB3NwbGljZXMYBCADKAsyFi5jYXJyaWVyLnYxLkJ5dGVTcGxpY2USEgoKanNvbl9wYXRjaBgFIAEoCRISCgp2YWx1ZV9oYXNoGAYgASgMEhEKCXNpZ25hdHVyZRgHIAEoDCJuCgxQYXRjaFJlcXVlc3QSCwoDa2V5GAEgASgMEiAKBXBhdGNoGAIgASgLMhEuY2Fycmllci52MS5QYXRjaBIQCghwcm9wb3NhbBgDIAEoDBINCgVvd25lchgEIAEoDBIOCgZ0dGxfbXMYBSABKAQiNAoOQ2hhbmdlc1JlcXVlc3QSCwoDa2V5GAEgASgMEhUKDXNpbmNlX3ZlcnNpb24YAiABKAQibwoMQ2hhbmdlc1JlcGx5EiIKB3BhdGNoZXMYASADKAsyES5jYXJyaWVyLnYxLlBhdGNoEiIKBnJlY29yZBgCIAEoCzISLmNhcnJpZXIudjEuUmVjb3JkEhcKD2N1cnJlbnRfdmVyc2lvbhgDIAEoBCpnCghDYXNQaGFzZRIZChVDQVNfUEhBU0VfVU5TUEVDSUZJRUQQABIVChFDQVNfUEhBU0VfUFJFUEFSRRABEhQKEENBU19QSEFTRV9DT01NSVQQAhITCg9DQVNfUEhBU0VfQUJPUlQQAypmCgtQYXRjaEZvcm1hdBIcChhQQVRDSF9GT1JNQVRfVU5TUEVDSUZJRUQQABIcChhQQVRDSF9GT1JNQVRfQllURV9TUExJQ0UQARIbChdQQVRDSF9GT1JNQVRfSlNPTl9QQVRDSBACYgZwcm90bzM");
 
 /**
  * How to reach a node.
@@ -455,7 +455,7 @@ export type UnlockRequest = Message<"carrier.v1.UnlockRequest"> & {
   key: Uint8Array;
 
   /**
-   * The held fencing token.
+   * The held fencing token (0: whatever lease the requester holds).
    *
    * @generated from field: uint64 fencing_token = 2;
    */
@@ -468,6 +468,28 @@ export type UnlockRequest = Message<"carrier.v1.UnlockRequest"> & {
  */
 export const UnlockRequestSchema: GenMessage<UnlockRequest> = /*@__PURE__*/
   messageDesc(file_carrier_v1_dht, 13);
+
+/**
+ * Data of DHT_UNLOCK's ACK.
+ *
+ * @generated from message carrier.v1.UnlockReply
+ */
+export type UnlockReply = Message<"carrier.v1.UnlockReply"> & {
+  /**
+   * Whether the replica released a lease (false: it held none of the
+   * requester's with that token: lapsed, or released already).
+   *
+   * @generated from field: bool released = 1;
+   */
+  released: boolean;
+};
+
+/**
+ * Describes the message carrier.v1.UnlockReply.
+ * Use `create(UnlockReplySchema)` to create a new message.
+ */
+export const UnlockReplySchema: GenMessage<UnlockReply> = /*@__PURE__*/
+  messageDesc(file_carrier_v1_dht, 14);
 
 /**
  * Replace delete_count bytes at offset with insert.
@@ -502,7 +524,7 @@ export type ByteSplice = Message<"carrier.v1.ByteSplice"> & {
  * Use `create(ByteSpliceSchema)` to create a new message.
  */
 export const ByteSpliceSchema: GenMessage<ByteSplice> = /*@__PURE__*/
-  messageDesc(file_carrier_v1_dht, 14);
+  messageDesc(file_carrier_v1_dht, 15);
 
 /**
  * A change from one version of a value to the next.
@@ -566,7 +588,7 @@ export type Patch = Message<"carrier.v1.Patch"> & {
  * Use `create(PatchSchema)` to create a new message.
  */
 export const PatchSchema: GenMessage<Patch> = /*@__PURE__*/
-  messageDesc(file_carrier_v1_dht, 15);
+  messageDesc(file_carrier_v1_dht, 16);
 
 /**
  * Payload of DHT_PATCH: the PREPARE phase of an atomic write whose new value
@@ -617,7 +639,7 @@ export type PatchRequest = Message<"carrier.v1.PatchRequest"> & {
  * Use `create(PatchRequestSchema)` to create a new message.
  */
 export const PatchRequestSchema: GenMessage<PatchRequest> = /*@__PURE__*/
-  messageDesc(file_carrier_v1_dht, 16);
+  messageDesc(file_carrier_v1_dht, 17);
 
 /**
  * Payload of DHT_CHANGES: the patches since a version.
@@ -645,7 +667,7 @@ export type ChangesRequest = Message<"carrier.v1.ChangesRequest"> & {
  * Use `create(ChangesRequestSchema)` to create a new message.
  */
 export const ChangesRequestSchema: GenMessage<ChangesRequest> = /*@__PURE__*/
-  messageDesc(file_carrier_v1_dht, 17);
+  messageDesc(file_carrier_v1_dht, 18);
 
 /**
  * Data of DHT_CHANGES' ACK.
@@ -680,7 +702,7 @@ export type ChangesReply = Message<"carrier.v1.ChangesReply"> & {
  * Use `create(ChangesReplySchema)` to create a new message.
  */
 export const ChangesReplySchema: GenMessage<ChangesReply> = /*@__PURE__*/
-  messageDesc(file_carrier_v1_dht, 18);
+  messageDesc(file_carrier_v1_dht, 19);
 
 /**
  * The phases of an atomic write (compare-and-swap or patch). A write is
