@@ -6,10 +6,43 @@
  * @module
  */
 
-/** A handle returned by {@linkcode Clock.setTimeout}. */
+/**
+ * A handle returned by {@linkcode Clock.setTimeout}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ManualClock, type TimerHandle } from "@carrier/p2p";
+ * const clock = new ManualClock();
+ * const handle: TimerHandle = clock.setTimeout(() => assert.fail("cancelled"), 100);
+ * clock.clearTimeout(handle);
+ * clock.advance(100); // nothing fires
+ * assert.equal(clock.pending, 0);
+ * ```
+ */
 export type TimerHandle = number;
 
-/** A source of time and timers. */
+/**
+ * A source of time and timers.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   type Clock,
+ *   contactOf,
+ *   generateIdentitySync,
+ *   ManualClock,
+ *   RoutingTable,
+ * } from "@carrier/p2p";
+ * const clock: Clock = new ManualClock(5_000); // `systemClock` outside tests
+ * const me = generateIdentitySync({ difficulty: 0 });
+ * const table = new RoutingTable(me.nodeId, { clock });
+ * const other = generateIdentitySync({ difficulty: 0 });
+ * table.add(contactOf(other.publicKey, other.address));
+ * assert.equal(table.get(other.address)?.lastSeen, 5_000);
+ * ```
+ */
 export interface Clock {
   /** Milliseconds since an arbitrary origin, never decreasing. */
   now(): number;

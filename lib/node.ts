@@ -90,6 +90,16 @@ import { decodePayload, OpcodeRegistry, type OpcodeSpec } from "./wire/opcodes.t
  * Options of {@linkcode createNode}. Every limit has a default. The
  * connection options (`listen`, ℓ as `maxOutbound`, `maxInbound`, timeouts,
  * what the handshake announces…) are the connection manager's.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, type NodeOptions } from "@carrier/p2p";
+ * await using net = new MemoryNetwork(); // in-process; `new TcpTransport()` by default
+ * const options: NodeOptions = { transport: net.transport(), listen: ["mem:0"], maxOutbound: 4 };
+ * await using node = await createNode(options);
+ * assert.equal(node.peerAddresses[0], `${node.address}@${node.listenAddrs[0]}`);
+ * ```
  */
 export interface NodeOptions extends
   Pick<
@@ -142,7 +152,25 @@ export interface NodeOptions extends
   clock?: Clock;
 }
 
-/** What a component's `receive` sees. */
+/**
+ * What a component's `receive` sees.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Component, createNode, MemoryNetwork, type ReceiveContext } from "@carrier/p2p";
+ * const seen = Promise.withResolvers<ReceiveContext>();
+ * const tap: Component = { receive: (context) => void seen.resolve(context) }; // sees frames first
+ * await using net = new MemoryNetwork();
+ * const components = [tap];
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"], components });
+ * await using b = await createNode({ transport: net.transport() });
+ * await (await b.connect(a.peerAddresses[0])).send(1000, new Uint8Array([42]));
+ * const { peer, frame } = await seen.promise;
+ * assert.equal(peer.address, b.address);
+ * assert.deepEqual(frame.payload, new Uint8Array([42]));
+ * ```
+ */
 export interface ReceiveContext {
   /** The node. */
   readonly node: Node;
@@ -156,6 +184,17 @@ export interface ReceiveContext {
  * A plugin: hooks into the node's life and sees incoming frames first. Every
  * hook is optional. A hook that throws is reported as an `error` event and
  * does not stop the node or the other components.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Component, createNode, MemoryNetwork } from "@carrier/p2p";
+ * const started: string[] = [];
+ * const logger: Component = { name: "logger", startup: (node) => void started.push(node.address) };
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), components: [logger] });
+ * assert.deepEqual(started, [node.address]);
+ * ```
  */
 export interface Component {
   /** A name for error reports. @default {"component"} */
@@ -172,7 +211,27 @@ export interface Component {
   peerDisconnect?(peer: PeerConnection, info: CloseInfo): void;
 }
 
-/** What an application handler receives besides the message. */
+/**
+ * What an application handler receives besides the message.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+ * import { createNode, defineOpcode, type HandlerContext, MemoryNetwork } from "@carrier/p2p";
+ * const WHO = defineOpcode(1000, { request: StringValueSchema, reply: StringValueSchema });
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * a.handle(WHO, (_message, context: HandlerContext) => {
+ *   return create(StringValueSchema, { value: context.peer.address });
+ * });
+ * await b.connect(a.peerAddresses[0]);
+ * const reply = await b.request(a.address, WHO, create(StringValueSchema));
+ * assert.equal(reply?.value, b.address); // "you are …"
+ * ```
+ */
 export interface HandlerContext {
   /** The node. */
   readonly node: Node;
@@ -182,13 +241,50 @@ export interface HandlerContext {
   readonly frame: Frame;
 }
 
-/** Handles one application opcode: returns the ACK's data (or nothing), or throws to NACK. */
+/**
+ * Handles one application opcode: returns the ACK's data (or nothing), or throws to NACK.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
+ * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+ * import { createNode, defineOpcode, type Handler, MemoryNetwork } from "@carrier/p2p";
+ * const ECHO = defineOpcode(1000, { request: StringValueSchema, reply: StringValueSchema });
+ * const upper: Handler<typeof StringValueSchema, typeof StringValueSchema> = (message) =>
+ *   create(StringValueSchema, { value: message.value.toUpperCase() });
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * a.handle(ECHO, upper);
+ * await b.connect(a.peerAddresses[0]);
+ * const reply = await b.request(a.address, ECHO, create(StringValueSchema, { value: "hi" }));
+ * assert.equal(reply?.value, "HI");
+ * ```
+ */
 export type Handler<Request extends Schema, Reply extends Schema> = (
   message: MessageOf<Request>,
   context: HandlerContext,
 ) => MessageOf<Reply> | void | Promise<MessageOf<Reply> | void>;
 
-/** Detail of the `peer:connect` and `peer:disconnect` events. */
+/**
+ * Detail of the `peer:connect` and `peer:disconnect` events.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, type PeerEventDetail } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const joined = Promise.withResolvers<PeerEventDetail>();
+ * a.addEventListener("peer:connect", (e) => joined.resolve(e.detail));
+ * await b.connect(a.peerAddresses[0]);
+ * const { address, connection } = await joined.promise;
+ * assert.equal(address, b.address);
+ * assert.equal(connection.address, b.address);
+ * ```
+ */
 export interface PeerEventDetail {
   /** The peer's address (base58). */
   address: string;
@@ -198,7 +294,25 @@ export interface PeerEventDetail {
   info?: CloseInfo;
 }
 
-/** Detail of the `message` event: a SHOUT, a SPEAK, or a one-way frame nobody handled. */
+/**
+ * Detail of the `message` event: a SHOUT, a SPEAK, or a one-way frame nobody handled.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, type MessageEventDetail, Opcode } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const heard = Promise.withResolvers<MessageEventDetail>();
+ * a.addEventListener("message", (e) => heard.resolve(e.detail));
+ * await b.connect(a.peerAddresses[0]);
+ * await b.speak("hello", { topic: "greetings" });
+ * const { from, opcode, topic, body } = await heard.promise;
+ * assert.deepEqual([from, opcode, topic], [b.address, Opcode.SPEAK, "greetings"]);
+ * assert.equal(new TextDecoder().decode(body), "hello");
+ * ```
+ */
 export interface MessageEventDetail {
   /** The sender's address (base58): for a SHOUT, its origin. */
   from: string;
@@ -214,7 +328,31 @@ export interface MessageEventDetail {
   body: Uint8Array;
 }
 
-/** Detail of the `error` event. */
+/**
+ * Detail of the `error` event.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Component, createNode, type ErrorEventDetail, MemoryNetwork } from "@carrier/p2p";
+ * const broken: Component = {
+ *   name: "broken",
+ *   peerConnect() {
+ *     throw new Error("boom");
+ *   },
+ * };
+ * await using net = new MemoryNetwork();
+ * const components = [broken];
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"], components });
+ * const reported = Promise.withResolvers<ErrorEventDetail>();
+ * a.addEventListener("error", (e) => reported.resolve(e.detail));
+ * await using b = await createNode({ transport: net.transport() });
+ * await b.connect(a.peerAddresses[0]);
+ * const { error, source } = await reported.promise; // the node goes on
+ * assert.equal(error.message, "boom");
+ * assert.equal(source, "component broken peerConnect");
+ * ```
+ */
 export interface ErrorEventDetail {
   /** What failed. */
   error: Error;
@@ -222,7 +360,24 @@ export interface ErrorEventDetail {
   source: string;
 }
 
-/** The node's events and their details. */
+/**
+ * The node's events and their details.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, type Node, type NodeEventMap } from "@carrier/p2p";
+ * function next<K extends keyof NodeEventMap>(node: Node, type: K): Promise<NodeEventMap[K]> {
+ *   return new Promise((resolve) => node.addEventListener(type, resolve, { once: true }));
+ * }
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const joined = next(a, "peer:connect");
+ * await b.connect(a.peerAddresses[0]);
+ * assert.equal((await joined).detail.address, b.address);
+ * ```
+ */
 export interface NodeEventMap {
   /** A connection to a peer is established. */
   "peer:connect": CustomEvent<PeerEventDetail>;
@@ -234,7 +389,25 @@ export interface NodeEventMap {
   error: CustomEvent<ErrorEventDetail>;
 }
 
-/** SHOUT counters of a node. */
+/**
+ * SHOUT counters of a node.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, type ShoutCounters } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const heard = new Promise((resolve) => a.addEventListener("message", resolve));
+ * await b.connect(a.peerAddresses[0]);
+ * await b.shout("hello everyone");
+ * await heard;
+ * const shouts: ShoutCounters = b.metrics().shouts;
+ * assert.equal(shouts.originated, 1);
+ * assert.equal(a.metrics().shouts.delivered, 1);
+ * ```
+ */
 export interface ShoutCounters {
   /** SHOUTs this node originated. */
   originated: number;
@@ -252,7 +425,24 @@ export interface ShoutCounters {
   rateLimited: number;
 }
 
-/** A node's counters. */
+/**
+ * A node's counters.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, type NodeMetrics } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * await b.connect(a.peerAddresses[0]);
+ * await b.ping(a.address);
+ * const metrics: NodeMetrics = b.metrics();
+ * assert.equal(metrics.connections.outbound, 1);
+ * assert.deepEqual(metrics.peers.map((p) => p.address), [a.address]);
+ * assert(metrics.totals.framesReceived >= 1);
+ * ```
+ */
 export interface NodeMetrics {
   /** Totals over every connection the node has had. */
   totals: ConnectionCounters;
@@ -266,7 +456,32 @@ export interface NodeMetrics {
   whispers: { delivered: number; relayed: number; rejected: number };
 }
 
-/** Options of {@linkcode Node.receiveLock}. */
+/**
+ * Options of {@linkcode Node.receiveLock}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   createNode,
+ *   ManualClock,
+ *   MemoryNetwork,
+ *   type ReceiveLockOptions,
+ *   TimeoutError,
+ * } from "@carrier/p2p";
+ * const clock = new ManualClock();
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"], clock });
+ * await using b = await createNode({ transport: net.transport() });
+ * const joined = new Promise((resolve) => a.addEventListener("peer:connect", resolve));
+ * await b.connect(a.peerAddresses[0]);
+ * await joined;
+ * const options: ReceiveLockOptions = { timeout: 1_000 };
+ * const waiting = a.receiveLock(b.address, 1001, options);
+ * clock.advance(1_000);
+ * await assert.rejects(waiting, TimeoutError);
+ * ```
+ */
 export interface ReceiveLockOptions {
   /** Time to wait for the message, in ms. @default {the connection's request timeout (10 s)} */
   timeout?: number;
@@ -277,6 +492,23 @@ export interface ReceiveLockOptions {
 /**
  * A peer locked by {@linkcode Node.receiveLock}: its first awaited frame,
  * and a way to await more; the peer's other frames wait until `release()`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, type ReceiveLock } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const joined = new Promise((resolve) => a.addEventListener("peer:connect", resolve));
+ * const peer = await b.connect(a.peerAddresses[0]);
+ * await joined;
+ * const locking = a.receiveLock(b.address, 1001);
+ * for (const step of [1, 2]) await peer.send(1001, new Uint8Array([step]));
+ * using lock: ReceiveLock = await locking;
+ * assert.equal(lock.frame.payload[0], 1);
+ * assert.equal((await lock.next()).payload[0], 2);
+ * ```
  */
 export interface ReceiveLock extends Disposable {
   /** The locked peer's address (base58). */

@@ -20,13 +20,50 @@ import { concatBytes } from "../_bytes.ts";
 import { RecordError } from "../errors.ts";
 import { type Identity, sign, verify } from "../identity/keys.ts";
 
-/** Length of a DHT key, in bytes. */
+/**
+ * Length of a DHT key, in bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DHT_KEY_LENGTH, dhtKey, RecordError } from "@carrier/p2p";
+ * assert.equal(dhtKey("config").length, DHT_KEY_LENGTH);
+ * assert.throws(() => dhtKey(new Uint8Array(DHT_KEY_LENGTH - 1)), RecordError);
+ * ```
+ */
 export const DHT_KEY_LENGTH = 32;
 
-/** The default largest value a node stores, in bytes (64 KiB). */
+/**
+ * The default largest value a node stores, in bytes (64 KiB).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, DEFAULT_MAX_VALUE_SIZE, MemoryNetwork, RecordError } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await node.dht.put("big", new Uint8Array(DEFAULT_MAX_VALUE_SIZE));
+ * const tooBig = new Uint8Array(DEFAULT_MAX_VALUE_SIZE + 1);
+ * await assert.rejects(node.dht.put("bigger", tooBig), RecordError);
+ * ```
+ */
 export const DEFAULT_MAX_VALUE_SIZE = 64 * 1024;
 
-/** A DHT key: 32 bytes, or text (hashed with SHA-256). */
+/**
+ * A DHT key: 32 bytes, or text (hashed with SHA-256).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtKey, dhtKey, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * const byName: DhtKey = "config";
+ * const byBytes: DhtKey = dhtKey(byName); // SHA-256 of the text
+ * await node.dht.put(byName, "v1");
+ * assert.equal((await node.dht.get(byBytes))?.version, 1); // the same key
+ * ```
+ */
 export type DhtKey = Uint8Array | string;
 
 const RECORD_CONTEXT = new TextEncoder().encode("carrier/v1 record:");

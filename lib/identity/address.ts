@@ -17,13 +17,44 @@ import { AddressError } from "../errors.ts";
 import { bytesEqual } from "../_bytes.ts";
 import { describeValue, typeName } from "./_bytes.ts";
 
-/** Length of an address (an Ed25519 public key) in bytes. */
+/**
+ * Length of an address (an Ed25519 public key) in bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ADDRESS_LENGTH, generateIdentitySync, parseAddress } from "@carrier/p2p";
+ * const { address } = generateIdentitySync({ difficulty: 0 });
+ * assert.equal(parseAddress(address).length, ADDRESS_LENGTH);
+ * ```
+ */
 export const ADDRESS_LENGTH = 32;
 
-/** Length of the longest base58 text form of a 32-byte address. */
+/**
+ * Length of the longest base58 text form of a 32-byte address.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatAddress, MAX_ADDRESS_TEXT_LENGTH } from "@carrier/p2p";
+ * const longest = formatAddress(new Uint8Array(32).fill(0xff));
+ * assert.equal(longest.length, MAX_ADDRESS_TEXT_LENGTH);
+ * ```
+ */
 export const MAX_ADDRESS_TEXT_LENGTH = 44;
 
-/** The base58 (Bitcoin) alphabet used for addresses. */
+/**
+ * The base58 (Bitcoin) alphabet used for addresses.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BASE58_ALPHABET, generateIdentitySync } from "@carrier/p2p";
+ * const { address } = generateIdentitySync({ difficulty: 0 });
+ * assert([...address].every((char) => BASE58_ALPHABET.includes(char)));
+ * assert(!BASE58_ALPHABET.includes("0") && !BASE58_ALPHABET.includes("l"));
+ * ```
+ */
 export const BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
 /** Longest text that is decoded at all, so that a huge string cannot make base58's quadratic decoder spin. */

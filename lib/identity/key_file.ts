@@ -31,20 +31,65 @@ import { KeyFileError } from "../errors.ts";
 import { bytesEqual, toHex } from "../_bytes.ts";
 import { type Identity, identityFromSecretKey } from "./keys.ts";
 
-/** The 8 bytes a key file starts with: ASCII `carrier` and version byte 1. */
+/**
+ * The 8 bytes a key file starts with: ASCII `carrier` and version byte 1.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateIdentitySync, KEY_FILE_MAGIC, saveKeyFile } from "@carrier/p2p";
+ * const path = await Deno.makeTempFile();
+ * await saveKeyFile(path, generateIdentitySync({ difficulty: 0 }), { overwrite: true });
+ * const bytes = await Deno.readFile(path);
+ * await Deno.remove(path);
+ * assert.deepEqual(bytes.subarray(0, KEY_FILE_MAGIC.length), KEY_FILE_MAGIC);
+ * ```
+ */
 export const KEY_FILE_MAGIC: Uint8Array = Uint8Array.of(
   ...new TextEncoder().encode("carrier"),
   1,
 );
 
-/** The size of a key file in bytes: magic, seed and public key. */
+/**
+ * The size of a key file in bytes: magic, seed and public key.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateIdentitySync, KEY_FILE_SIZE, saveKeyFile } from "@carrier/p2p";
+ * const path = await Deno.makeTempFile();
+ * await saveKeyFile(path, generateIdentitySync({ difficulty: 0 }), { overwrite: true });
+ * const { size } = await Deno.stat(path);
+ * await Deno.remove(path);
+ * assert.equal(size, KEY_FILE_SIZE);
+ * ```
+ */
 export const KEY_FILE_SIZE = 72;
 
 const MAGIC_LENGTH = 8;
 const SEED_OFFSET = 8;
 const PUBLIC_KEY_OFFSET = 40;
 
-/** Options for {@linkcode saveKeyFile}. */
+/**
+ * Options for {@linkcode saveKeyFile}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateIdentitySync,
+ *   KeyFileError,
+ *   saveKeyFile,
+ *   type SaveKeyFileOptions,
+ * } from "@carrier/p2p";
+ * const path = await Deno.makeTempFile(); // the file exists already
+ * const identity = generateIdentitySync({ difficulty: 0 });
+ * await assert.rejects(saveKeyFile(path, identity), KeyFileError);
+ * const options: SaveKeyFileOptions = { overwrite: true };
+ * await saveKeyFile(path, identity, options);
+ * await Deno.remove(path);
+ * ```
+ */
 export interface SaveKeyFileOptions {
   /**
    * Replace a file that already exists at the path. Without it, saving over
@@ -61,7 +106,17 @@ export interface SaveKeyFileOptions {
   signal?: AbortSignal;
 }
 
-/** Options for {@linkcode loadKeyFile}. */
+/**
+ * Options for {@linkcode loadKeyFile}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadKeyFile, type LoadKeyFileOptions } from "@carrier/p2p";
+ * const options: LoadKeyFileOptions = { signal: AbortSignal.abort(new Error("cancelled")) };
+ * await assert.rejects(loadKeyFile("node.key", options), { message: "cancelled" });
+ * ```
+ */
 export interface LoadKeyFileOptions {
   /**
    * Aborts the load before it starts reading.

@@ -27,10 +27,30 @@ import { nodeIdOf } from "./node_id.ts";
 import { assertPuzzleDifficulty, DEFAULT_PUZZLE_DIFFICULTY, puzzleWork } from "./puzzle.ts";
 import { describeValue } from "./_bytes.ts";
 
-/** Length of an Ed25519 secret key (the RFC 8032 seed) in bytes. */
+/**
+ * Length of an Ed25519 secret key (the RFC 8032 seed) in bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { identityFromSecretKey, SECRET_KEY_LENGTH } from "@carrier/p2p";
+ * const seed = crypto.getRandomValues(new Uint8Array(SECRET_KEY_LENGTH));
+ * assert.deepEqual(identityFromSecretKey(seed).secretKey, seed);
+ * ```
+ */
 export const SECRET_KEY_LENGTH = 32;
 
-/** Length of an Ed25519 signature in bytes. */
+/**
+ * Length of an Ed25519 signature in bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateIdentitySync, sign, SIGNATURE_LENGTH } from "@carrier/p2p";
+ * const identity = generateIdentitySync({ difficulty: 0 });
+ * assert.equal(sign(identity, new Uint8Array([1, 2, 3])).length, SIGNATURE_LENGTH);
+ * ```
+ */
 export const SIGNATURE_LENGTH = 64;
 
 /** How long {@linkcode generateIdentity} searches before it yields to the event loop, in milliseconds. */
@@ -40,6 +60,15 @@ const SEARCH_SLICE_MS = 10;
  * A node's identity: its Ed25519 key pair and what derives from it. Create
  * one with {@linkcode generateIdentity} or {@linkcode identityFromSecretKey};
  * keep it with `saveKeyFile`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateIdentitySync, type Identity, nodeIdOf, parseAddress } from "@carrier/p2p";
+ * const identity: Identity = generateIdentitySync({ difficulty: 0 });
+ * assert.deepEqual(parseAddress(identity.address), identity.publicKey);
+ * assert.deepEqual(nodeIdOf(identity.publicKey), identity.nodeId);
+ * ```
  */
 export interface Identity {
   /** The 32-byte Ed25519 public key, which is also the raw address. */
@@ -52,7 +81,18 @@ export interface Identity {
   readonly nodeId: Uint8Array;
 }
 
-/** Options for {@linkcode generateIdentity} and {@linkcode generateIdentitySync}. */
+/**
+ * Options for {@linkcode generateIdentity} and {@linkcode generateIdentitySync}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateIdentity, type GenerateIdentityOptions, PuzzleError } from "@carrier/p2p";
+ * // 40 leading zero bits take about 2^40 tries: 10 are not enough.
+ * const options: GenerateIdentityOptions = { difficulty: 40, maxAttempts: 10 };
+ * await assert.rejects(generateIdentity(options), PuzzleError);
+ * ```
+ */
 export interface GenerateIdentityOptions {
   /**
    * The static puzzle difficulty `c1` the key must satisfy: the leading zero

@@ -15,10 +15,31 @@ import { NodeIdError } from "../errors.ts";
 import { assertAddressBytes, parseAddress } from "./address.ts";
 import { describeValue } from "./_bytes.ts";
 
-/** Length of a NodeId in bytes. */
+/**
+ * Length of a NodeId in bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateIdentitySync, NODE_ID_LENGTH, nodeIdOf } from "@carrier/p2p";
+ * const identity = generateIdentitySync({ difficulty: 0 });
+ * assert.equal(nodeIdOf(identity.address).length, NODE_ID_LENGTH);
+ * ```
+ */
 export const NODE_ID_LENGTH = 32;
 
-/** Length of a NodeId in bits: Kademlia's τ. */
+/**
+ * Length of a NodeId in bits: Kademlia's τ.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bucketIndex, NODE_ID_BITS } from "@carrier/p2p";
+ * const self = new Uint8Array(32);
+ * const farthest = new Uint8Array(32).fill(0xff);
+ * assert.equal(bucketIndex(self, farthest), NODE_ID_BITS - 1);
+ * ```
+ */
 export const NODE_ID_BITS = 256;
 
 /**

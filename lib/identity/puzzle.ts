@@ -26,10 +26,28 @@ import { leadingZeroBits } from "./node_id.ts";
  * nodes fast and only weeds out identities minted for free. A network that
  * wants real Sybil resistance should raise it (each extra bit doubles the
  * work; 20 bits is about a million key generations).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_PUZZLE_DIFFICULTY, generateIdentity, verifyPuzzle } from "@carrier/p2p";
+ * const identity = await generateIdentity(); // at DEFAULT_PUZZLE_DIFFICULTY
+ * assert(verifyPuzzle(identity.publicKey, DEFAULT_PUZZLE_DIFFICULTY));
+ * ```
  */
 export const DEFAULT_PUZZLE_DIFFICULTY = 8;
 
-/** The largest meaningful difficulty: every bit of the SHA-256 output. */
+/**
+ * The largest meaningful difficulty: every bit of the SHA-256 output.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { assertPuzzleDifficulty, MAX_PUZZLE_DIFFICULTY } from "@carrier/p2p";
+ * assertPuzzleDifficulty(MAX_PUZZLE_DIFFICULTY); // ok
+ * assert.throws(() => assertPuzzleDifficulty(MAX_PUZZLE_DIFFICULTY + 1), RangeError);
+ * ```
+ */
 export const MAX_PUZZLE_DIFFICULTY = 256;
 
 /**

@@ -119,10 +119,49 @@ export const ORIGIN_HEIGHT: number = NODE_ID_BITS;
 /**
  * Where a node may forward: its routing table, or any list of contacts (for
  * example every node, in a test with complete knowledge).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   type BroadcastCandidates,
+ *   contactOf,
+ *   generateIdentitySync,
+ *   planForward,
+ *   RoutingTable,
+ * } from "@carrier/p2p";
+ * const ids = Array.from({ length: 8 }, () => generateIdentitySync({ difficulty: 0 }));
+ * const everyone: BroadcastCandidates = ids.map((id) => contactOf(id.publicKey, id.address));
+ * const table: BroadcastCandidates = new RoutingTable(ids[0].nodeId);
+ * for (const contact of everyone) table.add(contact);
+ * const plan = (candidates: BroadcastCandidates) =>
+ *   planForward({ self: ids[0].nodeId, height: "origin", candidates }).map((t) => t.contact);
+ * assert.deepEqual(plan(everyone), plan(table)); // a list plans like a table holding it
+ * ```
  */
 export type BroadcastCandidates = RoutingTable | readonly Contact[];
 
-/** One SHOUT to send: to `contact`, carrying `height`. */
+/**
+ * One SHOUT to send: to `contact`, carrying `height`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   bucketIndex,
+ *   contactOf,
+ *   type ForwardTarget,
+ *   generateIdentitySync,
+ *   planForward,
+ * } from "@carrier/p2p";
+ * const [me, ...others] = Array.from(Array(16), () => generateIdentitySync({ difficulty: 0 }));
+ * const candidates = others.map((id) => contactOf(id.publicKey, id.address));
+ * const targets: ForwardTarget[] = planForward({ self: me.nodeId, height: "origin", candidates });
+ * for (const { contact, height } of targets) {
+ *   assert.equal(bucketIndex(me.nodeId, contact.nodeId), height); // one peer per occupied bucket
+ * }
+ * ```
+ */
 export interface ForwardTarget {
   /** The peer to send to. */
   readonly contact: Contact;
@@ -140,10 +179,46 @@ export interface ForwardTarget {
  * - `"uniform"`: a per-message shuffle (needs `seed`), which spreads the
  *   forwarding work evenly over the nodes at the price of about one more
  *   hop at the tail.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type BucketChoice, contactOf, generateIdentitySync, planForward } from "@carrier/p2p";
+ * const ids = Array.from({ length: 16 }, () => generateIdentitySync({ difficulty: 0 }));
+ * const candidates = ids.map((id) => contactOf(id.publicKey, id.address));
+ * const seed = crypto.getRandomValues(new Uint8Array(32)); // the message id
+ * const self = ids[0].nodeId;
+ * const heights = (choice: BucketChoice) =>
+ *   planForward({ self, height: "origin", candidates, choice, seed }).map((t) => t.height);
+ * assert.deepEqual(heights("balanced"), heights("uniform")); // one peer per bucket either way
+ * ```
  */
 export type BucketChoice = "balanced" | "uniform";
 
-/** Options of {@linkcode planForward}. */
+/**
+ * Options of {@linkcode planForward}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   contactOf,
+ *   generateIdentitySync,
+ *   planForward,
+ *   type PlanForwardOptions,
+ * } from "@carrier/p2p";
+ * const [me, ...others] = Array.from(Array(32), () => generateIdentitySync({ difficulty: 0 }));
+ * const candidates = others.map((id) => contactOf(id.publicKey, id.address));
+ * const options: PlanForwardOptions = {
+ *   self: me.nodeId,
+ *   height: "origin",
+ *   candidates,
+ *   redundancy: 2,
+ * };
+ * const farthest = planForward(options).filter((t) => t.height === 255);
+ * assert.equal(farthest.length, 2); // β = 2 peers of the farthest bucket (half of the network)
+ * ```
+ */
 export interface PlanForwardOptions {
   /** This node's NodeId (the table's own id). */
   self: Uint8Array;
@@ -174,7 +249,29 @@ export interface PlanForwardOptions {
   seed?: Uint8Array;
 }
 
-/** Options of {@linkcode nextInBucket}. */
+/**
+ * Options of {@linkcode nextInBucket}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   bucketIndex,
+ *   contactOf,
+ *   generateIdentitySync,
+ *   nextInBucket,
+ *   type NextInBucketOptions,
+ * } from "@carrier/p2p";
+ * const [me, ...others] = Array.from(Array(16), () => generateIdentitySync({ difficulty: 0 }));
+ * const candidates = others.map((id) => contactOf(id.publicKey, id.address));
+ * const tried = new Set<string>();
+ * const options: NextInBucketOptions = { self: me.nodeId, candidates, bucket: 255, tried };
+ * // Nobody acknowledges: every contact of the bucket is tried, once.
+ * for (let next; (next = nextInBucket(options)) !== undefined;) tried.add(next.address);
+ * const bucket = candidates.filter((c) => bucketIndex(me.nodeId, c.nodeId) === 255);
+ * assert.equal(tried.size, bucket.length);
+ * ```
+ */
 export interface NextInBucketOptions {
   /** This node's NodeId (the table's own id). */
   self: Uint8Array;

@@ -32,7 +32,23 @@ import type { Frame } from "../wire/frame.ts";
 import type { ByteStream, Listener, Transport } from "../transport/types.ts";
 import type { PeerAddress } from "./peer_address.ts";
 
-/** Options of a {@linkcode ConnectionManager}. */
+/**
+ * Options of a {@linkcode ConnectionManager}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ConnectionManagerOptions, createNode, MemoryNetwork } from "@carrier/p2p";
+ * // A node takes the connection manager's options (all but identity, transport and callbacks).
+ * type Limits = Pick<ConnectionManagerOptions, "maxInbound" | "maxPendingHandshakes">;
+ * const limits: Limits = { maxInbound: 1, maxPendingHandshakes: 4 };
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"], ...limits });
+ * await using b = await createNode({ transport: net.transport() });
+ * await b.connect(a.peerAddresses[0]);
+ * assert.equal(b.peers().length, 1);
+ * ```
+ */
 export interface ConnectionManagerOptions {
   /** This node's identity. */
   identity: Identity;
@@ -80,7 +96,21 @@ export interface ConnectionManagerOptions {
   onRejected?: (reason: Error, remoteAddress: string) => void;
 }
 
-/** Options of {@linkcode ConnectionManager.connect}. */
+/**
+ * Options of {@linkcode ConnectionManager.connect}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ConnectOptions, createNode, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const options: ConnectOptions = { persistent: true }; // redialed with backoff if it drops
+ * const peer = await b.connect(a.peerAddresses[0], options);
+ * assert.equal(peer.address, a.address);
+ * ```
+ */
 export interface ConnectOptions {
   /** Cancels the dial and handshake. */
   signal?: AbortSignal;
@@ -95,7 +125,21 @@ export interface ConnectOptions {
   ephemeral?: boolean;
 }
 
-/** Connection counts and refusals. */
+/**
+ * Connection counts and refusals.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ConnectionStats, createNode, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * await b.connect(a.peerAddresses[0]);
+ * const stats: ConnectionStats = b.metrics().connections;
+ * assert.deepEqual([stats.outbound, stats.inbound, stats.dialing], [1, 0, 0]);
+ * ```
+ */
 export interface ConnectionStats {
   /** Registered connections this node initiated. */
   outbound: number;
@@ -109,7 +153,19 @@ export interface ConnectionStats {
   rejectedHandshakes: number;
 }
 
-/** Which of two connections between the same pair survives (see the module doc). */
+/**
+ * Which of two connections between the same pair survives (see the module doc).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { preferConnection } from "@carrier/p2p";
+ * const low = new Uint8Array(32); // the lower address
+ * const high = new Uint8Array(32).fill(1);
+ * assert.equal(preferConnection({ initiator: high }, { initiator: low }), "incoming");
+ * assert.equal(preferConnection({ initiator: low }, { initiator: high }), "existing");
+ * ```
+ */
 export function preferConnection(
   existing: { initiator: Uint8Array },
   incoming: { initiator: Uint8Array },

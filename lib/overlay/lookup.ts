@@ -24,7 +24,26 @@
 import { compareDistance } from "../identity/node_id.ts";
 import type { Contact } from "./routing_table.ts";
 
-/** Options of {@linkcode iterativeLookup}. */
+/**
+ * Options of {@linkcode iterativeLookup}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   contactOf,
+ *   generateIdentitySync,
+ *   iterativeLookup,
+ *   type LookupOptions,
+ * } from "@carrier/p2p";
+ * const ids = Array.from({ length: 30 }, () => generateIdentitySync({ difficulty: 0 }));
+ * const contacts = ids.map((id) => contactOf(id.publicKey, id.address));
+ * const options: LookupOptions = { k: 3, alpha: 1, maxQueries: 5 };
+ * const query = () => Promise.resolve(contacts); // every contact knows everyone
+ * const result = await iterativeLookup(ids[0].nodeId, contacts.slice(1, 3), query, options);
+ * assert(result.queries <= 5 && result.closest.length <= 3);
+ * ```
+ */
 export interface LookupOptions {
   /** Contacts to return (Kademlia's k). @default {20} */
   k?: number;
@@ -42,7 +61,27 @@ export interface LookupOptions {
   signal?: AbortSignal;
 }
 
-/** What {@linkcode iterativeLookup} found. */
+/**
+ * What {@linkcode iterativeLookup} found.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   contactOf,
+ *   generateIdentitySync,
+ *   iterativeLookup,
+ *   type LookupResult,
+ * } from "@carrier/p2p";
+ * const ids = Array.from({ length: 10 }, () => generateIdentitySync({ difficulty: 0 }));
+ * const contacts = ids.map((id) => contactOf(id.publicKey, id.address));
+ * const query = () => Promise.resolve(contacts); // every contact knows everyone
+ * // The target is not a seed: it is learned from the seed, one hop further.
+ * const result: LookupResult = await iterativeLookup(ids[5].nodeId, [contacts[0]], query);
+ * assert.equal(result.closest[0].address, ids[5].address);
+ * assert.equal(result.hops, 2);
+ * ```
+ */
 export interface LookupResult {
   /** Up to k contacts that answered, closest to the target first. */
   closest: Contact[];

@@ -8,7 +8,21 @@
 import { PeerAddressError } from "../errors.ts";
 import { parseAddress } from "../identity/address.ts";
 
-/** A node to dial: who it is and where. */
+/**
+ * A node to dial: who it is and where.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, parsePeerAddress, type PeerAddress } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const target: PeerAddress = parsePeerAddress(a.peerAddresses[0]);
+ * const peer = await b.connect(target);
+ * assert.deepEqual(peer.identityKey, target.identityKey);
+ * ```
+ */
 export interface PeerAddress {
   /** The node's 32-byte Ed25519 public key. */
   readonly identityKey: Uint8Array;
@@ -57,7 +71,19 @@ export function parsePeerAddress(text: string): PeerAddress {
   return { identityKey, address: addressText, transportAddress };
 }
 
-/** Formats a {@linkcode PeerAddress} as `ADDRESS@HOST:PORT`. */
+/**
+ * Formats a {@linkcode PeerAddress} as `ADDRESS@HOST:PORT`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatPeerAddress, generateIdentitySync, parsePeerAddress } from "@carrier/p2p";
+ * const { address } = generateIdentitySync({ difficulty: 0 });
+ * const text = formatPeerAddress({ address, transportAddress: "[::1]:4000" });
+ * assert.equal(text, `${address}@[::1]:4000`);
+ * assert.equal(parsePeerAddress(text).transportAddress, "[::1]:4000");
+ * ```
+ */
 export function formatPeerAddress(peer: Pick<PeerAddress, "address" | "transportAddress">): string {
   return `${peer.address}@${peer.transportAddress}`;
 }

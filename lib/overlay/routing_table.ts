@@ -19,7 +19,22 @@
 import { type Clock, systemClock } from "../clock.ts";
 import { bucketIndex, compareDistance, NODE_ID_BITS, nodeIdOf } from "../identity/node_id.ts";
 
-/** A node the table knows. */
+/**
+ * A node the table knows.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Contact, contactOf, generateIdentitySync, RoutingTable } from "@carrier/p2p";
+ * const me = generateIdentitySync({ difficulty: 0 });
+ * const other = generateIdentitySync({ difficulty: 0 });
+ * const table = new RoutingTable(me.nodeId);
+ * table.add(contactOf(other.publicKey, other.address, ["10.0.0.1:4000"]));
+ * const contact: Contact | undefined = table.get(other.address);
+ * assert.deepEqual(contact?.nodeId, other.nodeId);
+ * assert.deepEqual(contact?.listenAddrs, ["10.0.0.1:4000"]);
+ * ```
+ */
 export interface Contact {
   /** Its 32-byte Ed25519 public key. */
   readonly identityKey: Uint8Array;
@@ -33,7 +48,30 @@ export interface Contact {
   lastSeen: number;
 }
 
-/** Options of a {@linkcode RoutingTable}. */
+/**
+ * Options of a {@linkcode RoutingTable}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   contactOf,
+ *   generateIdentitySync,
+ *   ManualClock,
+ *   RoutingTable,
+ *   type RoutingTableOptions,
+ * } from "@carrier/p2p";
+ * const me = generateIdentitySync({ difficulty: 0 });
+ * const options: RoutingTableOptions = { k: 4, maxPerSubnet: 1, clock: new ManualClock() };
+ * const table = new RoutingTable(me.nodeId, options);
+ * for (let i = 0; i < 16; i++) {
+ *   const other = generateIdentitySync({ difficulty: 0 });
+ *   table.add(contactOf(other.publicKey, other.address));
+ * }
+ * assert.equal(table.k, 4);
+ * assert(table.occupiedBuckets().every((i) => table.bucket(i).length <= 4));
+ * ```
+ */
 export interface RoutingTableOptions {
   /** Kademlia's k: contacts per bucket. @default {20} */
   k?: number;
@@ -47,13 +85,39 @@ export interface RoutingTableOptions {
   clock?: Clock;
 }
 
-/** What {@linkcode RoutingTable.add} did. */
+/**
+ * What {@linkcode RoutingTable.add} did.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type AddResult, contactOf, generateIdentitySync, RoutingTable } from "@carrier/p2p";
+ * const [me, other] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
+ * const table = new RoutingTable(me.nodeId);
+ * const add = (id: typeof me): AddResult => table.add(contactOf(id.publicKey, id.address));
+ * assert.equal(add(me).status, "self");
+ * assert.equal(add(other).status, "added");
+ * assert.equal(add(other).status, "updated");
+ * ```
+ */
 export type AddResult =
   | { status: "added" | "updated" | "self" | "subnet-full" }
   /** The bucket is full: `contact` waits as a replacement; check `oldest`'s liveness. */
   | { status: "full"; oldest: Contact };
 
-/** Creates a contact from a key and its listen addresses. */
+/**
+ * Creates a contact from a key and its listen addresses.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { contactOf, generateIdentitySync } from "@carrier/p2p";
+ * const identity = generateIdentitySync({ difficulty: 0 });
+ * const contact = contactOf(identity.publicKey, identity.address, ["10.0.0.1:4000"]);
+ * assert.deepEqual(contact.nodeId, identity.nodeId); // SHA-256 of the key
+ * assert.equal(contact.lastSeen, 0);
+ * ```
+ */
 export function contactOf(
   identityKey: Uint8Array,
   address: string,
@@ -67,6 +131,15 @@ export function contactOf(
  * The subnet a transport address belongs to for the diversity limit:
  * `a.b.c` for IPv4 (/24), the first three groups for IPv6 (/48), undefined
  * for other addresses (memory transport, names).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { subnetOf } from "@carrier/p2p";
+ * assert.equal(subnetOf("192.168.1.20:4000"), "192.168.1"); // IPv4 /24
+ * assert.equal(subnetOf("[2001:db8:1::5]:4000"), "2001:db8:1"); // IPv6 /48
+ * assert.equal(subnetOf("mem:alice"), undefined);
+ * ```
  */
 export function subnetOf(transportAddress: string): string | undefined {
   const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}:\d+$/.exec(transportAddress);

@@ -6,7 +6,23 @@
  */
 import { type Clock, systemClock } from "../clock.ts";
 
-/** Options of a {@linkcode SeenCache}. */
+/**
+ * Options of a {@linkcode SeenCache}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ManualClock, SeenCache, type SeenCacheOptions } from "@carrier/p2p";
+ * const clock = new ManualClock();
+ * const options: SeenCacheOptions = { maxEntries: 1_000, maxAge: 60_000, clock };
+ * const seen = new SeenCache(options);
+ * seen.add("message-1");
+ * clock.advance(59_999);
+ * assert(seen.has("message-1"));
+ * clock.advance(1);
+ * assert(!seen.has("message-1")); // forgotten after maxAge
+ * ```
+ */
 export interface SeenCacheOptions {
   /** Most ids remembered; the oldest is forgotten first. @default {65_536} */
   maxEntries?: number;

@@ -81,28 +81,98 @@ import {
  */
 export type Whisper = MessageOf<typeof WhisperSchema>;
 
-/** Context string the sender's Ed25519 signature of a plaintext whisper starts with. */
+/**
+ * Context string the sender's Ed25519 signature of a plaintext whisper starts with.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateIdentitySync,
+ *   sealWhisper,
+ *   verify,
+ *   WHISPER_SIGNATURE_CONTEXT,
+ * } from "@carrier/p2p";
+ * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
+ * const whisper = await sealWhisper(alice, bob.publicKey, new Uint8Array(4), { encrypted: false });
+ * const context = new TextEncoder().encode(WHISPER_SIGNATURE_CONTEXT);
+ * const signed = new Uint8Array([...context, ...whisper.envelope]);
+ * assert(verify(alice.publicKey, signed, whisper.signature)); // what a relay can check
+ * ```
+ */
 export const WHISPER_SIGNATURE_CONTEXT = "carrier/v1 whisper:";
 
-/** Noise prologue of an encrypted whisper. */
+/**
+ * Noise prologue of an encrypted whisper.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PROLOGUE, WHISPER_PROLOGUE } from "@carrier/p2p";
+ * // Bound into every encrypted whisper's Noise message, and distinct from the channel's prologue.
+ * assert.equal(new TextEncoder().encode(WHISPER_PROLOGUE).length, 18);
+ * assert(WHISPER_PROLOGUE.startsWith(`${PROLOGUE} `)); // same protocol version
+ * ```
+ */
 export const WHISPER_PROLOGUE = "carrier/v1 whisper";
 
 /** Noise handshake pattern of an encrypted whisper (one-way, `<- s`, `-> e, es, s, ss`). */
 export const WHISPER_NOISE_PATTERN = "X";
 
-/** Hops a whisper may take unless the sender says otherwise. */
+/**
+ * Hops a whisper may take unless the sender says otherwise.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_WHISPER_TTL, generateIdentitySync, sealWhisper } from "@carrier/p2p";
+ * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
+ * const body = new Uint8Array(1);
+ * assert.equal((await sealWhisper(alice, bob.publicKey, body)).ttl, DEFAULT_WHISPER_TTL);
+ * assert.equal((await sealWhisper(alice, bob.publicKey, body, { ttl: 2 })).ttl, 2);
+ * ```
+ */
 export const DEFAULT_WHISPER_TTL = 16;
 
 /**
  * Default largest body {@linkcode openWhisper} accepts, in bytes: 1 MiB, the
  * default frame limit (an encrypted body is further bounded by one Noise
  * message, {@linkcode MAX_ENCRYPTED_ENVELOPE_PAYLOAD}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   DEFAULT_MAX_WHISPER_BODY_SIZE,
+ *   generateIdentitySync,
+ *   openWhisper,
+ *   sealWhisper,
+ *   WhisperError,
+ * } from "@carrier/p2p";
+ * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
+ * const body = new Uint8Array(DEFAULT_MAX_WHISPER_BODY_SIZE + 1);
+ * const whisper = await sealWhisper(alice, bob.publicKey, body, { encrypted: false });
+ * await assert.rejects(openWhisper(bob, whisper), WhisperError); // too large
+ * ```
  */
 export const DEFAULT_MAX_WHISPER_BODY_SIZE = 1024 * 1024;
 
 /**
  * What the one Noise `X` message adds to its payload: the ephemeral key (32),
  * the encrypted static key (32 + 16) and the payload's tag (16).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateIdentitySync, sealWhisper, WHISPER_NOISE_OVERHEAD } from "@carrier/p2p";
+ * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
+ * const body = new Uint8Array(8);
+ * const same = { nonce: 1n, timestampMs: 1 };
+ * const signed = await sealWhisper(alice, bob.publicKey, body, { ...same, encrypted: false });
+ * const sealed = await sealWhisper(alice, bob.publicKey, body, same);
+ * // Sealed: the envelope and its signature (2 + 2 + 64 bytes of framing) and the Noise overhead.
+ * assert.equal(sealed.envelope.length, signed.envelope.length + 68 + WHISPER_NOISE_OVERHEAD);
+ * ```
  */
 export const WHISPER_NOISE_OVERHEAD: number = DH_LENGTH + (DH_LENGTH + TAG_LENGTH) + TAG_LENGTH;
 
@@ -113,7 +183,20 @@ export const WHISPER_NOISE_OVERHEAD: number = DH_LENGTH + (DH_LENGTH + TAG_LENGT
  */
 const SEALED_OVERHEAD = 4 + 2 + 64;
 
-/** Largest serialized `WhisperEnvelope` an encrypted whisper can carry: 65535 − 96 − 70 = 65369 bytes. */
+/**
+ * Largest serialized `WhisperEnvelope` an encrypted whisper can carry: 65535 − 96 − 70 = 65369 bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateIdentitySync, MAX_ENCRYPTED_ENVELOPE_PAYLOAD, sealWhisper } from "@carrier/p2p";
+ * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
+ * // The envelope is the body plus sender, recipient, nonce…: a body this size no longer fits.
+ * const body = new Uint8Array(MAX_ENCRYPTED_ENVELOPE_PAYLOAD);
+ * await assert.rejects(sealWhisper(alice, bob.publicKey, body), RangeError);
+ * await sealWhisper(alice, bob.publicKey, body, { encrypted: false }); // bounded by the frame
+ * ```
+ */
 export const MAX_ENCRYPTED_ENVELOPE_PAYLOAD: number = MAX_MESSAGE_LENGTH - WHISPER_NOISE_OVERHEAD -
   SEALED_OVERHEAD;
 
@@ -123,7 +206,25 @@ const encoder = new TextEncoder();
 const SIGNATURE_CONTEXT_BYTES = encoder.encode(WHISPER_SIGNATURE_CONTEXT);
 const PROLOGUE_BYTES = encoder.encode(WHISPER_PROLOGUE);
 
-/** Options of {@linkcode sealWhisper}. */
+/**
+ * Options of {@linkcode sealWhisper}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateIdentitySync,
+ *   openWhisper,
+ *   sealWhisper,
+ *   type SealWhisperOptions,
+ * } from "@carrier/p2p";
+ * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
+ * const options: SealWhisperOptions = { topic: "chat", ttl: 3, nonce: 42n };
+ * const whisper = await sealWhisper(alice, bob.publicKey, new TextEncoder().encode("hi"), options);
+ * const content = await openWhisper(bob, whisper);
+ * assert.deepEqual([content.topic, content.nonce, whisper.ttl], ["chat", 42n, 3]);
+ * ```
+ */
 export interface SealWhisperOptions {
   /**
    * Whether to encrypt end to end (Noise `X`); `false` sends a signed
@@ -166,7 +267,25 @@ export interface SealWhisperOptions {
   signal?: AbortSignal;
 }
 
-/** Options of {@linkcode openWhisper}. */
+/**
+ * Options of {@linkcode openWhisper}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateIdentitySync,
+ *   openWhisper,
+ *   type OpenWhisperOptions,
+ *   sealWhisper,
+ *   WhisperError,
+ * } from "@carrier/p2p";
+ * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
+ * const whisper = await sealWhisper(alice, bob.publicKey, new Uint8Array(5));
+ * const options: OpenWhisperOptions = { maxBodySize: 4 };
+ * await assert.rejects(openWhisper(bob, whisper, options), WhisperError);
+ * ```
+ */
 export interface OpenWhisperOptions {
   /**
    * Largest body accepted, in bytes; a larger one is a {@linkcode WhisperError}.
@@ -182,7 +301,26 @@ export interface OpenWhisperOptions {
   signal?: AbortSignal;
 }
 
-/** An opened whisper: the authenticated content of its envelope. */
+/**
+ * An opened whisper: the authenticated content of its envelope.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateIdentitySync,
+ *   openWhisper,
+ *   sealWhisper,
+ *   type WhisperContent,
+ * } from "@carrier/p2p";
+ * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
+ * const whisper = await sealWhisper(alice, bob.publicKey, new TextEncoder().encode("hi"));
+ * const content: WhisperContent = await openWhisper(bob, whisper);
+ * assert.equal(content.sender, alice.address);
+ * assert.deepEqual(content.recipient, bob.publicKey);
+ * assert(content.encrypted && new TextDecoder().decode(content.body) === "hi");
+ * ```
+ */
 export interface WhisperContent {
   /** The sender's address, base58. */
   readonly sender: string;

@@ -74,10 +74,53 @@ const PACK_POOL_SIZE = 32;
 /** Most bytes of a PING's data that are echoed. */
 const PING_ECHO_LIMIT = 64;
 
-/** What to do when the send buffer is full. */
+/**
+ * What to do when the send buffer is full.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   createNode,
+ *   MemoryNetwork,
+ *   SendBufferFullError,
+ *   type SendBufferPolicy,
+ * } from "@carrier/p2p";
+ * const sendBufferPolicy: SendBufferPolicy = "error"; // fail at once rather than wait for room
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * const connection = { maxSendBuffer: 64, sendBufferPolicy };
+ * await using b = await createNode({ transport: net.transport(), connection });
+ * const peer = await b.connect(a.peerAddresses[0]);
+ * const first = peer.send(1000, new Uint8Array(100)); // an empty buffer takes any frame
+ * await assert.rejects(peer.send(1000, new Uint8Array(100)), SendBufferFullError);
+ * await first;
+ * ```
+ */
 export type SendBufferPolicy = "wait" | "error";
 
-/** Options of a {@linkcode PeerConnection}. Every limit has a default. */
+/**
+ * Options of a {@linkcode PeerConnection}. Every limit has a default.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   createNode,
+ *   MemoryNetwork,
+ *   type PeerConnectionOptions,
+ *   SendBufferFullError,
+ * } from "@carrier/p2p";
+ * const connection: PeerConnectionOptions = { maxPendingRequests: 1, requestTimeout: 5_000 };
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport(), connection });
+ * const peer = await b.connect(a.peerAddresses[0]);
+ * const first = peer.ping();
+ * await assert.rejects(peer.ping(), SendBufferFullError); // one request at a time
+ * await first;
+ * ```
+ */
 export interface PeerConnectionOptions {
   /** Largest decompressed payload accepted. @default {the maxFrameSize this side announced} */
   maxDecompressedSize?: number;
@@ -109,7 +152,28 @@ export interface PeerConnectionOptions {
   onFrame?: (frame: Frame, connection: PeerConnection) => void | Promise<void>;
 }
 
-/** Options of a single send or request. */
+/**
+ * Options of a single send or request.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   createNode,
+ *   MemoryNetwork,
+ *   type MessageEventDetail,
+ *   type SendOptions,
+ * } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const received = Promise.withResolvers<MessageEventDetail>();
+ * a.addEventListener("message", (e) => received.resolve(e.detail));
+ * const options: SendOptions = { sendBufferPolicy: "error", signal: AbortSignal.timeout(5_000) };
+ * await (await b.connect(a.peerAddresses[0])).send(1000, new Uint8Array([7]), options);
+ * assert.deepEqual((await received.promise).body, new Uint8Array([7]));
+ * ```
+ */
 export interface SendOptions {
   /** Cancels waiting for room or for the reply. */
   signal?: AbortSignal;
@@ -117,13 +181,44 @@ export interface SendOptions {
   sendBufferPolicy?: SendBufferPolicy;
 }
 
-/** Options of {@linkcode PeerConnection.request}. */
+/**
+ * Options of {@linkcode PeerConnection.request}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, type RequestOptions } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * await b.connect(a.peerAddresses[0]);
+ * const options: RequestOptions = { timeout: 2_000 };
+ * assert((await b.ping(a.address, options)) >= 0);
+ * const cancelled: RequestOptions = { signal: AbortSignal.abort(new Error("no")) };
+ * await assert.rejects(b.ping(a.address, cancelled), { message: "no" });
+ * ```
+ */
 export interface RequestOptions extends SendOptions {
   /** Time for the reply, in ms. @default {the connection's requestTimeout} */
   timeout?: number;
 }
 
-/** Why and by whom a connection closed. */
+/**
+ * Why and by whom a connection closed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CloseInfo, createNode, DisconnectReason, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const peer = await b.connect(a.peerAddresses[0]);
+ * const info: CloseInfo = await peer.close(DisconnectReason.SHUTDOWN, "bye");
+ * assert.equal(info.reason, DisconnectReason.SHUTDOWN);
+ * assert(!info.remote && peer.isClosed);
+ * ```
+ */
 export interface CloseInfo {
   /** The reason sent or received in DISCONNECT, or the local reason. */
   reason: DisconnectReason;
@@ -133,7 +228,22 @@ export interface CloseInfo {
   error?: Error;
 }
 
-/** Counters of one connection. */
+/**
+ * Counters of one connection.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ConnectionCounters, createNode, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const peer = await b.connect(a.peerAddresses[0]);
+ * await peer.ping();
+ * const counters: ConnectionCounters = peer.counters;
+ * assert(counters.framesSent >= 1 && counters.framesReceived >= 1 && counters.drops === 0);
+ * ```
+ */
 export interface ConnectionCounters {
   /** Bytes of frames written (before encryption). */
   bytesSent: number;
@@ -162,6 +272,17 @@ interface Pending {
 /**
  * The deterministic compression choice: the initiator's preference when both
  * sides decode it, else the responder's, else none.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { chooseCompression, Compression } from "@carrier/p2p";
+ * const { GZIP, SNAPPY } = Compression;
+ * const initiator = { preferred: SNAPPY, decodes: [SNAPPY, GZIP] };
+ * const responder = { preferred: GZIP, decodes: [GZIP] };
+ * assert.equal(chooseCompression(initiator, responder), GZIP); // both decode only GZIP
+ * assert.equal(chooseCompression(initiator, { decodes: [] }), undefined);
+ * ```
  */
 export function chooseCompression(
   initiator: { preferred?: Compression; decodes: readonly Compression[] },

@@ -133,26 +133,113 @@ import {
   type X25519KeyPair,
 } from "./noise.ts";
 
-/** The Noise prologue: the ASCII bytes of `"carrier/v1"`, naming the protocol and its version. */
+/**
+ * The Noise prologue: the ASCII bytes of `"carrier/v1"`, naming the protocol and its version.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PROLOGUE, WHISPER_PROLOGUE } from "@carrier/p2p";
+ * // Bound into every handshake hash: a peer of another version fails to authenticate.
+ * assert.equal(new TextEncoder().encode(PROLOGUE).length, 10);
+ * assert.notEqual(PROLOGUE, WHISPER_PROLOGUE);
+ * ```
+ */
 export const PROLOGUE = "carrier/v1";
 
 /**
  * The context string of the identity signature: a node signs the ASCII bytes
  * of `"carrier/v1 noise-static-key:"` followed by its 32-byte Noise static
  * public key with its Ed25519 identity key.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateIdentitySync,
+ *   generateX25519KeyPair,
+ *   IDENTITY_SIGNATURE_CONTEXT,
+ *   sign,
+ *   verify,
+ * } from "@carrier/p2p";
+ * const identity = generateIdentitySync({ difficulty: 0 });
+ * const context = new TextEncoder().encode(IDENTITY_SIGNATURE_CONTEXT);
+ * // What a node signs in its handshake: the context, then its Noise static key.
+ * const signed = new Uint8Array([...context, ...generateX25519KeyPair().publicKey]);
+ * assert.equal(signed.length, 60);
+ * assert(verify(identity.publicKey, signed, sign(identity, signed)));
+ * ```
  */
 export const IDENTITY_SIGNATURE_CONTEXT = "carrier/v1 noise-static-key:";
 
-/** The full Noise protocol name the channel runs. */
+/**
+ * The full Noise protocol name the channel runs.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NOISE_PROTOCOL_NAME } from "@carrier/p2p";
+ * const [, pattern, dh, cipher, hash] = NOISE_PROTOCOL_NAME.split("_");
+ * assert.deepEqual([pattern, dh, cipher, hash], ["XX", "25519", "AESGCM", "SHA256"]);
+ * ```
+ */
 export const NOISE_PROTOCOL_NAME = "Noise_XX_25519_AESGCM_SHA256";
 
 /** Length of the big-endian length prefix in front of every Noise message, in bytes. */
 export const LENGTH_PREFIX_LENGTH = 2;
 
-/** Largest plaintext of one transport message: 65535 − 16 = 65519 bytes. */
+/**
+ * Largest plaintext of one transport message: 65535 − 16 = 65519 bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateIdentitySync,
+ *   MAX_PLAINTEXT,
+ *   MemoryNetwork,
+ *   secureInbound,
+ *   secureOutbound,
+ * } from "@carrier/p2p";
+ * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
+ * await using net = new MemoryNetwork();
+ * const listener = await net.transport().listen("mem:bob");
+ * const accepting = (async () => {
+ *   for await (const stream of listener) return secureInbound(stream, { identity: bob });
+ * })();
+ * const stream = await net.transport().dial(listener.address);
+ * await using channel = await secureOutbound(stream, { identity: alice });
+ * await using atBob = (await accepting)!;
+ * await assert.rejects(channel.write(new Uint8Array(MAX_PLAINTEXT + 1)), RangeError);
+ * await channel.write(new Uint8Array(MAX_PLAINTEXT)); // one whole transport message
+ * assert.equal((await atBob.read())?.length, MAX_PLAINTEXT);
+ * ```
+ */
 export const MAX_PLAINTEXT: number = MAX_PLAINTEXT_LENGTH;
 
-/** Default of {@linkcode SecureChannelOptions.handshakeTimeout}, in milliseconds. */
+/**
+ * Default of {@linkcode SecureChannelOptions.handshakeTimeout}, in milliseconds.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   DEFAULT_HANDSHAKE_TIMEOUT,
+ *   generateIdentitySync,
+ *   ManualClock,
+ *   MemoryNetwork,
+ *   secureOutbound,
+ *   TimeoutError,
+ * } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * const listener = await net.transport().listen("mem:0"); // accepts nothing: the handshake stalls
+ * const stream = await net.transport().dial(listener.address);
+ * const clock = new ManualClock();
+ * const handshake = secureOutbound(stream, { identity: generateIdentitySync(), clock });
+ * clock.advance(DEFAULT_HANDSHAKE_TIMEOUT);
+ * await assert.rejects(handshake, TimeoutError);
+ * ```
+ */
 export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
 
 /** Default of {@linkcode SecureChannelOptions.agent}. */
@@ -178,7 +265,23 @@ const encoder = new TextEncoder();
 const PROLOGUE_BYTES = encoder.encode(PROLOGUE);
 const CONTEXT_BYTES = encoder.encode(IDENTITY_SIGNATURE_CONTEXT);
 
-/** What one side of a secure channel learned about the other in the handshake. */
+/**
+ * What one side of a secure channel learned about the other in the handshake.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type HandshakeInfo, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * const agent = "demo/1.0";
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"], agent });
+ * await using b = await createNode({ transport: net.transport() });
+ * const remote: HandshakeInfo = (await b.connect(a.peerAddresses[0])).channel.remote;
+ * assert.equal(remote.address, a.address);
+ * assert.equal(remote.agent, agent);
+ * assert(remote.acceptsInbound);
+ * ```
+ */
 export interface HandshakeInfo {
   /** The remote's 32-byte Ed25519 public key (its raw address), proven by the handshake. */
   identityKey: Uint8Array;
@@ -200,7 +303,37 @@ export interface HandshakeInfo {
   agent: string;
 }
 
-/** Options of {@linkcode secureOutbound} and {@linkcode secureInbound}. */
+/**
+ * Options of {@linkcode secureOutbound} and {@linkcode secureInbound}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateIdentitySync,
+ *   MemoryNetwork,
+ *   type SecureChannelOptions,
+ *   secureInbound,
+ *   secureOutbound,
+ * } from "@carrier/p2p";
+ * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
+ * await using net = new MemoryNetwork();
+ * const listener = await net.transport().listen("mem:bob");
+ * const accepting = (async () => {
+ *   for await (const stream of listener) return secureInbound(stream, { identity: bob });
+ * })();
+ * const stream = await net.transport().dial(listener.address);
+ * const options: SecureChannelOptions = {
+ *   identity: alice,
+ *   expectedRemote: bob.publicKey, // fail unless the remote proves to be Bob
+ *   agent: "x/1",
+ * };
+ * await using channel = await secureOutbound(stream, options);
+ * await using atBob = (await accepting)!;
+ * assert.equal(atBob.remote.agent, "x/1");
+ * assert.equal(channel.remote.address, bob.address);
+ * ```
+ */
 export interface SecureChannelOptions {
   /** This node's identity: it signs the handshake with it. */
   identity: Identity;

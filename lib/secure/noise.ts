@@ -94,7 +94,25 @@ export const NOISE_SUITE = "25519_AESGCM_SHA256";
 
 const EMPTY = new Uint8Array(0);
 
-/** An X25519 key pair. */
+/**
+ * An X25519 key pair.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateIdentitySync,
+ *   generateX25519KeyPair,
+ *   type SecureChannelOptions,
+ *   type X25519KeyPair,
+ * } from "@carrier/p2p";
+ * // One static Noise key for all of a node's channels (fresh per channel by default).
+ * const noiseStaticKeyPair: X25519KeyPair = generateX25519KeyPair();
+ * const options: SecureChannelOptions = { identity: generateIdentitySync(), noiseStaticKeyPair };
+ * assert.equal(options.noiseStaticKeyPair?.publicKey.length, 32);
+ * assert.notDeepEqual(noiseStaticKeyPair.publicKey, generateX25519KeyPair().publicKey);
+ * ```
+ */
 export interface X25519KeyPair {
   /** The 32-byte public key (u-coordinate, little-endian). */
   readonly publicKey: Uint8Array;

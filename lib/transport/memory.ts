@@ -20,7 +20,20 @@
 import { ConnectionClosedError, DialError, ListenError, TransportAddressError } from "../errors.ts";
 import type { ByteStream, DialOptions, Listener, ListenOptions, Transport } from "./types.ts";
 
-/** Options of {@linkcode MemoryNetwork}. */
+/**
+ * Options of {@linkcode MemoryNetwork}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DialError, MemoryNetwork, type MemoryNetworkOptions } from "@carrier/p2p";
+ * const options: MemoryNetworkOptions = { backlog: 1, bufferSize: 16 * 1024 };
+ * await using net = new MemoryNetwork(options);
+ * const listener = await net.transport().listen("mem:0"); // never accepts
+ * await net.transport().dial(listener.address); // waits in the backlog
+ * await assert.rejects(net.transport().dial(listener.address), DialError);
+ * ```
+ */
 export interface MemoryNetworkOptions {
   /**
    * Most unread bytes one direction of a connection holds; a write waits
@@ -38,10 +51,43 @@ export interface MemoryNetworkOptions {
   backlog?: number;
 }
 
-/** Default of {@linkcode MemoryNetworkOptions.bufferSize}: 256 KiB. */
+/**
+ * Default of {@linkcode MemoryNetworkOptions.bufferSize}: 256 KiB.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_MEMORY_BUFFER_SIZE, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * const listener = await net.transport().listen("mem:0");
+ * const accepting = (async () => {
+ *   for await (const stream of listener) return stream;
+ * })();
+ * const client = await net.transport().dial(listener.address);
+ * const writing = client.write(new Uint8Array(DEFAULT_MEMORY_BUFFER_SIZE + 1)); // 1 byte waits
+ * const server = (await accepting)!;
+ * const buffer = new Uint8Array(2 * DEFAULT_MEMORY_BUFFER_SIZE);
+ * assert.equal(await server.read(buffer), DEFAULT_MEMORY_BUFFER_SIZE);
+ * assert.equal(await server.read(buffer), 1);
+ * await writing;
+ * ```
+ */
 export const DEFAULT_MEMORY_BUFFER_SIZE = 256 * 1024;
 
-/** Default of {@linkcode MemoryNetworkOptions.backlog}. */
+/**
+ * Default of {@linkcode MemoryNetworkOptions.backlog}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_MEMORY_BACKLOG, DialError, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * const listener = await net.transport().listen("mem:busy"); // never accepts
+ * const client = net.transport();
+ * for (let i = 0; i < DEFAULT_MEMORY_BACKLOG; i++) await client.dial(listener.address);
+ * await assert.rejects(client.dial(listener.address), DialError);
+ * ```
+ */
 export const DEFAULT_MEMORY_BACKLOG = 128;
 
 /** Longest name after `"mem:"`. */
@@ -455,6 +501,18 @@ class Switchboard {
  * A transport on a {@linkcode MemoryNetwork}: one simulated host.
  * `close()` "crashes" it: every listener and every stream it dialed or
  * accepted closes at once, and its peers read `null`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryNetwork, type MemoryTransport } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * const host: MemoryTransport = net.transport();
+ * const listener = await host.listen("mem:0");
+ * const stream = await net.transport().dial(listener.address);
+ * host.close(); // the host "crashes": its peers read the end of the stream
+ * assert.equal(await stream.read(new Uint8Array(1)), null);
+ * ```
  */
 export interface MemoryTransport extends Transport, AsyncDisposable {
   /** Connects to the listener bound at `address` (`"mem:<name>"`). */

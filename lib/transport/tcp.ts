@@ -13,7 +13,17 @@
 import { ConnectionClosedError, DialError, ListenError, TransportAddressError } from "../errors.ts";
 import type { ByteStream, DialOptions, Listener, ListenOptions, Transport } from "./types.ts";
 
-/** A host name or IP address and a port, as {@linkcode parseHostPort} returns them. */
+/**
+ * A host name or IP address and a port, as {@linkcode parseHostPort} returns them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatHostPort, type HostPort, parseHostPort } from "@carrier/p2p";
+ * const { hostname, port }: HostPort = parseHostPort("[::1]:4000");
+ * assert.equal(formatHostPort(hostname, port + 1), "[::1]:4001");
+ * ```
+ */
 export interface HostPort {
   /** A host name or IP address; IPv6 without brackets (`"::1"`). */
   hostname: string;

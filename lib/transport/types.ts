@@ -99,7 +99,19 @@ export interface Listener extends AsyncIterable<ByteStream> {
   close(): void;
 }
 
-/** Options of {@linkcode Transport.dial}. */
+/**
+ * Options of {@linkcode Transport.dial}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type DialOptions, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * const listener = await net.transport().listen("mem:server");
+ * const options: DialOptions = { signal: AbortSignal.abort(new Error("gave up")) };
+ * await assert.rejects(net.transport().dial(listener.address, options), { message: "gave up" });
+ * ```
+ */
 export interface DialOptions {
   /**
    * Aborts the dial: it rejects with the signal's reason, and a connection
@@ -111,7 +123,21 @@ export interface DialOptions {
   signal?: AbortSignal;
 }
 
-/** Options of {@linkcode Transport.listen}. */
+/**
+ * Options of {@linkcode Transport.listen}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ListenOptions, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * const controller = new AbortController();
+ * const options: ListenOptions = { signal: controller.signal };
+ * const listener = await net.transport().listen("mem:0", options);
+ * controller.abort(); // closes the listener: the loop below ends at once
+ * for await (const _stream of listener) assert.fail("a closed listener accepts nothing");
+ * ```
+ */
 export interface ListenOptions {
   /**
    * Aborted before `listen` resolves, the call rejects with the signal's

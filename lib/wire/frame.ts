@@ -21,6 +21,17 @@ export { FrameFlag };
 /**
  * One protocol message: the fields of `carrier.v1.Frame` (see
  * `proto/carrier/v1/frame.proto`) as a plain object.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createFrame, type Frame, isCompressed, Opcode } from "@carrier/p2p";
+ * function describe(frame: Frame): string {
+ *   const name = Opcode[frame.opcode] ?? `APP_${frame.opcode}`;
+ *   return `${name} #${frame.id}${isCompressed(frame) ? " (compressed)" : ""}`;
+ * }
+ * assert.equal(describe(createFrame({ opcode: Opcode.PING, id: 3 })), "PING #3");
+ * ```
  */
 export interface Frame {
   /** Request id (nonzero when a reply is expected), or the id of the request an ACK/NACK answers. */
@@ -38,13 +49,49 @@ export interface Frame {
 /**
  * Default largest encoded frame (envelope included), in bytes: 1 MiB.
  * A frame larger than one Noise message (65535 bytes) spans several.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   createFrame,
+ *   DEFAULT_MAX_FRAME_SIZE,
+ *   encodeFrame,
+ *   FrameTooLargeError,
+ * } from "@carrier/p2p";
+ * const frame = createFrame({ opcode: 1000, payload: new Uint8Array(DEFAULT_MAX_FRAME_SIZE) });
+ * assert.throws(() => encodeFrame(frame), FrameTooLargeError);
+ * encodeFrame(frame, { maxFrameSize: 2 * DEFAULT_MAX_FRAME_SIZE }); // ok
+ * ```
  */
 export const DEFAULT_MAX_FRAME_SIZE = 1024 * 1024;
 
-/** Largest maximum frame size a node may configure: 64 MiB. */
+/**
+ * Largest maximum frame size a node may configure: 64 MiB.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FrameDecoder, MAX_FRAME_SIZE_LIMIT } from "@carrier/p2p";
+ * new FrameDecoder({ maxFrameSize: MAX_FRAME_SIZE_LIMIT }); // the largest allowed
+ * assert.throws(() => new FrameDecoder({ maxFrameSize: MAX_FRAME_SIZE_LIMIT + 1 }), RangeError);
+ * ```
+ */
 export const MAX_FRAME_SIZE_LIMIT = 64 * 1024 * 1024;
 
-/** The fields of a frame, for {@linkcode createFrame}. */
+/**
+ * The fields of a frame, for {@linkcode createFrame}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { compress, Compression, createFrame, type FrameInit, isCompressed } from "@carrier/p2p";
+ * const payload = compress(Compression.GZIP, new TextEncoder().encode("hello ".repeat(100)));
+ * const init: FrameInit = { opcode: 1000, id: 5, payload, compression: Compression.GZIP };
+ * const frame = createFrame(init);
+ * assert(isCompressed(frame) && frame.compression === Compression.GZIP);
+ * ```
+ */
 export interface FrameInit {
   /** Opcode: a protocol `Opcode` value or an application opcode (>= 1000). */
   opcode: number;
@@ -56,7 +103,24 @@ export interface FrameInit {
   compression?: Compression;
 }
 
-/** Options of {@linkcode encodeFrame} and {@linkcode FrameDecoder}. */
+/**
+ * Options of {@linkcode encodeFrame} and {@linkcode FrameDecoder}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   createFrame,
+ *   encodeFrame,
+ *   FrameDecoder,
+ *   type FrameLimitOptions,
+ *   FrameTooLargeError,
+ * } from "@carrier/p2p";
+ * const limits: FrameLimitOptions = { maxFrameSize: 64 };
+ * const big = encodeFrame(createFrame({ opcode: 1000, payload: new Uint8Array(100) }));
+ * assert.throws(() => new FrameDecoder(limits).push(big), FrameTooLargeError);
+ * ```
+ */
 export interface FrameLimitOptions {
   /** Largest encoded frame, length prefix excluded, in bytes. @default {DEFAULT_MAX_FRAME_SIZE} */
   maxFrameSize?: number;
@@ -104,7 +168,17 @@ export function createFrame(init: FrameInit): Frame {
   };
 }
 
-/** Whether the frame's payload is compressed (`FRAME_FLAG_COMPRESSED`). */
+/**
+ * Whether the frame's payload is compressed (`FRAME_FLAG_COMPRESSED`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Compression, createFrame, isCompressed, Opcode } from "@carrier/p2p";
+ * assert(!isCompressed(createFrame({ opcode: Opcode.PING })));
+ * assert(isCompressed(createFrame({ opcode: 1000, compression: Compression.SNAPPY })));
+ * ```
+ */
 export function isCompressed(frame: Frame): boolean {
   return (frame.flags & FrameFlag.COMPRESSED) !== 0;
 }
@@ -173,6 +247,16 @@ export function encodeFrame(
  * Decodes one whole frame message (without length prefix).
  *
  * @throws {FrameDecodeError} if the bytes are not a `carrier.v1.Frame`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createFrame, decodeFrameMessage, encodeFrame, Opcode } from "@carrier/p2p";
+ * const bytes = encodeFrame(createFrame({ opcode: Opcode.PING, id: 9 }));
+ * const frame = decodeFrameMessage(bytes.subarray(1)); // without the 1-byte length prefix
+ * assert.equal(frame.opcode, Opcode.PING);
+ * assert.equal(frame.id, 9);
+ * ```
  */
 export function decodeFrameMessage(bytes: Uint8Array): Frame {
   try {
