@@ -266,7 +266,7 @@ export {
   type DhtWriteOptions,
   type DhtWriteResult,
 } from "./lib/dht/dht.ts";
-export { type DhtStoreOptions, Refusal } from "./lib/dht/store.ts";
+export type { DhtStoreOptions } from "./lib/dht/store.ts";
 export { DEFAULT_MAX_VALUE_SIZE, DHT_KEY_LENGTH, type DhtKey, dhtKey } from "./lib/dht/record.ts";
 export {
   applyJsonPatch,

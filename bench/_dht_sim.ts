@@ -6,7 +6,7 @@
  * @module
  */
 import { Dht } from "../lib/dht/dht.ts";
-import { Refusal } from "../lib/dht/store.ts";
+import { Refusal } from "../lib/errors.ts";
 import { NackError, TimeoutError } from "../lib/errors.ts";
 import { formatAddress } from "../lib/identity/address.ts";
 import { type Contact, contactOf, RoutingTable } from "../lib/overlay/routing_table.ts";

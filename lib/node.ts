@@ -47,7 +47,7 @@ import {
 import { openWhisper, sealWhisper, type Whisper } from "./overlay/whisper.ts";
 import { FindNodeReplySchema, FindNodeRequestSchema } from "../gen/carrier/v1/dht_pb.ts";
 import { Dht, type DhtHost, type DhtOptions } from "./dht/dht.ts";
-import { Refusal } from "./dht/store.ts";
+
 import type { MessageOf, Schema } from "./_protobuf.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import {
@@ -57,6 +57,7 @@ import {
   NackError,
   NodeClosedError,
   PayloadDecodeError,
+  Refusal,
   TimeoutError,
 } from "./errors.ts";
 import { formatAddress, parseAddress } from "./identity/address.ts";
@@ -1840,7 +1841,10 @@ function speakId(topic: string, body: Uint8Array): string {
 
 /**
  * Creates and starts a node: listens (if `listen` is given), runs component
- * startups, dials bootstrap peers.
+ * startups, and starts dialing bootstrap peers. The dials (and then the
+ * lookup of the node's neighbourhood) run in the background, so that a
+ * listener added after `createNode` still sees their `peer:connect` events;
+ * `await node.connect(peer)` for a connection needed at once.
  *
  * @example
  * ```ts

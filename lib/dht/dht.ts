@@ -72,6 +72,7 @@ import {
   PatchError,
   QuorumError,
   RecordError,
+  Refusal,
   VersionConflictError,
 } from "../errors.ts";
 import { formatAddress } from "../identity/address.ts";
@@ -82,7 +83,7 @@ import { type Contact, contactOf, type RoutingTable } from "../overlay/routing_t
 import { decodePayload } from "../wire/opcodes.ts";
 import type { JsonPatchOperation, Splice } from "./patch.ts";
 import { checkRecord, checkVersion, createRecord, type DhtKey, dhtKey } from "./record.ts";
-import { applyPatch, DhtStore, type DhtStoreOptions, Refusal } from "./store.ts";
+import { applyPatch, DhtStore, type DhtStoreOptions } from "./store.ts";
 
 /**
  * What the DHT needs from the node that carries it.

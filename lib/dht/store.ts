@@ -49,7 +49,7 @@ import { NackReason } from "../../gen/carrier/v1/frame_pb.ts";
 import { toBinary } from "@bufbuild/protobuf";
 import { bytesEqual, toHex } from "../_bytes.ts";
 import { type Clock, systemClock } from "../clock.ts";
-import { PatchError, RecordError } from "../errors.ts";
+import { PatchError, RecordError, Refusal } from "../errors.ts";
 import { formatAddress, parseAddress } from "../identity/address.ts";
 import { applyJsonPatchToBytes, applySplices, parseJsonPatch } from "./patch.ts";
 import { checkRecord, DEFAULT_MAX_VALUE_SIZE, DHT_KEY_LENGTH } from "./record.ts";
@@ -89,35 +89,6 @@ export interface DhtStoreOptions {
   maxLocks?: number;
   /** Longest lease granted, in ms. @default {300_000} */
   maxLockTtl?: number;
-}
-
-/**
- * A refused request: the NACK's reason, message and typed data.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, NackReason, Opcode, Refusal } from "@carrier/p2p";
- * await using net = new MemoryNetwork();
- * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
- * assert.throws(
- *   () => node.dht.serve(Opcode.STORE, new Uint8Array([0xff]), node.address), // not a StoreRequest
- *   (error) => error instanceof Refusal && error.reason === NackReason.MALFORMED,
- * );
- * ```
- */
-export class Refusal extends Error {
-  /** The `NackReason`. */
-  readonly reason: NackReason;
-  /** The NACK's data (a serialized `VersionConflict` or `LockHeld`), or empty. */
-  readonly data: Uint8Array;
-  /** Creates the refusal. */
-  constructor(reason: NackReason, message: string, data: Uint8Array = new Uint8Array(0)) {
-    super(message);
-    this.name = "Refusal";
-    this.reason = reason;
-    this.data = data;
-  }
 }
 
 interface Pending {

@@ -49,6 +49,8 @@ export const KEY_FILE_MAGIC: Uint8Array = Uint8Array.of(
   ...new TextEncoder().encode("carrier"),
   1,
 );
+/** The magic the code reads and writes: a private copy, out of reach of callers. */
+const MAGIC: Uint8Array = KEY_FILE_MAGIC.slice();
 
 /**
  * The size of a key file in bytes: magic, seed and public key.
@@ -181,7 +183,7 @@ export async function saveKeyFile(
   }
 
   const contents = new Uint8Array(KEY_FILE_SIZE);
-  contents.set(KEY_FILE_MAGIC, 0);
+  contents.set(MAGIC, 0);
   contents.set(derived.secretKey, SEED_OFFSET);
   contents.set(derived.publicKey, PUBLIC_KEY_OFFSET);
 
@@ -301,17 +303,15 @@ export async function loadKeyFile(
     }
 
     const magic = buffer.subarray(0, MAGIC_LENGTH);
-    if (!bytesEqual(magic, KEY_FILE_MAGIC)) {
-      const name = KEY_FILE_MAGIC.subarray(0, MAGIC_LENGTH - 1);
+    if (!bytesEqual(magic, MAGIC)) {
+      const name = MAGIC.subarray(0, MAGIC_LENGTH - 1);
       if (bytesEqual(magic.subarray(0, MAGIC_LENGTH - 1), name)) {
         throw fail(
-          `unsupported version ${magic[MAGIC_LENGTH - 1]} (expected ${
-            KEY_FILE_MAGIC[MAGIC_LENGTH - 1]
-          })`,
+          `unsupported version ${magic[MAGIC_LENGTH - 1]} (expected ${MAGIC[MAGIC_LENGTH - 1]})`,
         );
       }
       throw fail(
-        `bad magic: expected ${toHex(KEY_FILE_MAGIC)} ("carrier\\x01"), got ${toHex(magic)}`,
+        `bad magic: expected ${toHex(MAGIC)} ("carrier\\x01"), got ${toHex(magic)}`,
       );
     }
 

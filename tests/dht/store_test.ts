@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { ManualClock } from "../../lib/clock.ts";
-import { DhtStore, Refusal } from "../../lib/dht/store.ts";
+import { DhtStore } from "../../lib/dht/store.ts";
+import { Refusal } from "../../lib/errors.ts";
 import { createRecord, dhtKey } from "../../lib/dht/record.ts";
 import {
   CasPhase,
