@@ -431,15 +431,14 @@ const DHT_OPCODES: ReadonlySet<number> = new Set([
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createNode } from "@carrier/p2p";
  * await using a = await createNode({ listen: ["127.0.0.1:0"], puzzleDifficulty: 0 });
- * await using b = await createNode({
- *   listen: ["127.0.0.1:0"], puzzleDifficulty: 0, bootstrap: a.peerAddresses,
- * });
- * await b.dht.lookup("warm-up");
+ * await using b = await createNode({ listen: ["127.0.0.1:0"], puzzleDifficulty: 0 });
+ * await b.connect(a.peerAddresses[0]);
  * await a.dht.put("greeting", new TextEncoder().encode("hello"));
  * const found = await b.dht.get("greeting");
- * console.assert(new TextDecoder().decode(found?.value) === "hello");
+ * assert.equal(new TextDecoder().decode(found?.value), "hello");
  * ```
  */
 export class Dht {
@@ -719,9 +718,7 @@ export class Dht {
     value = this.#checkValue(value);
     if (expectedVersion !== 0) checkVersion(expectedVersion, "expectedVersion");
     const record = this.#record(k, value, expectedVersion + 1, options);
-    const replicas = await this.#replicasOf(k, options);
-    const committed = await this.#atomic(
-      replicas,
+    return await this.#atomic(
       record,
       BigInt(expectedVersion),
       options,
@@ -738,8 +735,6 @@ export class Dht {
         ),
       ],
     );
-    this.#publish(record);
-    return { version: expectedVersion + 1, replicas: committed };
   }
 
   /**
@@ -771,8 +766,7 @@ export class Dht {
     message.valueHash = sha256(value);
     const record = this.#record(k, value, baseVersion + 1, options);
     message.signature = record.signature;
-    const replicas = await this.#replicasOf(k, options);
-    const committed = await this.#atomic(replicas, record, BigInt(baseVersion), options, (p) => [
+    return await this.#atomic(record, BigInt(baseVersion), options, (p) => [
       Opcode.DHT_PATCH,
       toBinary(
         PatchRequestSchema,
@@ -785,8 +779,6 @@ export class Dht {
         }),
       ),
     ]);
-    this.#publish(record);
-    return { version: baseVersion + 1, replicas: committed };
   }
 
   /**
@@ -1033,17 +1025,17 @@ export class Dht {
   }
 
   /**
-   * The two phases of an atomic write: PREPARE (built by `prepare` for a
-   * proposal) at every replica; COMMIT at all of them if a majority prepared
-   * in time, else ABORT. Resolves the commits.
+   * The two phases of an atomic write of `record`: PREPARE (built by
+   * `prepare` for a proposal) at every replica of its key; COMMIT at all of
+   * them if a majority prepared in time, else ABORT.
    */
   async #atomic(
-    replicas: Contact[],
     record: Record,
     expected: bigint,
     options: DhtCallOptions,
     prepare: (proposal: Uint8Array) => [number, Uint8Array],
-  ): Promise<number> {
+  ): Promise<DhtWriteResult> {
+    const replicas = await this.#replicasOf(record.key, options);
     if (replicas.length === 0) throw new QuorumError("No replica of the key can be reached");
     const proposal = crypto.getRandomValues(new Uint8Array(16));
     const quorum = majority(replicas.length);
@@ -1066,7 +1058,10 @@ export class Dht {
         replicas.map((c) => this.#send(c, Opcode.DHT_CAS, commit)),
       );
       const committed = results.filter((r) => r.status === "fulfilled").length;
-      if (committed >= quorum) return committed;
+      if (committed >= quorum) {
+        this.#publish(record);
+        return { version: Number(record.version), replicas: committed };
+      }
       throw new QuorumError(
         `The write was decided but only ${committed} of ${replicas.length} replicas committed ` +
           `it (${quorum} needed): its outcome is uncertain`,
@@ -1169,10 +1164,11 @@ export class Dht {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applyChanges, dhtKey } from "@carrier/p2p";
  * const key = dhtKey("doc");
  * const base = { key, value: new TextEncoder().encode('{"n":1}'), version: 1 };
- * console.assert(applyChanges(base, { currentVersion: 1, changes: [] }) === base);
+ * assert.equal(applyChanges(base, { currentVersion: 1, changes: [] }), base);
  * ```
  */
 export function applyChanges(
