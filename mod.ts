@@ -11,6 +11,7 @@
  *
  * @example Quick start: three nodes, one of which only dials out
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createNode } from "@carrier/p2p";
  *
  * await using a = await createNode({ listen: ["127.0.0.1:0"] });
@@ -24,14 +25,15 @@
  *
  * await a.dht.put("greeting", "hello");
  * const found = await c.dht.get("greeting");
- * console.assert(new TextDecoder().decode(found?.value) === "hello");
+ * assert.equal(new TextDecoder().decode(found?.value), "hello");
  * await b.whisper(c.address, "hi c"); // routed through a, encrypted end to end
- * console.assert(await heard === "hi c");
+ * assert.equal(await heard, "hi c");
  * await b.shout("hello, everyone"); // reaches a and c, once each
  * ```
  *
  * @example Identities and frames
  * ```ts
+ * import assert from "node:assert/strict";
  * import {
  *   createFrame,
  *   encodeFrame,
@@ -45,7 +47,7 @@
  *
  * const bytes = encodeFrame(createFrame({ opcode: Opcode.PING, id: 1 }));
  * const [frame] = new FrameDecoder().push(bytes);
- * console.assert(frame.opcode === Opcode.PING);
+ * assert.equal(frame.opcode, Opcode.PING);
  * ```
  *
  * @module

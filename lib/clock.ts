@@ -81,14 +81,16 @@ interface Timer {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ManualClock } from "@carrier/p2p";
  * const clock = new ManualClock();
  * let fired = false;
  * clock.setTimeout(() => (fired = true), 100);
  * clock.advance(99);
- * console.assert(!fired);
+ * assert.equal(fired, false);
  * clock.advance(1);
- * console.assert(fired && clock.now() === 100);
+ * assert.equal(fired, true);
+ * assert.equal(clock.now(), 100);
  * ```
  */
 export class ManualClock implements Clock {

@@ -1848,9 +1848,10 @@ function speakId(topic: string, body: Uint8Array): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createNode } from "@carrier/p2p";
  * await using node = await createNode({ listen: ["127.0.0.1:0"], puzzleDifficulty: 0 });
- * console.assert(node.listenAddrs.length === 1);
+ * assert.equal(node.listenAddrs.length, 1);
  * ```
  */
 export async function createNode(options: NodeOptions = {}): Promise<Node> {

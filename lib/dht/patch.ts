@@ -33,18 +33,19 @@
  *
  * @example Both formats
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applyJsonPatch, applySplices, diffBytes, diffJson } from "@carrier/p2p";
  *
  * const before = { name: "carrier", tags: ["p2p"] };
  * const patch = diffJson(before, { name: "carrier", tags: ["p2p", "dht"] });
- * console.assert(JSON.stringify(patch) === '[{"op":"add","path":"/tags/1","value":"dht"}]');
+ * assert.deepEqual(patch, [{ op: "add", path: "/tags/1", value: "dht" }]);
  * const after = applyJsonPatch(before, patch);
- * console.assert(JSON.stringify(after) === '{"name":"carrier","tags":["p2p","dht"]}');
+ * assert.deepEqual(after, { name: "carrier", tags: ["p2p", "dht"] });
  *
  * const from = new TextEncoder().encode("hello world");
  * const to = new TextEncoder().encode("hello there world");
  * const splices = diffBytes(from, to); // [{ offset: 6, deleteCount: 0, insert: "there " }]
- * console.assert(new TextDecoder().decode(applySplices(from, splices)) === "hello there world");
+ * assert.equal(new TextDecoder().decode(applySplices(from, splices)), "hello there world");
  * ```
  *
  * @module
@@ -58,16 +59,12 @@ import { PatchError } from "../errors.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MAX_PATCH_OPERATIONS, parseJsonPatch, PatchError } from "@carrier/p2p";
  * const tooLong = JSON.stringify(
  *   Array.from({ length: MAX_PATCH_OPERATIONS + 1 }, () => ({ op: "test", path: "", value: 1 })),
  * );
- * try {
- *   parseJsonPatch(tooLong);
- *   console.assert(false);
- * } catch (err) {
- *   console.assert(err instanceof PatchError);
- * }
+ * assert.throws(() => parseJsonPatch(tooLong), PatchError);
  * ```
  */
 export const MAX_PATCH_OPERATIONS = 1024;
@@ -78,15 +75,14 @@ export const MAX_PATCH_OPERATIONS = 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applyJsonPatch, MAX_JSON_DEPTH, PatchError } from "@carrier/p2p";
  * let deep: unknown = 0;
  * for (let i = 0; i < MAX_JSON_DEPTH + 1; i++) deep = [deep];
- * try {
- *   applyJsonPatch(null, [{ op: "replace", path: "", value: deep }]);
- *   console.assert(false);
- * } catch (err) {
- *   console.assert(err instanceof PatchError);
- * }
+ * assert.throws(
+ *   () => applyJsonPatch(null, [{ op: "replace", path: "", value: deep }]),
+ *   PatchError,
+ * );
  * ```
  */
 export const MAX_JSON_DEPTH = 256;
@@ -99,8 +95,9 @@ export const MAX_JSON_DEPTH = 256;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DEFAULT_MAX_PATCH_RESULT_SIZE } from "@carrier/p2p";
- * console.assert(DEFAULT_MAX_PATCH_RESULT_SIZE === 64 * 1024 * 1024);
+ * assert.equal(DEFAULT_MAX_PATCH_RESULT_SIZE, 64 * 1024 * 1024);
  * ```
  */
 export const DEFAULT_MAX_PATCH_RESULT_SIZE = 64 * 1024 * 1024;
@@ -122,6 +119,7 @@ export const DEFAULT_MAX_PATCH_RESULT_SIZE = 64 * 1024 * 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applyJsonPatch, type JsonPatchOperation } from "@carrier/p2p";
  * const ops: JsonPatchOperation[] = [
  *   { op: "test", path: "/version", value: 1 },
@@ -129,7 +127,7 @@ export const DEFAULT_MAX_PATCH_RESULT_SIZE = 64 * 1024 * 1024;
  *   { op: "add", path: "/peers/-", value: "node-b" },
  * ];
  * const next = applyJsonPatch({ version: 1, peers: ["node-a"] }, ops);
- * console.assert(JSON.stringify(next) === '{"version":2,"peers":["node-a","node-b"]}');
+ * assert.deepEqual(next, { version: 2, peers: ["node-a", "node-b"] });
  * ```
  */
 export type JsonPatchOperation =
@@ -147,12 +145,14 @@ export type JsonPatchOperation =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applySplices, type Splice } from "@carrier/p2p";
  * const splices: Splice[] = [
  *   { offset: 0, deleteCount: 1, insert: new Uint8Array([9, 9]) }, // [1, 2, 3] → [9, 9, 2, 3]
  *   { offset: 4, deleteCount: 0, insert: new Uint8Array([4]) }, // → [9, 9, 2, 3, 4]
  * ];
- * console.assert(applySplices(new Uint8Array([1, 2, 3]), splices).join() === "9,9,2,3,4");
+ * const out = applySplices(new Uint8Array([1, 2, 3]), splices);
+ * assert.deepEqual(out, new Uint8Array([9, 9, 2, 3, 4]));
  * ```
  */
 export interface Splice {
@@ -180,20 +180,20 @@ export interface Splice {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applyJsonPatch, PatchError } from "@carrier/p2p";
  * const doc = { a: { b: "c" } };
  * const next = applyJsonPatch(doc, [
  *   { op: "move", from: "/a/b", path: "/d" },
  *   { op: "add", path: "/a~1b", value: [1] },
  * ]);
- * console.assert(JSON.stringify(next) === '{"a":{},"d":"c","a/b":[1]}');
- * console.assert(doc.a.b === "c"); // unchanged
+ * assert.deepEqual(next, { a: {}, d: "c", "a/b": [1] });
+ * assert.equal(doc.a.b, "c"); // unchanged
  *
- * try {
- *   applyJsonPatch(doc, [{ op: "remove", path: "/a/x" }]);
- * } catch (err) {
- *   console.assert(err instanceof PatchError && err.message.includes("operation 0"));
- * }
+ * assert.throws(
+ *   () => applyJsonPatch(doc, [{ op: "remove", path: "/a/x" }]),
+ *   (err) => err instanceof PatchError && err.message.includes("operation 0"),
+ * );
  * ```
  */
 export function applyJsonPatch(
@@ -215,14 +215,14 @@ export function applyJsonPatch(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseJsonPatch, PatchError } from "@carrier/p2p";
  * const ops = parseJsonPatch('[{"op":"add","path":"/a","value":1,"note":"ignored"}]');
- * console.assert(JSON.stringify(ops) === '[{"op":"add","path":"/a","value":1}]');
- * try {
- *   parseJsonPatch('[{"op":"add","path":"/a"}]');
- * } catch (err) {
- *   console.assert(err instanceof PatchError && err.message.includes('"value"'));
- * }
+ * assert.deepEqual(ops, [{ op: "add", path: "/a", value: 1 }]);
+ * assert.throws(
+ *   () => parseJsonPatch('[{"op":"add","path":"/a"}]'),
+ *   (err) => err instanceof PatchError && err.message.includes('"value"'),
+ * );
  * ```
  */
 export function parseJsonPatch(text: string): JsonPatchOperation[] {
@@ -274,17 +274,18 @@ export function parseJsonPatch(text: string): JsonPatchOperation[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applyJsonPatch, diffJson } from "@carrier/p2p";
  * const from = { name: "a", peers: [1, 2, 3], old: true };
  * const to = { name: "b", peers: [1, 2], "x/y": null };
  * const patch = diffJson(from, to);
- * console.assert(JSON.stringify(patch) === JSON.stringify([
+ * assert.deepEqual(patch, [
  *   { op: "remove", path: "/old" },
  *   { op: "replace", path: "/name", value: "b" },
  *   { op: "remove", path: "/peers/2" },
  *   { op: "add", path: "/x~1y", value: null },
- * ]));
- * console.assert(JSON.stringify(applyJsonPatch(from, patch)) === JSON.stringify(to));
+ * ]);
+ * assert.deepEqual(applyJsonPatch(from, patch), to);
  * ```
  */
 export function diffJson(from: unknown, to: unknown): JsonPatchOperation[] {
@@ -317,15 +318,16 @@ export function diffJson(from: unknown, to: unknown): JsonPatchOperation[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applySplices, PatchError } from "@carrier/p2p";
  * const value = new Uint8Array([1, 2, 3, 4]);
  * const out = applySplices(value, [{ offset: 1, deleteCount: 2, insert: new Uint8Array([7]) }]);
- * console.assert(out.join() === "1,7,4" && value.join() === "1,2,3,4");
- * try {
- *   applySplices(value, [{ offset: 5, deleteCount: 0, insert: new Uint8Array() }]);
- * } catch (err) {
- *   console.assert(err instanceof PatchError && err.message.includes("splice 0"));
- * }
+ * assert.deepEqual(out, new Uint8Array([1, 7, 4]));
+ * assert.deepEqual(value, new Uint8Array([1, 2, 3, 4])); // unchanged
+ * assert.throws(
+ *   () => applySplices(value, [{ offset: 5, deleteCount: 0, insert: new Uint8Array() }]),
+ *   (err) => err instanceof PatchError && err.message.includes("splice 0"),
+ * );
  * ```
  */
 export function applySplices(
@@ -407,14 +409,14 @@ function spliceAll(value: Uint8Array, splices: readonly Splice[], maxSize: numbe
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applySplices, diffBytes } from "@carrier/p2p";
  * const from = new Uint8Array([1, 2, 3, 4, 5]);
  * const to = new Uint8Array([1, 2, 9, 5]);
  * const splices = diffBytes(from, to);
- * console.assert(splices.length === 1 && splices[0].offset === 2 && splices[0].deleteCount === 2);
- * console.assert(splices[0].insert.join() === "9");
- * console.assert(applySplices(from, splices).join() === to.join());
- * console.assert(diffBytes(to, to).length === 0);
+ * assert.deepEqual(splices, [{ offset: 2, deleteCount: 2, insert: new Uint8Array([9]) }]);
+ * assert.deepEqual(applySplices(from, splices), to);
+ * assert.deepEqual(diffBytes(to, to), []);
  * ```
  */
 export function diffBytes(from: Uint8Array, to: Uint8Array): Splice[] {
@@ -455,15 +457,15 @@ export function diffBytes(from: Uint8Array, to: Uint8Array): Splice[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applyJsonPatchToBytes, PatchError } from "@carrier/p2p";
  * const value = new TextEncoder().encode('{ "count": 1 }');
  * const next = applyJsonPatchToBytes(value, [{ op: "replace", path: "/count", value: 2 }]);
- * console.assert(new TextDecoder().decode(next) === '{"count":2}');
- * try {
- *   applyJsonPatchToBytes(value, [{ op: "add", path: "/big", value: "x".repeat(100) }], 64);
- * } catch (err) {
- *   console.assert(err instanceof PatchError && err.message.includes("maxSize 64"));
- * }
+ * assert.equal(new TextDecoder().decode(next), '{"count":2}');
+ * assert.throws(
+ *   () => applyJsonPatchToBytes(value, [{ op: "add", path: "/big", value: "x".repeat(100) }], 64),
+ *   (err) => err instanceof PatchError && err.message.includes("maxSize 64"),
+ * );
  * ```
  */
 export function applyJsonPatchToBytes(

@@ -75,8 +75,9 @@ const RECORD_CONTEXT = new TextEncoder().encode("carrier/v1 record:");
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dhtKey } from "@carrier/p2p";
- * console.assert(dhtKey("config").length === 32);
+ * assert.equal(dhtKey("config").length, 32);
  * ```
  */
 export function dhtKey(key: DhtKey): Uint8Array {

@@ -95,8 +95,9 @@ export function assertAddressBytes(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatAddress } from "@carrier/p2p";
- * console.assert(formatAddress(new Uint8Array(32)) === "1".repeat(32));
+ * assert.equal(formatAddress(new Uint8Array(32)), "1".repeat(32));
  * ```
  */
 export function formatAddress(bytes: Uint8Array): string {
@@ -123,10 +124,12 @@ export function formatAddress(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatAddress, parseAddress } from "@carrier/p2p";
  * const bytes = parseAddress("11111111111111111111111111111112");
- * console.assert(bytes.length === 32 && bytes[31] === 1);
- * console.assert(formatAddress(bytes) === "11111111111111111111111111111112");
+ * assert.equal(bytes.length, 32);
+ * assert.equal(bytes[31], 1);
+ * assert.equal(formatAddress(bytes), "11111111111111111111111111111112");
  * ```
  */
 export function parseAddress(text: string): Uint8Array {
@@ -178,10 +181,11 @@ export function parseAddress(text: string): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { addressEquals, parseAddress } from "@carrier/p2p";
  * const a = parseAddress("11111111111111111111111111111112");
- * console.assert(addressEquals(a, a.slice()));
- * console.assert(!addressEquals(a, new Uint8Array(32)));
+ * assert.ok(addressEquals(a, a.slice()));
+ * assert.ok(!addressEquals(a, new Uint8Array(32)));
  * ```
  */
 export function addressEquals(a: Uint8Array, b: Uint8Array): boolean {

@@ -146,13 +146,14 @@ export interface LoadKeyFileOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateIdentitySync, loadKeyFile, saveKeyFile } from "@carrier/p2p";
  * const dir = await Deno.makeTempDir();
  * try {
  *   const identity = generateIdentitySync({ difficulty: 0 });
  *   await saveKeyFile(`${dir}/node.key`, identity);
  *   const loaded = await loadKeyFile(`${dir}/node.key`);
- *   console.assert(loaded.address === identity.address);
+ *   assert.equal(loaded.address, identity.address);
  * } finally {
  *   await Deno.remove(dir, { recursive: true });
  * }
@@ -243,12 +244,9 @@ export async function saveKeyFile(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { KeyFileError, loadKeyFile } from "@carrier/p2p";
- * try {
- *   await loadKeyFile("/nonexistent/node.key");
- * } catch (error) {
- *   console.assert(error instanceof KeyFileError);
- * }
+ * await assert.rejects(loadKeyFile("/nonexistent/node.key"), KeyFileError);
  * ```
  */
 export async function loadKeyFile(

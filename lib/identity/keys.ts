@@ -132,13 +132,14 @@ export interface GenerateIdentityOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateIdentity, verifyPuzzle } from "@carrier/p2p";
  * const identity = await generateIdentity({
  *   difficulty: 4,
  *   signal: AbortSignal.timeout(10_000),
  * });
- * console.assert(verifyPuzzle(identity.publicKey, 4));
- * console.assert(identity.address.length >= 32);
+ * assert.ok(verifyPuzzle(identity.publicKey, 4));
+ * assert.ok(identity.address.length >= 32);
  * ```
  */
 export async function generateIdentity(
@@ -170,9 +171,10 @@ export async function generateIdentity(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateIdentitySync, puzzleWork } from "@carrier/p2p";
  * const identity = generateIdentitySync({ difficulty: 2 });
- * console.assert(puzzleWork(identity.publicKey) >= 2);
+ * assert.ok(puzzleWork(identity.publicKey) >= 2);
  * ```
  */
 export function generateIdentitySync(
@@ -196,10 +198,11 @@ export function generateIdentitySync(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateIdentitySync, identityFromSecretKey } from "@carrier/p2p";
  * const original = generateIdentitySync({ difficulty: 0 });
  * const again = identityFromSecretKey(original.secretKey);
- * console.assert(again.address === original.address);
+ * assert.equal(again.address, original.address);
  * ```
  */
 export function identityFromSecretKey(secretKey: Uint8Array): Identity {
@@ -225,11 +228,12 @@ export function identityFromSecretKey(secretKey: Uint8Array): Identity {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateIdentitySync, sign, verify } from "@carrier/p2p";
  * const identity = generateIdentitySync({ difficulty: 0 });
  * const message = new TextEncoder().encode("hello");
  * const signature = sign(identity, message);
- * console.assert(verify(identity.publicKey, message, signature));
+ * assert.ok(verify(identity.publicKey, message, signature));
  * ```
  */
 export function sign(identity: Identity, message: Uint8Array): Uint8Array {
@@ -265,8 +269,9 @@ export function sign(identity: Identity, message: Uint8Array): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { verify } from "@carrier/p2p";
- * console.assert(!verify(new Uint8Array(32), new Uint8Array(1), new Uint8Array(3)));
+ * assert.equal(verify(new Uint8Array(32), new Uint8Array(1), new Uint8Array(3)), false);
  * ```
  */
 export function verify(

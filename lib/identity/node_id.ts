@@ -78,9 +78,11 @@ export function assertNodeId(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { nodeIdOf } from "@carrier/p2p";
  * const id = nodeIdOf("11111111111111111111111111111111"); // 32 zero bytes
- * console.assert(id.length === 32 && id[0] === 0x66); // SHA-256(0^32) = 6668…
+ * assert.equal(id.length, 32);
+ * assert.equal(id[0], 0x66); // SHA-256(0^32) = 6668…
  * ```
  */
 export function nodeIdOf(address: Uint8Array | string): Uint8Array {
@@ -98,10 +100,11 @@ export function nodeIdOf(address: Uint8Array | string): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { xorDistance } from "@carrier/p2p";
  * const a = new Uint8Array(32);
  * const b = new Uint8Array(32).fill(0xff);
- * console.assert(xorDistance(a, b).every((byte) => byte === 0xff));
+ * assert.deepEqual(xorDistance(a, b), new Uint8Array(32).fill(0xff));
  * ```
  */
 export function xorDistance(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -123,11 +126,12 @@ export function xorDistance(a: Uint8Array, b: Uint8Array): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { compareDistance } from "@carrier/p2p";
  * const target = new Uint8Array(32);
  * const near = new Uint8Array(32).fill(1);
  * const far = new Uint8Array(32).fill(2);
- * console.assert(compareDistance(target, near, far) === -1);
+ * assert.equal(compareDistance(target, near, far), -1);
  * ```
  */
 export function compareDistance(
@@ -164,15 +168,16 @@ export function compareDistance(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { bucketIndex } from "@carrier/p2p";
  * const self = new Uint8Array(32);
  * const top = new Uint8Array(32);
  * top[0] = 0x80;
  * const last = new Uint8Array(32);
  * last[31] = 1;
- * console.assert(bucketIndex(self, top) === 255);
- * console.assert(bucketIndex(self, last) === 0);
- * console.assert(bucketIndex(self, self) === -1);
+ * assert.equal(bucketIndex(self, top), 255);
+ * assert.equal(bucketIndex(self, last), 0);
+ * assert.equal(bucketIndex(self, self), -1);
  * ```
  */
 export function bucketIndex(self: Uint8Array, other: Uint8Array): number {
@@ -193,9 +198,10 @@ export function bucketIndex(self: Uint8Array, other: Uint8Array): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { leadingZeroBits } from "@carrier/p2p";
- * console.assert(leadingZeroBits(new Uint8Array([0, 0x10, 0xff])) === 11);
- * console.assert(leadingZeroBits(new Uint8Array(4)) === 32);
+ * assert.equal(leadingZeroBits(new Uint8Array([0, 0x10, 0xff])), 11);
+ * assert.equal(leadingZeroBits(new Uint8Array(4)), 32);
  * ```
  */
 export function leadingZeroBits(bytes: Uint8Array): number {

@@ -83,8 +83,9 @@ export function assertPuzzleDifficulty(difficulty: number): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { puzzleHash } from "@carrier/p2p";
- * console.assert(puzzleHash(new Uint8Array(32)).length === 32);
+ * assert.equal(puzzleHash(new Uint8Array(32)).length, 32);
  * ```
  */
 export function puzzleHash(publicKey: Uint8Array): Uint8Array {
@@ -102,9 +103,10 @@ export function puzzleHash(publicKey: Uint8Array): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateIdentitySync, puzzleWork } from "@carrier/p2p";
  * const identity = generateIdentitySync({ difficulty: 4 });
- * console.assert(puzzleWork(identity.publicKey) >= 4);
+ * assert.ok(puzzleWork(identity.publicKey) >= 4);
  * ```
  */
 export function puzzleWork(publicKey: Uint8Array): number {
@@ -122,10 +124,11 @@ export function puzzleWork(publicKey: Uint8Array): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateIdentitySync, verifyPuzzle } from "@carrier/p2p";
  * const identity = generateIdentitySync({ difficulty: 4 });
- * console.assert(verifyPuzzle(identity.publicKey, 4));
- * console.assert(verifyPuzzle(identity.publicKey, 0));
+ * assert.ok(verifyPuzzle(identity.publicKey, 4));
+ * assert.ok(verifyPuzzle(identity.publicKey, 0));
  * ```
  */
 export function verifyPuzzle(publicKey: Uint8Array, c1: number): boolean {

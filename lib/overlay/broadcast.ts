@@ -110,8 +110,9 @@ import { type Contact, RoutingTable } from "./routing_table.ts";
  *
  * @example
  * ```ts
- * import { ORIGIN_HEIGHT } from "./broadcast.ts";
- * console.assert(ORIGIN_HEIGHT === 256);
+ * import assert from "node:assert/strict";
+ * import { ORIGIN_HEIGHT } from "@carrier/p2p";
+ * assert.equal(ORIGIN_HEIGHT, 256);
  * ```
  */
 export const ORIGIN_HEIGHT: number = NODE_ID_BITS;
@@ -304,8 +305,8 @@ export interface NextInBucketOptions {
  *
  * @example A broadcast over four nodes
  * ```ts
- * import { contactOf, generateIdentitySync, RoutingTable } from "@carrier/p2p";
- * import { planForward } from "./broadcast.ts";
+ * import assert from "node:assert/strict";
+ * import { contactOf, generateIdentitySync, planForward, RoutingTable } from "@carrier/p2p";
  *
  * const ids = Array.from({ length: 4 }, () => generateIdentitySync({ difficulty: 0 }));
  * const tables = ids.map((me) => {
@@ -323,7 +324,7 @@ export interface NextInBucketOptions {
  *   const i = ids.findIndex((id) => id.address === contact.address);
  *   queue.push(...planForward({ self: ids[i].nodeId, height, candidates: tables[i] }));
  * }
- * console.assert(sent === ids.length - 1); // every node reached, once
+ * assert.equal(sent, ids.length - 1); // every node reached, once
  * ```
  */
 export function planForward(options: PlanForwardOptions): ForwardTarget[] {
@@ -368,8 +369,14 @@ export function planForward(options: PlanForwardOptions): ForwardTarget[] {
  *
  * @example Fall back when a peer does not acknowledge
  * ```ts
- * import { contactOf, generateIdentitySync, RoutingTable } from "@carrier/p2p";
- * import { nextInBucket, planForward } from "./broadcast.ts";
+ * import assert from "node:assert/strict";
+ * import {
+ *   contactOf,
+ *   generateIdentitySync,
+ *   nextInBucket,
+ *   planForward,
+ *   RoutingTable,
+ * } from "@carrier/p2p";
  *
  * const me = generateIdentitySync({ difficulty: 0 });
  * const table = new RoutingTable(me.nodeId);
@@ -381,7 +388,7 @@ export function planForward(options: PlanForwardOptions): ForwardTarget[] {
  * const tried = new Set([first.contact.address]);
  * // No ACK from `first` within the timeout: try the next peer of its bucket.
  * const next = nextInBucket({ self: me.nodeId, candidates: table, bucket: first.height, tried });
- * console.assert(next === undefined || !tried.has(next.address));
+ * assert.ok(next === undefined || !tried.has(next.address));
  * ```
  */
 export function nextInBucket(options: NextInBucketOptions): Contact | undefined {

@@ -98,13 +98,14 @@ type State = "queried" | "answered" | "failed";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { contactOf, generateIdentitySync, iterativeLookup } from "@carrier/p2p";
  * const ids = Array.from({ length: 50 }, () => generateIdentitySync({ difficulty: 0 }));
  * const contacts = ids.map((id) => contactOf(id.publicKey, id.address));
  * // Every contact knows everyone: one hop finds the answer.
  * const result = await iterativeLookup(ids[7].nodeId, contacts.slice(0, 3), (c) =>
  *   Promise.resolve(contacts.filter((x) => x !== c)), { k: 5 });
- * console.assert(result.closest[0].address === ids[7].address);
+ * assert.equal(result.closest[0].address, ids[7].address);
  * ```
  */
 export async function iterativeLookup(

@@ -39,10 +39,11 @@ export interface PeerAddress {
  * underlying {@linkcode AddressError} as `cause` for a bad address part.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatAddress, parsePeerAddress } from "@carrier/p2p";
  * const key = formatAddress(new Uint8Array(32).fill(1));
  * const peer = parsePeerAddress(`${key}@127.0.0.1:4000`);
- * console.assert(peer.transportAddress === "127.0.0.1:4000");
+ * assert.equal(peer.transportAddress, "127.0.0.1:4000");
  * ```
  */
 export function parsePeerAddress(text: string): PeerAddress {

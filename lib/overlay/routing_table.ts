@@ -165,12 +165,13 @@ interface Bucket {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { contactOf, generateIdentitySync, RoutingTable } from "@carrier/p2p";
  * const me = generateIdentitySync({ difficulty: 0 });
  * const table = new RoutingTable(me.nodeId, { k: 20 });
  * const other = generateIdentitySync({ difficulty: 0 });
  * table.add(contactOf(other.publicKey, other.address, ["10.0.0.1:4000"]));
- * console.assert(table.closest(other.nodeId, 1)[0].address === other.address);
+ * assert.equal(table.closest(other.nodeId, 1)[0].address, other.address);
  * ```
  */
 export class RoutingTable {

@@ -37,12 +37,15 @@ export interface SeenCacheOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SeenCache } from "@carrier/p2p";
  * const seen = new SeenCache({ maxEntries: 2 });
- * console.assert(seen.add("a") && !seen.add("a"));
+ * assert.equal(seen.add("a"), true);
+ * assert.equal(seen.add("a"), false);
  * seen.add("b");
  * seen.add("c"); // forgets "a"
- * console.assert(!seen.has("a") && seen.size === 2);
+ * assert.equal(seen.has("a"), false);
+ * assert.equal(seen.size, 2);
  * ```
  */
 export class SeenCache {

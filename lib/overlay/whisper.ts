@@ -36,14 +36,15 @@
  *
  * @example
  * ```ts
- * import { openWhisper, sealWhisper } from "./whisper.ts";
- * import { generateIdentitySync } from "../identity/keys.ts";
+ * import assert from "node:assert/strict";
+ * import { generateIdentitySync, openWhisper, sealWhisper } from "@carrier/p2p";
  *
  * const alice = generateIdentitySync({ difficulty: 0 });
  * const bob = generateIdentitySync({ difficulty: 0 });
  * const whisper = await sealWhisper(alice, bob.publicKey, new TextEncoder().encode("hi"));
  * const content = await openWhisper(bob, whisper);
- * console.assert(content.sender === alice.address && content.encrypted);
+ * assert.equal(content.sender, alice.address);
+ * assert.equal(content.encrypted, true);
  * ```
  *
  * @module
@@ -361,19 +362,21 @@ export interface WhisperContent {
  *
  * @example
  * ```ts
- * import { openWhisper, sealWhisper } from "./whisper.ts";
- * import { generateIdentitySync } from "../identity/keys.ts";
+ * import assert from "node:assert/strict";
+ * import { generateIdentitySync, openWhisper, sealWhisper } from "@carrier/p2p";
  *
  * const alice = generateIdentitySync({ difficulty: 0 });
  * const bob = generateIdentitySync({ difficulty: 0 });
  * const body = new TextEncoder().encode("for your eyes only");
  * const whisper = await sealWhisper(alice, bob.publicKey, body, { topic: "chat" });
- * console.assert(whisper.encrypted && whisper.ttl === 16);
+ * assert.equal(whisper.encrypted, true);
+ * assert.equal(whisper.ttl, 16);
  *
  * const signed = await sealWhisper(alice, bob.publicKey, body, { encrypted: false });
- * console.assert(signed.signature.length === 64);
+ * assert.equal(signed.signature.length, 64);
  * const content = await openWhisper(bob, signed);
- * console.assert(!content.encrypted && content.topic === "");
+ * assert.equal(content.encrypted, false);
+ * assert.equal(content.topic, "");
  * ```
  */
 export async function sealWhisper(
@@ -506,20 +509,24 @@ export async function sealWhisper(
  *
  * @example
  * ```ts
- * import { openWhisper, sealWhisper, whisperHash } from "./whisper.ts";
- * import { WhisperError } from "../errors.ts";
- * import { generateIdentitySync } from "../identity/keys.ts";
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateIdentitySync,
+ *   openWhisper,
+ *   sealWhisper,
+ *   WhisperError,
+ *   whisperHash,
+ * } from "@carrier/p2p";
  *
  * const [alice, bob, carol] = Array.from({ length: 3 }, () => generateIdentitySync({ difficulty: 0 }));
  * const whisper = await sealWhisper(alice, bob.publicKey, new Uint8Array([1, 2, 3]));
  * const content = await openWhisper(bob, whisper);
- * console.assert(content.body.join() === "1,2,3");
- * console.assert(content.hash.join() === whisperHash(whisper).join());
+ * assert.deepEqual(content.body, new Uint8Array([1, 2, 3]));
+ * assert.deepEqual(content.hash, whisperHash(whisper));
  *
  * // Carol, a relay, cannot open it, even after redirecting it to herself.
  * const redirected = { ...whisper, recipient: carol.publicKey };
- * const error = await openWhisper(carol, redirected).catch((e) => e);
- * console.assert(error instanceof WhisperError);
+ * await assert.rejects(openWhisper(carol, redirected), WhisperError);
  * ```
  */
 export async function openWhisper(
@@ -650,12 +657,12 @@ export async function openWhisper(
  *
  * @example
  * ```ts
- * import { sealWhisper, whisperHash } from "./whisper.ts";
- * import { generateIdentitySync } from "../identity/keys.ts";
+ * import assert from "node:assert/strict";
+ * import { generateIdentitySync, sealWhisper, whisperHash } from "@carrier/p2p";
  *
  * const alice = generateIdentitySync({ difficulty: 0 });
  * const whisper = await sealWhisper(alice, alice.publicKey, new Uint8Array(8));
- * console.assert(whisperHash(whisper).length === 32);
+ * assert.equal(whisperHash(whisper).length, 32);
  * ```
  */
 export function whisperHash(whisper: Whisper): Uint8Array {
@@ -676,13 +683,14 @@ export function whisperHash(whisper: Whisper): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { x25519PrivateKeyFromEd25519, x25519PublicKeyFromEd25519 } from "./whisper.ts";
  * import { generateIdentitySync } from "../identity/keys.ts";
  * import { x25519KeyPairFromPrivateKey } from "../secure/noise.ts";
  *
  * const identity = generateIdentitySync({ difficulty: 0 });
  * const pair = x25519KeyPairFromPrivateKey(x25519PrivateKeyFromEd25519(identity.secretKey));
- * console.assert(pair.publicKey.join() === x25519PublicKeyFromEd25519(identity.publicKey).join());
+ * assert.deepEqual(pair.publicKey, x25519PublicKeyFromEd25519(identity.publicKey));
  * ```
  */
 export function x25519PublicKeyFromEd25519(publicKey: Uint8Array): Uint8Array {
@@ -712,9 +720,11 @@ export function x25519PublicKeyFromEd25519(publicKey: Uint8Array): Uint8Array {
  *
  * @example
  * ```ts
- * import { x25519PrivateKeyFromEd25519 } from "./whisper.ts";
+ * import assert from "node:assert/strict";
+ * import { x25519PrivateKeyFromEd25519 } from "@carrier/p2p";
  * const key = x25519PrivateKeyFromEd25519(new Uint8Array(32));
- * console.assert(key.length === 32 && (key[0] & 7) === 0);
+ * assert.equal(key.length, 32);
+ * assert.equal(key[0] & 7, 0); // clamped
  * ```
  */
 export function x25519PrivateKeyFromEd25519(secretKey: Uint8Array): Uint8Array {

@@ -121,13 +121,15 @@ export interface AesGcm {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createAesGcm } from "./noise.ts";
  * const key = crypto.getRandomValues(new Uint8Array(32));
  * const web = createAesGcm(key, { backend: "webcrypto" });
  * const noble = createAesGcm(key, { backend: "noble" });
  * const a = await web.encrypt(7n, new TextEncoder().encode("hi"));
  * const b = await noble.encrypt(7n, new TextEncoder().encode("hi"));
- * console.assert(a.join() === b.join() && a.length === 2 + 16);
+ * assert.deepEqual(a, b);
+ * assert.equal(a.length, 2 + 16);
  * ```
  *
  * @throws {RangeError} If `key` is not 32 bytes.

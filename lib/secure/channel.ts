@@ -73,9 +73,13 @@
  *
  * @example
  * ```ts
- * import { generateIdentitySync } from "../identity/keys.ts";
- * import { MemoryNetwork } from "../transport/memory.ts";
- * import { secureInbound, secureOutbound } from "./channel.ts";
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateIdentitySync,
+ *   MemoryNetwork,
+ *   secureInbound,
+ *   secureOutbound,
+ * } from "@carrier/p2p";
  *
  * await using net = new MemoryNetwork();
  * const alice = generateIdentitySync({ difficulty: 0 });
@@ -93,11 +97,11 @@
  *   expectedRemote: bob.publicKey,
  * });
  * await using atBob = await accepted;
- * console.assert(atBob.remote.address === alice.address);
+ * assert.equal(atBob.remote.address, alice.address);
  *
  * await toBob.write(new TextEncoder().encode("hello"));
  * const message = await atBob.read();
- * console.assert(new TextDecoder().decode(message!) === "hello");
+ * assert.equal(new TextDecoder().decode(message!), "hello");
  * ```
  *
  * @module
@@ -446,9 +450,13 @@ export interface SecureChannelOptions {
  *
  * @example
  * ```ts
- * import { generateIdentitySync } from "../identity/keys.ts";
- * import { MemoryNetwork } from "../transport/memory.ts";
- * import { secureInbound, secureOutbound } from "./channel.ts";
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateIdentitySync,
+ *   MemoryNetwork,
+ *   secureInbound,
+ *   secureOutbound,
+ * } from "@carrier/p2p";
  *
  * await using net = new MemoryNetwork();
  * const server = generateIdentitySync({ difficulty: 0 });
@@ -467,7 +475,7 @@ export interface SecureChannelOptions {
  *   handshakeTimeout: 5_000,
  * });
  * await channel.write(new Uint8Array([1, 2, 3]));
- * console.assert((await channel.read())!.join() === "1,2,3");
+ * assert.deepEqual(await channel.read(), new Uint8Array([1, 2, 3]));
  * await serving;
  * ```
  */
@@ -497,9 +505,7 @@ export function secureOutbound(
  *
  * @example
  * ```ts
- * import type { Listener } from "../transport/types.ts";
- * import type { Identity } from "../identity/keys.ts";
- * import { type SecureChannel, secureInbound } from "./channel.ts";
+ * import { type Identity, type Listener, type SecureChannel, secureInbound } from "@carrier/p2p";
  *
  * async function serve(
  *   listener: Listener,
@@ -912,7 +918,7 @@ function checkPayload(
  *
  * @example
  * ```ts
- * import type { SecureChannel } from "./channel.ts";
+ * import type { SecureChannel } from "@carrier/p2p";
  *
  * async function echo(channel: SecureChannel): Promise<void> {
  *   for (let m; (m = await channel.read()) !== null;) await channel.write(m);

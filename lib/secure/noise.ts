@@ -18,6 +18,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createHandshake, generateX25519KeyPair } from "./noise.ts";
  *
  * const prologue = new TextEncoder().encode("carrier example");
@@ -40,7 +41,7 @@
  * const a = alice.split();
  * const b = bob.split();
  * const sealed = await a.send.encrypt(new TextEncoder().encode("hello"));
- * console.assert(new TextDecoder().decode(await b.receive.decrypt(sealed)) === "hello");
+ * assert.equal(new TextDecoder().decode(await b.receive.decrypt(sealed)), "hello");
  * ```
  *
  * @module
@@ -125,9 +126,11 @@ export interface X25519KeyPair {
  *
  * @example
  * ```ts
- * import { generateX25519KeyPair } from "./noise.ts";
+ * import assert from "node:assert/strict";
+ * import { generateX25519KeyPair } from "@carrier/p2p";
  * const { publicKey, privateKey } = generateX25519KeyPair();
- * console.assert(publicKey.length === 32 && privateKey.length === 32);
+ * assert.equal(publicKey.length, 32);
+ * assert.equal(privateKey.length, 32);
  * ```
  */
 export function generateX25519KeyPair(): X25519KeyPair {
@@ -140,10 +143,11 @@ export function generateX25519KeyPair(): X25519KeyPair {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateX25519KeyPair, x25519KeyPairFromPrivateKey } from "./noise.ts";
  * const pair = generateX25519KeyPair();
  * const again = x25519KeyPairFromPrivateKey(pair.privateKey);
- * console.assert(again.publicKey.join() === pair.publicKey.join());
+ * assert.deepEqual(again.publicKey, pair.publicKey);
  * ```
  *
  * @throws {RangeError} If `privateKey` is not 32 bytes.
@@ -236,13 +240,15 @@ export interface CipherOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { CipherState } from "./noise.ts";
  * const key = crypto.getRandomValues(new Uint8Array(32));
  * const sender = new CipherState(key);
  * const receiver = new CipherState(key);
  * const sealed = await sender.encrypt(new Uint8Array([1, 2, 3]));
  * const opened = await receiver.decrypt(sealed);
- * console.assert(opened.join() === "1,2,3" && receiver.nonce === 1n);
+ * assert.deepEqual(opened, new Uint8Array([1, 2, 3]));
+ * assert.equal(receiver.nonce, 1n);
  * ```
  */
 export class CipherState {
@@ -577,6 +583,7 @@ export interface HandshakeOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createHandshake, generateX25519KeyPair } from "./noise.ts";
  * const responderStatic = generateX25519KeyPair();
  * const initiator = createHandshake({
@@ -590,10 +597,11 @@ export interface HandshakeOptions {
  *   staticKeyPair: responderStatic,
  * });
  * const first = await initiator.writeMessage(new TextEncoder().encode("early data"));
- * console.assert(new TextDecoder().decode(await responder.readMessage(first)) === "early data");
+ * assert.equal(new TextDecoder().decode(await responder.readMessage(first)), "early data");
  * await initiator.readMessage(await responder.writeMessage());
- * console.assert(initiator.isComplete && responder.isComplete);
- * console.assert(initiator.handshakeHash.join() === responder.handshakeHash.join());
+ * assert.ok(initiator.isComplete);
+ * assert.ok(responder.isComplete);
+ * assert.deepEqual(initiator.handshakeHash, responder.handshakeHash);
  * ```
  *
  * @throws {TypeError} If the pattern is unknown or a key the pattern needs is

@@ -111,8 +111,9 @@ const BLOCK_SIZE = 4096;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseMemoryAddress } from "@carrier/p2p";
- * console.assert(parseMemoryAddress("mem:alice") === "alice");
+ * assert.equal(parseMemoryAddress("mem:alice"), "alice");
  * ```
  */
 export function parseMemoryAddress(address: string): string {
@@ -651,6 +652,7 @@ function checkPositiveInteger(key: string, value: number): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MemoryNetwork } from "@carrier/p2p";
  * await using net = new MemoryNetwork({ bufferSize: 64 * 1024 });
  * const alice = net.transport();
@@ -663,9 +665,9 @@ function checkPositiveInteger(key: string, value: number): void {
  * await toAlice.write(new TextEncoder().encode("hi"));
  * const atAlice = await accepting;
  * const buffer = new Uint8Array(16);
- * console.assert((await atAlice!.read(buffer)) === 2);
+ * assert.equal(await atAlice!.read(buffer), 2);
  * bob.close(); // "crash" bob: alice's reads end with null
- * console.assert((await atAlice!.read(buffer)) === null);
+ * assert.equal(await atAlice!.read(buffer), null);
  * ```
  */
 export class MemoryNetwork implements AsyncDisposable {

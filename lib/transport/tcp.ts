@@ -45,9 +45,9 @@ const IPV6_PATTERN = /^[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?$/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseHostPort } from "@carrier/p2p";
- * const { hostname, port } = parseHostPort("[::1]:4000");
- * console.assert(hostname === "::1" && port === 4000);
+ * assert.deepEqual(parseHostPort("[::1]:4000"), { hostname: "::1", port: 4000 });
  * ```
  */
 export function parseHostPort(address: string): HostPort {
@@ -103,9 +103,10 @@ export function parseHostPort(address: string): HostPort {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatHostPort } from "@carrier/p2p";
- * console.assert(formatHostPort("::1", 4000) === "[::1]:4000");
- * console.assert(formatHostPort("127.0.0.1", 80) === "127.0.0.1:80");
+ * assert.equal(formatHostPort("::1", 4000), "[::1]:4000");
+ * assert.equal(formatHostPort("127.0.0.1", 80), "127.0.0.1:80");
  * ```
  */
 export function formatHostPort(hostname: string, port: number): string {

@@ -48,14 +48,15 @@
  *
  * @example Round trip through a negotiated setting
  * ```ts
- * import { COMPRESSION_SETTINGS, compress, decompress } from "./compression.ts";
+ * import assert from "node:assert/strict";
+ * import { COMPRESSION_SETTINGS, compress, decompress } from "@carrier/p2p";
  *
  * const setting = COMPRESSION_SETTINGS.zlib;
  * const data = new TextEncoder().encode("hello ".repeat(100));
  * const packed = compress(setting, data);
  * const unpacked = decompress(setting, packed, { maxOutputSize: 1 << 20 });
- * console.assert(packed.length < data.length);
- * console.assert(unpacked.length === data.length);
+ * assert.ok(packed.length < data.length);
+ * assert.deepEqual(unpacked, data);
  * ```
  *
  * @module
@@ -79,9 +80,10 @@ import { snappyDecompress } from "./_snappy.ts";
  *
  * @example
  * ```ts
- * import type { CompressionName } from "./compression.ts";
+ * import assert from "node:assert/strict";
+ * import type { CompressionName } from "@carrier/p2p";
  * const preferred: CompressionName = "snappy";
- * console.assert(preferred === "snappy");
+ * assert.equal(preferred, "snappy");
  * ```
  */
 export type CompressionName = "bz2" | "gzip" | "lzma" | "zlib" | "snappy";
@@ -91,8 +93,9 @@ export type CompressionName = "bz2" | "gzip" | "lzma" | "zlib" | "snappy";
  *
  * @example
  * ```ts
- * import { COMPRESSION_SETTINGS } from "./compression.ts";
- * console.assert(COMPRESSION_SETTINGS.snappy === 4);
+ * import assert from "node:assert/strict";
+ * import { COMPRESSION_SETTINGS } from "@carrier/p2p";
+ * assert.equal(COMPRESSION_SETTINGS.snappy, 4);
  * ```
  */
 export const COMPRESSION_SETTINGS: Readonly<Record<CompressionName, number>> = Object.freeze({
@@ -109,8 +112,9 @@ export const COMPRESSION_SETTINGS: Readonly<Record<CompressionName, number>> = O
  *
  * @example
  * ```ts
- * import { SUPPORTED_COMPRESSIONS } from "./compression.ts";
- * console.assert(SUPPORTED_COMPRESSIONS.join() === "0,1,2,3,4");
+ * import assert from "node:assert/strict";
+ * import { SUPPORTED_COMPRESSIONS } from "@carrier/p2p";
+ * assert.deepEqual(SUPPORTED_COMPRESSIONS, [0, 1, 2, 3, 4]);
  * ```
  */
 export const SUPPORTED_COMPRESSIONS: readonly number[] = Object.freeze(
@@ -122,9 +126,10 @@ export const SUPPORTED_COMPRESSIONS: readonly number[] = Object.freeze(
  *
  * @example
  * ```ts
- * import type { DecompressOptions } from "./compression.ts";
+ * import assert from "node:assert/strict";
+ * import type { DecompressOptions } from "@carrier/p2p";
  * const options: DecompressOptions = { maxOutputSize: 64 * 1024 };
- * console.assert(options.maxOutputSize === 65536);
+ * assert.equal(options.maxOutputSize, 65536);
  * ```
  */
 export interface DecompressOptions {
@@ -142,11 +147,13 @@ export interface DecompressOptions {
  *
  * @example
  * ```ts
- * import { getCodec } from "./compression.ts";
+ * import assert from "node:assert/strict";
+ * import { getCodec } from "@carrier/p2p";
  * const codec = getCodec(4);
  * const data = new Uint8Array(1000).fill(7);
  * const back = codec.decompress(codec.compress(data), { maxOutputSize: 1000 });
- * console.assert(codec.name === "snappy" && back.length === 1000);
+ * assert.equal(codec.name, "snappy");
+ * assert.deepEqual(back, data);
  * ```
  */
 export interface Codec {
@@ -329,8 +336,9 @@ const CODECS: readonly Codec[] = (
  *
  * @example
  * ```ts
- * import { getCodec } from "./compression.ts";
- * console.assert(getCodec(2).name === "lzma");
+ * import assert from "node:assert/strict";
+ * import { getCodec } from "@carrier/p2p";
+ * assert.equal(getCodec(2).name, "lzma");
  * ```
  */
 export function getCodec(setting: number): Codec {
@@ -353,9 +361,10 @@ export function getCodec(setting: number): Codec {
  *
  * @example
  * ```ts
- * import { compress } from "./compression.ts";
+ * import assert from "node:assert/strict";
+ * import { compress } from "@carrier/p2p";
  * const packed = compress(1, new TextEncoder().encode("hi"));
- * console.assert(packed[0] === 0x1f && packed[1] === 0x8b); // gzip magic
+ * assert.deepEqual(packed.subarray(0, 2), new Uint8Array([0x1f, 0x8b])); // gzip magic
  * ```
  */
 export function compress(setting: number, data: Uint8Array): Uint8Array {
@@ -374,15 +383,11 @@ export function compress(setting: number, data: Uint8Array): Uint8Array {
  *
  * @example
  * ```ts
- * import { compress, decompress } from "./compression.ts";
- * import { DecompressionLimitError } from "../errors.ts";
+ * import assert from "node:assert/strict";
+ * import { compress, decompress, DecompressionLimitError } from "@carrier/p2p";
  *
  * const bomb = compress(0, new Uint8Array(1 << 20)); // 1 MiB of zeros
- * try {
- *   decompress(0, bomb, { maxOutputSize: 4096 });
- * } catch (error) {
- *   console.assert(error instanceof DecompressionLimitError);
- * }
+ * assert.throws(() => decompress(0, bomb, { maxOutputSize: 4096 }), DecompressionLimitError);
  * ```
  */
 export function decompress(

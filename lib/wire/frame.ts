@@ -149,9 +149,11 @@ function checkUint32(name: string, value: number): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createFrame, Opcode } from "@carrier/p2p";
  * const frame = createFrame({ opcode: Opcode.PING, id: 1 });
- * console.assert(frame.opcode === 2 && frame.flags === 0);
+ * assert.equal(frame.opcode, 2);
+ * assert.equal(frame.flags, 0);
  * ```
  */
 export function createFrame(init: FrameInit): Frame {
@@ -189,9 +191,10 @@ export function isCompressed(frame: Frame): boolean {
  * @throws {FrameTooLargeError} if the encoded frame exceeds `maxFrameSize`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createFrame, encodeFrame, Opcode } from "@carrier/p2p";
  * const bytes = encodeFrame(createFrame({ opcode: Opcode.PING, id: 7 }));
- * console.assert(bytes[0] === bytes.length - 1);
+ * assert.equal(bytes[0], bytes.length - 1);
  * ```
  */
 export function encodeFrame(
@@ -282,12 +285,14 @@ export function decodeFrameMessage(bytes: Uint8Array): Frame {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createFrame, encodeFrame, FrameDecoder, Opcode } from "@carrier/p2p";
  * const bytes = encodeFrame(createFrame({ opcode: Opcode.PING, id: 1 }));
  * const decoder = new FrameDecoder();
  * const frames = [...decoder.push(bytes.subarray(0, 2)), ...decoder.push(bytes.subarray(2))];
  * decoder.end();
- * console.assert(frames.length === 1 && frames[0].id === 1);
+ * assert.equal(frames.length, 1);
+ * assert.equal(frames[0].id, 1);
  * ```
  */
 export class FrameDecoder {

@@ -129,9 +129,11 @@ function spec(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Opcode, PROTOCOL_OPCODES } from "@carrier/p2p";
  * const ping = PROTOCOL_OPCODES.find((s) => s.opcode === Opcode.PING)!;
- * console.assert(ping.name === "PING" && !ping.oneWay);
+ * assert.equal(ping.name, "PING");
+ * assert.equal(ping.oneWay, false);
  * ```
  */
 export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze([
@@ -212,10 +214,12 @@ export interface ApplicationOpcodeInit<
  * @throws {OpcodeRegistryError} if `opcode` is below 1000 (the protocol's) or not a uint32.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defineOpcode } from "@carrier/p2p";
  * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
  * const ECHO = defineOpcode(1000, { name: "ECHO", request: StringValueSchema, reply: StringValueSchema });
- * console.assert(ECHO.opcode === 1000 && !ECHO.oneWay);
+ * assert.equal(ECHO.opcode, 1000);
+ * assert.equal(ECHO.oneWay, false);
  * ```
  */
 export function defineOpcode<Request extends Schema, Reply extends Schema = Schema>(
@@ -247,12 +251,13 @@ export function defineOpcode<Request extends Schema, Reply extends Schema = Sche
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OpcodeRegistry } from "@carrier/p2p";
  * // Any protoc-gen-es schema: usually the application's own generated code.
  * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
  * const registry = new OpcodeRegistry();
  * registry.register(1000, { name: "ECHO", request: StringValueSchema, reply: StringValueSchema });
- * console.assert(registry.get(1000)?.name === "ECHO");
+ * assert.equal(registry.get(1000)?.name, "ECHO");
  * ```
  */
 export class OpcodeRegistry {
