@@ -128,6 +128,8 @@ export class DhtStore {
   readonly #maxLockTtl: number;
   readonly #entries = new Map<string, Entry>();
   readonly #locks = new Map<string, LockState>();
+  /** Reservations of keys not held yet (expected version 0). */
+  readonly #pendingFirst = new Map<string, Pending>();
   #bytes = 0;
 
   /** Creates an empty store. */
@@ -366,9 +368,6 @@ export class DhtStore {
   }
 
   // ---- internals ----
-
-  /** Reservations of keys not held yet (expected version 0). */
-  readonly #pendingFirst = new Map<string, Pending>();
 
   #reserve(
     id: string,
