@@ -9,6 +9,7 @@ import { Dht } from "../lib/dht/dht.ts";
 import { Refusal } from "../lib/errors.ts";
 import { NackError, TimeoutError } from "../lib/errors.ts";
 import { formatAddress } from "../lib/identity/address.ts";
+import { bucketIndex, randomIdInBucket } from "../lib/identity/node_id.ts";
 import { type Contact, contactOf, RoutingTable } from "../lib/overlay/routing_table.ts";
 import { systemClock } from "../lib/clock.ts";
 import { Rng } from "./_sim_clock.ts";
@@ -67,10 +68,10 @@ class SimNetwork {
     await node.dht.findClosest(contact.nodeId);
     const [nearest] = table.closest(contact.nodeId, 1);
     if (nearest) {
-      const from = bucketOf(contact.nodeId, nearest.nodeId) + 1;
+      const from = bucketIndex(contact.nodeId, nearest.nodeId) + 1;
       for (let i = from; i < 256; i++) {
         if (table.occupiedBuckets().length === 0) break;
-        await node.dht.findClosest(randomIdInBucket(contact.nodeId, i, this.#rng));
+        await node.dht.findClosest(randomIdInBucket(contact.nodeId, i, this.#rng.bytes(32)));
       }
     }
     return node;
@@ -104,25 +105,6 @@ class SimNetwork {
     const result = at.table.add(contact);
     if (result.status === "added") at.dht.noticeContact(contact);
   }
-}
-
-function bucketOf(self: Uint8Array, other: Uint8Array): number {
-  for (let i = 0; i < 32; i++) {
-    const x = self[i] ^ other[i];
-    if (x !== 0) return (31 - i) * 8 + 31 - Math.clz32(x);
-  }
-  return -1;
-}
-
-function randomIdInBucket(self: Uint8Array, i: number, rng: Rng): Uint8Array {
-  const id = rng.bytes(32);
-  const byte = 31 - Math.floor(i / 8);
-  const bit = i % 8;
-  for (let b = 0; b < byte; b++) id[b] = self[b];
-  const above = 0xff << (bit + 1) & 0xff;
-  id[byte] = (self[byte] & above) | ((self[byte] ^ (1 << bit)) & (1 << bit)) |
-    (id[byte] & ((1 << bit) - 1));
-  return id;
 }
 
 /** Lets queued hand-offs run. */

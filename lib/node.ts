@@ -75,7 +75,7 @@ import type { LookupResult } from "./overlay/lookup.ts";
 import { type ForwardTarget, nextInBucket, planForward } from "./overlay/broadcast.ts";
 import { bytesEqual, concatBytes, toHex } from "./_bytes.ts";
 import { sign, verify } from "./identity/keys.ts";
-import { bucketIndex, compareDistance, nodeIdOf } from "./identity/node_id.ts";
+import { bucketIndex, compareDistance, nodeIdOf, randomIdInBucket } from "./identity/node_id.ts";
 import type {
   CloseInfo,
   ConnectionCounters,
@@ -1867,18 +1867,6 @@ export async function createNode(options: NodeOptions = {}): Promise<Node> {
     throw err;
   }
   return node;
-}
-
-/** A random NodeId whose highest bit differing from `self` is bit `i` (so it falls in bucket i). */
-function randomIdInBucket(self: Uint8Array, i: number): Uint8Array {
-  const id = crypto.getRandomValues(new Uint8Array(self.length));
-  const byte = self.length - 1 - Math.floor(i / 8); // bit 255 is the top bit of byte 0
-  const bit = i % 8;
-  for (let b = 0; b < byte; b++) id[b] = self[b];
-  const above = 0xff << (bit + 1) & 0xff; // bits above `bit` in this byte: as in self
-  const flip = (self[byte] ^ (1 << bit)) & (1 << bit); // bit `bit`: the opposite of self
-  id[byte] = (self[byte] & above) | flip | (id[byte] & ((1 << bit) - 1));
-  return id;
 }
 
 /** The ASCII context string a SHOUT's origin signs, followed by the envelope. */

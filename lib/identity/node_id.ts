@@ -217,3 +217,24 @@ export function leadingZeroBits(bytes: Uint8Array): number {
   }
   return bits;
 }
+
+/**
+ * A NodeId in bucket `i` of `self` (see {@linkcode bucketIndex}): `self`'s
+ * bits above bit `i`, bit `i` flipped, the bits below from `random` (32
+ * random bytes; fresh ones by default). Lookups for such ids refresh a bucket.
+ */
+export function randomIdInBucket(
+  self: Uint8Array,
+  i: number,
+  random: Uint8Array = crypto.getRandomValues(new Uint8Array(NODE_ID_LENGTH)),
+): Uint8Array {
+  assertNodeId(self, "NodeId (self)");
+  const id = Uint8Array.from(random.subarray(0, NODE_ID_LENGTH));
+  const byte = NODE_ID_LENGTH - 1 - Math.floor(i / 8); // bit 255 is the top bit of byte 0
+  const bit = i % 8;
+  for (let b = 0; b < byte; b++) id[b] = self[b];
+  const above = 0xff << (bit + 1) & 0xff; // bits above `bit` in this byte: as in self
+  const flip = (self[byte] ^ (1 << bit)) & (1 << bit); // bit `bit`: the opposite of self
+  id[byte] = (self[byte] & above) | flip | (id[byte] & ((1 << bit) - 1));
+  return id;
+}

@@ -12,6 +12,7 @@ import {
   NODE_ID_BITS,
   NODE_ID_LENGTH,
   nodeIdOf,
+  randomIdInBucket,
   xorDistance,
 } from "../../lib/identity/node_id.ts";
 
@@ -188,4 +189,15 @@ Deno.test("NodeId functions reject ids that are not 32 bytes", () => {
   );
   check(() => bucketIndex(bad, good), /^Invalid NodeId \(self\): /);
   check(() => bucketIndex(good, bad), /^Invalid NodeId \(other\): /);
+});
+
+Deno.test("randomIdInBucket gives an id in the bucket asked, random below its bit", () => {
+  const self = crypto.getRandomValues(new Uint8Array(32));
+  for (const i of [0, 1, 7, 8, 100, 254, 255]) {
+    const a = randomIdInBucket(self, i);
+    assert.equal(bucketIndex(self, a), i);
+    // Seeded: the same random bytes give the same id.
+    const seed = new Uint8Array(32).fill(0x5a);
+    assert.deepEqual(randomIdInBucket(self, i, seed), randomIdInBucket(self, i, seed));
+  }
 });
