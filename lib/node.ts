@@ -45,7 +45,6 @@ import {
   WhisperSchema,
 } from "../gen/carrier/v1/messaging_pb.ts";
 import { openWhisper, sealWhisper, type Whisper } from "./overlay/whisper.ts";
-import { FindNodeReplySchema, FindNodeRequestSchema } from "../gen/carrier/v1/dht_pb.ts";
 import { Dht, type DhtHost, type DhtOptions } from "./dht/dht.ts";
 
 import type { MessageOf, Schema } from "./_protobuf.ts";
@@ -714,17 +713,14 @@ export class Node extends EventTarget implements AsyncDisposable {
    *
    * @throws {NackError} (`MALFORMED`) when `target` is not 32 bytes.
    */
-  async findNode(
+  findNode(
     address: string,
     target: Uint8Array,
     options: RequestOptions = {},
   ): Promise<Contact[]> {
-    const payload = toBinary(FindNodeRequestSchema, create(FindNodeRequestSchema, { target }));
-    const data = await this.#connected(address).request(Opcode.FIND_NODE, payload, options);
-    const reply = decodePayload(FindNodeReplySchema, data);
-    return reply.peers.filter((p) => p.address.length === 32).map((p) =>
-      contactOf(p.address, formatAddress(p.address), [...p.listenAddrs])
-    );
+    const peer = this.#connected(address);
+    const contact = contactOf(peer.identityKey, peer.address, [...peer.channel.remote.listenAddrs]);
+    return this.dht.findNode(contact, target, options);
   }
 
   /** Open connections. */

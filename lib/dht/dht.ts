@@ -635,14 +635,32 @@ export class Dht {
     return this.#lookup(
       target,
       options,
-      async (contact) => {
-        const payload = toBinary(FindNodeRequestSchema, create(FindNodeRequestSchema, { target }));
-        const data = await this.#send(contact, Opcode.FIND_NODE, payload, options.signal);
-        return contactsOf(decodePayload(FindNodeReplySchema, data).peers);
-      },
+      (contact) => this.findNode(contact, target, options),
       undefined,
       options.alpha,
     );
+  }
+
+  /**
+   * One FIND_NODE: the contacts `contact` knows closest to `target` (up to
+   * k, closest first, never the asker).
+   *
+   * @throws {NackError} (`MALFORMED`) when `target` is not 32 bytes.
+   */
+  async findNode(
+    contact: Contact,
+    target: Uint8Array,
+    options: DhtCallOptions & { timeout?: number } = {},
+  ): Promise<Contact[]> {
+    const payload = toBinary(FindNodeRequestSchema, create(FindNodeRequestSchema, { target }));
+    const data = await this.#send(
+      contact,
+      Opcode.FIND_NODE,
+      payload,
+      options.signal,
+      options.timeout,
+    );
+    return contactsOf(decodePayload(FindNodeReplySchema, data).peers);
   }
 
   /**
@@ -1094,6 +1112,7 @@ export class Dht {
     opcode: number,
     payload: Uint8Array,
     signal?: AbortSignal,
+    timeout = this.#timeout,
   ): Promise<Uint8Array> {
     signal?.throwIfAborted();
     if (contact.address === this.#host.contact.address) {
@@ -1104,7 +1123,7 @@ export class Dht {
         throw new NackError(err.message, { opcode, reason: err.reason, data: err.data });
       }
     }
-    return await this.#host.request(contact, opcode, payload, { signal, timeout: this.#timeout });
+    return await this.#host.request(contact, opcode, payload, { signal, timeout });
   }
 
   #peerInfos(target: Uint8Array, except: string): PeerInfo[] {
