@@ -38,6 +38,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
 import {
+  ByteSpliceSchema,
   CasPhase,
   CasRequestSchema,
   ChangesReplySchema,
@@ -81,9 +82,9 @@ import { compareDistance, NODE_ID_LENGTH } from "../identity/node_id.ts";
 import { iterativeLookup, type LookupResult } from "../overlay/lookup.ts";
 import { type Contact, contactOf, type RoutingTable } from "../overlay/routing_table.ts";
 import { decodePayload } from "../wire/opcodes.ts";
-import type { JsonPatchOperation, Splice } from "./patch.ts";
+import { type JsonPatchOperation, parseJsonPatch, type Splice } from "./patch.ts";
 import { checkRecord, checkVersion, createRecord, type DhtKey, dhtKey } from "./record.ts";
-import { applyPatch, DhtStore, type DhtStoreOptions } from "./store.ts";
+import { applyPatch, DhtStore, type DhtStoreOptions, splicesOf } from "./store.ts";
 
 /**
  * What the DHT needs from the node that carries it.
@@ -1228,12 +1229,13 @@ function patchMessage(patch: DhtPatch, baseVersion: number): Patch {
     baseVersion: BigInt(baseVersion),
     version,
     format: PatchFormat.BYTE_SPLICE,
-    splices: patch.splices.map((s) => ({
-      $typeName: "carrier.v1.ByteSplice" as const,
-      offset: BigInt(s.offset),
-      deleteCount: BigInt(s.deleteCount),
-      insert: s.insert,
-    })),
+    splices: patch.splices.map((s) =>
+      create(ByteSpliceSchema, {
+        offset: BigInt(s.offset),
+        deleteCount: BigInt(s.deleteCount),
+        insert: s.insert,
+      })
+    ),
   });
 }
 
@@ -1262,20 +1264,12 @@ function readChanges(key: Uint8Array, since: number, data: Uint8Array): DhtChang
   for (const p of reply.patches) {
     if (Number(p.baseVersion) !== version || p.version <= p.baseVersion) return undefined;
     let patch: DhtPatch;
-    if (p.format === PatchFormat.JSON_PATCH) {
-      try {
-        patch = { json: JSON.parse(p.jsonPatch) };
-      } catch {
-        return undefined;
-      }
-    } else {
-      patch = {
-        splices: p.splices.map((s) => ({
-          offset: Number(s.offset),
-          deleteCount: Number(s.deleteCount),
-          insert: s.insert,
-        })),
-      };
+    try {
+      patch = p.format === PatchFormat.JSON_PATCH
+        ? { json: parseJsonPatch(p.jsonPatch) }
+        : { splices: splicesOf(p.splices) };
+    } catch {
+      return undefined; // a replica's malformed patch
     }
     changes.push({
       baseVersion: Number(p.baseVersion),

@@ -29,6 +29,7 @@
 import { create } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
 import {
+  type ByteSplice,
   type CasRequest,
   type ChangesReply,
   ChangesReplySchema,
@@ -51,7 +52,7 @@ import { bytesEqual, toHex } from "../_bytes.ts";
 import { type Clock, systemClock } from "../clock.ts";
 import { PatchError, RecordError, Refusal } from "../errors.ts";
 import { formatAddress, parseAddress } from "../identity/address.ts";
-import { applyJsonPatchToBytes, applySplices, parseJsonPatch } from "./patch.ts";
+import { applyJsonPatchToBytes, applySplices, parseJsonPatch, type Splice } from "./patch.ts";
 import { checkRecord, DEFAULT_MAX_VALUE_SIZE, DHT_KEY_LENGTH } from "./record.ts";
 
 /**
@@ -537,21 +538,23 @@ export class DhtStore {
 export function applyPatch(value: Uint8Array, patch: Patch, maxSize: number): Uint8Array {
   switch (patch.format) {
     case PatchFormat.BYTE_SPLICE:
-      return applySplices(
-        value,
-        patch.splices.map((s) => {
-          if (s.offset > BigInt(maxSize) || s.deleteCount > BigInt(maxSize)) {
-            throw new PatchError(`Splice offset or length out of range`);
-          }
-          return { offset: Number(s.offset), deleteCount: Number(s.deleteCount), insert: s.insert };
-        }),
-        maxSize,
-      );
+      return applySplices(value, splicesOf(patch.splices), maxSize);
     case PatchFormat.JSON_PATCH:
       return applyJsonPatchToBytes(value, parseJsonPatch(patch.jsonPatch), maxSize);
     default:
       throw new PatchError(`Unknown patch format ${patch.format}`);
   }
+}
+
+/** Splices from the wire; throws PatchError for an offset or length beyond 2^53 − 1. */
+export function splicesOf(splices: readonly ByteSplice[]): Splice[] {
+  const max = BigInt(Number.MAX_SAFE_INTEGER);
+  return splices.map((s) => {
+    if (s.offset > max || s.deleteCount > max) {
+      throw new PatchError(`Splice offset or length out of range`);
+    }
+    return { offset: Number(s.offset), deleteCount: Number(s.deleteCount), insert: s.insert };
+  });
 }
 
 /** Negative, zero or positive: `record`'s version against the held one (same version, same value: 0). */
