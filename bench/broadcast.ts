@@ -74,6 +74,8 @@
 import { createNode, type Node } from "../mod.ts";
 import { Opcode } from "../lib/wire/opcodes.ts";
 import { LIBP2P_PACKAGES } from "./_libp2p.ts";
+import { delay, until } from "./_util.ts";
+import { Rng } from "./_sim_clock.ts";
 import {
   createGossipsubNode,
   GOSSIPSUB_PACKAGES,
@@ -99,26 +101,6 @@ const EXTRA_DIALS = 3;
 const TOPIC = "carrier-bench";
 /** Gossipsub's Dlo: the mesh size the swarm waits for. */
 const D_LO = 4;
-
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(check: () => boolean, what: string, timeout = 60_000): Promise<void> {
-  const started = performance.now();
-  while (!check()) {
-    if (performance.now() - started > timeout) throw new Error(`Timed out waiting for ${what}`);
-    await delay(20);
-  }
-}
-
-/** A small seeded PRNG (mulberry32), so both libraries get the same picks. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Counters summed over a swarm; the keys are the table's rows. */
 interface Counts {
@@ -443,7 +425,8 @@ async function main(): Promise<void> {
     `${MESSAGES} broadcasts of ${BODY} B per swarm, one at a time from random nodes (the same picks), all ${NODES} nodes in this process.\n`,
   );
 
-  const pick = random(0xca771e5);
+  const rng = new Rng(0xca771e5);
+  const pick = () => rng.next();
   const origins = Array.from({ length: MESSAGES }, () => Math.floor(pick() * NODES));
   const c = await run(carrierSwarm, origins);
   const g = await run((d) => gossipsubSwarm(d, (i) => randomDials(i, pick)), origins);

@@ -84,6 +84,9 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import { createNode, type Node } from "../mod.ts";
 import { LIBP2P_PACKAGES } from "./_libp2p.ts";
+import { bytesEqual } from "../lib/_bytes.ts";
+import { delay, lines, until } from "./_util.ts";
+import { Rng } from "./_sim_clock.ts";
 import {
   closestPeers,
   createKadDhtNode,
@@ -123,26 +126,6 @@ const REPORT = "@@bench ";
 
 type Library = "carrier" | "kad-dht";
 const LIBRARIES: readonly Library[] = ["carrier", "kad-dht"];
-
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(check: () => boolean, what: string, timeout = SETUP_TIMEOUT): Promise<void> {
-  const started = performance.now();
-  while (!check()) {
-    if (performance.now() - started > timeout) throw new Error(`Timed out waiting for ${what}`);
-    await delay(50);
-  }
-}
-
-/** A small seeded PRNG (mulberry32), so both libraries get the same picks. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The node that node `i` > 0 joins through. */
 function seedOf(i: number): number {
@@ -237,7 +220,10 @@ async function carrierNetwork(n: number): Promise<Network> {
     );
   }
   progress("created");
-  await until(() => nodes.every((node) => node.peers().length > 0), "carrier bootstraps");
+  await until(() => nodes.every((node) => node.peers().length > 0), "carrier bootstraps", {
+    timeout: SETUP_TIMEOUT,
+    interval: 50,
+  });
   progress("connected");
   await Promise.all(nodes.map((node) => node.refreshRoutingTable()));
   progress("refreshed");
@@ -280,7 +266,10 @@ async function kadDhtNetwork(n: number, alpha?: number): Promise<Network> {
   }
   await Promise.all(dials);
   progress("created and dialed");
-  await until(() => selfQueried.size === n, "kad-dht self-queries");
+  await until(() => selfQueried.size === n, "kad-dht self-queries", {
+    timeout: SETUP_TIMEOUT,
+    interval: 50,
+  });
   progress("self-queries done");
   await Promise.all(nodes.map((node) => node.services.dht.refreshRoutingTable()));
   const index = new Map(nodes.map((node, i) => [node.peerId.toString(), i]));
@@ -327,7 +316,8 @@ interface Plan {
 }
 
 function plan(n: number, count: number, seed: number, tag: string): Plan {
-  const pick = random(seed);
+  const rng = new Rng(seed);
+  const pick = () => rng.next();
   const node = () => Math.floor(pick() * n);
   const word = () => Math.floor(pick() * 2 ** 32).toString(16).padStart(8, "0");
   const lookups = Array.from({ length: count }, () => ({ from: node(), key: `${tag}-${word()}` }));
@@ -395,8 +385,33 @@ async function settledMemory(): Promise<Deno.MemoryUsage> {
   return Deno.memoryUsage();
 }
 
-function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
-  return a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
+/** An outcome with nothing measured yet: counters at `zero` (NaN for a missing column). */
+function emptyOutcome(library: Library, nodes: number, zero: number): Outcome {
+  return {
+    library,
+    nodes,
+    setupMs: zero,
+    rss: zero,
+    heapUsed: zero,
+    rssAfter: zero,
+    tables: [],
+    connections: [],
+    connectionsAfter: [],
+    lookupMs: [],
+    lookupQueries: [],
+    lookupHops: [],
+    lookupResponses: [],
+    lookupFound: [],
+    lookupErrors: [],
+    putErrors: [],
+    getErrors: [],
+    putMs: [],
+    putReplicas: [],
+    getMs: [],
+    gotRight: zero,
+    gotNothing: zero,
+    failures: { lookup: zero, put: zero, get: zero, messages: [] },
+  };
 }
 
 /** `--network LIBRARY N OPS WARMUP SEED [ALPHA]`: one network; prints its {@linkcode Outcome}. */
@@ -416,30 +431,13 @@ async function runNetwork(
   progress(`set up in ${(setupMs / 1000).toFixed(1)} s`);
   const memory = await settledMemory();
   const outcome: Outcome = {
-    library,
-    nodes: n,
+    ...emptyOutcome(library, n, 0),
     setupMs,
     rss: memory.rss - base.rss,
     heapUsed: memory.heapUsed - base.heapUsed,
-    rssAfter: 0,
     tables: network.tableSizes(),
     connections: network.connections(),
-    connectionsAfter: [],
-    lookupMs: [],
-    lookupQueries: [],
-    lookupHops: [],
-    lookupResponses: [],
-    lookupFound: [],
-    lookupErrors: [],
-    putErrors: [],
-    getErrors: [],
-    putMs: [],
-    putReplicas: [],
-    getMs: [],
-    gotRight: 0,
-    gotNothing: 0,
     gotLocal: library === "kad-dht" ? 0 : undefined,
-    failures: { lookup: 0, put: 0, get: 0, messages: [] },
   };
   const fail = (kind: "lookup" | "put" | "get", err: unknown) => {
     outcome.failures[kind]++;
@@ -498,7 +496,7 @@ async function runNetwork(
           if (!measured) continue;
           outcome.getMs.push(performance.now() - t);
           if (got.value === undefined) outcome.gotNothing++;
-          else if (sameBytes(got.value, value)) outcome.gotRight++;
+          else if (bytesEqual(got.value, value)) outcome.gotRight++;
           if (got.local) outcome.gotLocal!++;
           if (got.errors !== undefined) outcome.getErrors.push(got.errors);
         } catch (err) {
@@ -517,19 +515,6 @@ async function runNetwork(
 
 // ---------------------------------------------------------------------------
 // The parent: runs the network processes and prints the tables.
-
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let pending = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    pending += text;
-    let newline;
-    while ((newline = pending.indexOf("\n")) >= 0) {
-      yield pending.slice(0, newline);
-      pending = pending.slice(newline + 1);
-    }
-  }
-  if (pending) yield pending;
-}
 
 /** Runs one network in a subprocess of this script; resolves its report. */
 async function spawnNetwork(args: string[]): Promise<Outcome> {
@@ -623,31 +608,8 @@ function latencyRows(what: string, c: readonly number[], k: readonly number[]): 
 
 /** The comparison table of one network size (a missing side prints as —). */
 function table(c: Outcome | undefined, k: Outcome | undefined, ops: number): string {
-  const empty: Outcome = {
-    library: "carrier",
-    nodes: 0,
-    setupMs: NaN,
-    rss: NaN,
-    heapUsed: NaN,
-    rssAfter: NaN,
-    tables: [],
-    connections: [],
-    connectionsAfter: [],
-    lookupMs: [],
-    lookupQueries: [],
-    lookupHops: [],
-    lookupResponses: [],
-    lookupFound: [],
-    lookupErrors: [],
-    putErrors: [],
-    getErrors: [],
-    putMs: [],
-    putReplicas: [],
-    getMs: [],
-    gotRight: NaN,
-    gotNothing: NaN,
-    failures: { lookup: NaN, put: NaN, get: NaN, messages: [] },
-  };
+  const empty = emptyOutcome("carrier", 0, NaN);
+
   const C = c ?? empty, D = k ?? empty;
   const n = (c ?? k)!.nodes;
   const both = (f: (o: Outcome) => number, digits: number) =>

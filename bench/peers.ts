@@ -50,6 +50,7 @@
 
 import { create } from "@bufbuild/protobuf";
 import { BytesValueSchema } from "@bufbuild/protobuf/wkt";
+import { delay, lines, until } from "./_util.ts";
 import { createNode, defineOpcode, type Node } from "../mod.ts";
 import {
   createLibp2pNode,
@@ -266,8 +267,6 @@ interface Memory {
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** Lets stragglers finish, collects garbage, and reads the process's memory. */
 async function settledMemory(connections: number): Promise<Memory> {
   if (!gc) throw new Error("Run with --v8-flags=--expose-gc");
@@ -282,27 +281,6 @@ async function settledMemory(connections: number): Promise<Memory> {
 
 function report(value: unknown): void {
   console.log(REPORT + JSON.stringify(value));
-}
-
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let pending = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    pending += text;
-    let newline;
-    while ((newline = pending.indexOf("\n")) >= 0) {
-      yield pending.slice(0, newline);
-      pending = pending.slice(newline + 1);
-    }
-  }
-  if (pending) yield pending;
-}
-
-async function until(check: () => boolean, what: string, timeout = 60_000): Promise<void> {
-  const started = performance.now();
-  while (!check()) {
-    if (performance.now() - started > timeout) throw new Error(`Timed out waiting for ${what}`);
-    await delay(10);
-  }
 }
 
 /**
@@ -329,7 +307,7 @@ async function idleListener(library: Library): Promise<never> {
   report({ address });
   for await (const line of lines(Deno.stdin.readable)) {
     const wanted = Number(line);
-    await until(() => count() >= wanted, `${wanted} inbound connections`);
+    await until(() => count() >= wanted, `${wanted} inbound connections`, { interval: 10 });
     report(await settledMemory(count()));
   }
   Deno.exit(0);
