@@ -778,7 +778,7 @@ export class Node extends EventTarget implements AsyncDisposable {
 
   /**
    * One request to a contact, over its connection or a short-lived one (the
-   * DHT's transport). A contact that cannot be reached and is not connected
+   * DHT's transport, and SHOUT's hops). A contact that cannot be reached and is not connected
    * leaves the routing table (its newest replacement takes its place): the
    * liveness check.
    */
@@ -791,20 +791,11 @@ export class Node extends EventTarget implements AsyncDisposable {
     const { signal } = options;
     for (let attempt = 0;; attempt++) {
       try {
-        if (!this.#manager.get(contact.address)) {
-          const transportAddress = contact.listenAddrs[0];
-          if (transportAddress === undefined) {
-            throw new DialError(`${contact.address} accepts no connections`);
-          }
-          await this.#manager.connect(
-            { identityKey: contact.identityKey, address: contact.address, transportAddress },
-            { signal, ephemeral: true },
-          );
-        }
-        return await this.#connected(contact.address).request(opcode, payload, options);
+        const peer = await this.#reach(contact, signal);
+        return await peer.request(opcode, payload, options);
       } catch (err) {
-        // A simultaneous dial from the other side may have replaced the
-        // connection under the request (one connection per pair): again.
+        // The connection closed under the request (a simultaneous dial from
+        // the other side replaced it, a short-lived one timed out): again.
         if (err instanceof ConnectionClosedError && attempt < 2 && !signal?.aborted) continue;
         if (
           !signal?.aborted && !(err instanceof NackError) && !this.#manager.get(contact.address)
@@ -1062,28 +1053,17 @@ export class Node extends EventTarget implements AsyncDisposable {
     while (contact !== undefined && this.#state === "running") {
       tried.add(contact.address);
       try {
-        const send = async () => {
-          const peer = await this.#reach(contact!, signal);
-          await peer.request(Opcode.SHOUT, payload, {
-            timeout: this.#options.shoutAckTimeout ?? 2_000,
-            signal,
-          });
-        };
-        try {
-          await send();
-        } catch (err) {
-          // The connection closed under the request (a short-lived one timing
-          // out, a duplicate resolved): once more over a fresh one.
-          if (!(err instanceof ConnectionClosedError)) throw err;
-          await send();
-        }
+        // Unreachable and not connected: it leaves the table (its
+        // replacement takes over) and the next peer of the bucket is tried.
+        await this.#requestContact(contact, Opcode.SHOUT, payload, {
+          timeout: this.#options.shoutAckTimeout ?? 2_000,
+          signal,
+        });
         this.#shoutCounters.sent++;
         return true;
       } catch (err) {
         if (signal?.aborted) throw err;
         this.#shoutCounters.unacknowledged++;
-        // Unreachable and not connected: likely gone; its replacement takes over.
-        if (!this.#manager.get(contact.address)) this.#table.remove(contact.address);
       }
       contact = nextInBucket({
         self: this.identity.nodeId,
@@ -1105,9 +1085,7 @@ export class Node extends EventTarget implements AsyncDisposable {
     const transportAddress = contact.listenAddrs[0];
     if (open && transportAddress === undefined) return open;
     if (transportAddress === undefined) {
-      throw new ConnectionClosedError(
-        `${contact.address} is not connected and accepts no connections`,
-      );
+      throw new DialError(`${contact.address} is not connected and accepts no connections`);
     }
     return await this.#manager.connect(
       { identityKey: contact.identityKey, address: contact.address, transportAddress },
