@@ -108,6 +108,9 @@ export interface NodeOptions extends
     | "maxOutbound"
     | "maxInbound"
     | "maxPendingHandshakes"
+    | "maxPendingHandshakesPerIp"
+    | "maxInboundPerIp"
+    | "limitLoopback"
     | "dialTimeout"
     | "handshakeTimeout"
     | "reconnectDelay"
@@ -138,6 +141,15 @@ export interface NodeOptions extends
   shoutAckTimeout?: number;
   /** SHOUTs accepted per origin per second; more get NACK `RATE_LIMITED`. @default {100} */
   maxShoutsPerSecond?: number;
+  /**
+   * SHOUT frames taken from one connected peer per second, whatever their
+   * origins (origins cost nothing to make), in bursts of as many. More are
+   * not refused but paced: their processing waits for the peer's share, and
+   * since a connection stops being read while `maxInboundRequests` frames are
+   * in hand, the pace reaches back to the sender as TCP backpressure.
+   * @default {1_000}
+   */
+  maxShoutsPerPeerPerSecond?: number;
   /** How old (or how far in the future, by the origin's clock) a SHOUT may be, in ms. @default {600_000} */
   maxShoutAge?: number;
   /** Kademlia's k: contacts per routing-table bucket, and peers per FIND_NODE reply. @default {20} */
@@ -423,6 +435,8 @@ export interface ShoutCounters {
   rejected: number;
   /** SHOUTs refused because their origin exceeded `maxShoutsPerSecond`. */
   rateLimited: number;
+  /** SHOUTs whose processing waited for the sending peer's share (`maxShoutsPerPeerPerSecond`). */
+  paced: number;
 }
 
 /**
@@ -564,7 +578,8 @@ export class Node extends EventTarget implements AsyncDisposable {
   /** SHOUT ids seen (hex), with the highest height forwarded; insertion-ordered, bounded. */
   readonly #shoutHeights = new Map<string, number>();
   /** SHOUTs per origin in the current one-second window; bounded. */
-  readonly #shoutRate = new Map<string, { start: number; count: number }>();
+  readonly #shoutRate = new Map<string, RateWindow>();
+  readonly #shoutPace = new WeakMap<PeerConnection, Pace>();
   #shoutSequence = 0n;
   /** WHISPERs delivered (sender and nonce) and relayed (envelope hash); bounded. */
   readonly #whisperSeen: SeenCache;
@@ -599,7 +614,11 @@ export class Node extends EventTarget implements AsyncDisposable {
       maxEntries: 16_384,
       maxAge: 60_000,
     });
-    this.#table = new RoutingTable(identity.nodeId, { k: options.k ?? 20, clock: this.#clock });
+    this.#table = new RoutingTable(identity.nodeId, {
+      k: options.k ?? 20,
+      clock: this.#clock,
+      limitLoopback: options.limitLoopback,
+    });
     this.#manager = new ConnectionManager({
       identity,
       transport: options.transport ?? new TcpTransport(),
@@ -607,6 +626,9 @@ export class Node extends EventTarget implements AsyncDisposable {
       maxOutbound: options.maxOutbound,
       maxInbound: options.maxInbound,
       maxPendingHandshakes: options.maxPendingHandshakes,
+      maxPendingHandshakesPerIp: options.maxPendingHandshakesPerIp,
+      maxInboundPerIp: options.maxInboundPerIp,
+      limitLoopback: options.limitLoopback,
       dialTimeout: options.dialTimeout,
       handshakeTimeout: options.handshakeTimeout,
       puzzleDifficulty: options.puzzleDifficulty ?? DEFAULT_PUZZLE_DIFFICULTY,
@@ -621,6 +643,8 @@ export class Node extends EventTarget implements AsyncDisposable {
       onFrame: (frame, peer) => this.#onFrame(frame, peer),
       onConnect: (peer) => this.#onConnect(peer),
       onDisconnect: (peer, info) => this.#onDisconnect(peer, info),
+      onListenError: (error, address) => this.#error(error, `listener ${address}`),
+      isUseful: (peer) => this.#table.get(peer.address) !== undefined,
     });
     const manager = this.#manager;
     const self = contactOf(identity.publicKey, identity.address);
@@ -1094,6 +1118,16 @@ export class Node extends EventTarget implements AsyncDisposable {
   }
 
   async #onShout(frame: Frame, peer: PeerConnection): Promise<void> {
+    // Before any decoding or signature work: a peer gets its share, no more.
+    const perPeer = this.#options.maxShoutsPerPeerPerSecond ?? 1_000;
+    let pace = this.#shoutPace.get(peer);
+    if (pace === undefined) this.#shoutPace.set(peer, pace = { tokens: perPeer, at: 0 });
+    const wait = paceDelay(pace, this.#clock.now(), perPeer);
+    if (wait > 0) {
+      this.#shoutCounters.paced++;
+      await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, wait));
+      if (this.#state !== "running") return;
+    }
     let shout, envelope;
     try {
       shout = decodePayload(ShoutSchema, frame.payload);
@@ -1318,17 +1352,14 @@ export class Node extends EventTarget implements AsyncDisposable {
 
   #allowShout(origin: string): boolean {
     const limit = this.#options.maxShoutsPerSecond ?? 100;
-    const now = this.#clock.now();
-    const rate = this.#shoutRate.get(origin);
-    if (rate === undefined || now - rate.start >= 1_000) {
-      this.#shoutRate.delete(origin);
-      this.#shoutRate.set(origin, { start: now, count: 1 });
+    let window = this.#shoutRate.get(origin);
+    if (window === undefined) {
+      this.#shoutRate.set(origin, window = { start: 0, count: 0 });
       if (this.#shoutRate.size > MAX_SHOUT_ORIGINS) {
         this.#shoutRate.delete(this.#shoutRate.keys().next().value!);
       }
-      return true;
     }
-    return ++rate.count <= limit;
+    return withinRate(window, this.#clock.now(), limit);
   }
 
   /**
@@ -1803,6 +1834,37 @@ export class Node extends EventTarget implements AsyncDisposable {
   }
 }
 
+/** A token bucket: `tokens` (negative: owed) as of clock time `at`. */
+interface Pace {
+  tokens: number;
+  at: number;
+}
+
+/**
+ * Takes one token from `pace`, refilled at `rate` per second up to `rate`;
+ * returns how long, in ms, the taker must wait for it (0 when one was there).
+ */
+function paceDelay(pace: Pace, now: number, rate: number): number {
+  pace.tokens = Math.min(rate, pace.tokens + (now - pace.at) * rate / 1_000) - 1;
+  pace.at = now;
+  return pace.tokens >= 0 ? 0 : -pace.tokens * 1_000 / rate;
+}
+
+/** A one-second counting window for a rate limit. */
+interface RateWindow {
+  start: number;
+  count: number;
+}
+
+/** Counts one event in `window` at `now`; whether it is within `limit` per second. */
+function withinRate(window: RateWindow, now: number, limit: number): boolean {
+  if (now - window.start >= 1_000) {
+    window.start = now;
+    window.count = 0;
+  }
+  return ++window.count <= limit;
+}
+
 /** A SPEAK's de-duplication id: SHA-256 of topic and body. */
 function speakId(topic: string, body: Uint8Array): string {
   const topicBytes = new TextEncoder().encode(topic);
@@ -1862,5 +1924,6 @@ function noShouts(): ShoutCounters {
     unacknowledged: 0,
     rejected: 0,
     rateLimited: 0,
+    paced: 0,
   };
 }

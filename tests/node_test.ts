@@ -64,38 +64,72 @@ Deno.test("ℓ limits the connections a node initiates", async () => {
   }
 });
 
-Deno.test("the inbound limit refuses connections early and keeps serving the others", async () => {
+Deno.test("a full inbound limit evicts the longest idle peer for a newcomer, and refuses when none can go", async () => {
   try {
     const a = await node({ maxInbound: 1 });
-    const b = await node();
-    const c = await node({ handshakeTimeout: 2000 });
+    const [b, c, d] = await Promise.all([node(), node(), node({ handshakeTimeout: 2000 })]);
     await b.connect(a.peerAddresses[0]);
     await until(() => a.peers().length === 1, "A to see B");
-    await assert.rejects(() => c.connect(a.peerAddresses[0]));
-    assert.ok(a.metrics().connections.rejectedHandshakes >= 1);
-    assert.equal(a.peers().length, 1);
-    assert.ok((await b.ping(a.address)) >= 0);
+    const bGone = b.peer(a.address)!.closed;
+    await c.connect(a.peerAddresses[0]);
+    assert.match((await bGone).error?.message ?? "", /LIMIT_REACHED \(evicted for a new peer\)/);
+    await until(() => a.peers().length === 1 && a.peer(c.address) !== undefined, "B to go");
+    // With a request of A's pending on it, C is in use: D is refused before any handshake work.
+    const gate = Promise.withResolvers<void>();
+    c.handle(ECHO, async (message) => {
+      await gate.promise;
+      return message;
+    });
+    const pending = a.request(c.address, ECHO, create(StringValueSchema, { value: "hi" }));
+    await until(() => a.peer(c.address)!.busy, "the request to be pending");
+    const rejected = a.metrics().connections.rejectedHandshakes;
+    await assert.rejects(() => d.connect(a.peerAddresses[0]));
+    assert.equal(a.metrics().connections.rejectedHandshakes, rejected + 1);
+    assert.deepEqual(a.peers().map((p) => p.address), [c.address]);
+    gate.resolve();
+    assert.equal((await pending)?.value, "hi");
   } finally {
     await closeAll();
   }
 });
 
-Deno.test("the pending-handshake limit closes extra sockets before any handshake work", async () => {
+Deno.test("a new socket evicts the oldest pending handshake when all are taken", async () => {
   const tcp = new TcpTransport();
   try {
     const a = await node({ maxPendingHandshakes: 1, handshakeTimeout: 10_000 });
     // A socket that never handshakes holds the one pending slot.
     const staller = await tcp.dial(a.listenAddrs[0]);
     await until(() => a.metrics().connections.pendingHandshakes === 1, "the staller to be pending");
-    const refused = await tcp.dial(a.listenAddrs[0]);
-    // The refused socket is closed at once: its read ends.
-    assert.equal(await refused.read(new Uint8Array(64)), null);
-    assert.ok(a.metrics().connections.rejectedHandshakes >= 1);
-    staller.close();
-    await until(() => a.metrics().connections.pendingHandshakes === 0, "the staller to go");
     const b = await node();
     await b.connect(a.peerAddresses[0]);
     assert.ok(await b.ping(a.address) >= 0);
+    // The staller was closed to make room: its read ends.
+    assert.equal(await staller.read(new Uint8Array(64)), null);
+    assert.equal(a.metrics().connections.rejectedHandshakes, 1);
+    staller.close();
+  } finally {
+    tcp.close();
+    await closeAll();
+  }
+});
+
+Deno.test("one IP address gets at most its share of pending handshakes and inbound connections", async () => {
+  const tcp = new TcpTransport();
+  try {
+    const a = await node({ limitLoopback: true, maxPendingHandshakesPerIp: 1, maxInboundPerIp: 1 });
+    const staller = await tcp.dial(a.listenAddrs[0]);
+    await until(() => a.metrics().connections.pendingHandshakes === 1, "the staller to be pending");
+    // Over 127.0.0.1's share: closed at once, before any handshake work.
+    const refused = await tcp.dial(a.listenAddrs[0]);
+    assert.equal(await refused.read(new Uint8Array(64)), null);
+    assert.equal(a.metrics().connections.pendingHandshakes, 1, "the staller keeps its slot");
+    staller.close();
+    await until(() => a.metrics().connections.pendingHandshakes === 0, "the staller to go");
+    const [b, c] = await Promise.all([node(), node({ handshakeTimeout: 2000 })]);
+    await b.connect(a.peerAddresses[0]);
+    await until(() => a.peers().length === 1, "A to see B");
+    await assert.rejects(() => c.connect(a.peerAddresses[0]));
+    assert.deepEqual(a.peers().map((p) => p.address), [b.address]);
     refused.close();
   } finally {
     tcp.close();

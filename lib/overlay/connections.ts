@@ -7,9 +7,23 @@
  *
  * - ℓ, `maxOutbound`: connections this node initiated (dials in flight
  *   count). A dial over it fails with {@linkcode ConnectionLimitError}.
- * - `maxInbound`: connections others initiated. Over it, an accepted socket is
+ * - `maxPendingHandshakes`: inbound handshakes in progress. When they are all
+ *   taken, a new socket evicts the oldest pending handshake (silent sockets
+ *   cannot lock new peers out); one IP address (an IPv6 /64) has at most
+ *   `maxPendingHandshakesPerIp` of them, and a socket over that share is
  *   closed before any handshake work.
- * - `maxPendingHandshakes`: inbound handshakes in progress; over it, the same.
+ * - `maxInbound`: connections others initiated. When they are all taken, a
+ *   newly authenticated peer evicts the least useful inbound peer: from the
+ *   subnet (/24, /48) with the most inbound peers, the one idle longest
+ *   (KEEPALIVE traffic is not activity); peers redialed as persistent,
+ *   peers with requests of this node pending, and up to half of `maxInbound`
+ *   useful peers (`isUseful`: the node's routing-table contacts, longest
+ *   connected first) are kept. When none can go, the
+ *   socket is closed before any handshake work. One IP address has at most
+ *   `maxInboundPerIp` inbound peers.
+ * - The per-IP shares do not apply to loopback addresses unless
+ *   `limitLoopback` is set (a swarm on one host shares 127.0.0.1), as
+ *   go-libp2p's resource manager exempts them.
  *
  * One connection per pair: when a second connection to the same node
  * completes (two nodes dialing each other at once), both nodes keep the
@@ -23,7 +37,12 @@
 import { DisconnectReason } from "../../gen/carrier/v1/control_pb.ts";
 import { compareBytes } from "../_bytes.ts";
 import { type Clock, systemClock } from "../clock.ts";
-import { ConnectionLimitError, IdentityMismatchError, NodeClosedError } from "../errors.ts";
+import {
+  ConnectionLimitError,
+  IdentityMismatchError,
+  ListenError,
+  NodeClosedError,
+} from "../errors.ts";
 import type { Identity } from "../identity/keys.ts";
 import { type CloseInfo, PeerConnection, type PeerConnectionOptions } from "../peer/connection.ts";
 import { type SecureChannel, secureInbound, secureOutbound } from "../secure/channel.ts";
@@ -31,6 +50,7 @@ import { generateX25519KeyPair, type X25519KeyPair } from "../secure/noise.ts";
 import type { Frame } from "../wire/frame.ts";
 import type { ByteStream, Listener, Transport } from "../transport/types.ts";
 import type { PeerAddress } from "./peer_address.ts";
+import { ipPrefixOf, isLoopback, subnetOf } from "./routing_table.ts";
 
 /**
  * Options of a {@linkcode ConnectionManager}.
@@ -60,8 +80,20 @@ export interface ConnectionManagerOptions {
   maxOutbound?: number;
   /** Connections others initiate, at most. @default {64} */
   maxInbound?: number;
-  /** Inbound handshakes in progress, at most. @default {16} */
+  /** Inbound handshakes in progress, at most (the oldest is evicted for a new one). @default {16} */
   maxPendingHandshakes?: number;
+  /** Inbound handshakes in progress from one IP address (an IPv6 /64), at most. @default {4} */
+  maxPendingHandshakesPerIp?: number;
+  /** Inbound connections from one IP address (an IPv6 /64), at most. @default {8} */
+  maxInboundPerIp?: number;
+  /** Apply the per-IP shares to loopback addresses too. @default {false} */
+  limitLoopback?: boolean;
+  /**
+   * Whether an inbound peer is useful to keep (the node's routing-table
+   * contacts): up to half of `maxInbound` such peers are never evicted.
+   * @default {none is}
+   */
+  isUseful?: (connection: PeerConnection) => boolean;
   /** Time for a dial (TCP connect), in ms. @default {5_000} */
   dialTimeout?: number;
   /** Time for the Noise handshake, in ms. @default {10_000} */
@@ -94,6 +126,11 @@ export interface ConnectionManagerOptions {
   onDisconnect?: (connection: PeerConnection, info: CloseInfo) => void;
   /** An inbound connection was refused or its handshake failed. */
   onRejected?: (reason: Error, remoteAddress: string) => void;
+  /**
+   * A listener failed (`address` is where it listened). The manager listens
+   * there again, after 100 ms doubling to 5 s while it keeps failing.
+   */
+  onListenError?: (error: Error, address: string) => void;
 }
 
 /**
@@ -197,7 +234,7 @@ export class ConnectionManager {
   readonly #connections = new Map<string, PeerConnection>();
   readonly #dials = new Map<string, Promise<PeerConnection>>();
   readonly #persistent = new Map<string, Persistent>();
-  readonly #listeners: Listener[] = [];
+  readonly #listeners = new Set<Listener>();
   readonly #streams = new Set<ByteStream>();
   readonly #tasks = new Set<Promise<unknown>>();
   readonly #abort = new AbortController();
@@ -209,7 +246,8 @@ export class ConnectionManager {
   readonly #ephemeral = new Map<string, number>();
   #sweepTimer: number | undefined;
   #listenAddrs: string[] = [];
-  #pendingHandshakes = 0;
+  /** Inbound handshakes in progress, oldest first, with the IP each counts against. */
+  readonly #pending = new Map<ByteStream, string | undefined>();
   #rejected = 0;
   #state: "new" | "running" | "closed" = "new";
 
@@ -240,7 +278,7 @@ export class ConnectionManager {
       outbound,
       inbound,
       dialing: this.#dials.size,
-      pendingHandshakes: this.#pendingHandshakes,
+      pendingHandshakes: this.#pending.size,
       rejectedHandshakes: this.#rejected,
     };
   }
@@ -251,9 +289,9 @@ export class ConnectionManager {
     this.#state = "running";
     for (const address of this.#o.listen ?? []) {
       const listener = await this.#o.transport.listen(address, { signal: this.#abort.signal });
-      this.#listeners.push(listener);
+      this.#listeners.add(listener);
       this.#listenAddrs.push(listener.address);
-      this.#track(this.#accept(listener));
+      this.#track(this.#serve(listener));
     }
   }
 
@@ -367,38 +405,148 @@ export class ConnectionManager {
 
   // ---- inbound ----
 
-  async #accept(listener: Listener): Promise<void> {
-    try {
-      for await (const stream of listener) {
-        if (this.#state !== "running") {
-          stream.close();
-          continue;
-        }
-        const maxPending = this.#o.maxPendingHandshakes ?? 16;
-        const maxInbound = this.#o.maxInbound ?? 64;
-        if (this.#pendingHandshakes >= maxPending) {
-          this.#refuse(
-            stream,
-            new ConnectionLimitError(
-              `Refused ${stream.remoteAddress}: ${this.#pendingHandshakes} handshakes pending (maxPendingHandshakes ${maxPending})`,
-            ),
-          );
-          continue;
-        }
-        if (this.stats.inbound >= maxInbound) {
-          this.#refuse(
-            stream,
-            new ConnectionLimitError(
-              `Refused ${stream.remoteAddress}: ${this.stats.inbound} inbound connections (maxInbound ${maxInbound})`,
-            ),
-          );
-          continue;
-        }
-        this.#track(this.#handshakeInbound(stream));
+  /**
+   * Accepts on `listener` for as long as the node runs. A listener that fails
+   * is never lost silently: the failure is reported and the manager listens
+   * on the same (resolved) address again, backing off while that fails.
+   */
+  async #serve(listener: Listener): Promise<void> {
+    const address = listener.address;
+    for (let failures = 0; this.#state === "running"; failures++) {
+      let error: Error;
+      try {
+        if (await this.#accept(listener)) failures = 0;
+        error = new ListenError(`Listener on ${address} stopped accepting`);
+      } catch (err) {
+        error = err instanceof Error ? err : new ListenError(String(err));
       }
-    } catch {
-      // The listener failed or closed; close() cleans up.
+      this.#listeners.delete(listener);
+      listener.close();
+      if (this.#state !== "running") return;
+      this.#o.onListenError?.(error, address);
+      for (;;) {
+        if (!await this.#sleep(Math.min(5_000, 100 * 2 ** Math.min(failures, 6)))) return;
+        try {
+          listener = await this.#o.transport.listen(address, { signal: this.#abort.signal });
+          break;
+        } catch (err) {
+          if (this.#state !== "running") return;
+          failures++;
+          this.#o.onListenError?.(err as Error, address);
+        }
+      }
+      this.#listeners.add(listener);
     }
+  }
+
+  /** Waits `ms` on the clock; false when the manager closed meanwhile. */
+  #sleep(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const signal = this.#abort.signal;
+      if (signal.aborted) return resolve(false);
+      const onAbort = () => {
+        this.#clock.clearTimeout(timer);
+        resolve(false);
+      };
+      const timer = this.#clock.setTimeout(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(true);
+      }, ms);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /** Admits what `listener` accepts until it ends or throws; whether it accepted any. */
+  async #accept(listener: Listener): Promise<boolean> {
+    let accepted = false;
+    for await (const stream of listener) {
+      accepted = true;
+      if (this.#state !== "running") {
+        stream.close();
+        continue;
+      }
+      const refusal = this.#admit(stream);
+      if (refusal !== undefined) this.#refuse(stream, new ConnectionLimitError(refusal));
+    }
+    return accepted;
+  }
+
+  /** Starts the handshake of an accepted socket, or says why it is refused. */
+  #admit(stream: ByteStream): string | undefined {
+    const from = stream.remoteAddress;
+    const ip = this.#ipOf(from);
+    if (ip !== undefined) {
+      const share = this.#o.maxPendingHandshakesPerIp ?? 4;
+      const pending = [...this.#pending.values()].filter((p) => p === ip).length;
+      if (pending >= share) {
+        return `Refused ${from}: ${pending} handshakes pending from ${ip} (maxPendingHandshakesPerIp ${share})`;
+      }
+      const inboundShare = this.#o.maxInboundPerIp ?? 8;
+      const inbound = this.#inboundFrom(ip);
+      if (inbound >= inboundShare) {
+        return `Refused ${from}: ${inbound} inbound connections from ${ip} (maxInboundPerIp ${inboundShare})`;
+      }
+    }
+    const maxInbound = this.#o.maxInbound ?? 64;
+    const inbound = this.stats.inbound;
+    if (inbound >= maxInbound && this.#evictionCandidate() === undefined) {
+      return `Refused ${from}: ${inbound} inbound connections (maxInbound ${maxInbound}), none of them evictable`;
+    }
+    const maxPending = this.#o.maxPendingHandshakes ?? 16;
+    if (this.#pending.size >= maxPending) {
+      // Room for the newcomer: the oldest pending handshake goes.
+      const [oldest] = this.#pending.keys();
+      this.#pending.delete(oldest);
+      this.#refuse(
+        oldest,
+        new ConnectionLimitError(
+          `Evicted ${oldest.remoteAddress}: the oldest of ${maxPending} handshakes pending (maxPendingHandshakes ${maxPending})`,
+        ),
+      );
+    }
+    this.#pending.set(stream, ip);
+    this.#track(this.#handshakeInbound(stream));
+    return undefined;
+  }
+
+  /** The IP address (an IPv6 /64) a per-IP share counts `transportAddress` against, if any. */
+  #ipOf(transportAddress: string): string | undefined {
+    if (!this.#o.limitLoopback && isLoopback(transportAddress)) return undefined;
+    return ipPrefixOf(transportAddress, 4, 4);
+  }
+
+  #inboundFrom(ip: string): number {
+    let n = 0;
+    for (const c of this.#connections.values()) {
+      if (!c.channel.initiator && this.#ipOf(c.channel.stream.remoteAddress) === ip) n++;
+    }
+    return n;
+  }
+
+  /**
+   * The inbound connection to close for a newcomer when inbound is full: from
+   * the subnet with the most inbound connections, the one idle longest.
+   * Persistent peers and connections with requests of this node pending stay.
+   */
+  #evictionCandidate(): PeerConnection | undefined {
+    const groups = new Map<string, PeerConnection[]>();
+    let useful = Math.floor((this.#o.maxInbound ?? 64) / 2);
+    for (const [address, c] of this.#connections) {
+      if (c.channel.initiator || c.busy || this.#persistent.has(address)) continue;
+      if (useful > 0 && this.#o.isUseful?.(c)) {
+        useful--; // the map keeps connections in the order they were made
+        continue;
+      }
+      const key = subnetOf(c.channel.stream.remoteAddress) ?? "";
+      const group = groups.get(key);
+      if (group) group.push(c);
+      else groups.set(key, [c]);
+    }
+    let largest: PeerConnection[] = [];
+    for (const group of groups.values()) if (group.length > largest.length) largest = group;
+    let victim: PeerConnection | undefined;
+    for (const c of largest) if (!victim || c.lastActive < victim.lastActive) victim = c;
+    return victim;
   }
 
   #refuse(stream: ByteStream, reason: Error): void {
@@ -409,17 +557,19 @@ export class ConnectionManager {
   }
 
   async #handshakeInbound(stream: ByteStream): Promise<void> {
-    this.#pendingHandshakes++;
     this.#streams.add(stream);
     let channel: SecureChannel;
     try {
       channel = await secureInbound(stream, this.#channelOptions());
     } catch (err) {
-      this.#rejected++;
-      this.#o.onRejected?.(err as Error, stream.remoteAddress);
+      // An evicted handshake was reported when it was evicted.
+      if (this.#pending.has(stream)) {
+        this.#rejected++;
+        this.#o.onRejected?.(err as Error, stream.remoteAddress);
+      }
       return;
     } finally {
-      this.#pendingHandshakes--;
+      this.#pending.delete(stream);
       this.#streams.delete(stream);
     }
     if (this.#state !== "running") {
@@ -428,10 +578,14 @@ export class ConnectionManager {
     }
     const maxInbound = this.#o.maxInbound ?? 64;
     if (this.stats.inbound >= maxInbound && !this.#connections.has(channel.remote.address)) {
-      this.#rejected++;
-      const connection = this.#wrap(channel);
-      await connection.close(DisconnectReason.LIMIT_REACHED, "too many inbound connections");
-      return;
+      const victim = this.#evictionCandidate();
+      if (victim === undefined) {
+        this.#rejected++;
+        const connection = this.#wrap(channel);
+        await connection.close(DisconnectReason.LIMIT_REACHED, "too many inbound connections");
+        return;
+      }
+      this.#track(victim.close(DisconnectReason.LIMIT_REACHED, "evicted for a new peer"));
     }
     this.#register(channel);
   }

@@ -142,16 +142,54 @@ export function contactOf(
  * ```
  */
 export function subnetOf(transportAddress: string): string | undefined {
-  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}:\d+$/.exec(transportAddress);
-  if (v4) return `${v4[1]}.${v4[2]}.${v4[3]}`;
+  return ipPrefixOf(transportAddress, 3, 3);
+}
+
+/**
+ * The first `octets` of an IPv4 `HOST:PORT`'s host, or the first `groups`
+ * 16-bit groups of an IPv6 `[HOST]:PORT`'s (expanded, lower case), joined
+ * by "." or ":"; `undefined` for any other address.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ipPrefixOf } from "@carrier/p2p";
+ * assert.equal(ipPrefixOf("192.168.1.20:4000", 4, 4), "192.168.1.20"); // the host
+ * assert.equal(ipPrefixOf("[2001:db8::5]:4000", 4, 4), "2001:db8:0:0"); // its /64
+ * assert.equal(ipPrefixOf("[::1]:4000", 4, 8), "0:0:0:0:0:0:0:1");
+ * ```
+ */
+export function ipPrefixOf(
+  transportAddress: string,
+  octets: number,
+  groups: number,
+): string | undefined {
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):\d+$/.exec(transportAddress);
+  if (v4) return v4.slice(1, 1 + octets).join(".");
   const v6 = /^\[([0-9a-fA-F:]+)\]:\d+$/.exec(transportAddress);
   if (!v6) return undefined;
   const [head, tail] = v6[1].split("::");
-  const groups = head ? head.split(":") : [];
-  const missing = 8 - groups.length - (tail ? tail.split(":").length : 0);
-  const full = [...groups, ...Array(tail !== undefined ? missing : 0).fill("0")];
+  const first = head ? head.split(":") : [];
+  const missing = 8 - first.length - (tail ? tail.split(":").length : 0);
+  const full = [...first, ...Array(tail !== undefined ? missing : 0).fill("0")];
   if (tail) full.push(...tail.split(":"));
-  return full.slice(0, 3).map((g) => parseInt(g || "0", 16).toString(16)).join(":");
+  return full.slice(0, groups).map((g) => parseInt(g || "0", 16).toString(16)).join(":");
+}
+
+/**
+ * Whether `transportAddress` is on a loopback address (127.0.0.0/8 or ::1).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isLoopback } from "@carrier/p2p";
+ * assert(isLoopback("127.0.0.2:4000") && isLoopback("[::1]:4000"));
+ * assert(!isLoopback("10.0.0.1:4000") && !isLoopback("mem:a"));
+ * ```
+ */
+export function isLoopback(transportAddress: string): boolean {
+  return transportAddress.startsWith("127.") ||
+    ipPrefixOf(transportAddress, 4, 8) === "0:0:0:0:0:0:0:1";
 }
 
 interface Bucket {
@@ -325,11 +363,8 @@ export class RoutingTable {
   }
 
   #subnetOf(address: string): string | undefined {
-    const subnet = subnetOf(address);
-    if (!this.#limitLoopback && (subnet?.startsWith("127.") || subnet === "0:0:0")) {
-      return undefined;
-    }
-    return subnet;
+    if (!this.#limitLoopback && isLoopback(address)) return undefined;
+    return subnetOf(address);
   }
 
   #subnetAllows(contacts: readonly Contact[], contact: Contact): boolean {

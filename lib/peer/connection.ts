@@ -117,8 +117,10 @@ export type SendBufferPolicy = "wait" | "error";
  * await using b = await createNode({ transport: net.transport(), connection });
  * const peer = await b.connect(a.peerAddresses[0]);
  * const first = peer.ping();
- * await assert.rejects(peer.ping(), SendBufferFullError); // one request at a time
- * await first;
+ * const second = peer.ping(); // one request at a time: this one waits for the first
+ * const refused = peer.ping({ sendBufferPolicy: "error" }); // or fails at once
+ * await assert.rejects(refused, SendBufferFullError);
+ * await Promise.all([first, second]);
  * ```
  */
 export interface PeerConnectionOptions {
@@ -130,8 +132,21 @@ export interface PeerConnectionOptions {
   sendBufferPolicy?: SendBufferPolicy;
   /** Time for a request's ACK or NACK, in ms. @default {10_000} */
   requestTimeout?: number;
-  /** Requests awaiting a reply at once; more get SendBufferFullError. @default {1024} */
+  /**
+   * Requests awaiting a reply at once. A further request waits for one to
+   * settle (policy "wait") or gets SendBufferFullError (policy "error").
+   * @default {1024}
+   */
   maxPendingRequests?: number;
+  /**
+   * Frames from the peer whose `onFrame` handler is still running, at most.
+   * At that many, and while a reply of this side waits for send-buffer room
+   * (a peer that does not read its replies), the connection stops reading
+   * from the peer until the work drains: what a peer can make this side
+   * hold is bounded by `maxSendBuffer` plus this many replies.
+   * @default {32}
+   */
+  maxInboundRequests?: number;
   /** Idle time after which a KEEPALIVE is sent, in ms. @default {15_000} */
   keepaliveInterval?: number;
   /** Silence after which the peer is considered dead, in ms. @default {45_000} */
@@ -321,6 +336,17 @@ export class PeerConnection implements AsyncDisposable {
   readonly #policy: SendBufferPolicy;
   readonly #requestTimeout: number;
   readonly #maxPending: number;
+  readonly #maxInbound: number;
+  /** Frames whose `onFrame` handler is still running. */
+  #handling = 0;
+  /** Replies (ACK, NACK) waiting for send-buffer room. */
+  #repliesWaiting = 0;
+  /** Wakes the read loop paused by backpressure. */
+  #resumeRead: (() => void) | undefined;
+  /** Requests waiting for a pending-request slot (policy "wait"). */
+  #slotWaiters: (() => void)[] = [];
+  /** Clock time of the last frame that was not KEEPALIVE traffic. */
+  #lastActive: number;
   readonly #keepaliveInterval: number;
   readonly #deadPeerTimeout: number;
   readonly #writeTimeout: number;
@@ -384,6 +410,7 @@ export class PeerConnection implements AsyncDisposable {
     this.#policy = options.sendBufferPolicy ?? "wait";
     this.#requestTimeout = options.requestTimeout ?? 10_000;
     this.#maxPending = options.maxPendingRequests ?? 1024;
+    this.#maxInbound = options.maxInboundRequests ?? 32;
     this.#keepaliveInterval = options.keepaliveInterval ?? 15_000;
     this.#deadPeerTimeout = options.deadPeerTimeout ?? 45_000;
     this.#writeTimeout = options.writeTimeout ?? 30_000;
@@ -394,7 +421,7 @@ export class PeerConnection implements AsyncDisposable {
     this.#remoteDecodes = [...channel.remote.compressions] as Compression[];
     this.#remotePreferred = channel.remote.preferredCompression as Compression | undefined;
     this.#recomputeCompression();
-    this.#lastReceived = this.#clock.now();
+    this.#lastReceived = this.#lastActive = this.#clock.now();
     this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
     this.#scheduleKeepalive();
     this.#readLoop = this.#read();
@@ -428,6 +455,19 @@ export class PeerConnection implements AsyncDisposable {
   /** Bytes of encoded frames waiting to be written. */
   get bufferedBytes(): number {
     return this.#queuedBytes;
+  }
+
+  /**
+   * Clock time of the last frame received that was not KEEPALIVE traffic (a
+   * KEEPALIVE or the reply to one): when the peer last did something.
+   */
+  get lastActive(): number {
+    return this.#lastActive;
+  }
+
+  /** Whether requests of this side await replies (the connection is in use). */
+  get busy(): boolean {
+    return this.#pending.size > 0;
   }
 
   /** Whether the connection has closed. */
@@ -465,10 +505,15 @@ export class PeerConnection implements AsyncDisposable {
   ): Promise<Uint8Array> {
     this.#assertOpen();
     options.signal?.throwIfAborted();
-    if (this.#pending.size >= this.#maxPending) {
-      throw new SendBufferFullError(
-        `Cannot send request to ${this.address}: ${this.#pending.size} requests already await replies (maxPendingRequests ${this.#maxPending})`,
-      );
+    while (this.#pending.size >= this.#maxPending) {
+      if ((options.sendBufferPolicy ?? this.#policy) === "error") {
+        this.#counters.drops++;
+        throw new SendBufferFullError(
+          `Cannot send request to ${this.address}: ${this.#pending.size} requests already await replies (maxPendingRequests ${this.#maxPending})`,
+        );
+      }
+      await this.#wait(this.#slotWaiters, options.signal);
+      this.#assertOpen();
     }
     const id = this.#allocateId();
     const timeout = options.timeout ?? this.#requestTimeout;
@@ -479,6 +524,7 @@ export class PeerConnection implements AsyncDisposable {
       const settle = (fn: () => void) => {
         if (!this.#pending.delete(id)) return;
         signal?.removeEventListener("abort", onAbort);
+        this.#slotWaiters.shift()?.();
         fn();
       };
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -501,7 +547,7 @@ export class PeerConnection implements AsyncDisposable {
 
   /** Answers request `frame` with ACK carrying `data` (the reply message, serialized). */
   async ack(frame: Frame, data: Uint8Array = EMPTY, options: SendOptions = {}): Promise<void> {
-    await this.#sendFrame(frame.id, Opcode.ACK, encodeAck(frame.opcode, data), options);
+    await this.#sendFrame(frame.id, Opcode.ACK, encodeAck(frame.opcode, data), options, true);
   }
 
   /** Answers request `frame` with NACK. */
@@ -516,7 +562,7 @@ export class PeerConnection implements AsyncDisposable {
       NackSchema,
       create(NackSchema, { opcode: frame.opcode, reason, message, data }),
     );
-    await this.#sendFrame(frame.id, Opcode.NACK, payload, options);
+    await this.#sendFrame(frame.id, Opcode.NACK, payload, options, true);
   }
 
   /** Sends PING; resolves the round-trip time in ms. */
@@ -591,6 +637,7 @@ export class PeerConnection implements AsyncDisposable {
     opcode: number,
     payload: Uint8Array,
     options: SendOptions,
+    reply = false,
   ): Promise<void> {
     this.#assertOpen();
     let compression: Compression | undefined;
@@ -614,7 +661,13 @@ export class PeerConnection implements AsyncDisposable {
           } to ${this.address}: send buffer full (${this.#queuedBytes} + ${bytes.length} bytes > maxSendBuffer ${this.#maxSendBuffer})`,
         );
       }
-      await this.#waitForRoom(options.signal);
+      // A reply that must wait pauses reading from the peer (see #read).
+      if (reply) this.#repliesWaiting++;
+      try {
+        await this.#waitForRoom(options.signal);
+      } finally {
+        if (reply && --this.#repliesWaiting === 0) this.#wakeReader();
+      }
       this.#assertOpen();
     }
     this.#enqueue(bytes, false);
@@ -634,10 +687,16 @@ export class PeerConnection implements AsyncDisposable {
   }
 
   #waitForRoom(signal?: AbortSignal): Promise<void> {
+    return this.#wait(this.#roomWaiters, signal);
+  }
+
+  /** Waits in `waiters` (FIFO) until woken or `signal` aborts. */
+  #wait(waiters: (() => void)[], signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     return new Promise((resolve, reject) => {
       const onAbort = () => {
-        this.#roomWaiters = this.#roomWaiters.filter((w) => w !== wake);
+        const i = waiters.indexOf(wake);
+        if (i >= 0) waiters.splice(i, 1);
         reject(signal!.reason);
       };
       const wake = () => {
@@ -645,7 +704,7 @@ export class PeerConnection implements AsyncDisposable {
         resolve();
       };
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.#roomWaiters.push(wake);
+      waiters.push(wake);
     });
   }
 
@@ -810,6 +869,12 @@ export class PeerConnection implements AsyncDisposable {
         this.#lastReceived = this.#clock.now();
         this.#counters.bytesReceived += plaintext.length;
         for (const frame of this.#decoder.push(plaintext)) {
+          // Backpressure: no new work from a peer while this side's work
+          // for it is at its bound or its replies cannot be sent.
+          while (this.#mustPause()) {
+            await new Promise<void>((resolve) => (this.#resumeRead = resolve));
+            if (this.#closeInfo) return;
+          }
           this.#counters.framesReceived++;
           this.#dispatch(frame);
           if (this.#closeInfo) return;
@@ -820,7 +885,23 @@ export class PeerConnection implements AsyncDisposable {
     }
   }
 
+  #mustPause(): boolean {
+    return this.#repliesWaiting > 0 || this.#handling >= this.#maxInbound;
+  }
+
+  #wakeReader(): void {
+    if (this.#resumeRead === undefined || this.#mustPause()) return;
+    const resume = this.#resumeRead;
+    this.#resumeRead = undefined;
+    resume();
+  }
+
   #dispatch(frame: Frame): void {
+    if (frame.opcode !== Opcode.KEEPALIVE) {
+      const keepaliveReply = (frame.opcode === Opcode.ACK || frame.opcode === Opcode.NACK) &&
+        this.#pending.get(frame.id)?.opcode === Opcode.KEEPALIVE;
+      if (!keepaliveReply) this.#lastActive = this.#lastReceived;
+    }
     let payload: Uint8Array;
     try {
       payload = this.#openPayload(frame);
@@ -862,7 +943,11 @@ export class PeerConnection implements AsyncDisposable {
     try {
       const result = this.#onFrame(opened, this);
       if (result instanceof Promise) {
-        result.catch((err) => this.#handlerFailed(opened, err));
+        this.#handling++;
+        result.catch((err) => this.#handlerFailed(opened, err)).finally(() => {
+          this.#handling--;
+          this.#wakeReader();
+        });
       }
     } catch (err) {
       this.#handlerFailed(opened, err);
@@ -1089,6 +1174,10 @@ export class PeerConnection implements AsyncDisposable {
     this.#queue = [];
     this.#queuedBytes = 0;
     for (const wake of this.#roomWaiters.splice(0)) wake();
+    for (const wake of this.#slotWaiters.splice(0)) wake();
+    const resume = this.#resumeRead;
+    this.#resumeRead = undefined;
+    resume?.();
     this.#channel.close();
     this.#resolveClosed(info);
   }

@@ -414,10 +414,13 @@ class TcpListener implements Listener, AsyncDisposable {
         conn = await this.#inner.accept();
       } catch (error) {
         if (this.#closed) return;
-        // The client gave up between its SYN and our accept: keep accepting.
+        // One client's failure, not the listener's: it gave up (or reset)
+        // between its SYN and our accept, so the socket is gone before we
+        // could ask for its peer address (ENOTCONN). Keep accepting.
         if (
           error instanceof Deno.errors.ConnectionAborted ||
-          error instanceof Deno.errors.ConnectionReset
+          error instanceof Deno.errors.ConnectionReset ||
+          error instanceof Deno.errors.NotConnected
         ) continue;
         throw new ListenError(
           `Cannot accept on ${this.address}: ${reasonOf(error)}`,
