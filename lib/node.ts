@@ -1476,7 +1476,11 @@ export class Node extends EventTarget implements AsyncDisposable {
       }
       const held = s.held.splice(0);
       this.#locks.delete(address);
-      for (const h of held) this.#deliver(h.frame, h.peer);
+      for (const h of held) {
+        Promise.resolve(this.#deliver(h.frame, h.peer)).catch((err) =>
+          this.#error(err, `held frame from ${h.peer.address}`)
+        );
+      }
     };
     return {
       address,
@@ -1573,7 +1577,13 @@ export class Node extends EventTarget implements AsyncDisposable {
     });
   }
 
-  #onFrame(frame: Frame, peer: PeerConnection): void {
+  /**
+   * A frame for the layer above the connection. What is still being handled
+   * is returned as a promise, so the connection counts it against its
+   * `maxInboundRequests` and stops reading from a peer that sends faster
+   * than it is served.
+   */
+  #onFrame(frame: Frame, peer: PeerConnection): void | Promise<void> {
     this.#table.touch(peer.address);
     const lock = this.#locks.get(peer.address);
     if (lock) {
@@ -1592,14 +1602,14 @@ export class Node extends EventTarget implements AsyncDisposable {
         return;
       }
     }
-    this.#deliver(frame, peer);
+    return this.#deliver(frame, peer);
   }
 
   /** Components, then built-ins and handlers. */
-  #deliver(frame: Frame, peer: PeerConnection): void {
+  #deliver(frame: Frame, peer: PeerConnection): void | Promise<void> {
     const components = this.#components.filter((c) => c.receive);
     if (components.length === 0) return this.#builtin(frame, peer);
-    void (async () => {
+    return (async () => {
       for (const component of components) {
         try {
           if (await component.receive!({ node: this, peer, frame }) === true) return;
@@ -1607,27 +1617,24 @@ export class Node extends EventTarget implements AsyncDisposable {
           this.#error(err, `component ${component.name ?? "component"} receive`);
         }
       }
-      this.#builtin(frame, peer);
+      await this.#builtin(frame, peer);
     })();
   }
 
-  #builtin(frame: Frame, peer: PeerConnection): void {
+  #builtin(frame: Frame, peer: PeerConnection): void | Promise<void> {
     switch (frame.opcode) {
       case Opcode.SPEAK:
         return this.#onSpeak(frame, peer);
       case Opcode.METRICS:
         return this.#onMetrics(frame, peer);
       case Opcode.WHISPER:
-        return void this.#onWhisper(frame, peer);
+        return this.#onWhisper(frame, peer);
       case Opcode.SHOUT:
-        return void this.#onShout(frame, peer);
+        return this.#onShout(frame, peer);
     }
     if (Dht.handles(frame.opcode)) return this.#onDht(frame, peer);
     const handler = this.#handlers.get(frame.opcode);
-    if (handler) {
-      void this.#runHandler(handler, frame, peer);
-      return;
-    }
+    if (handler) return this.#runHandler(handler, frame, peer);
     if (frame.id !== 0) {
       this.#refuse(frame, peer, NackReason.UNKNOWN_OPCODE, `Unknown opcode ${frame.opcode}`);
       return;

@@ -4,7 +4,8 @@
 // maxSendBuffer plus maxInboundRequests replies.
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { dhtKey, Opcode } from "../../mod.ts";
+import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+import { defineOpcode, dhtKey, Opcode } from "../../mod.ts";
 import { FindValueRequestSchema } from "../../lib/protocol.ts";
 import { TcpTransport } from "../../lib/transport/tcp.ts";
 import {
@@ -15,6 +16,7 @@ import {
   pack,
   pingPayload,
   rawChannel,
+  rawPeer,
   requests,
   until,
 } from "./_attack.ts";
@@ -65,3 +67,28 @@ for (
     await until(() => countersOf(node, address) === undefined, "the node drops the connection");
   });
 }
+
+Deno.test("a peer gets at most maxInboundRequests frames handled at once; the rest wait unread", async () => {
+  const SLOW = defineOpcode(1000, { name: "SLOW", request: StringValueSchema });
+  await using node = await listeningNode({ connection: { maxInboundRequests: 32 } });
+  const gate = Promise.withResolvers<void>();
+  node.handle(SLOW, () => gate.promise);
+  await using transport = new TcpTransport();
+  const peer = await rawPeer(node, transport);
+  const payload = toBinary(StringValueSchema, create(StringValueSchema, { value: "x" }));
+  const replies = Array.from({ length: 100 }, () => peer.request(SLOW.opcode, payload));
+  await until(
+    () => countersOf(node, peer.channel.local.address)?.framesReceived === 32,
+    "32 in hand",
+  );
+  await delay(200);
+  assert.equal(
+    countersOf(node, peer.channel.local.address)?.framesReceived,
+    32,
+    "no more are read",
+  );
+  gate.resolve();
+  await Promise.all(replies);
+  assert.equal(countersOf(node, peer.channel.local.address)?.framesReceived, 100);
+  await peer.close();
+});
