@@ -150,7 +150,7 @@ export interface DhtHost {
  * assert.equal(replicas, 1); // a network of one: this node is the only replica
  * ```
  */
-export interface DhtOptions extends Omit<DhtStoreOptions, "clock"> {
+export interface DhtOptions extends Omit<DhtStoreOptions, "clock" | "nodeId" | "address"> {
   /** Replicas per key (R). @default {k (20)} */
   replicas?: number;
   /** Queries in flight per lookup path (α). @default {3} */
@@ -466,7 +466,12 @@ export class Dht {
   /** Creates the DHT of a node (the node does this). */
   constructor(host: DhtHost, options: DhtOptions = {}) {
     this.#host = host;
-    this.#store = new DhtStore({ ...options, clock: host.clock });
+    this.#store = new DhtStore({
+      ...options,
+      clock: host.clock,
+      nodeId: host.contact.nodeId,
+      address: host.contact.address,
+    });
     this.#replicas = options.replicas ?? host.table.k;
     this.#alpha = options.alpha ?? 3;
     this.#paths = options.disjointPaths ?? 1;
@@ -480,6 +485,23 @@ export class Dht {
   /** Records this node holds as a replica. */
   get size(): number {
     return this.#store.size;
+  }
+
+  /**
+   * Bytes this node holds as a replica, as `maxBytes` counts them: records,
+   * patch history and reservations, each with a fixed overhead.
+   */
+  get bytes(): number {
+    return this.#store.bytes;
+  }
+
+  /**
+   * The size of every buffer behind what this node holds as a replica (each
+   * `ArrayBuffer` once). At most {@linkcode Dht.bytes}: a replica keeps
+   * copies, never views into the frames it received.
+   */
+  retainedBytes(): number {
+    return this.#store.retainedBytes();
   }
 
   /** Whether `opcode` is one the DHT answers ({@linkcode Dht.serve}). */
@@ -544,15 +566,15 @@ export class Dht {
       case Opcode.STORE: {
         const { record } = decode(() => decodePayload(StoreRequestSchema, payload));
         if (!record) throw new Refusal(NackReason.MALFORMED, "STORE without a record");
-        return toBinary(StoreReplySchema, this.#store.store(record));
+        return toBinary(StoreReplySchema, this.#store.store(record, from));
       }
       case Opcode.DHT_CAS: {
         const request = decode(() => decodePayload(CasRequestSchema, payload));
-        return toBinary(StoreReplySchema, this.#store.cas(request));
+        return toBinary(StoreReplySchema, this.#store.cas(request, from));
       }
       case Opcode.DHT_PATCH: {
         const request = decode(() => decodePayload(PatchRequestSchema, payload));
-        return toBinary(StoreReplySchema, this.#store.preparePatch(request));
+        return toBinary(StoreReplySchema, this.#store.preparePatch(request, from));
       }
       case Opcode.DHT_CHANGES: {
         const request = decode(() => decodePayload(ChangesRequestSchema, payload));

@@ -22,7 +22,14 @@
  *   chain of patches no longer leads to the value.
  * - **Locks**: one holder at a time per key until its lease lapses; tokens
  *   per key strictly increase, also across holders, and are remembered after
- *   release.
+ *   release (a lock forgotten to stay within `maxLocks` raises a floor no
+ *   later token goes below).
+ * - **Limits**: what the store keeps is its own copy (never a view into a
+ *   received frame), counted as `bytes` says; records and reservations
+ *   count against `maxRecords` and `maxBytes` alike. Each peer (by address)
+ *   has quotas of records, bytes, live reservations and leases; past one, or
+ *   when the store is full and no farther key can be evicted, a request is
+ *   refused `RATE_LIMITED` with a message naming the limit.
  *
  * @module
  */
@@ -30,6 +37,7 @@ import { create } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
 import {
   type ByteSplice,
+  ByteSpliceSchema,
   type CasRequest,
   type ChangesReply,
   ChangesReplySchema,
@@ -40,6 +48,7 @@ import {
   type Patch,
   PatchFormat,
   type PatchRequest,
+  PatchSchema,
   type Record,
   RecordSchema,
   type StoreReply,
@@ -52,17 +61,72 @@ import { bytesEqual, toHex } from "../_bytes.ts";
 import { type Clock, systemClock } from "../clock.ts";
 import { PatchError, RecordError, Refusal } from "../errors.ts";
 import { formatAddress, parseAddress } from "../identity/address.ts";
+import { compareDistance } from "../identity/node_id.ts";
 import { applyJsonPatchToBytes, applySplices, parseJsonPatch, type Splice } from "./patch.ts";
 import { checkRecord, DEFAULT_MAX_VALUE_SIZE, DHT_KEY_LENGTH } from "./record.ts";
 
 /**
+ * Bytes a held record or a reservation is counted for beyond its own bytes
+ * (key, value, owner and signature): the objects that hold it (the entry,
+ * the record message, its typed arrays and their buffers, the map slot, the
+ * key's hex id and the value's SHA-256), so that `maxBytes` bounds memory
+ * even for records of a few bytes. Deno 2.9 (V8) allocates about 550 bytes
+ * for them (measured over 50,000 records); this leaves room for other
+ * engines and versions.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DHT_ENTRY_OVERHEAD, DhtStore } from "./store.ts";
+ * import { createRecord, dhtKey } from "./record.ts";
+ * const store = new DhtStore();
+ * store.store(createRecord({ key: dhtKey("k"), value: new Uint8Array(10), version: 1 }));
+ * assert.equal(store.bytes, DHT_ENTRY_OVERHEAD + 32 + 10); // overhead, key, value
+ * ```
+ */
+export const DHT_ENTRY_OVERHEAD = 1024;
+
+/**
+ * Bytes a patch kept in a key's history (or carried by a reservation) is
+ * counted for beyond its own bytes (JSON text as UTF-16, splice inserts,
+ * hash and signature); each splice adds {@linkcode DHT_SPLICE_OVERHEAD}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DHT_PATCH_OVERHEAD, DHT_SPLICE_OVERHEAD } from "./store.ts";
+ * assert.ok(DHT_PATCH_OVERHEAD > DHT_SPLICE_OVERHEAD);
+ * ```
+ */
+export const DHT_PATCH_OVERHEAD = 512;
+
+/**
+ * Bytes each splice of a kept patch is counted for beyond its insert.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DHT_SPLICE_OVERHEAD } from "./store.ts";
+ * assert.equal(DHT_SPLICE_OVERHEAD, 256);
+ * ```
+ */
+export const DHT_SPLICE_OVERHEAD = 256;
+
+/**
  * Limits and times of a {@linkcode DhtStore}.
+ *
+ * Memory is bounded by `maxBytes` (everything held, counted as
+ * {@linkcode DhtStore.bytes} says) and `maxLocks`; one peer (by address)
+ * holds at most `maxRecordsPerPeer` records and `maxBytesPerPeer` bytes of
+ * records and reservations, `maxReservationsPerPeer` live reservations and
+ * `maxLocksPerPeer` leases. This node's own requests (`address`) are exempt
+ * from the per-peer quotas, not from the store's limits.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { createNode, type DhtStoreOptions, MemoryNetwork, RecordError } from "@carrier/p2p";
- * const dht: DhtStoreOptions = { maxValueSize: 16, maxRecords: 100 };
+ * const dht: DhtStoreOptions = { maxValueSize: 16, maxRecords: 100, maxRecordsPerPeer: 10 };
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"], dht });
  * await node.dht.put("small", new Uint8Array(16));
@@ -74,9 +138,16 @@ export interface DhtStoreOptions {
   clock?: Clock;
   /** Largest value stored, in bytes. @default {DEFAULT_MAX_VALUE_SIZE} (64 KiB) */
   maxValueSize?: number;
-  /** Records held at most. @default {10_000} */
+  /** Records held at most, reservations of keys not held yet included. @default {10_000} */
   maxRecords?: number;
-  /** Bytes of values and patch history held at most. @default {64 MiB} */
+  /**
+   * Bytes held at most: each record's key, value, owner and signature, its
+   * patch history, and every reservation (prepared write), each counted
+   * with {@linkcode DHT_ENTRY_OVERHEAD} (a patch with
+   * {@linkcode DHT_PATCH_OVERHEAD}) more.
+   *
+   * @default {64 MiB}
+   */
   maxBytes?: number;
   /** Time to live of a record that asks for none, in ms. @default {3_600_000} (1 h) */
   defaultTtl?: number;
@@ -84,12 +155,32 @@ export interface DhtStoreOptions {
   maxTtl?: number;
   /** Patches kept per key. @default {32} */
   historyLength?: number;
-  /** How long a prepared write holds its key, in ms. @default {5_000} */
+  /** How long a prepared write holds its key, in ms; a repeated PREPARE does not extend it. @default {5_000} */
   reservationTime?: number;
   /** Locks remembered at most (held ones and released ones' highest tokens). @default {10_000} */
   maxLocks?: number;
   /** Longest lease granted, in ms. @default {300_000} */
   maxLockTtl?: number;
+  /**
+   * This node's NodeId. When the store is full, a record whose key is
+   * closer to it (XOR) than the farthest key held evicts the farthest keys
+   * it needs room for, as Kademlia keeps the closest; keys reserved by a
+   * live write or locked are never evicted. Without it a full store refuses
+   * new keys.
+   *
+   * @default {none (a node's DHT passes its own)}
+   */
+  nodeId?: Uint8Array;
+  /** This node's address: its own requests are exempt from the per-peer quotas. @default {none (a node's DHT passes its own)} */
+  address?: string;
+  /** Records held that one peer stored (the peer that wrote the version held). @default {1_000} */
+  maxRecordsPerPeer?: number;
+  /** Bytes (counted as `maxBytes` counts them) of records and reservations one peer stored. @default {8 MiB} */
+  maxBytesPerPeer?: number;
+  /** Live reservations (prepared writes not committed or aborted) one peer holds. @default {16} */
+  maxReservationsPerPeer?: number;
+  /** Leases one peer holds. @default {64} */
+  maxLocksPerPeer?: number;
 }
 
 interface Pending {
@@ -97,14 +188,23 @@ interface Pending {
   record: Record;
   patch?: Patch;
   expiresAt: number;
+  /** The peer that prepared it (undefined: this node). */
+  peer?: string;
+  /** Bytes counted for it. */
+  bytes: number;
 }
 
 interface Entry {
   record: Record;
   hash: Uint8Array;
   expiresAt: number;
-  history: Patch[];
+  /** Patches that led to the value, oldest first (replaced, never changed in place). */
+  history: readonly Patch[];
   historyBytes: number;
+  /** Bytes counted for the record and its history. */
+  bytes: number;
+  /** The peer that stored the version held (undefined: this node). */
+  peer?: string;
   pending?: Pending;
 }
 
@@ -114,6 +214,26 @@ interface LockState {
   expiresAt: number;
   highest: number;
 }
+
+/** What one peer holds here; dropped when it holds nothing. */
+interface PeerUsage {
+  records: number;
+  bytes: number;
+  /** Ids of the keys it holds reservations of. */
+  reservations: Set<string>;
+  /** Ids of the keys it holds leases of (lapsed ones are pruned when its quota is reached). */
+  leases: Set<string>;
+}
+
+/** What a write needs: record slots and bytes, globally and for its peer. */
+interface Need {
+  slots: number;
+  bytes: number;
+  peerRecords: number;
+  peerBytes: number;
+}
+
+const NO_HISTORY: readonly Patch[] = Object.freeze([]);
 
 /** A replica's records and locks. */
 export class DhtStore {
@@ -127,11 +247,23 @@ export class DhtStore {
   readonly #reservationTime: number;
   readonly #maxLocks: number;
   readonly #maxLockTtl: number;
+  readonly #nodeId: Uint8Array | undefined;
+  readonly #self: string | undefined;
+  readonly #maxRecordsPerPeer: number;
+  readonly #maxBytesPerPeer: number;
+  readonly #maxReservationsPerPeer: number;
+  readonly #maxLocksPerPeer: number;
   readonly #entries = new Map<string, Entry>();
   readonly #locks = new Map<string, LockState>();
   /** Reservations of keys not held yet (expected version 0). */
   readonly #pendingFirst = new Map<string, Pending>();
+  readonly #peers = new Map<string, PeerUsage>();
+  /** Records held plus reservations of keys not held yet. */
+  #slots = 0;
   #bytes = 0;
+  #reservations = 0;
+  /** The highest token of every lock forgotten: no lock is granted a token at or below it. */
+  #tokenFloor = 0;
 
   /** Creates an empty store. */
   constructor(options: DhtStoreOptions = {}) {
@@ -145,6 +277,12 @@ export class DhtStore {
     this.#reservationTime = options.reservationTime ?? 5_000;
     this.#maxLocks = options.maxLocks ?? 10_000;
     this.#maxLockTtl = options.maxLockTtl ?? 300_000;
+    this.#nodeId = options.nodeId?.slice();
+    this.#self = options.address;
+    this.#maxRecordsPerPeer = options.maxRecordsPerPeer ?? 1_000;
+    this.#maxBytesPerPeer = options.maxBytesPerPeer ?? 8 * 1024 * 1024;
+    this.#maxReservationsPerPeer = options.maxReservationsPerPeer ?? 16;
+    this.#maxLocksPerPeer = options.maxLocksPerPeer ?? 64;
   }
 
   /** Records held (expired ones included until touched or swept). */
@@ -152,14 +290,60 @@ export class DhtStore {
     return this.#entries.size;
   }
 
-  /** Bytes of values and history held. */
+  /**
+   * Bytes held, as `maxBytes` counts them: records (key, value, owner,
+   * signature), patch history and reservations, each with its fixed
+   * overhead ({@linkcode DHT_ENTRY_OVERHEAD}, {@linkcode DHT_PATCH_OVERHEAD}).
+   */
   get bytes(): number {
     return this.#bytes;
+  }
+
+  /** Reservations held (lapsed ones included until touched or swept). */
+  get reservations(): number {
+    return this.#reservations;
+  }
+
+  /** Locks remembered (held ones and released ones' highest tokens). */
+  get locks(): number {
+    return this.#locks.size;
   }
 
   /** The largest value stored, in bytes. */
   get maxValueSize(): number {
     return this.#maxValueSize;
+  }
+
+  /**
+   * The size of every buffer behind the bytes held (each distinct
+   * `ArrayBuffer` once): records, hashes, patches and reservations. Since
+   * the store copies what it keeps, this never exceeds
+   * {@linkcode DhtStore.bytes}: no received frame is retained.
+   */
+  retainedBytes(): number {
+    const buffers = new Set<ArrayBufferLike>();
+    const addRecord = (r: Record) => {
+      for (const b of [r.key, r.value, r.owner, r.signature]) buffers.add(b.buffer);
+    };
+    const addPatch = (p: Patch) => {
+      buffers.add(p.valueHash.buffer);
+      buffers.add(p.signature.buffer);
+      for (const s of p.splices) buffers.add(s.insert.buffer);
+    };
+    const addPending = (p: Pending) => {
+      addRecord(p.record);
+      if (p.patch) addPatch(p.patch);
+    };
+    for (const entry of this.#entries.values()) {
+      addRecord(entry.record);
+      buffers.add(entry.hash.buffer);
+      entry.history.forEach(addPatch);
+      if (entry.pending) addPending(entry.pending);
+    }
+    this.#pendingFirst.forEach(addPending);
+    let total = 0;
+    for (const b of buffers) total += b.byteLength;
+    return total;
   }
 
   /** The live record of `key`, if held. */
@@ -175,13 +359,13 @@ export class DhtStore {
     }
   }
 
-  /** Drops expired records, lapsed reservations and released locks past the limit. */
+  /** Drops expired records and lapsed reservations. */
   sweep(): void {
-    for (const id of [...this.#entries.keys()]) this.#live(id);
+    this.#sweep(undefined);
   }
 
-  /** STORE: see the module's rules. */
-  store(record: Record): StoreReply {
+  /** STORE from `requester` (an address; this node's own or none: exempt from quotas). */
+  store(record: Record, requester?: string): StoreReply {
     this.#check(record);
     const id = toHex(record.key);
     const entry = this.#live(id);
@@ -194,12 +378,12 @@ export class DhtStore {
         return create(StoreReplySchema, { version: record.version });
       }
     }
-    this.#put(id, record, undefined);
+    this.#put(id, record, undefined, this.#peerOf(requester));
     return create(StoreReplySchema, { version: record.version });
   }
 
   /** DHT_CAS: one phase of a compare-and-swap (or the commit or abort of a patch). */
-  cas(request: CasRequest): StoreReply {
+  cas(request: CasRequest, requester?: string): StoreReply {
     const record = request.record;
     if (!record || record.key.length !== DHT_KEY_LENGTH) {
       throw new Refusal(NackReason.MALFORMED, `DHT_CAS needs a record with a 32-byte key`);
@@ -210,6 +394,7 @@ export class DhtStore {
     const id = toHex(record.key);
     const proposal = toHex(request.proposal);
     const entry = this.#live(id);
+    const peer = this.#peerOf(requester);
     switch (request.phase) {
       case 1: { // PREPARE
         this.#check(record);
@@ -219,30 +404,30 @@ export class DhtStore {
             `CAS version ${record.version} is not above the expected ${request.expectedVersion}`,
           );
         }
-        this.#reserve(id, entry, request.expectedVersion, proposal, record, undefined);
+        this.#reserve(id, entry, request.expectedVersion, proposal, record, undefined, peer);
         return create(StoreReplySchema, { version: record.version });
       }
       case 2: { // COMMIT
         if (entry?.pending?.proposal === proposal) {
-          const { record: prepared, patch } = entry.pending;
-          entry.pending = undefined;
-          if (prepared.version > entry.record.version) this.#put(id, prepared, patch);
+          const prepared = entry.pending;
+          this.#unreserve(id, prepared);
+          if (prepared.record.version > entry.record.version) {
+            this.#put(id, prepared.record, prepared.patch, prepared.peer);
+          }
           return create(StoreReplySchema, { version: this.#live(id)!.record.version });
         }
-        const first = this.#pendingFirst.get(id);
-        if (!entry && first?.proposal === proposal && first.expiresAt > this.#clock.now()) {
-          this.#put(id, first.record, undefined);
+        const first = this.#pendingFirst.get(id); // live: #live dropped a lapsed one
+        if (!entry && first?.proposal === proposal) {
+          this.#put(id, first.record, undefined, first.peer);
           return create(StoreReplySchema, { version: first.record.version });
         }
         // Not prepared here (missed the PREPARE, or it lapsed): a decided
         // record newer than the held one is stored like STORE.
-        return this.store(record);
+        return this.store(record, requester);
       }
       case 3: { // ABORT
-        if (entry?.pending?.proposal === proposal) entry.pending = undefined;
-        else if (!entry && this.#pendingFirst.get(id)?.proposal === proposal) {
-          this.#pendingFirst.delete(id);
-        }
+        const pending = entry ? entry.pending : this.#pendingFirst.get(id);
+        if (pending?.proposal === proposal) this.#unreserve(id, pending);
         return create(StoreReplySchema, { version: entry?.record.version ?? 0n });
       }
       default:
@@ -251,7 +436,7 @@ export class DhtStore {
   }
 
   /** DHT_PATCH: the PREPARE of a patch (committed or aborted by {@linkcode DhtStore.cas}). */
-  preparePatch(request: PatchRequest): StoreReply {
+  preparePatch(request: PatchRequest, requester?: string): StoreReply {
     const patch = request.patch;
     if (request.key.length !== DHT_KEY_LENGTH || !patch) {
       throw new Refusal(NackReason.MALFORMED, "DHT_PATCH needs a 32-byte key and a patch");
@@ -296,7 +481,8 @@ export class DhtStore {
       ttlMs: request.ttlMs,
     });
     this.#check(record);
-    this.#reserve(id, entry, patch.baseVersion, toHex(request.proposal), record, patch);
+    const peer = this.#peerOf(requester);
+    this.#reserve(id, entry, patch.baseVersion, toHex(request.proposal), record, patch, peer);
     return create(StoreReplySchema, { version: record.version });
   }
 
@@ -337,20 +523,24 @@ export class DhtStore {
       state!.expiresAt = now + ttl;
       return create(LockGrantSchema, { fencingToken: BigInt(state!.token), ttlMs: BigInt(ttl) });
     }
-    if (!state) {
-      this.#evictLocks();
-      state = { token: 0, expiresAt: 0, highest: 0 };
-    }
-    this.#locks.delete(id); // re-insert: most recently used last
-    this.#locks.set(id, state);
     const min = Number(request.minFencingToken);
     if (!Number.isSafeInteger(min)) {
       throw new Refusal(NackReason.MALFORMED, "min_fencing_token is out of range");
     }
+    const peer = this.#peerOf(requester);
+    if (!held && peer !== undefined) this.#checkLeases(peer, now);
+    if (!state) {
+      this.#evictLocks();
+      state = { token: 0, expiresAt: 0, highest: this.#tokenFloor };
+    }
+    this.#locks.delete(id); // re-insert: most recently used last
+    this.#locks.set(id, state);
+    if (!held && state.holder !== undefined) this.#unlease(state.holder, id); // a lapsed lease
     state.token = held ? Math.max(state.token, min) : Math.max(state.highest + 1, min);
     state.highest = Math.max(state.highest, state.token);
     state.holder = requester;
     state.expiresAt = now + ttl;
+    if (peer !== undefined) this.#usage(peer).leases.add(id);
     return create(LockGrantSchema, { fencingToken: BigInt(state.token), ttlMs: BigInt(ttl) });
   }
 
@@ -360,15 +550,22 @@ export class DhtStore {
       throw new Refusal(NackReason.MALFORMED, "DHT_UNLOCK needs a 32-byte key");
     }
     const now = this.#clock.now();
-    const state = this.#locks.get(toHex(key));
+    const id = toHex(key);
+    const state = this.#locks.get(id);
     if (!state || state.holder === undefined || state.expiresAt <= now) return false;
     if (state.holder !== requester) throw this.#held(state, now);
     if (fencingToken !== 0n && BigInt(state.token) !== fencingToken) return false; // an older lease
+    this.#unlease(state.holder, id);
     state.holder = undefined;
     return true;
   }
 
   // ---- internals ----
+
+  /** The peer a request is counted against: none for this node's own. */
+  #peerOf(requester: string | undefined): string | undefined {
+    return requester === this.#self ? undefined : requester;
+  }
 
   #reserve(
     id: string,
@@ -377,30 +574,221 @@ export class DhtStore {
     proposal: string,
     record: Record,
     patch: Patch | undefined,
+    peer: string | undefined,
   ): void {
-    const now = this.#clock.now();
     if (entry) this.#checkOwner(entry.record, record.owner);
     const current = entry?.record.version ?? 0n;
     if (current !== expected) throw this.#conflict(entry, `version ${expected} was expected`);
+    // Live, if any: #live dropped a lapsed one.
     const pending = entry ? entry.pending : this.#pendingFirst.get(id);
-    if (pending && pending.expiresAt > now && pending.proposal !== proposal) {
+    if (pending && pending.proposal !== proposal) {
       throw this.#conflict(entry, "another write is in progress", true);
     }
-    const reservation = { proposal, record, patch, expiresAt: now + this.#reservationTime };
+    if (peer !== undefined && pending?.peer !== peer) this.#checkReservations(peer);
+    const kept = ownRecord(record).record;
+    const keptPatch = patch && ownPatch(patch);
+    const bytes = recordBytes(kept) + (keptPatch ? patchBytes(keptPatch) : 0);
+    const freed = pending?.bytes ?? 0;
+    this.#admit(id, record.key, peer, {
+      slots: entry || pending ? 0 : 1,
+      bytes: bytes - freed,
+      peerRecords: 0,
+      peerBytes: bytes - (pending && pending.peer === peer ? freed : 0),
+    });
+    // A PREPARE repeated for the same proposal keeps its deadline: a
+    // reservation is never extended past reservationTime.
+    const expiresAt = pending?.expiresAt ?? this.#clock.now() + this.#reservationTime;
+    if (pending) this.#unreserve(id, pending);
+    const reservation: Pending = {
+      proposal,
+      record: kept,
+      patch: keptPatch,
+      expiresAt,
+      peer,
+      bytes,
+    };
     if (entry) {
       entry.pending = reservation;
+    } else {
+      this.#pendingFirst.set(id, reservation);
+      this.#slots++;
+    }
+    this.#bytes += bytes;
+    this.#reservations++;
+    if (peer !== undefined) {
+      const usage = this.#usage(peer);
+      usage.bytes += bytes;
+      usage.reservations.add(id);
+    }
+  }
+
+  /** Drops a reservation (of a held key or a first version) and what it counted. */
+  #unreserve(id: string, pending: Pending): void {
+    const entry = this.#entries.get(id);
+    if (entry?.pending === pending) {
+      entry.pending = undefined;
+    } else if (this.#pendingFirst.get(id) === pending) {
+      this.#pendingFirst.delete(id);
+      this.#slots--;
+    } else {
       return;
     }
-    this.#pendingFirst.delete(id);
-    if (this.#pendingFirst.size >= this.#maxRecords) {
-      for (const [key, p] of this.#pendingFirst) {
-        if (p.expiresAt <= now) this.#pendingFirst.delete(key);
-      }
-      if (this.#pendingFirst.size >= this.#maxRecords) {
-        throw new Refusal(NackReason.RATE_LIMITED, "too many writes in progress");
+    this.#bytes -= pending.bytes;
+    this.#reservations--;
+    if (pending.peer !== undefined) {
+      const usage = this.#peers.get(pending.peer);
+      if (usage) {
+        usage.bytes -= pending.bytes;
+        usage.reservations.delete(id);
+        this.#tidy(pending.peer, usage);
       }
     }
-    this.#pendingFirst.set(id, reservation);
+  }
+
+  /** Refuses a new reservation by `peer` when it holds its quota of live ones. */
+  #checkReservations(peer: string): void {
+    const usage = this.#peers.get(peer);
+    if (!usage || usage.reservations.size < this.#maxReservationsPerPeer) return;
+    for (const id of [...usage.reservations]) this.#live(id); // drops the lapsed ones
+    if (usage.reservations.size >= this.#maxReservationsPerPeer) {
+      throw new Refusal(
+        NackReason.RATE_LIMITED,
+        `Peer ${peer} holds ${usage.reservations.size} live reservations here, its quota ` +
+          `(maxReservationsPerPeer ${this.#maxReservationsPerPeer})`,
+      );
+    }
+  }
+
+  /** Refuses a new lease for `peer` when it holds its quota of live ones. */
+  #checkLeases(peer: string, now: number): void {
+    const usage = this.#peers.get(peer);
+    if (!usage || usage.leases.size < this.#maxLocksPerPeer) return;
+    for (const id of [...usage.leases]) {
+      const state = this.#locks.get(id);
+      if (!state || state.holder !== peer || state.expiresAt <= now) usage.leases.delete(id);
+    }
+    if (usage.leases.size >= this.#maxLocksPerPeer) {
+      throw new Refusal(
+        NackReason.RATE_LIMITED,
+        `Peer ${peer} holds ${usage.leases.size} leases here, its quota ` +
+          `(maxLocksPerPeer ${this.#maxLocksPerPeer})`,
+      );
+    }
+    this.#tidy(peer, usage);
+  }
+
+  #unlease(holder: string, id: string): void {
+    const usage = this.#peers.get(holder);
+    if (!usage) return;
+    usage.leases.delete(id);
+    this.#tidy(holder, usage);
+  }
+
+  #usage(peer: string): PeerUsage {
+    let usage = this.#peers.get(peer);
+    if (!usage) {
+      usage = { records: 0, bytes: 0, reservations: new Set(), leases: new Set() };
+      this.#peers.set(peer, usage);
+    }
+    return usage;
+  }
+
+  #tidy(peer: string, usage: PeerUsage): void {
+    if (
+      usage.records === 0 && usage.bytes === 0 && usage.reservations.size === 0 &&
+      usage.leases.size === 0
+    ) this.#peers.delete(peer);
+  }
+
+  /** Counts a held record's change for its peer. */
+  #charge(peer: string | undefined, records: number, bytes: number): void {
+    if (peer === undefined) return;
+    const usage = this.#usage(peer);
+    usage.records += records;
+    usage.bytes += bytes;
+    this.#tidy(peer, usage);
+  }
+
+  /**
+   * Checks that a write fits: the peer's quotas, then the store's limits,
+   * after dropping what expired and, when still full, evicting the keys
+   * farthest from this node if they are farther than `key`. Throws a
+   * `RATE_LIMITED` refusal naming the limit; evicts only when the write fits.
+   */
+  #admit(id: string, key: Uint8Array, peer: string | undefined, need: Need): void {
+    if (peer !== undefined && this.#overQuota(peer, need)) {
+      this.#sweep(id); // records of the peer's that expired no longer count
+      const usage = this.#peers.get(peer);
+      const records = usage?.records ?? 0;
+      if (need.peerRecords > 0 && records + need.peerRecords > this.#maxRecordsPerPeer) {
+        throw new Refusal(
+          NackReason.RATE_LIMITED,
+          `Peer ${peer} stored ${records} records held here, its quota ` +
+            `(maxRecordsPerPeer ${this.#maxRecordsPerPeer})`,
+        );
+      }
+      const bytes = usage?.bytes ?? 0;
+      if (need.peerBytes > 0 && bytes + need.peerBytes > this.#maxBytesPerPeer) {
+        throw new Refusal(
+          NackReason.RATE_LIMITED,
+          `Peer ${peer} stored ${bytes} bytes held here; ${need.peerBytes} more would pass ` +
+            `its quota (maxBytesPerPeer ${this.#maxBytesPerPeer})`,
+        );
+      }
+    }
+    const fits = (slots: number, bytes: number): boolean =>
+      slots <= this.#maxRecords && bytes <= this.#maxBytes;
+    if (fits(this.#slots + need.slots, this.#bytes + need.bytes)) return;
+    this.#sweep(id);
+    let slots = this.#slots + need.slots;
+    let bytes = this.#bytes + need.bytes;
+    if (fits(slots, bytes)) return;
+    const victims: [string, Entry][] = [];
+    const self = this.#nodeId;
+    if (self) {
+      const now = this.#clock.now();
+      const farther: [string, Entry][] = [];
+      for (const [other, entry] of this.#entries) {
+        if (other === id || entry.pending || this.#locked(other, now)) continue;
+        if (compareDistance(self, entry.record.key, key) > 0) farther.push([other, entry]);
+      }
+      farther.sort((a, b) => compareDistance(self, b[1].record.key, a[1].record.key));
+      for (const victim of farther) {
+        if (fits(slots, bytes)) break;
+        victims.push(victim);
+        slots--;
+        bytes -= victim[1].bytes;
+      }
+    }
+    if (!fits(slots, bytes)) {
+      throw new Refusal(
+        NackReason.RATE_LIMITED,
+        `This node holds ${this.#slots} records (maxRecords ${this.#maxRecords}) and ` +
+          `${this.#bytes} bytes (maxBytes ${this.#maxBytes}); no key farther from it ` +
+          `can make way`,
+      );
+    }
+    for (const [other, entry] of victims) this.#drop(other, entry);
+  }
+
+  #overQuota(peer: string, need: Need): boolean {
+    const usage = this.#peers.get(peer);
+    return (need.peerRecords > 0 &&
+      (usage?.records ?? 0) + need.peerRecords > this.#maxRecordsPerPeer) ||
+      (need.peerBytes > 0 && (usage?.bytes ?? 0) + need.peerBytes > this.#maxBytesPerPeer);
+  }
+
+  #locked(id: string, now: number): boolean {
+    const state = this.#locks.get(id);
+    return state?.holder !== undefined && state.expiresAt > now;
+  }
+
+  #sweep(except: string | undefined): void {
+    for (const id of [...this.#entries.keys()]) if (id !== except) this.#live(id);
+    const now = this.#clock.now();
+    for (const [id, pending] of [...this.#pendingFirst]) {
+      if (id !== except && pending.expiresAt <= now) this.#unreserve(id, pending);
+    }
   }
 
   /** The live entry of `id`: expired records and lapsed reservations are dropped on the way. */
@@ -411,55 +799,73 @@ export class DhtStore {
       this.#drop(id, entry);
       return undefined;
     }
-    if (entry?.pending && entry.pending.expiresAt <= now) entry.pending = undefined;
+    if (entry?.pending && entry.pending.expiresAt <= now) this.#unreserve(id, entry.pending);
     if (!entry) {
       const first = this.#pendingFirst.get(id);
-      if (first && first.expiresAt <= now) this.#pendingFirst.delete(id);
+      if (first && first.expiresAt <= now) this.#unreserve(id, first);
     }
     return entry;
   }
 
-  #put(id: string, record: Record, patch: Patch | undefined): void {
+  /** Holds a copy of `record` for `peer`, with `patch` (the store's own) joining the history. */
+  #put(id: string, received: Record, patch: Patch | undefined, peer: string | undefined): void {
+    const { record, extra: hash } = ownRecord(received, 32);
+    hash.set(sha256(record.value));
     const old = this.#entries.get(id);
     const first = this.#pendingFirst.get(id);
-    let history: Patch[] = [];
+    let history: readonly Patch[] = NO_HISTORY;
     let historyBytes = 0;
     if (old && patch) {
-      history = old.history;
-      historyBytes = old.historyBytes;
-      history.push(patch);
-      historyBytes += patchBytes(patch);
-      while (history.length > this.#historyLength) historyBytes -= patchBytes(history.shift()!);
+      const longer = [...old.history, patch];
+      historyBytes = old.historyBytes + patchBytes(patch);
+      while (longer.length > this.#historyLength) historyBytes -= patchBytes(longer.shift()!);
+      history = longer;
     }
-    const before = old ? old.record.value.length + old.historyBytes : 0;
-    const after = record.value.length + historyBytes;
-    if (!old && this.#entries.size >= this.#maxRecords) {
-      this.sweep();
-      if (this.#entries.size >= this.#maxRecords) {
-        throw new Refusal(NackReason.RATE_LIMITED, `this node holds ${this.#maxRecords} records`);
-      }
-    }
-    if (this.#bytes - before + after > this.#maxBytes) {
-      throw new Refusal(NackReason.RATE_LIMITED, `this node holds ${this.#maxBytes} bytes`);
-    }
-    this.#bytes += after - before;
-    if (first && first.record.version <= record.version) this.#pendingFirst.delete(id);
-    const pending = old?.pending && old.pending.record.version > record.version
+    const bytes = recordBytes(record) + historyBytes;
+    // A reservation of a later version outlives this write; any other goes.
+    const kept = old?.pending && old.pending.record.version > record.version
       ? old.pending
       : undefined;
+    const dropped = old?.pending && !kept ? old.pending : undefined;
+    const freed = [
+      ...(old ? [{ peer: old.peer, bytes: old.bytes }] : []),
+      ...[first, dropped].filter((p) => p !== undefined),
+    ];
+    this.#admit(id, record.key, peer, {
+      slots: 1 - (old ? 1 : 0) - (first ? 1 : 0),
+      bytes: bytes - freed.reduce((n, f) => n + f.bytes, 0),
+      peerRecords: old && old.peer === peer ? 0 : 1,
+      peerBytes: bytes - freed.reduce((n, f) => n + (f.peer === peer ? f.bytes : 0), 0),
+    });
+    if (first) this.#unreserve(id, first);
+    if (dropped) this.#unreserve(id, dropped);
+    if (old) {
+      this.#entries.delete(id);
+      this.#slots--;
+      this.#bytes -= old.bytes;
+      this.#charge(old.peer, -1, -old.bytes);
+    }
     this.#entries.set(id, {
       record,
-      hash: sha256(record.value),
+      hash,
       expiresAt: this.#expiry(record),
       history,
       historyBytes,
-      pending,
+      bytes,
+      peer,
+      pending: kept,
     });
+    this.#slots++;
+    this.#bytes += bytes;
+    this.#charge(peer, 1, bytes);
   }
 
   #drop(id: string, entry: Entry): void {
+    if (entry.pending) this.#unreserve(id, entry.pending);
     this.#entries.delete(id);
-    this.#bytes -= entry.record.value.length + entry.historyBytes;
+    this.#slots--;
+    this.#bytes -= entry.bytes;
+    this.#charge(entry.peer, -1, -entry.bytes);
   }
 
   #expiry(record: Record): number {
@@ -520,18 +926,89 @@ export class DhtStore {
     );
   }
 
+  /**
+   * Makes room for one more lock: forgets the least recently used lock not
+   * held. Its highest token raises the store's floor, so that a lock created
+   * later for that key (or any) is never granted a token it granted.
+   */
   #evictLocks(): void {
     if (this.#locks.size < this.#maxLocks) return;
     const now = this.#clock.now();
     for (const [id, state] of this.#locks) {
       // Oldest first; a held lock is never forgotten.
       if (state.holder === undefined || state.expiresAt <= now) {
+        if (state.holder !== undefined) this.#unlease(state.holder, id);
+        this.#tokenFloor = Math.max(this.#tokenFloor, state.highest);
         this.#locks.delete(id);
         if (this.#locks.size < this.#maxLocks) return;
       }
     }
-    throw new Refusal(NackReason.RATE_LIMITED, `this node holds ${this.#maxLocks} locks`);
+    throw new Refusal(
+      NackReason.RATE_LIMITED,
+      `This node holds ${this.#maxLocks} locks (maxLocks)`,
+    );
   }
+}
+
+/**
+ * The store's own copy of a record, its bytes in one new buffer (nothing in
+ * it is a view into a received frame, and one buffer costs less than four),
+ * with `extra` bytes after them for the caller.
+ */
+function ownRecord(record: Record, extra = 0): { record: Record; extra: Uint8Array } {
+  const parts = [record.key, record.value, record.owner, record.signature];
+  const buffer = new Uint8Array(parts.reduce((n, p) => n + p.length, extra));
+  let at = 0;
+  const [key, value, owner, signature] = parts.map((p) => {
+    buffer.set(p, at);
+    return buffer.subarray(at, at += p.length);
+  });
+  const copy = create(RecordSchema, {
+    key,
+    value,
+    version: record.version,
+    owner,
+    signature,
+    ttlMs: record.ttlMs,
+  });
+  return { record: copy, extra: buffer.subarray(at) };
+}
+
+/** The store's own copy of a patch, its bytes in one new buffer. */
+function ownPatch(patch: Patch): Patch {
+  const parts = [patch.valueHash, patch.signature, ...patch.splices.map((s) => s.insert)];
+  const buffer = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  const [valueHash, signature, ...inserts] = parts.map((p) => {
+    buffer.set(p, at);
+    return buffer.subarray(at, at += p.length);
+  });
+  return create(PatchSchema, {
+    baseVersion: patch.baseVersion,
+    version: patch.version,
+    format: patch.format,
+    jsonPatch: patch.jsonPatch,
+    valueHash,
+    signature,
+    splices: patch.splices.map((s, i) =>
+      create(ByteSpliceSchema, {
+        offset: s.offset,
+        deleteCount: s.deleteCount,
+        insert: inserts[i],
+      })
+    ),
+  });
+}
+
+function recordBytes(record: Record): number {
+  return DHT_ENTRY_OVERHEAD + record.key.length + record.value.length + record.owner.length +
+    record.signature.length;
+}
+
+function patchBytes(patch: Patch): number {
+  return DHT_PATCH_OVERHEAD + 2 * patch.jsonPatch.length + patch.valueHash.length +
+    patch.signature.length +
+    patch.splices.reduce((n, s) => n + DHT_SPLICE_OVERHEAD + s.insert.length, 0);
 }
 
 /** Applies a patch message to a value (either format); throws PatchError. */
@@ -564,9 +1041,4 @@ function compareVersion(record: Record, entry: Entry): number {
   }
   if (bytesEqual(sha256(record.value), entry.hash)) return 0;
   return -1; // a reused version with another value
-}
-
-function patchBytes(patch: Patch): number {
-  return patch.jsonPatch.length + patch.splices.reduce((n, s) => n + s.insert.length + 16, 0) +
-    64;
 }

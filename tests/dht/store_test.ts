@@ -2,10 +2,12 @@
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
+import fc from "fast-check";
 import { ManualClock } from "../../lib/clock.ts";
-import { DhtStore } from "../../lib/dht/store.ts";
+import { DHT_ENTRY_OVERHEAD, DhtStore } from "../../lib/dht/store.ts";
 import { Refusal } from "../../lib/errors.ts";
 import { createRecord, dhtKey } from "../../lib/dht/record.ts";
+import { generateIdentitySync } from "../../lib/identity/keys.ts";
 import {
   CasPhase,
   CasRequestSchema,
@@ -47,7 +49,8 @@ Deno.test("DhtStore: records expire at their ttl, capped by maxTtl", () => {
 });
 
 Deno.test("DhtStore: limits on records and bytes refuse new keys, not updates", () => {
-  const store = new DhtStore({ maxRecords: 2, maxBytes: 100 });
+  const entry = DHT_ENTRY_OVERHEAD + 32; // a record's overhead and key, beside its value
+  const store = new DhtStore({ maxRecords: 2, maxBytes: 2 * entry + 100 });
   store.store(createRecord({ key: dhtKey("1"), value: new Uint8Array(40), version: 1 }));
   store.store(createRecord({ key: dhtKey("2"), value: new Uint8Array(40), version: 1 }));
   assert.throws(
@@ -59,7 +62,7 @@ Deno.test("DhtStore: limits on records and bytes refuse new keys, not updates", 
     refused(NackReason.RATE_LIMITED),
   );
   store.store(createRecord({ key: dhtKey("1"), value: new Uint8Array(50), version: 2 }));
-  assert.equal(store.bytes, 90);
+  assert.equal(store.bytes, 2 * entry + 90);
 });
 
 Deno.test("DhtStore: one reservation per version; a lapsed one frees the key", () => {
@@ -178,4 +181,194 @@ Deno.test("DhtStore: locks have one holder, lapse, and tokens only grow", () => 
   store.unlock(key, 6n, b);
   assert.equal(lock(a, 1_000).fencingToken, 7n);
   assert.throws(() => store.unlock(key, 7n, b), refused(NackReason.LOCK_HELD));
+});
+
+Deno.test("DhtStore: a forgotten lock never lets a token be granted again", () => {
+  const store = new DhtStore({ maxLocks: 2 });
+  const who = "11111111111111111111111111111111";
+  const take = (name: string) => {
+    const grant = store.lock(create(LockRequestSchema, { key: dhtKey(name), ttlMs: 1_000n }), who);
+    store.unlock(dhtKey(name), grant.fencingToken, who);
+    return grant.fencingToken;
+  };
+  const tokens = [take("a"), take("a"), take("a")]; // 1, 2, 3
+  take("b");
+  take("c"); // forgets "a", the least recently used released lock
+  assert.equal(store.locks, 2);
+  const again = take("a");
+  assert.ok(again > tokens[2], `token ${again} after ${tokens}`);
+});
+
+Deno.test("DhtStore: reservations count against maxRecords and maxBytes", () => {
+  const clock = new ManualClock();
+  const entry = DHT_ENTRY_OVERHEAD + 32;
+  const store = new DhtStore({ clock, maxRecords: 2, maxBytes: 2 * entry + 20 });
+  const peer = "11111111111111111111111111111111";
+  const prepare = (name: string, value: string, p: number) =>
+    store.cas(
+      create(CasRequestSchema, {
+        record: createRecord({ key: dhtKey(name), value: encode(value), version: 1 }),
+        expectedVersion: 0n,
+        proposal: proposal(p),
+        phase: CasPhase.PREPARE,
+      }),
+      peer,
+    );
+  prepare("a", "0123456789", 1);
+  assert.equal(store.bytes, entry + 10);
+  assert.equal(store.reservations, 1);
+  assert.throws(() => prepare("b", "01234567890", 2), refused(NackReason.RATE_LIMITED)); // bytes
+  prepare("b", "0123456789", 2);
+  assert.throws(() => prepare("c", "", 3), refused(NackReason.RATE_LIMITED)); // records
+  assert.throws(() => store.store(record("x", 1)), refused(NackReason.RATE_LIMITED));
+  // A commit turns the reservation into the record; an abort frees it.
+  cas(store, createRecord({ key: dhtKey("a"), value: encode("0123456789"), version: 1 }), 0, 1, 2);
+  assert.equal(store.size, 1);
+  cas(store, createRecord({ key: dhtKey("b"), value: encode("0123456789"), version: 1 }), 0, 2, 3);
+  assert.equal(store.reservations, 0);
+  assert.equal(store.bytes, entry + 10);
+  prepare("c", "", 3);
+  clock.advance(5_000); // lapsed: swept, and counted no more
+  store.sweep();
+  assert.equal(store.bytes, entry + 10);
+  assert.equal(store.reservations, 0);
+});
+
+Deno.test("DhtStore: per-peer quotas default to 16 reservations and 64 leases; this node is exempt", () => {
+  const self = "4vJ9JU1bJJE96FWSJKvHsmmFADCg4gpZQff4P3bkLKi";
+  const peer = "11111111111111111111111111111111";
+  const store = new DhtStore({ address: self });
+  const prepare = (i: number, who: string) =>
+    store.cas(
+      create(CasRequestSchema, {
+        record: createRecord({ key: dhtKey(`${who} ${i}`), value: encode("v"), version: 1 }),
+        expectedVersion: 0n,
+        proposal: proposal(1),
+        phase: CasPhase.PREPARE,
+      }),
+      who,
+    );
+  const lock = (i: number, who: string) =>
+    store.lock(create(LockRequestSchema, { key: dhtKey(`${who} lock ${i}`) }), who);
+  for (let i = 0; i < 16; i++) prepare(i, peer);
+  assert.throws(
+    () => prepare(16, peer),
+    (err: unknown) =>
+      refused(NackReason.RATE_LIMITED)(err) && /maxReservationsPerPeer 16/.test(`${err}`),
+  );
+  for (let i = 0; i < 64; i++) lock(i, peer);
+  assert.throws(
+    () => lock(64, peer),
+    (err: unknown) => refused(NackReason.RATE_LIMITED)(err) && /maxLocksPerPeer 64/.test(`${err}`),
+  );
+  for (let i = 0; i < 100; i++) prepare(i, self);
+  for (let i = 0; i < 100; i++) lock(i, self);
+});
+
+Deno.test("DhtStore: a kept patch is the store's own copy", () => {
+  const store = new DhtStore();
+  store.store(record("", 1));
+  const frame = new Uint8Array(100_000); // what a received frame's bytes would be
+  frame.set(encode("hello"), 50_000);
+  const patch = create(PatchSchema, {
+    baseVersion: 1n,
+    version: 2n,
+    format: PatchFormat.BYTE_SPLICE,
+    splices: [{ offset: 0n, deleteCount: 0n, insert: frame.subarray(50_000, 50_005) }],
+    valueHash: sha256(encode("hello")),
+  });
+  store.preparePatch(create(PatchRequestSchema, { key, patch, proposal: proposal(1) }));
+  cas(store, record("hello", 2), 1, 1, CasPhase.COMMIT);
+  assert.equal(new TextDecoder().decode(store.get(key)!.value), "hello");
+  assert.equal(store.changes(key, 1n).patches.length, 1);
+  assert.ok(store.retainedBytes() <= store.bytes, `${store.retainedBytes()} > ${store.bytes}`);
+  assert.ok(store.retainedBytes() < 1_000);
+});
+
+Deno.test("DhtStore: random writes from a few peers stay within the limits and count back to 0", () => {
+  const peers = ["11111111111111111111111111111111", "4vJ9JU1bJJE96FWSJKvHsmmFADCg4gpZQff4P3bkLKi"];
+  const op = fc.record({
+    kind: fc.constantFrom(
+      "store",
+      "prepare",
+      "patch",
+      "commit",
+      "abort",
+      "lock",
+      "unlock",
+      "tick",
+    ),
+    key: fc.integer({ min: 0, max: 11 }),
+    version: fc.integer({ min: 1, max: 4 }),
+    size: fc.integer({ min: 0, max: 3_000 }),
+    peer: fc.integer({ min: 0, max: 2 }), // 2: this node
+    p: fc.integer({ min: 0, max: 3 }),
+  });
+  const self = generateIdentitySync({ difficulty: 0 }).address;
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 80 }), fc.boolean(), (ops, withId) => {
+      const clock = new ManualClock();
+      const limits = { maxRecords: 6, maxBytes: 4 * DHT_ENTRY_OVERHEAD + 6_000 };
+      const store = new DhtStore({
+        clock,
+        ...limits,
+        nodeId: withId ? dhtKey("self") : undefined,
+        address: self,
+        maxRecordsPerPeer: 4,
+        maxBytesPerPeer: 3 * DHT_ENTRY_OVERHEAD + 4_000,
+        maxReservationsPerPeer: 2,
+        maxLocksPerPeer: 2,
+        reservationTime: 1_000,
+        defaultTtl: 5_000,
+        maxLocks: 4,
+      });
+      for (const o of ops) {
+        const who = o.peer === 2 ? self : peers[o.peer];
+        const k = dhtKey(`k${o.key}`);
+        const r = createRecord({ key: k, value: new Uint8Array(o.size), version: o.version });
+        const phase = { prepare: 1, commit: 2, abort: 3 }[o.kind as string];
+        try {
+          const held = store.get(k);
+          if (o.kind === "store") store.store(r, who);
+          else if (o.kind === "patch" && held) {
+            const insert = new Uint8Array(o.size % 200).fill(o.p);
+            const value = new Uint8Array([...insert, ...held.value]);
+            const patch = create(PatchSchema, {
+              baseVersion: held.version,
+              version: held.version + 1n,
+              format: PatchFormat.BYTE_SPLICE,
+              splices: [{ offset: 0n, deleteCount: 0n, insert }],
+              valueHash: sha256(value),
+            });
+            store.preparePatch(
+              create(PatchRequestSchema, { key: k, patch, proposal: proposal(o.p) }),
+              who,
+            );
+          } else if (phase) {
+            store.cas(
+              create(CasRequestSchema, {
+                record: r,
+                expectedVersion: BigInt(o.version - 1),
+                proposal: proposal(o.p),
+                phase,
+              }),
+              who,
+            );
+          } else if (o.kind === "lock") {
+            store.lock(create(LockRequestSchema, { key: k, ttlMs: 2_000n }), who);
+          } else if (o.kind === "unlock") store.unlock(k, 0n, who);
+          else clock.advance(o.size);
+        } catch (err) {
+          if (!(err instanceof Refusal)) throw err;
+        }
+        assert.ok(store.bytes <= limits.maxBytes, `${store.bytes} bytes`);
+        assert.ok(store.size <= limits.maxRecords);
+        assert.ok(store.retainedBytes() <= store.bytes);
+      }
+      clock.advance(10_000);
+      store.sweep();
+      assert.deepEqual([store.size, store.reservations, store.bytes], [0, 0, 0]);
+    }),
+    { numRuns: 300 },
+  );
 });

@@ -1,0 +1,84 @@
+// Issue 11, item 3: a replica must not keep views into the frames it
+// received. An attacker (a carrier node that dials out) sends STOREs of
+// 1-byte values, each in a 256 KiB frame padded with an unknown protobuf
+// field of the record, over real TCP on 127.0.0.1.
+import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { createNode, dhtKey, NackError, NackReason, Opcode } from "../../mod.ts";
+import { RecordSchema } from "../../lib/protocol.ts";
+import * as store from "../../lib/dht/store.ts"; // a namespace: runs against older stores too
+
+const PADDING = 256 * 1024;
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
+  return out;
+}
+
+/** A StoreRequest whose record carries `padding` bytes in unknown field 15. */
+function paddedStore(key: Uint8Array, value: Uint8Array, padding: number): Uint8Array {
+  const record = toBinary(RecordSchema, create(RecordSchema, { key, value, version: 1n }));
+  const unknown = [0x7a, ...varint(padding)]; // field 15, length-delimited
+  const recordLength = record.length + unknown.length + padding;
+  const head = [0x0a, ...varint(recordLength)]; // StoreRequest.record = 1
+  const payload = new Uint8Array(head.length + recordLength);
+  payload.set(head);
+  payload.set(record, head.length);
+  payload.set(unknown, head.length + record.length);
+  payload.fill(0xaa, head.length + record.length + unknown.length);
+  return payload;
+}
+
+Deno.test("DHT replica keeps its own copies of padded STOREs and counts them within maxBytes", async () => {
+  const maxBytes = 32 * 1024;
+  await using replica = await createNode({
+    listen: ["127.0.0.1:0"],
+    puzzleDifficulty: 0,
+    dht: { maxBytes },
+  });
+  await using attacker = await createNode({ puzzleDifficulty: 0 });
+  const peer = await attacker.connect(replica.peerAddresses[0]);
+  const keys: Uint8Array[] = [];
+  let refused = 0;
+  for (let i = 0; i < 40; i++) {
+    const key = dhtKey(`padded ${i}`);
+    try {
+      await peer.request(Opcode.STORE, paddedStore(key, new Uint8Array([i]), PADDING));
+      keys.push(key);
+    } catch (err) {
+      assert.ok(err instanceof NackError && err.reason === NackReason.RATE_LIMITED, `${err}`);
+      refused++;
+    }
+  }
+  // Every value the replica holds is its own small buffer, not the frame.
+  let retained = 0;
+  let held = 0;
+  for (const key of keys) {
+    const found = await replica.dht.get(key);
+    if (!found) continue; // evicted for a closer key
+    held++;
+    assert.ok(
+      found.value.buffer.byteLength < 1024,
+      `a held 1-byte value is a view into a ${found.value.buffer.byteLength}-byte buffer`,
+    );
+    retained += found.value.buffer.byteLength;
+  }
+  assert.ok(
+    retained <= maxBytes,
+    `held values retain ${retained} bytes, over maxBytes ${maxBytes}`,
+  );
+  // The accounting counts what is retained, with the per-entry overhead.
+  const perRecord = store.DHT_ENTRY_OVERHEAD + 32 + 1;
+  assert.equal(replica.dht.size, held);
+  assert.equal(replica.dht.bytes, held * perRecord);
+  assert.ok(replica.dht.bytes <= maxBytes, `${replica.dht.bytes} bytes counted`);
+  assert.ok(replica.dht.retainedBytes() <= replica.dht.bytes, `${replica.dht.retainedBytes()}`);
+  // Full: each of the rest was refused, or evicted a farther key (the node's id is random).
+  assert.equal(held, Math.floor(maxBytes / perRecord));
+  assert.equal(keys.length + refused, 40);
+});
