@@ -694,6 +694,66 @@ export class LockHeldError extends CarrierError {
 export class QuorumError extends CarrierError {}
 
 /**
+ * Options of {@linkcode ReplicationError}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ReplicationError, type ReplicationErrorOptions } from "@carrier/p2p";
+ * const options: ReplicationErrorOptions = { version: 3, replicas: 1, needed: 2, asked: 3 };
+ * const error = new ReplicationError("The put of version 3 reached 1 of 3 replicas", options);
+ * assert.deepEqual([error.version, error.replicas, error.needed], [3, 1, 2]);
+ * ```
+ */
+export interface ReplicationErrorOptions extends CarrierErrorOptions {
+  /** The version written. */
+  version: number;
+  /** Replicas that stored it. */
+  replicas: number;
+  /** Replicas it needed (`minReplicas`). */
+  needed: number;
+  /** Replicas asked. */
+  asked: number;
+}
+
+/**
+ * A DHT put stored its record at fewer replicas than its minimum
+ * (`minReplicas`, by default a majority of the replica set): those that
+ * stored it keep it (nothing is rolled back; this node does not republish
+ * it), the others refused or did not answer (`cause`: one of their
+ * failures). A {@linkcode QuorumError}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, QuorumError, ReplicationError } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * const error = await node.dht.put("key", "value", { minReplicas: 2 }).catch((e) => e);
+ * assert(error instanceof ReplicationError && error instanceof QuorumError);
+ * assert.deepEqual([error.replicas, error.needed], [1, 2]); // a network of one
+ * ```
+ */
+export class ReplicationError extends QuorumError {
+  /** The version written. */
+  readonly version: number;
+  /** Replicas that stored it. */
+  readonly replicas: number;
+  /** Replicas it needed. */
+  readonly needed: number;
+  /** Replicas asked. */
+  readonly asked: number;
+  /** Creates the error. */
+  constructor(message: string, options: ReplicationErrorOptions) {
+    super(message, options);
+    this.version = options.version;
+    this.replicas = options.replicas;
+    this.needed = options.needed;
+    this.asked = options.asked;
+  }
+}
+
+/**
  * A replica refused a DHT request (thrown by `Dht.serve`, which a node turns
  * into a NACK): the NACK's reason, message and typed data.
  *

@@ -13,7 +13,9 @@
  * Guarantees, and their limits:
  *
  * - **put** stores a record at every replica that accepts it (a higher
- *   version than theirs); it is last-writer-wins by version, not atomic.
+ *   version than theirs); it is last-writer-wins by version, not atomic. It
+ *   fails with {@linkcode ReplicationError} when fewer than `minReplicas` (a
+ *   majority by default) stored it; those that did keep it.
  * - **cas** is atomic among writers that find the same replica set: a write
  *   is prepared at every replica, which reserves itself for one write per
  *   version; only a write that a majority reserved is committed, so two
@@ -74,6 +76,7 @@ import {
   QuorumError,
   RecordError,
   Refusal,
+  ReplicationError,
   VersionConflictError,
 } from "../errors.ts";
 import { formatAddress } from "../identity/address.ts";
@@ -223,6 +226,13 @@ export interface DhtWriteOptions extends DhtCallOptions {
 export interface DhtPutOptions extends DhtWriteOptions {
   /** The version to write. @default {one above the highest version found} */
   version?: number;
+  /**
+   * Replicas that must store the record for the put to succeed; fewer
+   * gives {@linkcode ReplicationError}.
+   *
+   * @default {a majority of the replicas found (⌊R′/2⌋ + 1, as cas)}
+   */
+  minReplicas?: number;
 }
 
 /**
@@ -714,7 +724,9 @@ export class Dht {
    * Writes a value (bytes, or text as UTF-8) at every replica (last writer
    * wins by version).
    *
+   * @returns The version written and how many replicas stored it (at least `minReplicas`).
    * @throws {VersionConflictError} when no replica took it because they hold a newer version.
+   * @throws {ReplicationError} when fewer than `minReplicas` (default: a majority) stored it.
    * @throws {QuorumError} when no replica could be reached.
    * @throws {RecordError} for a bad key, an oversized value or a bad version.
    */
@@ -725,6 +737,7 @@ export class Dht {
   ): Promise<DhtWriteResult> {
     const k = dhtKey(key);
     value = this.#checkValue(value);
+    if (options.minReplicas !== undefined) checkVersion(options.minReplicas, "minReplicas");
     const { best, closest } = await this.#findValue(k, options, false);
     const version = options.version ?? Number(best?.version ?? 0n) + 1;
     checkVersion(version);
@@ -736,7 +749,16 @@ export class Dht {
     );
     options.signal?.throwIfAborted();
     const stored = results.filter((r) => r.status === "fulfilled").length;
-    if (stored === 0) throw failure(results, replicas.length, "put");
+    const needed = options.minReplicas ?? majority(replicas.length);
+    if (stored === 0) throw failure(results, replicas.length, "put", needed);
+    if (stored < needed) {
+      const cause = results.find((r) => r.status === "rejected")?.reason;
+      throw new ReplicationError(
+        `The put of version ${version} reached ${stored} of ${replicas.length} replicas; ` +
+          `${needed} needed (minReplicas)${cause ? `; one failed: ${errorText(cause)}` : ""}`,
+        { version, replicas: stored, needed, asked: replicas.length, cause },
+      );
+    }
     this.#publish(record);
     return { version, replicas: stored };
   }
@@ -1370,6 +1392,10 @@ function lockHeldError(held: readonly LockHeld[]): LockHeldError {
     `The lock is held by ${holder} (token ${top.fencingToken}) for ${top.expiresInMs} ms more`,
     { holder, fencingToken: Number(top.fencingToken), expiresIn: Number(top.expiresInMs) },
   );
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 function majority(n: number): number {
