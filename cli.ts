@@ -60,6 +60,8 @@ import {
   PROTOCOL_OPCODES,
   puzzleWork,
   QuorumError,
+  type ResourceBudget,
+  resourceBudget,
   saveKeyFile,
   type Splice,
   TimeoutError,
@@ -470,6 +472,20 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
             fields: { metrics, contacts },
             text: `${metricsText(metrics)}\nrouting      ${contacts} contacts`,
           };
+        },
+      };
+    },
+  },
+  limits: {
+    summary: "print this node's resource budget: every bound on what peers can make it hold",
+    synopsis: "",
+    options: {},
+    prepare(parsed) {
+      noPositionals(parsed);
+      return {
+        run(node) {
+          const budget = node.budget();
+          return Promise.resolve({ fields: { ...budget }, text: budgetText(budget).join("\n") });
         },
       };
     },
@@ -928,6 +944,27 @@ function nodeCommandHelp(name: string, command: NodeCommand): string {
   ].join("\n");
 }
 
+/** A resource budget as a table, one line per bound, then the total. */
+function budgetText(budget: ResourceBudget): string[] {
+  const mib = (bytes: number) => bytes === 0 ? "-" : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  const rows = budget.lines.map((l) => [
+    l.resource,
+    l.option,
+    String(l.limit),
+    l.perPeer === undefined ? "-" : String(l.perPeer),
+    l.perIp === undefined ? "-" : String(l.perIp),
+    mib(l.bytes),
+  ]);
+  const header = ["resource", "option", "limit", "per peer", "per IP", "memory"];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd();
+  return [
+    `  ${line(header)}`,
+    ...rows.map((r) => `  ${line(r)}`),
+    `  total: ${mib(budget.totalBytes)} with every connection slot taken`,
+  ];
+}
+
 function metricsText(m: NodeMetrics): string {
   const t = m.totals;
   return [
@@ -1338,6 +1375,10 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
       '"shout"|"speak"|"whisper"|"message"|"error"|"closed",...} for events and',
       '{"command":NAME,"ok":true,...} or {"command":NAME,"ok":false,"error":{"name","message",...}}',
       "for command results. Errors in text mode go to standard error.",
+      "",
+      "Resource budget with the default options (what peers can make the node hold; `limits`",
+      "prints the running node's):",
+      ...budgetText(resourceBudget()),
     ],
     run: runNode,
   },

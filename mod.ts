@@ -54,6 +54,7 @@
  */
 
 export * from "./lib/errors.ts";
+export { type BudgetLine, type ResourceBudget, resourceBudget } from "./lib/budget.ts";
 
 export {
   ADDRESS_LENGTH,

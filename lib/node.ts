@@ -63,6 +63,7 @@ import { formatAddress, parseAddress } from "./identity/address.ts";
 import { generateIdentity, type Identity } from "./identity/keys.ts";
 import { DEFAULT_PUZZLE_DIFFICULTY } from "./identity/puzzle.ts";
 import {
+  CONNECTION_LIMITS,
   ConnectionManager,
   type ConnectionManagerOptions,
   type ConnectionStats,
@@ -81,6 +82,7 @@ import type {
   PeerConnection,
   RequestOptions,
 } from "./peer/connection.ts";
+import { NODE_LIMITS, type ResourceBudget, resourceBudget } from "./budget.ts";
 import { TcpTransport } from "./transport/tcp.ts";
 import type { Transport } from "./transport/types.ts";
 import type { Frame } from "./wire/frame.ts";
@@ -607,11 +609,12 @@ export class Node extends EventTarget implements AsyncDisposable {
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
     this.#components = [...(options.components ?? [])];
-    this.#speakSeen = new SeenCache({ clock: this.#clock, maxEntries: 16_384 });
-    this.#whisperSeen = new SeenCache({ clock: this.#clock, maxEntries: 16_384 });
+    const maxEntries = NODE_LIMITS.seenEntries;
+    this.#speakSeen = new SeenCache({ clock: this.#clock, maxEntries });
+    this.#whisperSeen = new SeenCache({ clock: this.#clock, maxEntries });
     this.#whisperRelayed = new SeenCache({
       clock: this.#clock,
-      maxEntries: 16_384,
+      maxEntries,
       maxAge: 60_000,
     });
     this.#table = new RoutingTable(identity.nodeId, {
@@ -873,7 +876,7 @@ export class Node extends EventTarget implements AsyncDisposable {
 
   /** Opens outbound connections to routing-table contacts until ℓ, spanning the buckets. */
   async #fillOutbound(): Promise<void> {
-    const max = this.#options.maxOutbound ?? 8;
+    const max = this.#options.maxOutbound ?? CONNECTION_LIMITS.maxOutbound;
     // Connected for good: short-lived lookup connections do not count.
     const held = (address: string) =>
       this.#manager.get(address) !== undefined && !this.#manager.isEphemeral(address);
@@ -1345,7 +1348,7 @@ export class Node extends EventTarget implements AsyncDisposable {
   #rememberShout(id: string, height: number): void {
     this.#shoutHeights.delete(id);
     this.#shoutHeights.set(id, height);
-    if (this.#shoutHeights.size > MAX_SHOUT_IDS) {
+    if (this.#shoutHeights.size > NODE_LIMITS.shoutIds) {
       this.#shoutHeights.delete(this.#shoutHeights.keys().next().value!);
     }
   }
@@ -1355,7 +1358,7 @@ export class Node extends EventTarget implements AsyncDisposable {
     let window = this.#shoutRate.get(origin);
     if (window === undefined) {
       this.#shoutRate.set(origin, window = { start: 0, count: 0 });
-      if (this.#shoutRate.size > MAX_SHOUT_ORIGINS) {
+      if (this.#shoutRate.size > NODE_LIMITS.shoutOrigins) {
         this.#shoutRate.delete(this.#shoutRate.keys().next().value!);
       }
     }
@@ -1416,6 +1419,15 @@ export class Node extends EventTarget implements AsyncDisposable {
       whispers: { delivered: 0, relayed: 0, rejected: 0 },
       shouts: noShouts(),
     };
+  }
+
+  /**
+   * The bounds on what peers can make this node hold, with their values
+   * for this node's options and the memory each can pin (see
+   * {@linkcode resourceBudget}).
+   */
+  budget(): ResourceBudget {
+    return resourceBudget(this.#options);
   }
 
   /** This node's counters. */
@@ -1593,7 +1605,7 @@ export class Node extends EventTarget implements AsyncDisposable {
         return;
       }
       if (lock.locked) {
-        const max = this.#options.maxHeldMessages ?? 256;
+        const max = this.#options.maxHeldMessages ?? NODE_LIMITS.maxHeldMessages;
         if (lock.held.length >= max) {
           this.#refuse(frame, peer, NackReason.RATE_LIMITED, `peer is locked; ${max} frames held`);
           return;
@@ -1916,10 +1928,6 @@ export async function createNode(options: NodeOptions = {}): Promise<Node> {
 const SHOUT_CONTEXT = new TextEncoder().encode("carrier/v1 shout:");
 /** The height of a SHOUT at its origin: every bucket is below it. */
 const ORIGIN = 256;
-/** SHOUT ids remembered (with the height forwarded); about 6 MiB at most. */
-const MAX_SHOUT_IDS = 65_536;
-/** Origins whose SHOUT rate is tracked at once. */
-const MAX_SHOUT_ORIGINS = 4_096;
 
 /** SHOUT counters at zero. */
 function noShouts(): ShoutCounters {

@@ -215,11 +215,18 @@ Deno.test("two carrier run processes exchange SHOUT, SPEAK and WHISPER typed on 
         "ping",
         "peers",
         "metrics",
+        "limits",
         ...["get", "put", "cas", "lock", "unlock", "patch", "changes"].map((c) => `dht ${c}`),
         "help",
         "quit",
       ],
     );
+    // limits prints the node's resource budget.
+    const limits = await a.process.command("limits");
+    assert.equal(limits.ok, true);
+    const inbound = limits.lines.find((l: Line) => l.option === "maxInbound");
+    assert.deepEqual([inbound.limit, inbound.perIp], [64, 8]);
+    assert.equal(limits.totalBytes, limits.lines.reduce((n: number, l: Line) => n + l.bytes, 0));
     const whisperHelp = await a.process.command("whisper --help");
     assert.match(whisperHelp.help, /--plain/);
     assert.match(whisperHelp.help, /--topic T/);

@@ -112,6 +112,17 @@ export const DHT_PATCH_OVERHEAD = 512;
  */
 export const DHT_SPLICE_OVERHEAD = 256;
 
+/** The defaults of a replica store's limits (see {@linkcode DhtStoreOptions}). */
+export const DHT_STORE_LIMITS = {
+  maxRecords: 10_000,
+  maxBytes: 64 * 1024 * 1024,
+  maxLocks: 10_000,
+  maxRecordsPerPeer: 1_000,
+  maxBytesPerPeer: 8 * 1024 * 1024,
+  maxReservationsPerPeer: 16,
+  maxLocksPerPeer: 64,
+} as const;
+
 /**
  * Limits and times of a {@linkcode DhtStore}.
  *
@@ -269,20 +280,21 @@ export class DhtStore {
   constructor(options: DhtStoreOptions = {}) {
     this.#clock = options.clock ?? systemClock;
     this.#maxValueSize = options.maxValueSize ?? DEFAULT_MAX_VALUE_SIZE;
-    this.#maxRecords = options.maxRecords ?? 10_000;
-    this.#maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
+    this.#maxRecords = options.maxRecords ?? DHT_STORE_LIMITS.maxRecords;
+    this.#maxBytes = options.maxBytes ?? DHT_STORE_LIMITS.maxBytes;
     this.#defaultTtl = options.defaultTtl ?? 3_600_000;
     this.#maxTtl = options.maxTtl ?? 86_400_000;
     this.#historyLength = options.historyLength ?? 32;
     this.#reservationTime = options.reservationTime ?? 5_000;
-    this.#maxLocks = options.maxLocks ?? 10_000;
+    this.#maxLocks = options.maxLocks ?? DHT_STORE_LIMITS.maxLocks;
     this.#maxLockTtl = options.maxLockTtl ?? 300_000;
     this.#nodeId = options.nodeId?.slice();
     this.#self = options.address;
-    this.#maxRecordsPerPeer = options.maxRecordsPerPeer ?? 1_000;
-    this.#maxBytesPerPeer = options.maxBytesPerPeer ?? 8 * 1024 * 1024;
-    this.#maxReservationsPerPeer = options.maxReservationsPerPeer ?? 16;
-    this.#maxLocksPerPeer = options.maxLocksPerPeer ?? 64;
+    this.#maxRecordsPerPeer = options.maxRecordsPerPeer ?? DHT_STORE_LIMITS.maxRecordsPerPeer;
+    this.#maxBytesPerPeer = options.maxBytesPerPeer ?? DHT_STORE_LIMITS.maxBytesPerPeer;
+    this.#maxReservationsPerPeer = options.maxReservationsPerPeer ??
+      DHT_STORE_LIMITS.maxReservationsPerPeer;
+    this.#maxLocksPerPeer = options.maxLocksPerPeer ?? DHT_STORE_LIMITS.maxLocksPerPeer;
   }
 
   /** Records held (expired ones included until touched or swept). */

@@ -52,6 +52,15 @@ import type { ByteStream, Listener, Transport } from "../transport/types.ts";
 import type { PeerAddress } from "./peer_address.ts";
 import { ipPrefixOf, isLoopback, subnetOf } from "./routing_table.ts";
 
+/** The connection limits' defaults (see {@linkcode ConnectionManagerOptions}). */
+export const CONNECTION_LIMITS = {
+  maxOutbound: 8,
+  maxInbound: 64,
+  maxInboundPerIp: 8,
+  maxPendingHandshakes: 16,
+  maxPendingHandshakesPerIp: 4,
+} as const;
+
 /**
  * Options of a {@linkcode ConnectionManager}.
  *
@@ -324,7 +333,7 @@ export class ConnectionManager {
     if (options.persistent && !this.#persistent.has(peer.address)) {
       this.#persistent.set(peer.address, { peer, attempt: 0 });
     }
-    const maxOutbound = this.#o.maxOutbound ?? 8;
+    const maxOutbound = this.#o.maxOutbound ?? CONNECTION_LIMITS.maxOutbound;
     const stats = this.stats;
     const overLimit = () =>
       new ConnectionLimitError(
@@ -476,23 +485,24 @@ export class ConnectionManager {
     const from = stream.remoteAddress;
     const ip = this.#ipOf(from);
     if (ip !== undefined) {
-      const share = this.#o.maxPendingHandshakesPerIp ?? 4;
+      const share = this.#o.maxPendingHandshakesPerIp ??
+        CONNECTION_LIMITS.maxPendingHandshakesPerIp;
       const pending = [...this.#pending.values()].filter((p) => p === ip).length;
       if (pending >= share) {
         return `Refused ${from}: ${pending} handshakes pending from ${ip} (maxPendingHandshakesPerIp ${share})`;
       }
-      const inboundShare = this.#o.maxInboundPerIp ?? 8;
+      const inboundShare = this.#o.maxInboundPerIp ?? CONNECTION_LIMITS.maxInboundPerIp;
       const inbound = this.#inboundFrom(ip);
       if (inbound >= inboundShare) {
         return `Refused ${from}: ${inbound} inbound connections from ${ip} (maxInboundPerIp ${inboundShare})`;
       }
     }
-    const maxInbound = this.#o.maxInbound ?? 64;
+    const maxInbound = this.#o.maxInbound ?? CONNECTION_LIMITS.maxInbound;
     const inbound = this.stats.inbound;
     if (inbound >= maxInbound && this.#evictionCandidate() === undefined) {
       return `Refused ${from}: ${inbound} inbound connections (maxInbound ${maxInbound}), none of them evictable`;
     }
-    const maxPending = this.#o.maxPendingHandshakes ?? 16;
+    const maxPending = this.#o.maxPendingHandshakes ?? CONNECTION_LIMITS.maxPendingHandshakes;
     if (this.#pending.size >= maxPending) {
       // Room for the newcomer: the oldest pending handshake goes.
       const [oldest] = this.#pending.keys();
@@ -530,7 +540,7 @@ export class ConnectionManager {
    */
   #evictionCandidate(): PeerConnection | undefined {
     const groups = new Map<string, PeerConnection[]>();
-    let useful = Math.floor((this.#o.maxInbound ?? 64) / 2);
+    let useful = Math.floor((this.#o.maxInbound ?? CONNECTION_LIMITS.maxInbound) / 2);
     for (const [address, c] of this.#connections) {
       if (c.channel.initiator || c.busy || this.#persistent.has(address)) continue;
       if (useful > 0 && this.#o.isUseful?.(c)) {
@@ -576,7 +586,7 @@ export class ConnectionManager {
       channel.close();
       return;
     }
-    const maxInbound = this.#o.maxInbound ?? 64;
+    const maxInbound = this.#o.maxInbound ?? CONNECTION_LIMITS.maxInbound;
     if (this.stats.inbound >= maxInbound && !this.#connections.has(channel.remote.address)) {
       const victim = this.#evictionCandidate();
       if (victim === undefined) {

@@ -153,7 +153,7 @@ export function subnetOf(transportAddress: string): string | undefined {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ipPrefixOf } from "@carrier/p2p";
+ * import { ipPrefixOf } from "./routing_table.ts";
  * assert.equal(ipPrefixOf("192.168.1.20:4000", 4, 4), "192.168.1.20"); // the host
  * assert.equal(ipPrefixOf("[2001:db8::5]:4000", 4, 4), "2001:db8:0:0"); // its /64
  * assert.equal(ipPrefixOf("[::1]:4000", 4, 8), "0:0:0:0:0:0:0:1");
@@ -182,7 +182,7 @@ export function ipPrefixOf(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { isLoopback } from "@carrier/p2p";
+ * import { isLoopback } from "./routing_table.ts";
  * assert(isLoopback("127.0.0.2:4000") && isLoopback("[::1]:4000"));
  * assert(!isLoopback("10.0.0.1:4000") && !isLoopback("mem:a"));
  * ```

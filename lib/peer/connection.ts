@@ -99,6 +99,13 @@ const PING_ECHO_LIMIT = 64;
  */
 export type SendBufferPolicy = "wait" | "error";
 
+/** The defaults of a connection's memory limits (see {@linkcode PeerConnectionOptions}). */
+export const PEER_CONNECTION_LIMITS = {
+  maxSendBuffer: 4 * 1024 * 1024,
+  maxPendingRequests: 1024,
+  maxInboundRequests: 32,
+} as const;
+
 /**
  * Options of a {@linkcode PeerConnection}. Every limit has a default.
  *
@@ -406,11 +413,11 @@ export class PeerConnection implements AsyncDisposable {
     const maxFrameSize = channel.local.maxFrameSize || DEFAULT_MAX_FRAME_SIZE;
     this.#decoder = new FrameDecoder({ maxFrameSize });
     this.#maxDecompressed = options.maxDecompressedSize ?? maxFrameSize;
-    this.#maxSendBuffer = options.maxSendBuffer ?? 4 * 1024 * 1024;
+    this.#maxSendBuffer = options.maxSendBuffer ?? PEER_CONNECTION_LIMITS.maxSendBuffer;
     this.#policy = options.sendBufferPolicy ?? "wait";
     this.#requestTimeout = options.requestTimeout ?? 10_000;
-    this.#maxPending = options.maxPendingRequests ?? 1024;
-    this.#maxInbound = options.maxInboundRequests ?? 32;
+    this.#maxPending = options.maxPendingRequests ?? PEER_CONNECTION_LIMITS.maxPendingRequests;
+    this.#maxInbound = options.maxInboundRequests ?? PEER_CONNECTION_LIMITS.maxInboundRequests;
     this.#keepaliveInterval = options.keepaliveInterval ?? 15_000;
     this.#deadPeerTimeout = options.deadPeerTimeout ?? 45_000;
     this.#writeTimeout = options.writeTimeout ?? 30_000;

@@ -4,10 +4,14 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createNode, type Node, type NodeOptions } from "../../mod.ts";
 import { generateIdentity, type Identity } from "../../lib/identity/keys.ts";
-import { PeerConnection, type PeerConnectionOptions } from "../../lib/peer/connection.ts";
+import {
+  type ConnectionCounters,
+  PeerConnection,
+  type PeerConnectionOptions,
+} from "../../lib/peer/connection.ts";
 import { PingSchema } from "../../lib/protocol.ts";
 import { type SecureChannel, secureOutbound } from "../../lib/secure/channel.ts";
-import { TcpTransport } from "../../lib/transport/tcp.ts";
+import type { TcpTransport } from "../../lib/transport/tcp.ts";
 import { createFrame, encodeFrame } from "../../lib/wire/frame.ts";
 
 /** A listening node on 127.0.0.1 over TCP. */
@@ -101,7 +105,7 @@ export async function legitPing(target: Node, timeout = 5_000): Promise<Error | 
 }
 
 /** The node's counters for its connection to `address`. */
-export function countersOf(node: Node, address: string) {
+export function countersOf(node: Node, address: string): ConnectionCounters | undefined {
   return node.metrics().peers.find((p) => p.address === address)?.counters;
 }
 
