@@ -1349,10 +1349,11 @@ function chooseRecord(copies: Record[]): Record | undefined {
   return (trusted ?? all[0]).record;
 }
 
+/** What a caller gets: copies, so that changing them cannot change a replica's store. */
 function valueOf(record: Record): DhtValue {
   const value: DhtValue = {
-    key: record.key,
-    value: record.value,
+    key: record.key.slice(),
+    value: record.value.slice(),
     version: Number(record.version),
   };
   if (record.owner.length > 0) value.owner = formatAddress(record.owner);

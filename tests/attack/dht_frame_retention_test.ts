@@ -82,3 +82,11 @@ Deno.test("DHT replica keeps its own copies of padded STOREs and counts them wit
   assert.equal(held, Math.floor(maxBytes / perRecord));
   assert.equal(keys.length + refused, 40);
 });
+
+Deno.test("DHT get returns a copy: changing it does not change the replica's value", async () => {
+  await using node = await createNode({ listen: ["127.0.0.1:0"] });
+  await node.dht.put("mine", new Uint8Array([1, 2, 3]));
+  const first = await node.dht.get("mine");
+  first!.value.fill(9);
+  assert.deepEqual((await node.dht.get("mine"))?.value, new Uint8Array([1, 2, 3]));
+});
