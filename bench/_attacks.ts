@@ -116,11 +116,14 @@ export class Counters {
   }
 }
 
-/** `RATE_LIMITED (maxRecordsPerPeer)` for a NACK naming a limit, else the error's name. */
+/**
+ * `refused RATE_LIMITED (maxRecordsPerPeer)` for a NACK naming limits (all
+ * it names: a full store names `maxRecords/maxBytes`), else the error's name.
+ */
 export function refusalOf(err: unknown): string {
   if (err instanceof NackError) {
-    const limit = /\b(max[A-Z]\w+)/.exec(err.message)?.[1];
-    return `refused ${NackReason[err.reason] ?? err.reason}${limit ? ` (${limit})` : ""}`;
+    const limits = [...new Set(err.message.match(/\bmax[A-Z]\w+/g) ?? [])].join("/");
+    return `refused ${NackReason[err.reason] ?? err.reason}${limits ? ` (${limits})` : ""}`;
   }
   return `failed ${(err as Error)?.name ?? String(err)}`;
 }
@@ -390,6 +393,24 @@ async function legitRequest(
   }
 }
 
+/**
+ * A fresh honest peer's request with a 1-byte value and one with a 64 KiB
+ * value (a full store may still have room for the small one).
+ */
+async function legitRequests(
+  context: AttackContext,
+  what: string,
+  request: (value: Uint8Array) => [number, Uint8Array],
+): Promise<string> {
+  const small = await legitRequest(context, `legit ${what} 1 B`, ...request(Uint8Array.of(1)));
+  const large = await legitRequest(
+    context,
+    `legit ${what} 64 KiB`,
+    ...request(new Uint8Array(VALUE_64K).fill(9)),
+  );
+  return `${small}; ${large}`;
+}
+
 function varint(n: number): number[] {
   const out: number[] = [];
   while (n >= 0x80) {
@@ -636,7 +657,7 @@ const casReservations: Attack = {
     });
   },
   legitCheck: (context) =>
-    legitRequest(context, "legit PREPARE", Opcode.DHT_CAS, prepare(random32(), Uint8Array.of(1))),
+    legitRequests(context, "PREPARE", (value) => [Opcode.DHT_CAS, prepare(random32(), value)]),
 };
 
 const silentSockets: Attack = {
@@ -849,7 +870,7 @@ const storeFilling: Attack = {
     });
   },
   legitCheck: (context) =>
-    legitRequest(context, "legit STORE", Opcode.STORE, storeRequest(random32(), Uint8Array.of(1))),
+    legitRequests(context, "STORE", (value) => [Opcode.STORE, storeRequest(random32(), value)]),
 };
 
 /** Every attack, in the issue's order. */

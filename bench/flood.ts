@@ -435,6 +435,8 @@ interface Result {
     failures: Record<string, number>;
     times: Probe[];
   };
+  /** The node's RSS each second from the attack's start to the "after" sample, in MiB. */
+  rssSeriesMib: number[];
   rssMib: { before: number; peak: number; after: number; hwm: number; attackerPeak: number | null };
   cpuPercent: { node: number; attacker: number | null; bench: number };
   seconds: number;
@@ -533,6 +535,9 @@ async function run(
       hwm: mib(after.hwm),
       attackerPeak: attackerPeak === null ? null : mib(attackerPeak),
     };
+    const rssSeriesMib = during
+      .filter((_, i) => i % Math.round(1000 / SAMPLE_INTERVAL) === 0)
+      .map((sample) => mib(sample.rss));
     return {
       name,
       title: attack?.title ?? "unloaded (no attacker)",
@@ -546,6 +551,7 @@ async function run(
         times: times.map((p) => ({ ...p, ms: p.ms === undefined ? undefined : round(p.ms, 2) })),
       },
       rssMib,
+      rssSeriesMib,
       cpuPercent,
       seconds: round((stopAt - goAt) / 1000, 1),
       counters: report.counters,
