@@ -7,6 +7,9 @@ import { type Component, createNode, type Node, type NodeOptions } from "../lib/
 import { ConnectionLimitError, NackError } from "../lib/errors.ts";
 import { defineOpcode, Opcode } from "../lib/wire/opcodes.ts";
 import { TcpTransport } from "../lib/transport/tcp.ts";
+import type { ByteStream } from "../lib/transport/types.ts";
+import { generateIdentity } from "../lib/identity/keys.ts";
+import { secureOutbound } from "../lib/secure/channel.ts";
 import type { Frame } from "../lib/wire/frame.ts";
 import { NackReason } from "../lib/protocol.ts";
 import { bucketIndex, compareDistance, nodeIdOf } from "../lib/identity/node_id.ts";
@@ -107,6 +110,68 @@ Deno.test("a new socket evicts the oldest pending handshake when all are taken",
     assert.equal(await staller.read(new Uint8Array(64)), null);
     assert.equal(a.metrics().connections.rejectedHandshakes, 1);
     staller.close();
+  } finally {
+    tcp.close();
+    await closeAll();
+  }
+});
+
+/** A stream whose writes after the first never complete: a handshake that stops after message 1. */
+class StallsAfterFirstWrite implements ByteStream {
+  #writes = 0;
+  #stalled = Promise.withResolvers<void>();
+  constructor(readonly inner: ByteStream) {}
+  get localAddress(): string {
+    return this.inner.localAddress;
+  }
+  get remoteAddress(): string {
+    return this.inner.remoteAddress;
+  }
+  read(buffer: Uint8Array): Promise<number | null> {
+    return this.inner.read(buffer);
+  }
+  write(data: Uint8Array): Promise<void> {
+    return this.#writes++ === 0 ? this.inner.write(data) : this.#stalled.promise;
+  }
+  closeWrite(): Promise<void> {
+    return this.inner.closeWrite();
+  }
+  close(): void {
+    this.#stalled.reject(new Error("closed while stalled"));
+    this.inner.close();
+  }
+}
+
+Deno.test("eviction takes a silent socket before an older handshake in progress", async () => {
+  const tcp = new TcpTransport();
+  try {
+    const a = await node({ maxPendingHandshakes: 2, handshakeTimeout: 10_000 });
+    // The oldest: a peer that sent Noise message 1, got message 2, and stalls.
+    const stalled = await tcp.dial(a.listenAddrs[0]);
+    const identity = await generateIdentity({ difficulty: 0 });
+    const stalling = new StallsAfterFirstWrite(stalled);
+    const halfway = secureOutbound(stalling, {
+      identity,
+      handshakeTimeout: 10_000,
+    }).catch((err) => err);
+    await until(
+      () => a.metrics().connections.pendingHandshakes === 1,
+      "the stalled one to be pending",
+    );
+    await new Promise((r) => setTimeout(r, 100)); // message 1 arrives
+    const silent = await tcp.dial(a.listenAddrs[0]);
+    await until(
+      () => a.metrics().connections.pendingHandshakes === 2,
+      "the silent one to be pending",
+    );
+    const b = await node();
+    await b.connect(a.peerAddresses[0]);
+    assert.equal(await silent.read(new Uint8Array(64)), null, "the silent socket was evicted");
+    await until(() => a.peers().length === 1, "A to register B");
+    assert.equal(a.metrics().connections.pendingHandshakes, 1, "the stalled handshake stays");
+    silent.close();
+    stalling.close();
+    await halfway;
   } finally {
     tcp.close();
     await closeAll();

@@ -8,8 +8,9 @@
  * - ℓ, `maxOutbound`: connections this node initiated (dials in flight
  *   count). A dial over it fails with {@linkcode ConnectionLimitError}.
  * - `maxPendingHandshakes`: inbound handshakes in progress. When they are all
- *   taken, a new socket evicts the oldest pending handshake (silent sockets
- *   cannot lock new peers out); one IP address (an IPv6 /64) has at most
+ *   taken, a new socket evicts the oldest pending handshake whose peer has
+ *   sent no message yet, else the oldest (silent sockets cannot lock new
+ *   peers out); one IP address (an IPv6 /64) has at most
  *   `maxPendingHandshakesPerIp` of them, and a socket over that share is
  *   closed before any handshake work.
  * - `maxInbound`: connections others initiated. When they are all taken, a
@@ -255,8 +256,8 @@ export class ConnectionManager {
   readonly #ephemeral = new Map<string, number>();
   #sweepTimer: number | undefined;
   #listenAddrs: string[] = [];
-  /** Inbound handshakes in progress, oldest first, with the IP each counts against. */
-  readonly #pending = new Map<ByteStream, string | undefined>();
+  /** Inbound handshakes in progress, oldest first: the IP each counts against, and whether its first message came. */
+  readonly #pending = new Map<ByteStream, { ip: string | undefined; progressed: boolean }>();
   #rejected = 0;
   #state: "new" | "running" | "closed" = "new";
 
@@ -487,7 +488,7 @@ export class ConnectionManager {
     if (ip !== undefined) {
       const share = this.#o.maxPendingHandshakesPerIp ??
         CONNECTION_LIMITS.maxPendingHandshakesPerIp;
-      const pending = [...this.#pending.values()].filter((p) => p === ip).length;
+      const pending = [...this.#pending.values()].filter((p) => p.ip === ip).length;
       if (pending >= share) {
         return `Refused ${from}: ${pending} handshakes pending from ${ip} (maxPendingHandshakesPerIp ${share})`;
       }
@@ -504,17 +505,28 @@ export class ConnectionManager {
     }
     const maxPending = this.#o.maxPendingHandshakes ?? CONNECTION_LIMITS.maxPendingHandshakes;
     if (this.#pending.size >= maxPending) {
-      // Room for the newcomer: the oldest pending handshake goes.
-      const [oldest] = this.#pending.keys();
-      this.#pending.delete(oldest);
+      // Room for the newcomer: the oldest handshake whose peer has sent
+      // nothing yet goes, else the oldest.
+      let victim: ByteStream | undefined;
+      for (const [pending, state] of this.#pending) {
+        victim ??= pending;
+        if (!state.progressed) {
+          victim = pending;
+          break;
+        }
+      }
+      const silent = !this.#pending.get(victim!)!.progressed;
+      this.#pending.delete(victim!);
       this.#refuse(
-        oldest,
+        victim!,
         new ConnectionLimitError(
-          `Evicted ${oldest.remoteAddress}: the oldest of ${maxPending} handshakes pending (maxPendingHandshakes ${maxPending})`,
+          `Evicted ${victim!.remoteAddress}, the oldest ${
+            silent ? "silent " : ""
+          }of ${maxPending} handshakes pending (maxPendingHandshakes ${maxPending})`,
         ),
       );
     }
-    this.#pending.set(stream, ip);
+    this.#pending.set(stream, { ip, progressed: false });
     this.#track(this.#handshakeInbound(stream));
     return undefined;
   }
@@ -570,7 +582,13 @@ export class ConnectionManager {
     this.#streams.add(stream);
     let channel: SecureChannel;
     try {
-      channel = await secureInbound(stream, this.#channelOptions());
+      channel = await secureInbound(stream, {
+        ...this.#channelOptions(),
+        onHandshakeMessage: () => {
+          const state = this.#pending.get(stream);
+          if (state) state.progressed = true;
+        },
+      });
     } catch (err) {
       // An evicted handshake was reported when it was evicted.
       if (this.#pending.has(stream)) {

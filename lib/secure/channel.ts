@@ -402,6 +402,14 @@ export interface SecureChannelOptions {
    */
   handshakeTimeout?: number;
   /**
+   * Called when a handshake message from the peer has arrived whole and
+   * decrypted (the connection manager evicts handshakes that made no
+   * progress first).
+   *
+   * @default {undefined}
+   */
+  onHandshakeMessage?: () => void;
+  /**
    * The first nonce each transport cipher state refuses: after
    * `nonceLimit` messages in one direction, writing throws
    * `NonceExhaustedError` (and reading fails likewise) and the channel
@@ -538,6 +546,7 @@ interface Settings {
   staticKeyPair: X25519KeyPair;
   signal: AbortSignal | undefined;
   clock: Clock;
+  onHandshakeMessage: (() => void) | undefined;
 }
 
 /** Creates a channel; set by the class's static block (its constructor is private). */
@@ -681,6 +690,7 @@ function resolveOptions(
     staticKeyPair,
     signal: options.signal,
     clock: options.clock ?? systemClock,
+    onHandshakeMessage: options.onHandshakeMessage,
   };
 }
 
@@ -775,11 +785,14 @@ async function handshake(
       if (error instanceof HandshakeError) throw error;
       throw fail(step, reasonOf(error), error);
     }
+    let plaintext: Uint8Array;
     try {
-      return await hs.readMessage(message);
+      plaintext = await hs.readMessage(message);
     } catch (error) {
       throw fail(step, reasonOf(error), error);
     }
+    settings.onHandshakeMessage?.();
+    return plaintext;
   };
 
   const payload = toBinary(
