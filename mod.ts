@@ -258,6 +258,7 @@ export {
   type DhtCallOptions,
   type DhtChange,
   type DhtChanges,
+  type DhtGetOptions,
   type DhtHost,
   type DhtLease,
   type DhtLockOptions,

@@ -789,7 +789,7 @@ export class Node extends EventTarget implements AsyncDisposable {
 
   /**
    * Kademlia's iterative lookup: the k contacts closest to `target` (a
-   * 32-byte NodeId), α FIND_NODE requests in flight. Contacts that are not
+   * 32-byte NodeId) that accept connections, α FIND_NODE requests in flight. Contacts that are not
    * connected are asked over a short-lived connection (not counted against
    * ℓ, closed once idle for 10 s). Every contact that answers joins the
    * routing table.

@@ -162,7 +162,7 @@ export interface DhtOptions extends Omit<DhtStoreOptions, "clock" | "nodeId" | "
   disjointPaths?: number;
   /** Time each DHT request has for its reply, in ms. @default {5_000} */
   requestTimeout?: number;
-  /** Agreeing copies of a value after which `get` stops looking. @default {3} */
+  /** Agreeing copies of a value after which `get` with `consistency: "any"` stops looking. @default {3} */
   readQuorum?: number;
   /** How often this node re-stores the records it wrote, in ms. @default {defaultTtl / 2} (30 min) */
   republishInterval?: number;
@@ -186,6 +186,30 @@ export interface DhtOptions extends Omit<DhtStoreOptions, "clock" | "nodeId" | "
 export interface DhtCallOptions {
   /** Cancels the call. */
   signal?: AbortSignal;
+}
+
+/**
+ * Options of {@linkcode Dht.get}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type DhtGetOptions, MemoryNetwork } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await node.dht.put("config", "v1");
+ * const fast: DhtGetOptions = { consistency: "any" }; // may be older; stops early
+ * assert.equal((await node.dht.get("config", fast))?.version, 1);
+ * ```
+ */
+export interface DhtGetOptions extends DhtCallOptions {
+  /**
+   * `"linearizable"`: every replica asked, the newest copy written back to a
+   * majority before it is returned. `"any"`: stop once `readQuorum` replicas
+   * agree (faster; may return an older value).
+   * @default {"linearizable"}
+   */
+  consistency?: "linearizable" | "any";
 }
 
 /**
@@ -697,25 +721,57 @@ export class Dht {
   }
 
   /**
-   * Reads a value: a FIND_VALUE lookup that stops once `readQuorum` replicas
-   * agree on the newest copy. Copies with a bad signature or the wrong key
-   * are ignored; an open record a single replica claims loses to one that
-   * two agree on (one lying replica is outvoted). Replicas found holding an
-   * older copy are sent the newer one.
+   * Reads a value. By default (`consistency: "linearizable"`) it asks every
+   * replica of the key (the R closest nodes that accept connections), takes
+   * the newest copy of their answers, and, when fewer than a majority of
+   * them hold it, writes it back until a majority does before returning (as
+   * in ABD): a read never returns a value older than one whose write or read
+   * completed before it began. `consistency: "any"` stops once `readQuorum`
+   * replicas agree on the newest copy and repairs the others in the
+   * background: faster, but it may return an older value. Copies with a bad
+   * signature or the wrong key are ignored; an open record a single replica
+   * claims loses to one that two agree on (one lying replica is outvoted).
    *
    * @returns The value, or `undefined` when no replica holds the key.
+   * @throws {QuorumError} when the newest copy cannot be written back to a majority.
    */
-  async get(key: DhtKey, options: DhtCallOptions = {}): Promise<DhtValue | undefined> {
+  async get(key: DhtKey, options: DhtGetOptions = {}): Promise<DhtValue | undefined> {
     const k = dhtKey(key);
-    const { best, closest, copies } = await this.#findValue(k, options, true);
+    const consistency = options.consistency ?? "linearizable";
+    if (consistency !== "linearizable" && consistency !== "any") {
+      throw new TypeError(`consistency must be "linearizable" or "any", got ${consistency}`);
+    }
+    const any = consistency === "any";
+    const { closest, copies } = await this.#findValue(k, options, any);
+    const replicas = this.#replicaSet(k, closest);
+    const held = replicas.flatMap((c) => copies.has(c.address) ? [copies.get(c.address)!] : []);
+    const best = chooseRecord(any ? [...copies.values()] : held);
     if (!best) return undefined;
-    // Read repair: replicas that answered without the newest copy get it.
+    const same = (r: Record | undefined) =>
+      r !== undefined && r.version === best.version && bytesEqual(r.value, best.value);
+    const behind = replicas.filter((c) => !same(copies.get(c.address)));
     const payload = toBinary(StoreRequestSchema, create(StoreRequestSchema, { record: best }));
-    for (const c of closest.slice(0, this.#replicas)) {
-      const copy = copies.get(c.address);
-      if (!copy || copy.version < best.version) {
-        this.#send(c, Opcode.STORE, payload).catch(() => {});
+    if (any) {
+      // Read repair in the background.
+      for (const c of behind) this.#send(c, Opcode.STORE, payload).catch(() => {});
+      return valueOf(best);
+    }
+    const quorum = majority(replicas.length);
+    const holders = replicas.length - behind.length;
+    if (holders < quorum) {
+      const results = await Promise.allSettled(
+        behind.map((c) => this.#send(c, Opcode.STORE, payload, options.signal)),
+      );
+      options.signal?.throwIfAborted();
+      const written = results.filter((r) => r.status === "fulfilled").length;
+      if (holders + written < quorum) {
+        throw new QuorumError(
+          `The read found version ${best.version} at ${holders} of ${replicas.length} replicas ` +
+            `and wrote it back to ${written}; ${quorum} needed`,
+        );
       }
+    } else {
+      for (const c of behind) this.#send(c, Opcode.STORE, payload).catch(() => {});
     }
     return valueOf(best);
   }
@@ -1068,7 +1124,10 @@ export class Dht {
       k,
       alpha: alpha ?? this.#alpha,
       disjointPaths: this.#paths,
-      exclude: (c) => c.address === self,
+      // Only nodes that accept connections are replicas, results or voters:
+      // a node that only dials out answers over its connection to the asker,
+      // and would take a slot that another asker does not see.
+      exclude: (c) => c.address === self || c.listenAddrs.length === 0,
       stop,
       signal: options.signal,
     });
@@ -1173,7 +1232,11 @@ export class Dht {
 
   #peerInfos(target: Uint8Array, except: string): PeerInfo[] {
     const k = this.#host.table.k;
-    return this.#host.table.closest(target, k, (c) => c.address !== except).map((c) =>
+    return this.#host.table.closest(
+      target,
+      k,
+      (c) => c.address !== except && c.listenAddrs.length > 0,
+    ).map((c) =>
       create(PeerInfoSchema, {
         address: c.identityKey,
         listenAddrs: c.listenAddrs,

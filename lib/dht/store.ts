@@ -14,9 +14,12 @@
  * - **Atomic writes** (compare-and-swap and patch) in two phases: PREPARE
  *   reserves the key for one proposal when the replica holds the expected
  *   version and no other live reservation (else `VERSION_CONFLICT`, `busy`
- *   when reserved); COMMIT stores the prepared record (or a carried record
- *   newer than the held one); ABORT drops the reservation. A reservation
- *   lapses after `reservationTime`.
+ *   when reserved); COMMIT stores the prepared record, and only while the
+ *   proposal's reservation is live (a COMMIT repeated after it took effect is
+ *   acknowledged again; any other is refused `VERSION_CONFLICT`, even with an
+ *   equal value: a replica that missed the PREPARE gets the value by read
+ *   repair); ABORT drops the reservation. A reservation lapses after
+ *   `reservationTime`.
  * - **Patch history**: each committed patch is kept (at most
  *   `historyLength` per key); any other write clears the history, since the
  *   chain of patches no longer leads to the value.
@@ -217,6 +220,8 @@ interface Entry {
   /** The peer that stored the version held (undefined: this node). */
   peer?: string;
   pending?: Pending;
+  /** The proposal whose COMMIT wrote the version held, if an atomic write did. */
+  committedBy?: string;
 }
 
 interface LockState {
@@ -424,18 +429,28 @@ export class DhtStore {
           const prepared = entry.pending;
           this.#unreserve(id, prepared);
           if (prepared.record.version > entry.record.version) {
-            this.#put(id, prepared.record, prepared.patch, prepared.peer);
+            this.#put(id, prepared.record, prepared.patch, prepared.peer, proposal);
           }
           return create(StoreReplySchema, { version: this.#live(id)!.record.version });
         }
         const first = this.#pendingFirst.get(id); // live: #live dropped a lapsed one
         if (!entry && first?.proposal === proposal) {
-          this.#put(id, first.record, undefined, first.peer);
+          this.#put(id, first.record, undefined, first.peer, proposal);
           return create(StoreReplySchema, { version: first.record.version });
         }
-        // Not prepared here (missed the PREPARE, or it lapsed): a decided
-        // record newer than the held one is stored like STORE.
-        return this.store(record, requester);
+        // The same COMMIT again (a retry): done already.
+        if (entry?.committedBy === proposal) {
+          return create(StoreReplySchema, { version: entry.record.version });
+        }
+        // Not prepared here, or the reservation lapsed (another write may
+        // have taken the version since): only a live reservation commits.
+        throw entry
+          ? this.#conflict(entry, "the COMMIT's proposal holds no live reservation here")
+          : new Refusal(
+            NackReason.VERSION_CONFLICT,
+            "the COMMIT's proposal holds no live reservation here",
+            toBinary(VersionConflictSchema, create(VersionConflictSchema, { currentVersion: 0n })),
+          );
       }
       case 3: { // ABORT
         const pending = entry ? entry.pending : this.#pendingFirst.get(id);
@@ -820,7 +835,13 @@ export class DhtStore {
   }
 
   /** Holds a copy of `record` for `peer`, with `patch` (the store's own) joining the history. */
-  #put(id: string, received: Record, patch: Patch | undefined, peer: string | undefined): void {
+  #put(
+    id: string,
+    received: Record,
+    patch: Patch | undefined,
+    peer: string | undefined,
+    committedBy?: string,
+  ): void {
     const { record, extra: hash } = ownRecord(received, 32);
     hash.set(sha256(record.value));
     const old = this.#entries.get(id);
@@ -866,6 +887,7 @@ export class DhtStore {
       bytes,
       peer,
       pending: kept,
+      committedBy,
     });
     this.#slots++;
     this.#bytes += bytes;

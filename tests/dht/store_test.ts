@@ -101,6 +101,39 @@ Deno.test("DhtStore: one reservation per version; a lapsed one frees the key", (
   );
 });
 
+Deno.test("DhtStore: only a live reservation commits, even a record equal to the one held", () => {
+  const clock = new ManualClock();
+  const store = new DhtStore({ clock, reservationTime: 1_000 });
+  store.store(record("v1", 1));
+  // Two writers of the same increment: A prepares, lapses; B prepares and commits.
+  cas(store, record("2", 2), 1, 1, CasPhase.PREPARE);
+  clock.advance(1_000);
+  cas(store, record("2", 2), 1, 2, CasPhase.PREPARE);
+  cas(store, record("2", 2), 1, 2, CasPhase.COMMIT);
+  // A's late COMMIT carries an equal record: refused, so A is not acknowledged.
+  assert.throws(
+    () => cas(store, record("2", 2), 1, 1, CasPhase.COMMIT),
+    refused(NackReason.VERSION_CONFLICT),
+  );
+  // B's COMMIT again (a retry) is acknowledged: it took effect.
+  assert.equal(cas(store, record("2", 2), 1, 2, CasPhase.COMMIT).version, 2n);
+  // A COMMIT never prepared, naming a version the replica does not hold, stores nothing.
+  assert.throws(
+    () => cas(store, record("x", 9), 7, 3, CasPhase.COMMIT),
+    refused(NackReason.VERSION_CONFLICT),
+  );
+  assert.throws(
+    () =>
+      new DhtStore().cas(create(CasRequestSchema, {
+        record: record("y", 1),
+        proposal: proposal(4),
+        phase: CasPhase.COMMIT,
+      })),
+    refused(NackReason.VERSION_CONFLICT),
+  );
+  assert.equal(store.get(key)!.version, 2n);
+});
+
 Deno.test("DhtStore: a first version is reserved like any other", () => {
   const store = new DhtStore();
   cas(store, record("A", 1), 0, 1, CasPhase.PREPARE);

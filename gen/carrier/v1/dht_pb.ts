@@ -292,15 +292,17 @@ export const VersionConflictSchema: GenMessage<VersionConflict> = /*@__PURE__*/
   messageDesc(file_carrier_v1_dht, 8);
 
 /**
- * Payload of DHT_CAS: store the record only if the replica holds
- * expected_version (0: only if it holds nothing).
+ * Payload of DHT_CAS: one phase of an atomic write. PREPARE reserves the
+ * replica only if it holds expected_version (0: only if it holds nothing);
+ * COMMIT and ABORT act on the reservation named by proposal (they need
+ * record.key and proposal; expected_version is not checked again).
  *
  * @generated from message carrier.v1.CasRequest
  */
 export type CasRequest = Message<"carrier.v1.CasRequest"> & {
   /**
    * The new record; its version must be greater than expected_version. In
-   * ABORT, only its key is read.
+   * COMMIT and ABORT, only its key is read.
    *
    * @generated from field: carrier.v1.Record record = 1;
    */
@@ -727,7 +729,11 @@ export enum CasPhase {
   PREPARE = 1,
 
   /**
-   * Store the record: a majority reserved for it.
+   * Store the prepared record: a majority reserved for it. Only a replica
+   * still reserved for this proposal stores it (ACK); one that already stored
+   * it for this proposal ACKs again; any other replica refuses it with NACK
+   * VERSION_CONFLICT and a VersionConflict, even when the record equals what
+   * it holds (a replica that missed the PREPARE gets the value by read repair).
    *
    * @generated from enum value: CAS_PHASE_COMMIT = 2;
    */
