@@ -742,8 +742,8 @@ export class Dht {
       throw new TypeError(`consistency must be "linearizable" or "any", got ${consistency}`);
     }
     const any = consistency === "any";
-    const { closest, copies } = await this.#findValue(k, options, any);
-    const replicas = this.#replicaSet(k, closest);
+    const { found, copies } = await this.#findValue(k, options, any);
+    const replicas = this.#replicaSet(k, found);
     const held = replicas.flatMap((c) => copies.has(c.address) ? [copies.get(c.address)!] : []);
     const best = chooseRecord(any ? [...copies.values()] : held);
     if (!best) return undefined;
@@ -794,11 +794,11 @@ export class Dht {
     const k = dhtKey(key);
     value = this.#checkValue(value);
     if (options.minReplicas !== undefined) checkVersion(options.minReplicas, "minReplicas");
-    const { best, closest } = await this.#findValue(k, options, false);
+    const { best, found } = await this.#findValue(k, options, false);
     const version = options.version ?? Number(best?.version ?? 0n) + 1;
     checkVersion(version);
     const record = this.#record(k, value, version, options);
-    const replicas = this.#replicaSet(k, closest);
+    const replicas = this.#replicaSet(k, found);
     const payload = toBinary(StoreRequestSchema, create(StoreRequestSchema, { record }));
     const results = await Promise.allSettled(
       replicas.map((c) => this.#send(c, Opcode.STORE, payload, options.signal)),
@@ -1079,7 +1079,7 @@ export class Dht {
     key: Uint8Array,
     options: DhtCallOptions,
     early: boolean,
-  ): Promise<{ best: Record | undefined; closest: Contact[]; copies: Map<string, Record> }> {
+  ): Promise<{ best: Record | undefined; found: LookupResult; copies: Map<string, Record> }> {
     const copies = new Map<string, Record>();
     const own = this.#store.get(key);
     if (own) copies.set(this.#host.contact.address, own);
@@ -1108,7 +1108,7 @@ export class Dht {
       return contactsOf(reply.peers);
     }, stop);
     stop();
-    return { best, closest: result.closest, copies };
+    return { best, found: result, copies };
   }
 
   #lookup(
@@ -1135,12 +1135,20 @@ export class Dht {
 
   /** The replicas of `key`: the R closest that accept connections, this node included. */
   async #replicasOf(key: Uint8Array, options: DhtCallOptions): Promise<Contact[]> {
-    const { closest } = await this.findClosest(key, options);
-    return this.#replicaSet(key, closest);
+    return this.#replicaSet(key, await this.findClosest(key, options));
   }
 
-  #replicaSet(key: Uint8Array, closest: readonly Contact[]): Contact[] {
-    const candidates = closest.filter((c) => c.listenAddrs.length > 0);
+  /**
+   * The replicas of `key` from a lookup: the R closest nodes that accept
+   * connections, this node included when it is one of them, and those that
+   * did not answer included too: they count as replicas that said no, so a
+   * crashed replica does not let the next node in (which would move the
+   * majority to a set another writer does not see).
+   */
+  #replicaSet(key: Uint8Array, found: Pick<LookupResult, "closest" | "unreachable">): Contact[] {
+    const candidates = [...found.closest, ...found.unreachable].filter((c) =>
+      c.listenAddrs.length > 0
+    );
     if (this.#host.contact.listenAddrs.length > 0) candidates.push(this.#host.contact);
     candidates.sort((a, b) => compareDistance(key, a.nodeId, b.nodeId));
     return candidates.slice(0, this.#replicas);

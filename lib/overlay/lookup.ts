@@ -85,6 +85,13 @@ export interface LookupOptions {
 export interface LookupResult {
   /** Up to k contacts that answered, closest to the target first. */
   closest: Contact[];
+  /**
+   * Contacts asked that did not answer (failed or timed out) and are closer
+   * than the last of `closest` (all of them, up to k, when fewer than k
+   * answered), closest first: the DHT counts them as replicas that voted no,
+   * so that a crashed replica does not let the next node in.
+   */
+  unreachable: Contact[];
   /** Queries made. */
   queries: number;
   /** Hops to the closest contact that answered (see the module doc). */
@@ -181,7 +188,17 @@ export async function iterativeLookup(
   options.signal?.throwIfAborted();
   const merged = new Map<string, Contact>();
   for (const list of found) for (const c of list) merged.set(c.address, c);
-  const closest = [...merged.values()].filter((c) => state.get(c.address) === "answered")
-    .sort(byDistance).slice(0, k);
-  return { closest, queries, hops: closest.length > 0 ? hops.get(closest[0].address)! : 0 };
+  const sorted = [...merged.values()].sort(byDistance);
+  const closest = sorted.filter((c) => state.get(c.address) === "answered").slice(0, k);
+  const last = closest.at(-1);
+  const unreachable = sorted.filter((c) =>
+    state.get(c.address) === "failed" &&
+    (closest.length < k || last === undefined || byDistance(c, last) < 0)
+  ).slice(0, k);
+  return {
+    closest,
+    unreachable,
+    queries,
+    hops: closest.length > 0 ? hops.get(closest[0].address)! : 0,
+  };
 }

@@ -45,6 +45,22 @@ Deno.test("iterativeLookup routes around contacts that fail and honours exclude"
   assert.ok(result.closest.every((c) => !dead.has(c.address) && c.address !== ids[200].address));
 });
 
+Deno.test("iterativeLookup reports the close contacts that did not answer", async () => {
+  const target = ids[7].nodeId;
+  const truth = [...contacts].sort((a, b) => compareDistance(target, a.nodeId, b.nodeId));
+  // Two of the 8 closest are down: they come back as unreachable, not as closest.
+  const dead = new Set([truth[1].address, truth[4].address]);
+  const result = await iterativeLookup(
+    target,
+    tables.get(ids[250].address)!.closest(target, 5),
+    (c) => dead.has(c.address) ? Promise.reject(new Error("down")) : ask(c, target),
+    { k: 8 },
+  );
+  assert.deepEqual(result.unreachable.map((c) => c.address), [truth[1].address, truth[4].address]);
+  assert.ok(result.closest.every((c) => !dead.has(c.address)));
+  assert.equal(result.closest.length, 8);
+});
+
 Deno.test("iterativeLookup stops on abort and on maxQueries", async () => {
   const target = ids[9].nodeId;
   const seeds = tables.get(ids[1].address)!.closest(target, 3);
