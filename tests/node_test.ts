@@ -7,7 +7,7 @@ import { type Component, createNode, type Node, type NodeOptions } from "../lib/
 import { ConnectionLimitError, NackError } from "../lib/errors.ts";
 import { defineOpcode, Opcode } from "../lib/wire/opcodes.ts";
 import { TcpTransport } from "../lib/transport/tcp.ts";
-import type { ByteStream } from "../lib/transport/types.ts";
+import { CountingStream } from "./peer/_pair.ts";
 import { generateIdentity } from "../lib/identity/keys.ts";
 import { secureOutbound } from "../lib/secure/channel.ts";
 import type { Frame } from "../lib/wire/frame.ts";
@@ -117,28 +117,14 @@ Deno.test("a new socket evicts the oldest pending handshake when all are taken",
 });
 
 /** A stream whose writes after the first never complete: a handshake that stops after message 1. */
-class StallsAfterFirstWrite implements ByteStream {
-  #writes = 0;
+class StallsAfterFirstWrite extends CountingStream {
   #stalled = Promise.withResolvers<void>();
-  constructor(readonly inner: ByteStream) {}
-  get localAddress(): string {
-    return this.inner.localAddress;
+  override write(data: Uint8Array): Promise<void> {
+    return this.writes === 0 ? super.write(data) : this.#stalled.promise;
   }
-  get remoteAddress(): string {
-    return this.inner.remoteAddress;
-  }
-  read(buffer: Uint8Array): Promise<number | null> {
-    return this.inner.read(buffer);
-  }
-  write(data: Uint8Array): Promise<void> {
-    return this.#writes++ === 0 ? this.inner.write(data) : this.#stalled.promise;
-  }
-  closeWrite(): Promise<void> {
-    return this.inner.closeWrite();
-  }
-  close(): void {
+  override close(): void {
     this.#stalled.reject(new Error("closed while stalled"));
-    this.inner.close();
+    super.close();
   }
 }
 
