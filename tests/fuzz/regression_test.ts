@@ -1,0 +1,128 @@
+// Regression tests for what the fuzz campaign (tools/fuzz.ts) found. Each
+// test reproduces one finding with a minimal input; a test whose bug is not
+// fixed yet is `ignore: true`, with a comment naming the bug and where it is.
+import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  FindValueRequestSchema,
+  RecordSchema,
+  StoreRequestSchema,
+} from "../../gen/carrier/v1/dht_pb.ts";
+import { WhisperAckSchema } from "../../gen/carrier/v1/messaging_pb.ts";
+import { Compression, createNode, MemoryNetwork, NackError, Opcode } from "../../mod.ts";
+import { FrameDecoder } from "../../lib/wire/frame.ts";
+import { FrameDecodeError } from "../../lib/errors.ts";
+
+// Finding 1 (op.FIND_VALUE, op.DHT_CHANGES; found by connections that announce
+// preferred_compression): CPU amplification by reply compression.
+// lib/peer/connection.ts #sendFrame compresses every reply of 512 bytes or
+// more with the negotiated setting, and the negotiation honours the remote's
+// preference among the settings this node decodes, lzma (2) and bz2 (0)
+// included. Compressing is synchronous and slow for those two (lzma: about
+// 38 ms for a 60 KB value here, 2.6 ms for 800 bytes; bz2 about 15 ms), and
+// it is attempted even when the data does not shrink. So a peer that
+// prefers lzma and sends 42-byte FIND_VALUE requests for a 60 KB record
+// makes the node spend ~38 ms of CPU per request (100 requests, 4.2 KB:
+// 3.8 s, against 0.13 s without compression), all of it on the event loop:
+// one 64 KB transport message of such requests stalls the node for tens of
+// seconds and every other peer with it. Not fixed here: lib/peer is being
+// edited by others. A fix would compress replies only with the cheap
+// settings (snappy, zlib, gzip) whatever the peer prefers, or budget the
+// compression time per peer.
+Deno.test({
+  name: "fuzz regression: a peer preferring lzma cannot stall the node with FIND_VALUE",
+  ignore: true, // BUG: lib/peer/connection.ts #sendFrame, see above
+  async fn() {
+    await using net = new MemoryNetwork();
+    await using victim = await createNode({
+      transport: net.transport(),
+      listen: ["mem:victim"],
+      puzzleDifficulty: 0,
+    });
+    await using attacker = await createNode({
+      transport: net.transport(),
+      puzzleDifficulty: 0,
+      preferredCompression: Compression.LZMA,
+    });
+    await using legit = await createNode({ transport: net.transport(), puzzleDifficulty: 0 });
+    const peer = await attacker.connect(victim.peerAddresses[0]);
+    const key = new Uint8Array(32).fill(9);
+    const value = crypto.getRandomValues(new Uint8Array(60_000));
+    await peer.request(
+      Opcode.STORE,
+      toBinary(
+        StoreRequestSchema,
+        create(StoreRequestSchema, { record: create(RecordSchema, { key, value, version: 1n }) }),
+      ),
+    );
+    const request = toBinary(FindValueRequestSchema, create(FindValueRequestSchema, { key }));
+    // 150 requests of 42 bytes, written together (6.3 KB): about 6 s of lzma at the victim.
+    const flood = Array.from(
+      { length: 150 },
+      () => peer.request(Opcode.FIND_VALUE, request, { timeout: 60_000 }).catch(() => {}),
+    );
+    const started = performance.now();
+    const pinged = await legit.connect(victim.peerAddresses[0]);
+    await pinged.ping({ timeout: 2_000 });
+    const elapsed = performance.now() - started;
+    await Promise.all(flood);
+    assert(elapsed < 2_000, `a legit connect + PING took ${Math.round(elapsed)} ms`);
+  },
+});
+
+// Finding 2 (op.ACK: the node's own WHISPER relay answered by a fuzzed ACK):
+// a relay adds 1 to the hop count the next hop reports
+// (lib/node.ts #onWhisper, `hops: downstream.hops + 1`), a uint32. When the
+// next hop answers WhisperAck { hops: 4294967295 }, toBinary throws ("cannot
+// encode field carrier.v1.WhisperAck.hops"), the catch turns it into NACK
+// UNREACHABLE, and the sender is told a whisper that was delivered did not
+// arrive. No crash (it is caught), but a wrong answer any hop can cause. Not
+// fixed here (lib/node.ts is being edited by others): clamp the count (or
+// refuse the next hop's reply as malformed, since a hop count that large
+// cannot be true).
+Deno.test({
+  name:
+    "fuzz regression: a relay reports a delivered WHISPER even when the next hop claims 2^32 − 1 hops",
+  ignore: true, // BUG: lib/node.ts #onWhisper, hops + 1 overflows uint32
+  async fn() {
+    await using net = new MemoryNetwork();
+    await using relay = await createNode({
+      transport: net.transport(),
+      listen: ["mem:relay"],
+      puzzleDifficulty: 0,
+    });
+    await using recipient = await createNode({
+      transport: net.transport(),
+      puzzleDifficulty: 0,
+      components: [{
+        name: "lying-hop",
+        receive({ frame, peer }) {
+          if (frame.opcode !== Opcode.WHISPER) return false;
+          const ack = create(WhisperAckSchema, { hash: new Uint8Array(32), hops: 0xffff_ffff });
+          peer.ack(frame, toBinary(WhisperAckSchema, ack)).catch(() => {});
+          return true;
+        },
+      }],
+    });
+    await using sender = await createNode({ transport: net.transport(), puzzleDifficulty: 0 });
+    await recipient.connect(relay.peerAddresses[0]);
+    await sender.connect(relay.peerAddresses[0]);
+    try {
+      await sender.whisper(recipient.address, "hi", { encrypted: false, timeout: 5_000 });
+    } catch (err) {
+      assert(!(err instanceof NackError), `the relay answered ${(err as Error).message}`);
+      throw err;
+    }
+  },
+});
+
+// Not a bug, kept so the campaign's invariant stays right: FrameDecoder.end()
+// on a stream that stops inside a frame throws, but does not make the
+// decoder refuse more bytes (only a failed push() does). The fuzz target's
+// first version assumed it did (input 99 of seed 1: `0c08b8f0ddec0e10`).
+Deno.test("fuzz regression: FrameDecoder.end() inside a frame throws FrameDecodeError", () => {
+  const decoder = new FrameDecoder();
+  const stream = Uint8Array.from([0x0c, 0x08, 0xb8, 0xf0, 0xdd, 0xec, 0x0e, 0x10]);
+  assert.deepEqual(decoder.push(stream), []);
+  assert.throws(() => decoder.end(), FrameDecodeError);
+});
