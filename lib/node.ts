@@ -1337,7 +1337,9 @@ export class Node extends EventTarget implements AsyncDisposable {
         { ...whisper, ttl: whisper.ttl - 1 },
         peer.address,
       );
-      const ack = create(WhisperAckSchema, { hash: downstream.hash, hops: downstream.hops + 1 });
+      // A hop count is a uint32: a next hop that claims the largest gets no more.
+      const hops = Math.min(downstream.hops + 1, 0xffff_ffff);
+      const ack = create(WhisperAckSchema, { hash: downstream.hash, hops });
       if (frame.id !== 0) peer.ack(frame, toBinary(WhisperAckSchema, ack)).catch(() => {});
     } catch (err) {
       const reason = err instanceof NackError ? err.reason : NackReason.UNREACHABLE;

@@ -35,7 +35,7 @@ import {
 } from "../../gen/carrier/v1/control_pb.ts";
 import { AckSchema, NackReason, NackSchema, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import {
-  type Compression,
+  Compression,
   ConnectionOption,
   SetConnectionOptSchema,
 } from "../../gen/carrier/v1/options_pb.ts";
@@ -449,7 +449,7 @@ export class PeerConnection implements AsyncDisposable {
     return this.#channel;
   }
 
-  /** The compression this connection sends with, if any: the same on both sides. */
+  /** The compression this side sends with, if any (bz2 and lzma only when this side prefers them). */
   get compression(): Compression | undefined {
     return this.#compression;
   }
@@ -1080,9 +1080,14 @@ export class PeerConnection implements AsyncDisposable {
   #recomputeCompression(): void {
     const local = { preferred: this.#localPreferred, decodes: this.#localDecodes };
     const remote = { preferred: this.#remotePreferred, decodes: this.#remoteDecodes };
-    this.#compression = this.#initiator
+    const choice = this.#initiator
       ? chooseCompression(local, remote)
       : chooseCompression(remote, local);
+    // bz2 and lzma cost 15–40 ms of CPU per 60 KB to compress: a side sends
+    // them only when they are its own preference, or a peer preferring lzma
+    // could make every reply cost that (found by the fuzz campaign).
+    const costly = choice === Compression.BZ2 || choice === Compression.LZMA;
+    this.#compression = costly && choice !== this.#localPreferred ? undefined : choice;
   }
 
   #onDisconnect(frame: Frame): void {

@@ -67,15 +67,21 @@ for (const kind of TRANSPORTS) {
           },
         });
         try {
+          // bz2 and lzma are costly: only the side that prefers them sends them.
+          const costly = setting === Compression.BZ2 || setting === Compression.LZMA;
           assert.equal(p.pa.compression, setting);
-          assert.equal(p.pb.compression, setting);
+          assert.equal(p.pb.compression, costly ? undefined : setting);
           const big = "carrier frames compress well. ".repeat(200);
           const reply = await p.pa.request(1000, text(big));
           assert.equal(received, big);
           assert.equal(untext(reply), big);
-          // Both directions went compressed: far fewer bytes than the text.
+          // The preferring side's frames went compressed: far fewer bytes than the text.
           assert.ok(p.pa.counters.bytesSent < big.length / 2, `${p.pa.counters.bytesSent} bytes`);
-          assert.ok(p.pb.counters.bytesSent < big.length / 2, `${p.pb.counters.bytesSent} bytes`);
+          const replyBytes = p.pb.counters.bytesSent;
+          assert.ok(
+            costly ? replyBytes > big.length : replyBytes < big.length / 2,
+            `${replyBytes}`,
+          );
         } finally {
           await p.close();
         }
