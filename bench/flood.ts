@@ -36,7 +36,7 @@
  * @module
  */
 
-import { createNode, generateIdentity, type Identity } from "../mod.ts";
+import { createNode, generateIdentity, type Identity, resourceBudget } from "../mod.ts";
 import { ATTACKS } from "./_attacks.ts";
 import { delay, lines } from "./_util.ts";
 
@@ -694,12 +694,18 @@ const USAGE = `Usage: deno task bench:flood [--seconds N] [--attack NAME]... [--
 
   --seconds N           each attack's duration (default 60)
   --attack NAME         run only this attack (repeatable): ${ATTACKS.map((a) => a.name).join(", ")}
-  --budget-mib N        the node's allowed RSS growth under an attack, in MiB (default 512)
+  --budget-mib N        the node's allowed RSS growth under an attack, in MiB
+                        (default: the README's resource budget, resourceBudget().totalBytes)
   --baseline-seconds N  the unloaded probes' duration (default 30, at most --seconds)
   --json FILE           also write the results as JSON`;
 
 function parseOptions(args: string[]): Options {
-  const options: Options = { seconds: 60, baselineSeconds: 30, budgetMib: 512, attacks: [] };
+  const options: Options = {
+    seconds: 60,
+    baselineSeconds: 30,
+    budgetMib: Math.round(resourceBudget().totalBytes / 2 ** 20),
+    attacks: [],
+  };
   let baseline: number | undefined;
   const positive = (flag: string, value: string | undefined) => {
     const n = Number(value);
