@@ -8,7 +8,7 @@
  * latency of `get` (median / p95) for linearizable reads and for
  * `consistency: "any"`; then every violating seed with the command that
  * replays it. With `--save DIR`, each violating history is written there as
- * JSON (check it again with `checkHistory`). Exits 1 when any violation was
+ * JSON lines (`historyFromLines`, then `checkHistory` checks it again). Exits 1 when any violation was
  * found.
  *
  * @module
@@ -20,7 +20,7 @@ import {
   MIX_DESCRIPTIONS,
   runJepsen,
 } from "../tests/jepsen/_workload.ts";
-import type { ViolationKind } from "../tests/jepsen/history.ts";
+import { historyToLines, type ViolationKind } from "../tests/jepsen/history.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -57,6 +57,8 @@ interface Row {
   violations: Map<ViolationKind, number>;
   failing: number[];
   uncounted: number;
+  unconverged: number;
+  indeterminate: number;
   crashed: number;
   restarted: number;
   slow: number;
@@ -76,6 +78,8 @@ for (const mix of mixes) {
     violations: new Map(),
     failing: [],
     uncounted: 0,
+    unconverged: 0,
+    indeterminate: 0,
     crashed: 0,
     restarted: 0,
     slow: 0,
@@ -96,6 +100,11 @@ for (const mix of mixes) {
     row.histories += check.keys;
     row.ops += check.ops;
     row.uncounted += check.uncounted.length;
+    if (result.rounds === 0) row.unconverged++;
+    row.indeterminate += result.history.ops.filter((op) =>
+      op.outcome !== "ok" && op.outcome !== "fail"
+    )
+      .length;
     row.crashed += result.faults.crashed;
     row.restarted += result.faults.restarted;
     row.slow += result.faults.slow;
@@ -114,10 +123,10 @@ for (const mix of mixes) {
     if (check.violations.length > 0) {
       row.failing.push(seed);
       if (values.save) {
-        const path = `${values.save}/${mix}-${seed}.json`;
+        const path = `${values.save}/${mix}-${seed}.jsonl`;
         await Deno.writeTextFile(
           path,
-          JSON.stringify({ ...result.history.toJSON(), violations: check.violations }),
+          historyToLines(result.history.toJSON(), { violations: check.violations }),
         );
       }
     }
@@ -141,6 +150,7 @@ const table = [
     "runs",
     "histories",
     "operations",
+    "indeterminate",
     "violations",
     "by kind",
     "crashed / restarted / slow",
@@ -153,6 +163,7 @@ const table = [
     String(r.runs),
     String(r.histories),
     r.ops.toLocaleString("en-US"),
+    r.indeterminate.toLocaleString("en-US"),
     String([...r.violations.values()].reduce((a, b) => a + b, 0)),
     [...r.violations].map(([k, n]) => `${k} ${n}`).join(", ") || "—",
     `${r.crashed} / ${r.restarted} / ${r.slow}`,
@@ -173,7 +184,7 @@ const totals = rows.reduce(
 const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
 const line = (cells: string[]) =>
   `| ${
-    cells.map((c, i) => i === 0 || i === 5 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join(
+    cells.map((c, i) => i === 0 || i === 6 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join(
       " | ",
     )
   } |`;
@@ -183,7 +194,7 @@ console.log(
 console.log(line(table[0]));
 console.log(
   `| ${
-    widths.map((w, i) => i === 0 || i === 5 ? "-".repeat(w) : `${"-".repeat(w - 1)}:`).join(" | ")
+    widths.map((w, i) => i === 0 || i === 6 ? "-".repeat(w) : `${"-".repeat(w - 1)}:`).join(" | ")
   } |`,
 );
 for (const row of table.slice(1)) console.log(line(row));
@@ -195,6 +206,12 @@ console.log(
 );
 console.log("\nMixes:");
 for (const mix of mixes) console.log(`- ${mix}: ${MIX_DESCRIPTIONS[mix]}`);
+const unconverged = rows.reduce((n, r) => n + r.unconverged, 0);
+if (unconverged > 0) {
+  console.log(
+    `\n${unconverged} runs started before every node saw the same replica sets (4 refresh rounds)`,
+  );
+}
 const uncounted = rows.reduce((n, r) => n + r.uncounted, 0);
 if (uncounted > 0) {
   console.log(`\n${uncounted} counter histories had no final read (their counts were not checked)`);

@@ -168,6 +168,23 @@ function errorText(error: unknown): string {
   return String(error);
 }
 
+/**
+ * A history as JSON lines: a first line `{"meta": …, …extra}`, then one
+ * operation per line (the form `deno task jepsen --save` writes and the
+ * regression history is stored in).
+ */
+export function historyToLines(history: HistoryData, extra: Record<string, unknown> = {}): string {
+  const head = JSON.stringify({ meta: history.meta ?? {}, ...extra });
+  return [head, ...history.ops.map((op) => JSON.stringify(op))].join("\n") + "\n";
+}
+
+/** Reads {@linkcode historyToLines}'s form back: the history and the first line's other fields. */
+export function historyFromLines(text: string): HistoryData & { head: Record<string, unknown> } {
+  const [first, ...rest] = text.split("\n").filter((line) => line.trim() !== "");
+  const head = JSON.parse(first);
+  return { meta: head.meta, ops: rest.map((line) => JSON.parse(line) as Op), head };
+}
+
 /** The kinds of violation the checker reports. */
 export type ViolationKind =
   /** Two different writes acknowledged (or read by linearizable reads) at one version. */
