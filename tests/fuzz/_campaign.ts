@@ -159,8 +159,11 @@ export async function runCampaign(options: CampaignOptions = {}): Promise<Campai
     },
   };
   let current: TargetRun | undefined;
+  let logged = 0;
   const onCrash = (crash: { kind: string; message: string; stack: string }) => {
-    log(`fuzz: ${current?.name ?? "(between targets)"}: node ${crash.kind}: ${crash.message}`);
+    if (logged++ < 20) {
+      log(`fuzz: ${current?.name ?? "(between targets)"}: node ${crash.kind}: ${crash.message}`);
+    }
     current?.add({
       kind: "crash",
       range: current.range,

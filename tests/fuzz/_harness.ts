@@ -556,6 +556,7 @@ export class FrameSession {
   #loop: Promise<void>;
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
+  #flushQueued = false;
 
   private constructor(channel: SecureChannel, options: FrameSessionOptions) {
     this.channel = channel;
@@ -647,7 +648,7 @@ export class FrameSession {
       }
       if (frame.id !== 0) {
         if (this.#onRequest) this.#onRequest(frame, this);
-        else this.write([frameBytes(Opcode.ACK, frame.id, new Uint8Array(0))]);
+        else this.send([frameBytes(Opcode.ACK, frame.id, new Uint8Array(0))]);
       }
       outcomes.add(`node sent ${opcodeName(frame.opcode)}`);
     } catch (err) {
@@ -664,6 +665,17 @@ export class FrameSession {
       this.#pending.push(f);
       this.#pendingBytes += f.length;
     }
+  }
+
+  /** Queues frames and flushes them soon (those queued in the same turn go together). */
+  send(frames: readonly Uint8Array[]): void {
+    this.write(frames);
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      void this.flush();
+    });
   }
 
   /** Bytes queued and not yet flushed. */

@@ -1,7 +1,8 @@
 /**
  * The in-process targets: pure parsers driven at high rate (the five
  * compression decoders, JSON Patch and byte splices, the frame decoder) and
- * DISCONNECT through a {@linkcode PeerConnection} over an in-memory channel.
+ * DISCONNECT through a {@linkcode PeerConnection} over an in-memory channel,
+ * and (`_local_noise.ts`) the Noise handshake state machine and cipher states.
  * Each input checks invariants, not just "no exception": the error type a
  * parser may throw, the bound on its output, and the result against a
  * reference where there is one (round trips, a naive splice, diffJson).

@@ -93,14 +93,15 @@ node.addEventListener("error", (event) => {
   }`;
   const seen = errors.get(key) ?? 0;
   errors.set(key, seen + 1);
-  if (seen === 0) {
+  // Every unexpected error is reported (each is a crash); expected ones once per kind.
+  if (seen === 0 || !expected) {
     out({
       type: "error",
       key,
       unexpected: !expected,
       name: error.name,
       message: error.message,
-      stack: error.stack,
+      stack: seen === 0 ? error.stack : "",
     });
   }
 });

@@ -401,47 +401,59 @@ function opcodeTarget(opcode: number, name: string, schema: DescMessage): Target
       const poolRng = Rng.forInput(c.seed, `${run.name}/pool`, 0);
       for (let i = 0; i < 256; i++) pool.push((await opcodeSeed(poolRng, opcode, ctx, dict))!);
       let bases: DhtBase[] = [];
-      await driveFrames(c, run, budget, from, {
-        opened: async (session) => {
-          ctx.sender = sessionIdentity(c, session);
-          if (opcode === Opcode.FIND_VALUE || opcode === Opcode.DHT_CHANGES) {
-            // Large values under the shared keys, so that replies are large too.
-            const rng = Rng.forInput(c.seed, `${run.name}/large`, run.sessions);
-            for (let i = 0; i < 6; i++) {
-              const value = i % 2
-                ? rng.bytes(rng.range(30_000, 65_000))
-                : new Uint8Array(rng.range(30_000, 65_000)).fill(i);
-              const record = create(RecordSchema, {
-                key: c.keys[i],
-                value,
-                version: BigInt(Date.now()),
-              });
-              session.write([
-                frameBytes(
-                  Opcode.STORE,
-                  0xffff_3000 + i,
-                  toBinary(StoreRequestSchema, create(StoreRequestSchema, { record })),
-                ),
-              ]);
+      // A second connection, a leaf that answers what it is sent: the node has
+      // someone to forward SHOUTs to and to relay WHISPERs to (ctx.peerKey).
+      const companion = opcode === Opcode.SHOUT || opcode === Opcode.WHISPER
+        ? await openSession(c, run)
+        : undefined;
+      if (companion) ctx.peerKey = companion.channel.local.identityKey;
+      try {
+        await driveFrames(c, run, budget, from, {
+          opened: async (session) => {
+            ctx.sender = sessionIdentity(c, session);
+            if (opcode === Opcode.FIND_VALUE || opcode === Opcode.DHT_CHANGES) {
+              // Large values under the shared keys, so that replies are large too.
+              const rng = Rng.forInput(c.seed, `${run.name}/large`, run.sessions);
+              for (let i = 0; i < 6; i++) {
+                const value = i % 2
+                  ? rng.bytes(rng.range(30_000, 65_000))
+                  : new Uint8Array(rng.range(30_000, 65_000)).fill(i);
+                const record = create(RecordSchema, {
+                  key: c.keys[i],
+                  value,
+                  version: BigInt(Date.now()),
+                });
+                session.write([
+                  frameBytes(
+                    Opcode.STORE,
+                    0xffff_3000 + i,
+                    toBinary(StoreRequestSchema, create(StoreRequestSchema, { record })),
+                  ),
+                ]);
+              }
+              await session.probe(c.hangMs);
             }
-            await session.probe(c.hangMs);
-          }
-          if (opcode === Opcode.DHT_PATCH || opcode === Opcode.DHT_CHANGES) {
-            bases = await storeBases(c, session, run.name);
-            ctx.bases.splice(0, ctx.bases.length, ...bases);
-          }
-        },
-        make: async (rng, index) => {
-          const s = rng.chance(0.8) ? rng.pick(pool) : (await opcodeSeed(rng, opcode, ctx, dict))!;
-          const e = envelope(rng, payloadOf(rng, s, dict));
-          const id = rng.weighted<() => number>([
-            [85, () => idFor(index)],
-            [10, () => 0],
-            [5, () => rng.pick([0xffff_ffff, idFor(index - 1), 1])],
-          ])();
-          return frameBytes(opcode, id, e.payload, e.flags, e.compression);
-        },
-      });
+            if (opcode === Opcode.DHT_PATCH || opcode === Opcode.DHT_CHANGES) {
+              bases = await storeBases(c, session, run.name);
+              ctx.bases.splice(0, ctx.bases.length, ...bases);
+            }
+          },
+          make: async (rng, index) => {
+            const s = rng.chance(0.8)
+              ? rng.pick(pool)
+              : (await opcodeSeed(rng, opcode, ctx, dict))!;
+            const e = envelope(rng, payloadOf(rng, s, dict));
+            const id = rng.weighted<() => number>([
+              [85, () => idFor(index)],
+              [10, () => 0],
+              [5, () => rng.pick([0xffff_ffff, idFor(index - 1), 1])],
+            ])();
+            return frameBytes(opcode, id, e.payload, e.flags, e.compression);
+          },
+        });
+      } finally {
+        await companion?.close();
+      }
     },
   };
 }
@@ -638,6 +650,9 @@ const compressedTarget: TargetDef = {
  * (so the replies settle real requests and their data is decoded by the
  * node), and sends some with ids the node never used.
  */
+/** Triggers per round: below the node's 1024 requests in flight per connection. */
+const ROUND = 900;
+
 function replyTarget(kind: "ACK" | "NACK"): TargetDef {
   const opcode = kind === "ACK" ? Opcode.ACK : Opcode.NACK;
   return {
@@ -679,17 +694,16 @@ function replyTarget(kind: "ACK" | "NACK"): TargetDef {
         const id = rng.chance(0.97) ? requestId : rng.pick([0, requestId + 1, 0xffff_ffff]);
         return frameBytes(opcode, id, payloadOf(rng, s, dict));
       };
-      let flushing = false;
       const b = await openSession(c, run, (frame, session) => {
         if (next >= budget.inputs) {
-          session.write([frameBytes(Opcode.ACK, frame.id, new Uint8Array(0))]);
+          session.send([frameBytes(Opcode.ACK, frame.id, new Uint8Array(0))]);
         } else {
           const index = next++;
           replies++;
           run.range = [index, index + 1];
           const rng = Rng.forInput(c.seed, run.name, index);
           void reply(rng, frame.id, frame.opcode).then((bytes) => {
-            session.write([bytes]);
+            session.send([bytes]);
             if (rng.chance(0.1)) {
               session.write([
                 frameBytes(
@@ -707,13 +721,6 @@ function replyTarget(kind: "ACK" | "NACK"): TargetDef {
                 ),
               ]);
             }
-            if (!flushing) {
-              flushing = true;
-              queueMicrotask(() => {
-                flushing = false;
-                void session.flush();
-              });
-            }
           });
         }
       }, bSeed);
@@ -728,7 +735,7 @@ function replyTarget(kind: "ACK" | "NACK"): TargetDef {
             a = await openSession(c, run);
           }
           const before = replies;
-          for (let k = 0; k < 500; k++) {
+          for (let k = 0; k < ROUND; k++) {
             const whisper = create(WhisperSchema, {
               recipient: bKey,
               ttl: 1,

@@ -8,8 +8,20 @@ import {
   RecordSchema,
   StoreRequestSchema,
 } from "../../gen/carrier/v1/dht_pb.ts";
-import { WhisperAckSchema } from "../../gen/carrier/v1/messaging_pb.ts";
-import { Compression, createNode, MemoryNetwork, NackError, Opcode } from "../../mod.ts";
+import {
+  ShoutEnvelopeSchema,
+  ShoutSchema,
+  WhisperAckSchema,
+} from "../../gen/carrier/v1/messaging_pb.ts";
+import {
+  CarrierError,
+  Compression,
+  createNode,
+  MemoryNetwork,
+  NackError,
+  Opcode,
+  sign,
+} from "../../mod.ts";
 import { FrameDecoder } from "../../lib/wire/frame.ts";
 import { FrameDecodeError } from "../../lib/errors.ts";
 
@@ -109,6 +121,67 @@ Deno.test({
       assert(!(err instanceof NackError), `the relay answered ${(err as Error).message}`);
       throw err;
     }
+  },
+});
+
+// Finding 3 (op.SHOUT, seen as a node `error` event that is not a
+// CarrierError: "SHOUT forwarding Error"): `hops` is not covered by the
+// origin's signature, and a node forwarding a SHOUT builds the next hop's
+// message with `hops: hops + 1` (lib/node.ts #sendShout), a uint32. A SHOUT
+// with a valid signature and hops = 4294967295 makes toBinary throw a plain
+// Error ("cannot encode field carrier.v1.Shout.hops to binary: invalid
+// uint32"), outside #sendShout's try, so every forward of it fails: the
+// node delivers it but sends it to nobody, and reports an unexpected
+// exception. Any forwarder can do this to anyone's broadcast by setting
+// the (unsigned) hop count. It shows only when the node has someone to
+// forward to, so the campaign saw it when the legit peer happened to be
+// connected. Not fixed here (lib/node.ts is being edited by others): clamp
+// the count, or refuse such a SHOUT as malformed.
+Deno.test({
+  name:
+    "fuzz regression: a SHOUT claiming 2^32 − 1 hops is still forwarded, without an unexpected error",
+  ignore: true, // BUG: lib/node.ts #sendShout, hops + 1 overflows uint32
+  async fn() {
+    await using net = new MemoryNetwork();
+    await using node = await createNode({
+      transport: net.transport(),
+      listen: ["mem:node"],
+      puzzleDifficulty: 0,
+    });
+    await using leaf = await createNode({ transport: net.transport(), puzzleDifficulty: 0 });
+    await using origin = await createNode({ transport: net.transport(), puzzleDifficulty: 0 });
+    const unexpected: Error[] = [];
+    node.addEventListener("error", (e) => {
+      if (!(e.detail.error instanceof CarrierError)) unexpected.push(e.detail.error);
+    });
+    const received = new Promise<void>((resolve) =>
+      leaf.addEventListener("message", (e) => {
+        if (e.detail.opcode === Opcode.SHOUT) resolve();
+      })
+    );
+    await leaf.connect(node.peerAddresses[0]);
+    const peer = await origin.connect(node.peerAddresses[0]);
+    const envelope = toBinary(
+      ShoutEnvelopeSchema,
+      create(ShoutEnvelopeSchema, {
+        origin: origin.identity.publicKey,
+        sequence: 1n,
+        timestampMs: BigInt(Date.now()),
+        topic: "t",
+        body: new TextEncoder().encode("hello"),
+      }),
+    );
+    const context = new TextEncoder().encode("carrier/v1 shout:");
+    const signature = sign(origin.identity, new Uint8Array([...context, ...envelope]));
+    const shout = create(ShoutSchema, { envelope, signature, hops: 0xffff_ffff, height: 256 });
+    await peer.request(Opcode.SHOUT, toBinary(ShoutSchema, shout));
+    const timer = new Promise<"timeout">((resolve) => {
+      const t = setTimeout(() => resolve("timeout"), 3_000);
+      received.then(() => clearTimeout(t));
+    });
+    const outcome = await Promise.race([received.then(() => "received" as const), timer]);
+    assert.deepEqual(unexpected.map((e) => e.message), []);
+    assert.equal(outcome, "received", "the leaf never got the SHOUT");
   },
 });
 
