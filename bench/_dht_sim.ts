@@ -155,7 +155,10 @@ async function readable(net: SimNetwork, keys: string[], rng: Rng): Promise<numb
   for (const key of keys) {
     const live = net.live;
     const reader = live[rng.int(live.length)];
-    const found = await reader.dht.get(key);
+    // Survival of the value, not linearizability: a linearizable read needs a
+    // majority of the key's replica set up, and a 30% crash takes half of
+    // some sets down.
+    const found = await reader.dht.get(key, { consistency: "any" });
     if (found && new TextDecoder().decode(found.value) === key) ok++;
   }
   return ok / keys.length;
