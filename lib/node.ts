@@ -1073,7 +1073,13 @@ export class Node extends EventTarget implements AsyncDisposable {
   ): Promise<boolean> {
     const payload = toBinary(
       ShoutSchema,
-      create(ShoutSchema, { envelope, signature, hops: hops + 1, height: target.height }),
+      // `hops` is not signed: a uint32 that a forwarder may have set to the largest.
+      create(ShoutSchema, {
+        envelope,
+        signature,
+        hops: Math.min(hops + 1, 0xffff_ffff),
+        height: target.height,
+      }),
     );
     const tried = new Set<string>();
     let contact: Contact | undefined = target.contact;

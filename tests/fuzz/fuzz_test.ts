@@ -12,12 +12,7 @@ const SEED = 11;
  * reports them and fails on any other crash; remove an entry once its bug
  * is fixed (and the regression test is no longer ignored).
  */
-const KNOWN_BUGS: { match: RegExp; regression: string }[] = [
-  {
-    match: /SHOUT forwarding Error|Shout\.hops/,
-    regression: "a SHOUT claiming 2^32 − 1 hops is still forwarded, without an unexpected error",
-  },
-];
+const KNOWN_BUGS: { match: RegExp; regression: string }[] = [];
 
 Deno.test("fuzz campaign slice: every target runs, nothing crashes or hangs, every legit PING is answered", async () => {
   const report = await runCampaign({

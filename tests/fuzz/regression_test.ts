@@ -135,12 +135,11 @@ Deno.test({
 // exception. Any forwarder can do this to anyone's broadcast by setting
 // the (unsigned) hop count. It shows only when the node has someone to
 // forward to, so the campaign saw it when the legit peer happened to be
-// connected. Not fixed here (lib/node.ts is being edited by others): clamp
-// the count, or refuse such a SHOUT as malformed.
+// connected. Fixed: the forwarder caps the count.
 Deno.test({
   name:
     "fuzz regression: a SHOUT claiming 2^32 − 1 hops is still forwarded, without an unexpected error",
-  ignore: true, // BUG: lib/node.ts #sendShout, hops + 1 overflows uint32
+  // Fixed: lib/node.ts #sendShout caps the count at 2^32 − 1.
   async fn() {
     await using net = new MemoryNetwork();
     await using node = await createNode({
