@@ -159,6 +159,14 @@ export function resourceBudget(options: NodeOptions = {}): ResourceBudget {
       note: "full: a sender waits (or gets SendBufferFullError); a write stuck 30 s closes",
     },
     {
+      resource: "writes handed to the channel, per connection",
+      option: "(fixed)",
+      limit: PEER_CONNECTION_LIMITS.writesInFlight,
+      perPeer: PEER_CONNECTION_LIMITS.writesInFlight,
+      bytes: connections * PEER_CONNECTION_LIMITS.writesInFlight,
+      note: "two batches of 16 Noise messages, plaintext and ciphertext, beyond the send buffer",
+    },
+    {
       resource: "frames in hand, per connection",
       option: "connection.maxInboundRequests",
       limit: inHand,

@@ -1187,7 +1187,11 @@ export class Node extends EventTarget implements AsyncDisposable {
       });
     }
     if (bytesEqual(envelope.origin, this.identity.publicKey)) return;
-    await this.#forwardShout(
+    // Forwarded apart from this frame's handling: the next hops' ACKs may
+    // come from this very peer (a leaf of ours), whose frames are not read
+    // while maxInboundRequests of them are in hand. What waits is bounded by
+    // the peer's pace (maxShoutsPerPeerPerSecond) times shoutAckTimeout.
+    void this.#forwardShout(
       shout.envelope,
       shout.signature,
       idBytes,

@@ -68,6 +68,9 @@ const MAX_PLAINTEXT = 65535 - 16;
 /** Batches of frames handed to the secure channel and not yet written, at most. */
 const WRITES_IN_FLIGHT = 2;
 
+/** Bytes of frames one batch takes at most (16 Noise messages). */
+const BATCH_BYTES = 16 * MAX_PLAINTEXT;
+
 /** Packing buffers (of one Noise message each) kept for reuse while the writer is busy. */
 const PACK_POOL_SIZE = 32;
 
@@ -104,6 +107,8 @@ export const PEER_CONNECTION_LIMITS = {
   maxSendBuffer: 4 * 1024 * 1024,
   maxPendingRequests: 1024,
   maxInboundRequests: 32,
+  /** Bytes handed to the channel beyond the send buffer: batches in flight, plaintext and ciphertext. */
+  writesInFlight: WRITES_IN_FLIGHT * BATCH_BYTES * 2,
 } as const;
 
 /**
@@ -793,7 +798,7 @@ export class PeerConnection implements AsyncDisposable {
   /** Takes queued frames, packed into Noise-message-sized plaintexts (at most ~1 MiB per write). */
   #takePlaintexts(packed: Uint8Array[]): Uint8Array[] {
     const out: Uint8Array[] = [];
-    let budget = 16 * MAX_PLAINTEXT;
+    let budget = BATCH_BYTES;
     let current: Uint8Array | undefined;
     let used = 0;
     while (this.#queue.length > 0 && budget > 0) {
