@@ -1087,7 +1087,13 @@ const msg2Target: TargetDef = {
     const prologue = encoder.encode(PROLOGUE);
     const slots = await Promise.all(Array.from({ length: c.concurrency }, async () => {
       const listener = await c.transport.listen("127.0.0.1:0");
-      return { listener, accepts: listener[Symbol.asyncIterator]() };
+      return {
+        listener,
+        accepts: listener[Symbol.asyncIterator](),
+        // An accept that timed out stays pending and serves the next input
+        // (a second next() would queue behind it and miss the next stream).
+        waiting: undefined as Promise<IteratorResult<ByteStream>> | undefined,
+      };
     }));
     let next = from;
     const slot = async (s: (typeof slots)[number]) => {
@@ -1097,7 +1103,9 @@ const msg2Target: TargetDef = {
         const rng = Rng.forInput(c.seed, run.name, index);
         const id = c.nextId();
         const dialing = c.node.dial(`${id.identity.address}@${s.listener.address}`);
-        const accepted = await within(s.accepts.next(), c.hangMs, "timeout" as const);
+        s.waiting ??= s.accepts.next();
+        const accepted = await within(s.waiting, c.hangMs, "timeout" as const);
+        if (accepted !== "timeout") s.waiting = undefined;
         let outcome: string;
         if (accepted === "timeout" || accepted.done) {
           const result = await within(dialing, c.hangMs, undefined);
