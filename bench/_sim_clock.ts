@@ -122,6 +122,62 @@ export class HeapClock implements Clock {
 }
 
 /**
+ * The sfc32 generator's state and step, shared by the seeded generators of
+ * the simulations, the fuzz campaign and the Jepsen checks (each seeds it its
+ * own way and draws from it its own way).
+ *
+ * @example
+ * ```ts
+ * import { Sfc32 } from "./_sim_clock.ts";
+ * console.assert(new Sfc32(1, 2, 3, 4, 12).next() === new Sfc32(1, 2, 3, 4, 12).next());
+ * ```
+ */
+export class Sfc32 {
+  #a: number;
+  #b: number;
+  #c: number;
+  #d: number;
+
+  /** A generator in state (a, b, c, d), after `warmup` draws. */
+  constructor(a: number, b: number, c: number, d: number, warmup: number) {
+    this.#a = a;
+    this.#b = b;
+    this.#c = c;
+    this.#d = d;
+    for (let i = 0; i < warmup; i++) this.next();
+  }
+
+  /** A uniform 32-bit unsigned integer. */
+  next(): number {
+    const t = (((this.#a + this.#b) | 0) + this.#d) | 0;
+    this.#d = (this.#d + 1) | 0;
+    this.#a = this.#b ^ (this.#b >>> 9);
+    this.#b = (this.#c + (this.#c << 3)) | 0;
+    this.#c = (this.#c << 21) | (this.#c >>> 11);
+    this.#c = (this.#c + t) | 0;
+    return t >>> 0;
+  }
+}
+
+/** splitmix32's step: a well-mixed 32-bit value from any 32-bit value. */
+export function mix32(x: number): number {
+  x = (x + 0x9e3779b9) | 0;
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/** FNV-1a over a string, as a 32-bit unsigned integer. */
+export function hashString(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/**
  * A seeded pseudo-random generator (sfc32), so that a simulation repeats.
  *
  * @example
@@ -133,29 +189,16 @@ export class HeapClock implements Clock {
  * ```
  */
 export class Rng {
-  #a: number;
-  #b: number;
-  #c: number;
-  #d: number;
+  #core: Sfc32;
 
   /** Creates a generator from a 32-bit seed. */
   constructor(seed: number) {
-    this.#a = 0x9e3779b9;
-    this.#b = 0x243f6a88;
-    this.#c = 0xb7e15162;
-    this.#d = seed >>> 0;
-    for (let i = 0; i < 16; i++) this.uint32();
+    this.#core = new Sfc32(0x9e3779b9, 0x243f6a88, 0xb7e15162, seed >>> 0, 16);
   }
 
   /** A uniform 32-bit unsigned integer. */
   uint32(): number {
-    const t = (((this.#a + this.#b) | 0) + this.#d) | 0;
-    this.#d = (this.#d + 1) | 0;
-    this.#a = this.#b ^ (this.#b >>> 9);
-    this.#b = (this.#c + (this.#c << 3)) | 0;
-    this.#c = (this.#c << 21) | (this.#c >>> 11);
-    this.#c = (this.#c + t) | 0;
-    return t >>> 0;
+    return this.#core.next();
   }
 
   /** A uniform float in [0, 1). */

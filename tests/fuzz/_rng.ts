@@ -6,38 +6,21 @@
  * @module
  */
 
-/** FNV-1a over a string, as a 32-bit unsigned integer. */
-export function hashString(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
+import { hashString, mix32, Sfc32 } from "../../bench/_sim_clock.ts";
 
-/** splitmix32 step: a well-mixed 32-bit value from any 32-bit value. */
-function mix32(x: number): number {
-  x = (x + 0x9e3779b9) | 0;
-  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
-  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
-  return (x ^ (x >>> 16)) >>> 0;
-}
+export { hashString };
 
 /** A deterministic random source. */
 export class Rng {
-  #a: number;
-  #b: number;
-  #c: number;
-  #d: number;
+  #core: Sfc32;
 
   /** Seeds the generator from up to three 32-bit words. */
   constructor(seed: number, stream = 0, index = 0) {
-    this.#a = mix32(seed ^ 0x1234567);
-    this.#b = mix32(stream ^ this.#a);
-    this.#c = mix32(index ^ this.#b);
-    this.#d = mix32((index / 0x1_0000_0000) ^ this.#c ^ 0x5bd1e995);
-    for (let i = 0; i < 12; i++) this.u32();
+    const a = mix32(seed ^ 0x1234567);
+    const b = mix32(stream ^ a);
+    const c = mix32(index ^ b);
+    const d = mix32((index / 0x1_0000_0000) ^ c ^ 0x5bd1e995);
+    this.#core = new Sfc32(a, b, c, d, 12);
   }
 
   /** The generator of input `index` of target `name` under campaign seed `seed`. */
@@ -47,13 +30,7 @@ export class Rng {
 
   /** A uniform 32-bit unsigned integer. */
   u32(): number {
-    const t = (((this.#a + this.#b) | 0) + this.#d) | 0;
-    this.#d = (this.#d + 1) | 0;
-    this.#a = this.#b ^ (this.#b >>> 9);
-    this.#b = (this.#c + (this.#c << 3)) | 0;
-    this.#c = (this.#c << 21) | (this.#c >>> 11);
-    this.#c = (this.#c + t) | 0;
-    return t >>> 0;
+    return this.#core.next();
   }
 
   /** A uniform integer in [0, n) (n ≤ 2^32). */

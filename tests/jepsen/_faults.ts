@@ -13,24 +13,7 @@ import type { ByteStream, Listener, Transport } from "../../lib/transport/types.
 import type { DialOptions, ListenOptions } from "../../lib/transport/types.ts";
 import { MemoryNetwork, type MemoryTransport } from "../../lib/transport/memory.ts";
 import { ConnectionClosedError, DialError, ListenError } from "../../lib/errors.ts";
-
-/** splitmix32 step. */
-function mix32(x: number): number {
-  x = (x + 0x9e3779b9) | 0;
-  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
-  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
-  return (x ^ (x >>> 16)) >>> 0;
-}
-
-/** FNV-1a of a string: stream names for {@linkcode Rng.fork}. */
-function hashString(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
+import { hashString, mix32, Sfc32 } from "../../bench/_sim_clock.ts";
 
 /**
  * A deterministic random source (sfc32). {@linkcode Rng.fork} gives an
@@ -38,10 +21,7 @@ function hashString(text: string): number {
  * how many numbers another client drew (the event loop's interleaving).
  */
 export class Rng {
-  #a: number;
-  #b: number;
-  #c: number;
-  #d: number;
+  #core: Sfc32;
   /** The seed it was made from. */
   readonly seed: number;
   /** The names of the forks it descends from (`""`: the root). */
@@ -51,22 +31,15 @@ export class Rng {
   constructor(seed: number, path = "") {
     this.seed = seed >>> 0;
     this.path = path;
-    this.#a = mix32(this.seed ^ 0x1234567);
-    this.#b = mix32(hashString(path) ^ this.#a);
-    this.#c = mix32(this.#b ^ 0x5bd1e995);
-    this.#d = mix32(this.#c ^ 0x27d4eb2d);
-    for (let i = 0; i < 12; i++) this.u32();
+    const a = mix32(this.seed ^ 0x1234567);
+    const b = mix32(hashString(path) ^ a);
+    const c = mix32(b ^ 0x5bd1e995);
+    this.#core = new Sfc32(a, b, c, mix32(c ^ 0x27d4eb2d), 12);
   }
 
   /** A uniform 32-bit unsigned integer. */
   u32(): number {
-    const t = (((this.#a + this.#b) | 0) + this.#d) | 0;
-    this.#d = (this.#d + 1) | 0;
-    this.#a = this.#b ^ (this.#b >>> 9);
-    this.#b = (this.#c + (this.#c << 3)) | 0;
-    this.#c = (this.#c << 21) | (this.#c >>> 11);
-    this.#c = (this.#c + t) | 0;
-    return t >>> 0;
+    return this.#core.next();
   }
 
   /** A uniform float in [0, 1). */
