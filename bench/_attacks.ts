@@ -36,7 +36,6 @@ import {
   PeerConnection,
   type SecureChannel,
   secureOutbound,
-  sign,
   TcpTransport,
 } from "../mod.ts";
 import { DisconnectReason, NackReason } from "../lib/protocol.ts";
@@ -46,12 +45,9 @@ import {
   CasRequestSchema,
   FindValueRequestSchema,
   LockRequestSchema,
-  RecordSchema,
-  ShoutEnvelopeSchema,
-  ShoutSchema,
   StoreRequestSchema,
 } from "../lib/protocol.ts";
-import { pack, pingPayload, requests } from "../tests/attack/_attack.ts";
+import { pack, paddedStore, pingPayload, requests, shoutFrom } from "../tests/attack/_attack.ts";
 import { delay, lines } from "./_util.ts";
 
 /** The node under attack. */
@@ -411,16 +407,6 @@ async function legitRequests(
   return `${small}; ${large}`;
 }
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  out.push(n);
-  return out;
-}
-
 const random32 = () => crypto.getRandomValues(new Uint8Array(32));
 
 /** A STORE of `value` at `key`, version 1. */
@@ -431,30 +417,16 @@ function storeRequest(key: Uint8Array, value: Uint8Array): Uint8Array {
   );
 }
 
-/** A StoreRequest of a 1-byte value whose record is padded to `total` bytes with unknown field 15. */
-function paddedStore(key: Uint8Array, total: number): Uint8Array {
-  const record = toBinary(
-    RecordSchema,
-    create(RecordSchema, { key, value: Uint8Array.of(key[0]), version: 1n }),
-  );
-  // Solve for the padding so that the whole payload is `total` bytes.
-  let padding = total - record.length - 16;
-  for (;;) {
-    const unknown = [0x7a, ...varint(padding)]; // field 15, length-delimited
-    const recordLength = record.length + unknown.length + padding;
-    const head = [0x0a, ...varint(recordLength)]; // StoreRequest.record = 1
-    const length = head.length + recordLength;
-    if (length > total) {
-      padding -= length - total;
-      continue;
-    }
-    const payload = new Uint8Array(length);
-    payload.set(head);
-    payload.set(record, head.length);
-    payload.set(unknown, head.length + record.length);
-    payload.fill(0xaa, head.length + record.length + unknown.length);
-    return payload;
+/** The padding that makes `paddedStore` of a 32-byte key and a 1-byte value `total` bytes (or just under). */
+function paddingFor(total: number): number {
+  let padding = total - 64;
+  for (
+    let length;
+    (length = paddedStore(new Uint8Array(32), Uint8Array.of(0), padding).length) > total;
+  ) {
+    padding -= length - total;
   }
+  return padding;
 }
 
 /** A DHT_CAS PREPARE of a first version (expected 0) of `key`. */
@@ -472,27 +444,6 @@ function prepare(key: Uint8Array, value: Uint8Array): Uint8Array {
 
 const lockRequest = (key: Uint8Array, ttl: number) =>
   toBinary(LockRequestSchema, create(LockRequestSchema, { key, ttlMs: BigInt(ttl) }));
-
-const SHOUT_CONTEXT = new TextEncoder().encode("carrier/v1 shout:");
-
-/** A signed SHOUT from `origin`, as its first hop would send it. */
-function shoutFrom(origin: Identity, sequence: number): Uint8Array {
-  const envelope = toBinary(
-    ShoutEnvelopeSchema,
-    create(ShoutEnvelopeSchema, {
-      origin: origin.publicKey,
-      sequence: BigInt(sequence),
-      timestampMs: BigInt(Date.now()),
-      topic: "flood",
-      body: Uint8Array.of(sequence),
-    }),
-  );
-  const signed = new Uint8Array(SHOUT_CONTEXT.length + envelope.length);
-  signed.set(SHOUT_CONTEXT);
-  signed.set(envelope, SHOUT_CONTEXT.length);
-  const signature = sign(origin, signed);
-  return toBinary(ShoutSchema, create(ShoutSchema, { envelope, signature, hops: 1, height: 256 }));
-}
 
 // ---------------------------------------------------------------------------
 // The attacks.
@@ -620,7 +571,8 @@ const paddedStores: Attack = {
     `padded STOREs (1-byte values in 1 MiB frames, ${PADDED_PEERS} rotating peers, ≤ ${PADDED_PER_SECOND}/s)`,
   run(context) {
     const pool = new IdentityPool(PADDED_PEERS);
-    const total = FRAME_1M - 64; // the frame's own fields and prefix fit in the rest
+    // The frame's own fields and prefix fit in the rest.
+    const padding = paddingFor(FRAME_1M - 64);
     return rotatingRequests(context, {
       peers: PADDED_PEERS,
       window: PADDED_WINDOW,
@@ -628,7 +580,7 @@ const paddedStores: Attack = {
       pool,
       next: () => ({
         opcode: Opcode.STORE,
-        payload: paddedStore(random32(), total),
+        payload: paddedStore(random32(), Uint8Array.of(0), padding),
         granted: "stored",
       }),
     });

@@ -3,13 +3,13 @@
 // legit peer whose fresh connection + PING must keep succeeding.
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createNode, type Node, type NodeOptions } from "../../mod.ts";
-import { generateIdentity, type Identity } from "../../lib/identity/keys.ts";
+import { generateIdentity, type Identity, sign } from "../../lib/identity/keys.ts";
 import {
   type ConnectionCounters,
   PeerConnection,
   type PeerConnectionOptions,
 } from "../../lib/peer/connection.ts";
-import { PingSchema } from "../../lib/protocol.ts";
+import { PingSchema, RecordSchema, ShoutEnvelopeSchema, ShoutSchema } from "../../lib/protocol.ts";
 import { type SecureChannel, secureOutbound } from "../../lib/secure/channel.ts";
 import type { TcpTransport } from "../../lib/transport/tcp.ts";
 import { createFrame, encodeFrame } from "../../lib/wire/frame.ts";
@@ -125,4 +125,46 @@ export async function until(
 /** Waits `ms` milliseconds. */
 export function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+const SHOUT_CONTEXT = new TextEncoder().encode("carrier/v1 shout:");
+
+/** A signed SHOUT from `origin` (topic "flood", body [sequence]), as its first hop would send it. */
+export function shoutFrom(origin: Identity, sequence: number): Uint8Array {
+  const envelope = toBinary(
+    ShoutEnvelopeSchema,
+    create(ShoutEnvelopeSchema, {
+      origin: origin.publicKey,
+      sequence: BigInt(sequence),
+      timestampMs: BigInt(Date.now()),
+      topic: "flood",
+      body: Uint8Array.of(sequence),
+    }),
+  );
+  const signature = sign(origin, new Uint8Array([...SHOUT_CONTEXT, ...envelope]));
+  return toBinary(ShoutSchema, create(ShoutSchema, { envelope, signature, hops: 1, height: 256 }));
+}
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
+  return out;
+}
+
+/** A StoreRequest whose record (version 1) carries `padding` bytes in unknown field 15. */
+export function paddedStore(key: Uint8Array, value: Uint8Array, padding: number): Uint8Array {
+  const record = toBinary(RecordSchema, create(RecordSchema, { key, value, version: 1n }));
+  const unknown = [0x7a, ...varint(padding)]; // field 15, length-delimited
+  const recordLength = record.length + unknown.length + padding;
+  const head = [0x0a, ...varint(recordLength)]; // StoreRequest.record = 1
+  const payload = new Uint8Array(head.length + recordLength);
+  payload.set(head);
+  payload.set(record, head.length);
+  payload.set(unknown, head.length + record.length);
+  payload.fill(0xaa, head.length + record.length + unknown.length);
+  return payload;
 }

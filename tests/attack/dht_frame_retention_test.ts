@@ -3,36 +3,11 @@
 // 1-byte values, each in a 256 KiB frame padded with an unknown protobuf
 // field of the record, over real TCP on 127.0.0.1.
 import assert from "node:assert/strict";
-import { create, toBinary } from "@bufbuild/protobuf";
 import { createNode, dhtKey, NackError, NackReason, Opcode } from "../../mod.ts";
-import { RecordSchema } from "../../lib/protocol.ts";
 import * as store from "../../lib/dht/store.ts"; // a namespace: runs against older stores too
+import { paddedStore } from "./_attack.ts";
 
 const PADDING = 256 * 1024;
-
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  out.push(n);
-  return out;
-}
-
-/** A StoreRequest whose record carries `padding` bytes in unknown field 15. */
-function paddedStore(key: Uint8Array, value: Uint8Array, padding: number): Uint8Array {
-  const record = toBinary(RecordSchema, create(RecordSchema, { key, value, version: 1n }));
-  const unknown = [0x7a, ...varint(padding)]; // field 15, length-delimited
-  const recordLength = record.length + unknown.length + padding;
-  const head = [0x0a, ...varint(recordLength)]; // StoreRequest.record = 1
-  const payload = new Uint8Array(head.length + recordLength);
-  payload.set(head);
-  payload.set(record, head.length);
-  payload.set(unknown, head.length + record.length);
-  payload.fill(0xaa, head.length + record.length + unknown.length);
-  return payload;
-}
 
 Deno.test("DHT replica keeps its own copies of padded STOREs and counts them within maxBytes", async () => {
   const maxBytes = 32 * 1024;

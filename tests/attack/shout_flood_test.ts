@@ -3,32 +3,13 @@
 // instead of holding or dropping it, and forwards everything it accepted: no
 // forward is dropped, and another origin's SHOUT inside the flood arrives.
 import assert from "node:assert/strict";
-import { create, toBinary } from "@bufbuild/protobuf";
 import { createNode, type MessageEventDetail, Opcode } from "../../mod.ts";
-import { generateIdentitySync, sign } from "../../lib/identity/keys.ts";
-import { ShoutEnvelopeSchema, ShoutSchema } from "../../lib/protocol.ts";
+import { generateIdentitySync } from "../../lib/identity/keys.ts";
 import { TcpTransport } from "../../lib/transport/tcp.ts";
-import { listeningNode, rawPeer, until } from "./_attack.ts";
+import { listeningNode, rawPeer, shoutFrom, until } from "./_attack.ts";
 
-const SHOUT_CONTEXT = new TextEncoder().encode("carrier/v1 shout:");
 const ORIGINS = 2_000;
 const PER_ORIGIN = 3;
-
-/** A signed SHOUT from a fresh origin, as its first hop would send it. */
-function shoutFrom(origin: ReturnType<typeof generateIdentitySync>, sequence: number): Uint8Array {
-  const envelope = toBinary(
-    ShoutEnvelopeSchema,
-    create(ShoutEnvelopeSchema, {
-      origin: origin.publicKey,
-      sequence: BigInt(sequence),
-      timestampMs: BigInt(Date.now()),
-      topic: "flood",
-      body: new Uint8Array([sequence]),
-    }),
-  );
-  const signature = sign(origin, new Uint8Array([...SHOUT_CONTEXT, ...envelope]));
-  return toBinary(ShoutSchema, create(ShoutSchema, { envelope, signature, hops: 1, height: 256 }));
-}
 
 Deno.test("a SHOUT flood from fresh origins through one peer loses no accepted SHOUT and no other origin's", async () => {
   await using relay = await listeningNode();
