@@ -294,14 +294,26 @@ async function incrementer(
     const n = r.read ? parseValue(r.read)?.n ?? 0 : 0;
     const op = history.invoke(client, "cas", key, { expected: r.version!, base: r.read });
     op.value = writtenValue(op.id, n + 1);
-    try {
-      const result = await node.dht.cas(key, op.value, r.version!);
-      history.ok(op, { version: result.version });
-    } catch (err) {
-      if (err instanceof VersionConflictError || err instanceof RecordError) history.fail(op, err);
-      else history.info(op, err);
-    }
+    await recordWrite(history, op, node.dht.cas(key, op.value, r.version!));
     await sleep(rng.int(0, 10));
+  }
+}
+
+/**
+ * Records a write's outcome: ok with its version; a definite failure
+ * (VersionConflictError: no replica took it; RecordError); anything else
+ * indeterminate (a ReplicationError or QuorumError: some replicas may hold it).
+ */
+async function recordWrite(
+  history: History,
+  op: Parameters<History["ok"]>[0],
+  write: Promise<{ version: number }>,
+): Promise<void> {
+  try {
+    history.ok(op, { version: (await write).version });
+  } catch (err) {
+    if (err instanceof VersionConflictError || err instanceof RecordError) history.fail(op, err);
+    else history.info(op, err);
   }
 }
 
@@ -335,14 +347,7 @@ async function putter(
     if (!node) return;
     const op = history.invoke(client, "put", REGISTER);
     op.value = writtenValue(op.id);
-    try {
-      const result = await node.dht.put(REGISTER, op.value);
-      history.ok(op, { version: result.version });
-    } catch (err) {
-      // VersionConflictError: no replica took it. ReplicationError: some did.
-      if (err instanceof VersionConflictError || err instanceof RecordError) history.fail(op, err);
-      else history.info(op, err);
-    }
+    await recordWrite(history, op, node.dht.put(REGISTER, op.value));
     await sleep(rng.int(20, 120));
   }
 }
