@@ -10,9 +10,9 @@
  * @module
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { AckSchema, NackReason, NackSchema, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
-import { HandshakePayloadSchema } from "../../gen/carrier/v1/handshake_pb.ts";
-import { PingSchema } from "../../gen/carrier/v1/control_pb.ts";
+import { AckSchema, NackReason, NackSchema, Opcode } from "../../lib/protocol.ts";
+import { HandshakePayloadSchema } from "../../lib/protocol.ts";
+import { PingSchema } from "../../lib/protocol.ts";
 import {
   createFrame,
   createNode,

@@ -12,8 +12,8 @@
  * @module
  */
 import { create, toBinary } from "@bufbuild/protobuf";
-import { DisconnectSchema } from "../../gen/carrier/v1/control_pb.ts";
-import { ByteSpliceSchema } from "../../gen/carrier/v1/dht_pb.ts";
+import { DisconnectSchema } from "../../lib/protocol.ts";
+import { ByteSpliceSchema } from "../../lib/protocol.ts";
 import {
   CompressionError,
   FrameDecodeError,
@@ -39,7 +39,7 @@ import {
 import { PeerConnection } from "../../lib/peer/connection.ts";
 import type { SecureChannel } from "../../lib/secure/channel.ts";
 import { ManualClock } from "../../lib/clock.ts";
-import { Opcode } from "../../gen/carrier/v1/frame_pb.ts";
+import { Opcode } from "../../lib/protocol.ts";
 import { generateBytes } from "./_generate.ts";
 import { concat, mutateBytes, mutateProto } from "./_mutate.ts";
 import { NOISE_INPUTS, prepareNoise } from "./_local_noise.ts";

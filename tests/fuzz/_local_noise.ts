@@ -17,7 +17,7 @@
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { HandshakePayloadSchema } from "../../gen/carrier/v1/handshake_pb.ts";
+import { HandshakePayloadSchema } from "../../lib/protocol.ts";
 import { DecryptError, HandshakeError } from "../../lib/errors.ts";
 import {
   type CipherState,

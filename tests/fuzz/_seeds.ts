@@ -15,7 +15,7 @@ import {
   MetricsRequestSchema,
   PingSchema,
   RelaySchema,
-} from "../../gen/carrier/v1/control_pb.ts";
+} from "../../lib/protocol.ts";
 import {
   CasRequestSchema,
   ChangesRequestSchema,
@@ -29,8 +29,8 @@ import {
   RecordSchema,
   StoreRequestSchema,
   UnlockRequestSchema,
-} from "../../gen/carrier/v1/dht_pb.ts";
-import { AckSchema, NackSchema } from "../../gen/carrier/v1/frame_pb.ts";
+} from "../../lib/protocol.ts";
+import { AckSchema, NackSchema } from "../../lib/protocol.ts";
 import {
   SealedWhisperSchema,
   ShoutEnvelopeSchema,
@@ -38,8 +38,8 @@ import {
   SpeakSchema,
   WhisperEnvelopeSchema,
   WhisperSchema,
-} from "../../gen/carrier/v1/messaging_pb.ts";
-import { SetConnectionOptSchema } from "../../gen/carrier/v1/options_pb.ts";
+} from "../../lib/protocol.ts";
+import { SetConnectionOptSchema } from "../../lib/protocol.ts";
 import { StringValueSchema } from "@bufbuild/protobuf/wkt";
 import { type Identity, sign } from "../../lib/identity/keys.ts";
 import { recordSigningBytes } from "../../lib/dht/record.ts";

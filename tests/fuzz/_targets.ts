@@ -14,17 +14,17 @@
  */
 import { create, type DescMessage, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { PingSchema } from "../../gen/carrier/v1/control_pb.ts";
+import { PingSchema } from "../../lib/protocol.ts";
 import {
   CasRequestSchema,
   FindNodeRequestSchema,
   RecordSchema,
   StoreRequestSchema,
-} from "../../gen/carrier/v1/dht_pb.ts";
-import { AckSchema, NackSchema, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
-import { HandshakePayloadSchema } from "../../gen/carrier/v1/handshake_pb.ts";
-import { MetricsRequestSchema } from "../../gen/carrier/v1/control_pb.ts";
-import { WhisperSchema } from "../../gen/carrier/v1/messaging_pb.ts";
+} from "../../lib/protocol.ts";
+import { AckSchema, NackSchema, Opcode } from "../../lib/protocol.ts";
+import { HandshakePayloadSchema } from "../../lib/protocol.ts";
+import { MetricsRequestSchema } from "../../lib/protocol.ts";
+import { WhisperSchema } from "../../lib/protocol.ts";
 import { StringValueSchema } from "@bufbuild/protobuf/wkt";
 import { compress, type Identity, PROLOGUE, PROTOCOL_OPCODES, type Transport } from "../../mod.ts";
 import {
@@ -520,7 +520,7 @@ async function storeBases(c: Campaign, session: FrameSession, name: string): Pro
       let result: Uint8Array | undefined;
       for (let tries = 0; tries < 50 && result === undefined; tries++) {
         request = patchSeed(rng, ctx)
-          .message as import("../../gen/carrier/v1/dht_pb.ts").PatchRequest;
+          .message as import("../../lib/protocol.ts").PatchRequest;
         if (
           request.patch!.baseVersion !== base.version ||
           request.patch!.version !== base.version + 1n
@@ -540,7 +540,7 @@ async function storeBases(c: Campaign, session: FrameSession, name: string): Pro
         Opcode.DHT_PATCH,
         0xffff_1000 + i,
         toBinary(
-          (await import("../../gen/carrier/v1/dht_pb.ts")).PatchRequestSchema,
+          (await import("../../lib/protocol.ts")).PatchRequestSchema,
           request,
         ),
       )]);

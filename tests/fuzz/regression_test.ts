@@ -3,16 +3,8 @@
 // fixed yet is `ignore: true`, with a comment naming the bug and where it is.
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import {
-  FindValueRequestSchema,
-  RecordSchema,
-  StoreRequestSchema,
-} from "../../gen/carrier/v1/dht_pb.ts";
-import {
-  ShoutEnvelopeSchema,
-  ShoutSchema,
-  WhisperAckSchema,
-} from "../../gen/carrier/v1/messaging_pb.ts";
+import { FindValueRequestSchema, RecordSchema, StoreRequestSchema } from "../../lib/protocol.ts";
+import { ShoutEnvelopeSchema, ShoutSchema, WhisperAckSchema } from "../../lib/protocol.ts";
 import {
   CarrierError,
   Compression,
