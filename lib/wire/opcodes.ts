@@ -35,7 +35,6 @@ import {
   MetricsRequestSchema,
   MetricsSchema,
   PingSchema,
-  RelaySchema,
 } from "../../gen/carrier/v1/control_pb.ts";
 import { AckSchema, NackSchema, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import {
@@ -157,7 +156,6 @@ export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze([
   }),
   spec(Opcode.KEEPALIVE, KeepaliveSchema, { reply: KeepaliveSchema }),
   spec(Opcode.DISCONNECT, DisconnectSchema, { oneWay: true }),
-  spec(Opcode.RELAY, RelaySchema, { reply: RelaySchema, nack: RelaySchema }),
   spec(Opcode.METRICS, MetricsRequestSchema, { reply: MetricsSchema }),
   spec(Opcode.DHT_CAS, CasRequestSchema, {
     reply: StoreReplySchema,

@@ -14,7 +14,6 @@ import {
   KeepaliveSchema,
   MetricsRequestSchema,
   PingSchema,
-  RelaySchema,
 } from "../../lib/protocol.ts";
 import {
   CasRequestSchema,
@@ -555,13 +554,6 @@ export async function opcodeSeed(
       return seed(KeepaliveSchema, {});
     case 17:
       return seed(DisconnectSchema, { reason: rng.int(10), message: "bye" });
-    case 18:
-      return seed(RelaySchema, {
-        source: ctx.sender.publicKey,
-        target: rng.chance(0.5) ? ctx.nodeKey : rng.bytes(32),
-        ttl: rng.int(8),
-        frame: rng.bytes(rng.length(200)),
-      });
     case 19:
       return seed(MetricsRequestSchema, { includeConnections: rng.chance(0.5) });
     case 64: {

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file carrier/v1/frame.proto.
  */
 export const file_carrier_v1_frame: GenFile = /*@__PURE__*/
-  fileDesc("ChZjYXJyaWVyL3YxL2ZyYW1lLnByb3RvEgpjYXJyaWVyLnYxInEKBUZyYW1lEgoKAmlkGAEgASgNEg4KBm9wY29kZRgCIAEoDRINCgVmbGFncxgDIAEoDRIPCgdwYXlsb2FkGAQgASgMEiwKC2NvbXByZXNzaW9uGAUgASgOMhcuY2Fycmllci52MS5Db21wcmVzc2lvbiIjCgNBY2sSDgoGb3Bjb2RlGAEgASgNEgwKBGRhdGEYAiABKAwiXQoETmFjaxIOCgZvcGNvZGUYASABKA0SJgoGcmVhc29uGAIgASgOMhYuY2Fycmllci52MS5OYWNrUmVhc29uEg8KB21lc3NhZ2UYAyABKAkSDAoEZGF0YRgEIAEoDCpCCglGcmFtZUZsYWcSGgoWRlJBTUVfRkxBR19VTlNQRUNJRklFRBAAEhkKFUZSQU1FX0ZMQUdfQ09NUFJFU1NFRBABKpEDCgZPcGNvZGUSDgoKT1BDT0RFX0FDSxAAEg8KC09QQ09ERV9OQUNLEAESDwoLT1BDT0RFX1BJTkcQAhIdChlPUENPREVfU0VUX0NPTk5FQ1RJT05fT1BUEAMSEAoMT1BDT0RFX1NIT1VUEAQSEAoMT1BDT0RFX1NQRUFLEAUSEgoOT1BDT0RFX1dISVNQRVIQBhIUChBPUENPREVfRklORF9OT0RFEAcSFQoRT1BDT0RFX0ZJTkRfVkFMVUUQCBIQCgxPUENPREVfU1RPUkUQCRIUChBPUENPREVfS0VFUEFMSVZFEBASFQoRT1BDT0RFX0RJU0NPTk5FQ1QQERIQCgxPUENPREVfUkVMQVkQEhISCg5PUENPREVfTUVUUklDUxATEhIKDk9QQ09ERV9ESFRfQ0FTEEASEwoPT1BDT0RFX0RIVF9MT0NLEEESFQoRT1BDT0RFX0RIVF9VTkxPQ0sQQhIUChBPUENPREVfREhUX1BBVENIEEMSFgoST1BDT0RFX0RIVF9DSEFOR0VTEEQquQMKCk5hY2tSZWFzb24SGwoXTkFDS19SRUFTT05fVU5TUEVDSUZJRUQQABIeChpOQUNLX1JFQVNPTl9VTktOT1dOX09QQ09ERRABEhkKFU5BQ0tfUkVBU09OX01BTEZPUk1FRBACEhsKF05BQ0tfUkVBU09OX1VOU1VQUE9SVEVEEAMSGQoVTkFDS19SRUFTT05fVE9PX0xBUkdFEAQSHAoYTkFDS19SRUFTT05fUkFURV9MSU1JVEVEEAUSGQoVTkFDS19SRUFTT05fRk9SQklEREVOEAYSGQoVTkFDS19SRUFTT05fTk9UX0ZPVU5EEAcSGwoXTkFDS19SRUFTT05fVU5SRUFDSEFCTEUQCBIdChlOQUNLX1JFQVNPTl9CQURfU0lHTkFUVVJFEAkSIAocTkFDS19SRUFTT05fVkVSU0lPTl9DT05GTElDVBAKEhkKFU5BQ0tfUkVBU09OX0xPQ0tfSEVMRBALEhcKE05BQ0tfUkVBU09OX1RJTUVPVVQQDBIYChROQUNLX1JFQVNPTl9JTlRFUk5BTBANEhsKF05BQ0tfUkVBU09OX0FQUExJQ0FUSU9OEA5iBnByb3RvMw", [file_carrier_v1_options]);
+  fileDesc("ChZjYXJyaWVyL3YxL2ZyYW1lLnByb3RvEgpjYXJyaWVyLnYxInEKBUZyYW1lEgoKAmlkGAEgASgNEg4KBm9wY29kZRgCIAEoDRINCgVmbGFncxgDIAEoDRIPCgdwYXlsb2FkGAQgASgMEiwKC2NvbXByZXNzaW9uGAUgASgOMhcuY2Fycmllci52MS5Db21wcmVzc2lvbiIjCgNBY2sSDgoGb3Bjb2RlGAEgASgNEgwKBGRhdGEYAiABKAwiXQoETmFjaxIOCgZvcGNvZGUYASABKA0SJgoGcmVhc29uGAIgASgOMhYuY2Fycmllci52MS5OYWNrUmVhc29uEg8KB21lc3NhZ2UYAyABKAkSDAoEZGF0YRgEIAEoDCpCCglGcmFtZUZsYWcSGgoWRlJBTUVfRkxBR19VTlNQRUNJRklFRBAAEhkKFUZSQU1FX0ZMQUdfQ09NUFJFU1NFRBABKoUDCgZPcGNvZGUSDgoKT1BDT0RFX0FDSxAAEg8KC09QQ09ERV9OQUNLEAESDwoLT1BDT0RFX1BJTkcQAhIdChlPUENPREVfU0VUX0NPTk5FQ1RJT05fT1BUEAMSEAoMT1BDT0RFX1NIT1VUEAQSEAoMT1BDT0RFX1NQRUFLEAUSEgoOT1BDT0RFX1dISVNQRVIQBhIUChBPUENPREVfRklORF9OT0RFEAcSFQoRT1BDT0RFX0ZJTkRfVkFMVUUQCBIQCgxPUENPREVfU1RPUkUQCRIUChBPUENPREVfS0VFUEFMSVZFEBASFQoRT1BDT0RFX0RJU0NPTk5FQ1QQERISCg5PUENPREVfTUVUUklDUxATEhIKDk9QQ09ERV9ESFRfQ0FTEEASEwoPT1BDT0RFX0RIVF9MT0NLEEESFQoRT1BDT0RFX0RIVF9VTkxPQ0sQQhIUChBPUENPREVfREhUX1BBVENIEEMSFgoST1BDT0RFX0RIVF9DSEFOR0VTEEQiBAgSEBIq0AMKCk5hY2tSZWFzb24SGwoXTkFDS19SRUFTT05fVU5TUEVDSUZJRUQQABIeChpOQUNLX1JFQVNPTl9VTktOT1dOX09QQ09ERRABEhkKFU5BQ0tfUkVBU09OX01BTEZPUk1FRBACEhsKF05BQ0tfUkVBU09OX1VOU1VQUE9SVEVEEAMSGQoVTkFDS19SRUFTT05fVE9PX0xBUkdFEAQSHAoYTkFDS19SRUFTT05fUkFURV9MSU1JVEVEEAUSGQoVTkFDS19SRUFTT05fRk9SQklEREVOEAYSGQoVTkFDS19SRUFTT05fTk9UX0ZPVU5EEAcSGwoXTkFDS19SRUFTT05fVU5SRUFDSEFCTEUQCBIdChlOQUNLX1JFQVNPTl9CQURfU0lHTkFUVVJFEAkSIAocTkFDS19SRUFTT05fVkVSU0lPTl9DT05GTElDVBAKEhkKFU5BQ0tfUkVBU09OX0xPQ0tfSEVMRBALEhcKE05BQ0tfUkVBU09OX1RJTUVPVVQQDBIYChROQUNLX1JFQVNPTl9JTlRFUk5BTBANEhsKF05BQ0tfUkVBU09OX0FQUExJQ0FUSU9OEA4SFQoRTkFDS19SRUFTT05fU1RBTEUQD2IGcHJvdG8z", [file_carrier_v1_options]);
 
 /**
  * One protocol message.
@@ -28,10 +28,16 @@ export const file_carrier_v1_frame: GenFile = /*@__PURE__*/
  */
 export type Frame = Message<"carrier.v1.Frame"> & {
   /**
-   * Matches replies to requests. A request that expects ACK or NACK carries an
-   * id that is nonzero and unique among the sender's outstanding requests on
-   * this connection; the ACK or NACK carries the same id. Zero means no reply
-   * is expected (SHOUT, SPEAK, KEEPALIVE, DISCONNECT).
+   * Matches replies to requests. A request (every opcode but ACK, NACK,
+   * SPEAK, DISCONNECT and one-way application opcodes) carries an id that is
+   * nonzero and unique among the sender's outstanding requests on this
+   * connection; its ACK or NACK carries the same id. Each side numbers its own
+   * requests: a received ACK or NACK is matched only against the receiver's
+   * own outstanding requests, and one that matches none is dropped. A one-way
+   * frame carries id 0, and a receiver never answers it, whatever its id.
+   * Zero in a request means the sender wants no reply: the receiver sends
+   * none; it still carries out SHOUT, WHISPER and application opcodes, and
+   * ignores the other protocol requests (they have no effect but their reply).
    *
    * @generated from field: uint32 id = 1;
    */
@@ -214,14 +220,18 @@ export enum Opcode {
   SET_CONNECTION_OPT = 3,
 
   /**
-   * Payload Shout. No reply: the seed calls ACKs ill-advised here.
+   * Payload Shout; ACK with no data, sent as soon as the SHOUT is verified
+   * (before it is delivered or forwarded). The seed calls ACKs ill-advised
+   * here; carrier's ACK is per hop, so that a sender can route around a
+   * forwarder that died (see Shout). A SHOUT sent with id 0 is still
+   * delivered and forwarded, unacknowledged.
    *
    * @generated from enum value: OPCODE_SHOUT = 4;
    */
   SHOUT = 4,
 
   /**
-   * Payload Speak. No reply.
+   * Payload Speak. One-way: no reply.
    *
    * @generated from enum value: OPCODE_SPEAK = 5;
    */
@@ -256,26 +266,19 @@ export enum Opcode {
   STORE = 9,
 
   /**
-   * Payload Keepalive; ACK data Keepalive. Sent on an idle connection.
+   * Payload Keepalive; ACK data Keepalive. A request, sent after 15 s in
+   * which nothing arrived on the connection.
    *
    * @generated from enum value: OPCODE_KEEPALIVE = 16;
    */
   KEEPALIVE = 16,
 
   /**
-   * Payload Disconnect. No reply; the sender closes after writing it.
+   * Payload Disconnect. One-way: no reply; the sender closes after writing it.
    *
    * @generated from enum value: OPCODE_DISCONNECT = 17;
    */
   DISCONNECT = 17,
-
-  /**
-   * Payload Relay: a frame carried for a node that cannot accept connections.
-   * ACK or NACK data: the inner request's reply, as a Relay.
-   *
-   * @generated from enum value: OPCODE_RELAY = 18;
-   */
-  RELAY = 18,
 
   /**
    * Payload MetricsRequest; ACK data Metrics; NACK (FORBIDDEN) when not enabled.
@@ -299,7 +302,7 @@ export enum Opcode {
   DHT_LOCK = 65,
 
   /**
-   * Payload UnlockRequest; ACK with no data; NACK data LockHeld.
+   * Payload UnlockRequest; ACK data UnlockReply; NACK data LockHeld.
    *
    * @generated from enum value: OPCODE_DHT_UNLOCK = 66;
    */
@@ -327,12 +330,16 @@ export const OpcodeSchema: GenEnum<Opcode> = /*@__PURE__*/
   enumDesc(file_carrier_v1_frame, 1);
 
 /**
- * Why a request got NACK.
+ * Why a request got NACK. The README's Protocol section ("Refusals") lists
+ * which reason each refusal of each opcode carries. A receiver that gets a
+ * reason it does not know treats it as INTERNAL.
  *
  * @generated from enum carrier.v1.NackReason
  */
 export enum NackReason {
   /**
+   * Never sent.
+   *
    * @generated from enum value: NACK_REASON_UNSPECIFIED = 0;
    */
   UNSPECIFIED = 0,
@@ -359,7 +366,8 @@ export enum NackReason {
   UNSUPPORTED = 3,
 
   /**
-   * A value or payload exceeds a limit.
+   * A value or payload exceeds a limit, or the reply would be a frame larger
+   * than the max_frame_size the asker announced (the reply is not sent).
    *
    * @generated from enum value: NACK_REASON_TOO_LARGE = 4;
    */
@@ -380,14 +388,15 @@ export enum NackReason {
   FORBIDDEN = 6,
 
   /**
-   * The key or value is not known.
+   * Not sent in carrier/v1 (a key that is not stored is an ACK without a
+   * record); kept so that its value is not reused.
    *
    * @generated from enum value: NACK_REASON_NOT_FOUND = 7;
    */
   NOT_FOUND = 7,
 
   /**
-   * The target node cannot be reached (WHISPER, RELAY).
+   * The target node cannot be reached (WHISPER).
    *
    * @generated from enum value: NACK_REASON_UNREACHABLE = 8;
    */
@@ -434,6 +443,14 @@ export enum NackReason {
    * @generated from enum value: NACK_REASON_APPLICATION = 14;
    */
   APPLICATION = 14,
+
+  /**
+   * A timestamp is outside the receiver's clock window (SHOUT, WHISPER: more
+   * than 10 minutes from its clock, either way).
+   *
+   * @generated from enum value: NACK_REASON_STALE = 15;
+   */
+  STALE = 15,
 }
 
 /**

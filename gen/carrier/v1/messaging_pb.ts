@@ -20,7 +20,13 @@ export const file_carrier_v1_messaging: GenFile = /*@__PURE__*/
   fileDesc("ChpjYXJyaWVyL3YxL21lc3NhZ2luZy5wcm90bxIKY2Fycmllci52MSJKCgVTaG91dBIQCghlbnZlbG9wZRgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwSDAoEaG9wcxgDIAEoDRIOCgZoZWlnaHQYBCABKA0iZAoNU2hvdXRFbnZlbG9wZRIOCgZvcmlnaW4YASABKAwSEAoIc2VxdWVuY2UYAiABKAQSFAoMdGltZXN0YW1wX21zGAMgASgEEg0KBXRvcGljGAQgASgJEgwKBGJvZHkYBSABKAwiMQoFU3BlYWsSDQoFdG9waWMYASABKAkSDAoEYm9keRgCIAEoDBILCgN0dGwYAyABKA0iYQoHV2hpc3BlchIRCglyZWNpcGllbnQYASABKAwSCwoDdHRsGAIgASgNEhEKCWVuY3J5cHRlZBgDIAEoCBIQCghlbnZlbG9wZRgEIAEoDBIRCglzaWduYXR1cmUYBSABKAwiNAoNU2VhbGVkV2hpc3BlchIQCghlbnZlbG9wZRgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwidgoPV2hpc3BlckVudmVsb3BlEg4KBnNlbmRlchgBIAEoDBIRCglyZWNpcGllbnQYAiABKAwSDQoFbm9uY2UYAyABKAQSFAoMdGltZXN0YW1wX21zGAQgASgEEg0KBXRvcGljGAUgASgJEgwKBGJvZHkYBiABKAwiKAoKV2hpc3BlckFjaxIMCgRoYXNoGAEgASgMEgwKBGhvcHMYAiABKA1iBnByb3RvMw");
 
 /**
- * Payload of SHOUT.
+ * Payload of SHOUT. A request: each hop ACKs it (no data) as soon as it
+ * has verified it, and a sender without an ACK within 2 s sends the same
+ * SHOUT to the next contact of the same bucket. Refusals: MALFORMED (does not
+ * parse; origin not 32 bytes; height above 256), BAD_SIGNATURE, STALE
+ * (timestamp_ms more than 10 minutes from the receiver's clock), RATE_LIMITED
+ * (over 100 SHOUTs a second from one origin). A copy already seen is ACKed
+ * and not delivered again.
  *
  * @generated from message carrier.v1.Shout
  */
@@ -42,15 +48,19 @@ export type Shout = Message<"carrier.v1.Shout"> & {
   signature: Uint8Array;
 
   /**
-   * Hops travelled so far (0 when the origin sends). Not signed.
+   * Connections crossed, this one included: the origin sends 1, and a
+   * forwarder sends what it received plus 1 (at most 2^32 - 1). Not signed.
    *
    * @generated from field: uint32 hops = 3;
    */
   hops: number;
 
   /**
-   * Broadcast-tree position: the receiver forwards only to peers in its
-   * buckets below this height (Kadcast). Not signed.
+   * Broadcast-tree position (Kadcast), 0 to 256: the receiver forwards to
+   * one contact of each occupied bucket j < height, with height j. The
+   * origin sends 256 (ORIGIN) to itself, i.e. bucket i's contact gets
+   * height i. A node sends height 0 to each connected peer that accepts no
+   * connections (a leaf, which forwards nothing). Not signed.
    *
    * @generated from field: uint32 height = 4;
    */
@@ -150,7 +160,18 @@ export const SpeakSchema: GenMessage<Speak> = /*@__PURE__*/
 
 /**
  * Payload of WHISPER: a message for one node, routed hop by hop towards the
- * recipient's NodeId. Each hop answers with the next hop's ACK or NACK.
+ * recipient's NodeId. A request: each hop answers with the next hop's ACK or
+ * NACK, the recipient with ACK WhisperAck. Refusals: MALFORMED (does not
+ * parse; recipient not 32 bytes; an encrypted WHISPER with a signature; the
+ * envelope or SealedWhisper does not parse; the inner recipient is not the
+ * outer one), BAD_SIGNATURE (the signature does not verify;
+ * an encrypted envelope does not decrypt; the sender's X25519 key is not its
+ * address's), STALE (timestamp_ms more than 10 minutes from the recipient's
+ * clock), TOO_LARGE (body over the recipient's limit), UNREACHABLE (ttl 0 at
+ * a relay; a relay got the same envelope before; no next hop), TIMEOUT (the
+ * next hop did not answer in time). A relay passes its next hop's NACK back
+ * unchanged. A copy of a (sender, nonce) already delivered is ACKed again and
+ * not delivered again (a sender may retry).
  *
  * @generated from message carrier.v1.Whisper
  */
@@ -163,7 +184,8 @@ export type Whisper = Message<"carrier.v1.Whisper"> & {
   recipient: Uint8Array;
 
   /**
-   * Hops the message may still take.
+   * Hops the message may still take; a relay refuses it at 0, else forwards
+   * it with min(ttl - 1, 64).
    *
    * @generated from field: uint32 ttl = 2;
    */
@@ -178,9 +200,14 @@ export type Whisper = Message<"carrier.v1.Whisper"> & {
 
   /**
    * Plaintext: a serialized WhisperEnvelope. Encrypted: a one-way Noise
-   * message (pattern X, prologue "carrier/v1 whisper") whose payload is a
-   * serialized SealedWhisper, sealed to the recipient's X25519 key and
-   * authenticated with the sender's (both converted from Ed25519).
+   * message (Noise_X_25519_AESGCM_SHA256, prologue "carrier/v1 whisper",
+   * empty ad) whose payload is a serialized SealedWhisper, sealed to the
+   * recipient's X25519 key and authenticated with the sender's. Both keys
+   * are converted from Ed25519 as libsodium does: the public key by the
+   * birational map u = (1 + y) / (1 - y) (RFC 7748 section 4.1,
+   * crypto_sign_ed25519_pk_to_curve25519), the private key as the first 32
+   * bytes of SHA-512(Ed25519 seed), clamped
+   * (crypto_sign_ed25519_sk_to_curve25519).
    *
    * @generated from field: bytes envelope = 4;
    */
@@ -188,7 +215,8 @@ export type Whisper = Message<"carrier.v1.Whisper"> & {
 
   /**
    * Plaintext only: Ed25519 signature by the envelope's sender over the ASCII
-   * context string "carrier/v1 whisper:" followed by envelope.
+   * context string "carrier/v1 whisper:" followed by envelope. Empty when
+   * encrypted (the signature is inside).
    *
    * @generated from field: bytes signature = 5;
    */
@@ -263,6 +291,7 @@ export type WhisperEnvelope = Message<"carrier.v1.WhisperEnvelope"> & {
 
   /**
    * The sender's clock when it sent, in milliseconds since the Unix epoch.
+   * The recipient refuses one more than 10 minutes from its clock (STALE).
    *
    * @generated from field: uint64 timestamp_ms = 4;
    */
@@ -304,7 +333,8 @@ export type WhisperAck = Message<"carrier.v1.WhisperAck"> & {
   hash: Uint8Array;
 
   /**
-   * Hops the WHISPER took.
+   * Connections the WHISPER crossed: 1 when the sender was connected to the
+   * recipient; each relay adds 1 as the ACK travels back.
    *
    * @generated from field: uint32 hops = 2;
    */
