@@ -539,6 +539,31 @@ export class PeerAddressError extends CarrierError {}
 export class NodeClosedError extends CarrierError {}
 
 /**
+ * Why a WHISPER cannot be opened (see {@linkcode WhisperError.problem}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { WhisperProblem } from "@carrier/p2p";
+ * const problem: WhisperProblem = "bad signature";
+ * assert.equal(problem, "bad signature");
+ * ```
+ */
+export type WhisperProblem =
+  | "wrong recipient"
+  | "bad signature"
+  | "decryption failed"
+  | "sender mismatch"
+  | "malformed"
+  | "too large";
+
+/** Options of {@linkcode WhisperError}. */
+export interface WhisperErrorOptions extends CarrierErrorOptions {
+  /** What is wrong with the whisper. */
+  problem: WhisperProblem;
+}
+
+/**
  * A WHISPER cannot be opened: wrong recipient, bad signature, failed decryption, sender mismatch, malformed or too large.
  *
  * @example
@@ -547,10 +572,21 @@ export class NodeClosedError extends CarrierError {}
  * import { generateIdentitySync, openWhisper, sealWhisper, WhisperError } from "@carrier/p2p";
  * const [alice, bob, carol] = Array.from(Array(3), () => generateIdentitySync({ difficulty: 0 }));
  * const whisper = await sealWhisper(alice, bob.publicKey, new Uint8Array([1]));
- * await assert.rejects(openWhisper(carol, whisper), WhisperError); // wrong recipient
+ * await assert.rejects(
+ *   openWhisper(carol, whisper),
+ *   (error) => error instanceof WhisperError && error.problem === "wrong recipient",
+ * );
  * ```
  */
-export class WhisperError extends CarrierError {}
+export class WhisperError extends CarrierError {
+  /** What is wrong with the whisper: the node answers it with the NACK reason this names. */
+  readonly problem: WhisperProblem;
+  /** Creates the error. */
+  constructor(message: string, options: WhisperErrorOptions) {
+    super(message, options);
+    this.problem = options.problem;
+  }
+}
 
 /**
  * A DHT key or record is invalid: a key that is not 32 bytes, a value over the size limit, a bad owner signature, a version out of range.

@@ -58,6 +58,8 @@ import {
   PayloadDecodeError,
   Refusal,
   TimeoutError,
+  WhisperError,
+  type WhisperProblem,
 } from "./errors.ts";
 import { formatAddress, parseAddress } from "./identity/address.ts";
 import { generateIdentity, type Identity } from "./identity/keys.ts";
@@ -154,6 +156,10 @@ export interface NodeOptions extends
   maxShoutsPerPeerPerSecond?: number;
   /** How old (or how far in the future, by the origin's clock) a SHOUT may be, in ms. @default {600_000} */
   maxShoutAge?: number;
+  /** How old (or how far in the future, by the sender's clock) a WHISPER delivered here may be, in ms. @default {600_000} */
+  maxWhisperAge?: number;
+  /** The largest WHISPER body delivered here; a larger one gets NACK `TOO_LARGE`. @default {1_048_576} */
+  maxWhisperBodySize?: number;
   /** Kademlia's k: contacts per routing-table bucket, and peers per FIND_NODE reply. @default {20} */
   k?: number;
   /** Routing-table repair: stale buckets are looked up and ℓ refilled this often, in ms. @default {60_000} */
@@ -1161,9 +1167,10 @@ export class Node extends EventTarget implements AsyncDisposable {
     if (previous === undefined) {
       // New to this node: not too old (a replay outlives the seen cache), not too many.
       const maxAge = this.#options.maxShoutAge ?? 600_000;
-      if (Math.abs(Date.now() - Number(envelope.timestampMs)) > maxAge) {
+      const skew = Date.now() - Number(envelope.timestampMs);
+      if (Math.abs(skew) > maxAge) {
         this.#shoutCounters.rejected++;
-        this.#refuse(frame, peer, NackReason.MALFORMED, `SHOUT older than ${maxAge} ms`);
+        this.#refuse(frame, peer, NackReason.STALE, staleMessage("SHOUT", skew, maxAge));
         return;
       }
       if (!this.#allowShout(formatAddress(envelope.origin))) {
@@ -1311,10 +1318,23 @@ export class Node extends EventTarget implements AsyncDisposable {
     if (bytesEqual(whisper.recipient, this.identity.publicKey)) {
       let content;
       try {
-        content = await openWhisper(this.identity, whisper);
+        content = await openWhisper(this.identity, whisper, {
+          maxBodySize: this.#options.maxWhisperBodySize,
+        });
       } catch (err) {
         this.#whisperCounters.rejected++;
-        this.#refuse(frame, peer, NackReason.BAD_SIGNATURE, (err as Error).message);
+        const reason = err instanceof WhisperError
+          ? WHISPER_REFUSALS[err.problem]
+          : NackReason.MALFORMED;
+        this.#refuse(frame, peer, reason, (err as Error).message);
+        return;
+      }
+      // A replay outlives the bounded (sender, nonce) memory only inside the window.
+      const skew = Date.now() - content.timestampMs;
+      const window = this.#options.maxWhisperAge ?? 600_000;
+      if (Math.abs(skew) > window) {
+        this.#whisperCounters.rejected++;
+        this.#refuse(frame, peer, NackReason.STALE, staleMessage("WHISPER", skew, window));
         return;
       }
       // Delivered once per (sender, nonce); a retried copy is acknowledged again.
@@ -1344,7 +1364,7 @@ export class Node extends EventTarget implements AsyncDisposable {
     this.#whisperCounters.relayed++;
     try {
       const downstream = await this.#routeWhisper(
-        { ...whisper, ttl: whisper.ttl - 1 },
+        { ...whisper, ttl: Math.min(whisper.ttl - 1, MAX_RELAYED_WHISPER_TTL) },
         peer.address,
       );
       // A hop count is a uint32: a next hop that claims the largest gets no more.
@@ -1352,7 +1372,12 @@ export class Node extends EventTarget implements AsyncDisposable {
       const ack = create(WhisperAckSchema, { hash: downstream.hash, hops });
       if (frame.id !== 0) peer.ack(frame, toBinary(WhisperAckSchema, ack)).catch(() => {});
     } catch (err) {
-      const reason = err instanceof NackError ? err.reason : NackReason.UNREACHABLE;
+      // The next hop's NACK goes back unchanged; its silence is a TIMEOUT.
+      const reason = err instanceof NackError
+        ? err.reason
+        : err instanceof TimeoutError
+        ? NackReason.TIMEOUT
+        : NackReason.UNREACHABLE;
       this.#refuse(frame, peer, reason, (err as Error).message);
     }
   }
@@ -1677,18 +1702,21 @@ export class Node extends EventTarget implements AsyncDisposable {
     try {
       message = decodePayload(spec.request, frame.payload, spec.name);
     } catch (err) {
-      this.#refuse(frame, peer, NackReason.MALFORMED, (err as Error).message);
+      if (spec.oneWay) this.#error(err, `${spec.name} from ${peer.address}`);
+      else this.#refuse(frame, peer, NackReason.MALFORMED, (err as Error).message);
       return;
     }
+    // A one-way frame is never answered, whatever its id.
+    const answer = frame.id !== 0 && !spec.oneWay;
     try {
       const result = await handler(message, { node: this, peer, frame });
-      if (frame.id === 0) return;
+      if (!answer) return;
       const data = spec.reply && result !== undefined
         ? toBinary(spec.reply, result as MessageOf<Schema>)
         : undefined;
       await peer.ack(frame, data);
     } catch (err) {
-      if (frame.id === 0) {
+      if (!answer) {
         this.#error(err, `handler ${spec.name}`);
         return;
       }
@@ -1797,10 +1825,13 @@ export class Node extends EventTarget implements AsyncDisposable {
 
   /** Offers a newly connected peer to the routing table (see {@linkcode Node.routingTable}). */
   #learn(peer: PeerConnection): void {
+    const { remote } = peer.channel;
+    // A peer whose handshake says it accepts no connections is no replica and
+    // is never listed in FIND_NODE/FIND_VALUE replies, whatever addresses it names.
     const contact = contactOf(
       peer.identityKey,
       peer.address,
-      [...peer.channel.remote.listenAddrs],
+      remote.acceptsInbound ? [...remote.listenAddrs] : [],
       this.#clock.now(),
     );
     const result = this.#offer(contact);
@@ -1940,6 +1971,27 @@ export async function createNode(options: NodeOptions = {}): Promise<Node> {
 const SHOUT_CONTEXT = new TextEncoder().encode("carrier/v1 shout:");
 /** The height of a SHOUT at its origin: every bucket is below it. */
 const ORIGIN = 256;
+
+/** The largest `ttl` a relay forwards a WHISPER with (it lowers a larger one). */
+const MAX_RELAYED_WHISPER_TTL = 64;
+
+/** The NACK reason for each way a WHISPER fails to open (README, Refusals). */
+const WHISPER_REFUSALS: Readonly<Record<WhisperProblem, NackReason>> = {
+  "wrong recipient": NackReason.MALFORMED,
+  "malformed": NackReason.MALFORMED,
+  "bad signature": NackReason.BAD_SIGNATURE,
+  "decryption failed": NackReason.BAD_SIGNATURE,
+  "sender mismatch": NackReason.BAD_SIGNATURE,
+  "too large": NackReason.TOO_LARGE,
+};
+
+/** A STALE refusal's message: how far the timestamp is from this node's clock, and which way. */
+function staleMessage(what: string, skew: number, window: number): string {
+  const side = skew > 0 ? "before" : "after";
+  return `${what} timestamp is ${
+    Math.abs(skew)
+  } ms ${side} this node's clock (window ${window} ms)`;
+}
 
 /** SHOUT counters at zero. */
 function noShouts(): ShoutCounters {

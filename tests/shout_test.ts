@@ -115,29 +115,34 @@ Deno.test("a forged or replayed SHOUT is refused and counted, and the node keeps
     await peer.request(Opcode.SHOUT, toBinary(ShoutSchema, genuine));
     assert.equal(got.get(b.address)!.length, 1);
     assert.equal(b.metrics().shouts.duplicates, 1);
-    // An old SHOUT (beyond maxShoutAge) is refused even if never seen.
-    const old = toBinary(
-      ShoutEnvelopeSchema,
-      create(ShoutEnvelopeSchema, {
-        origin: nodes[5].identity.publicKey,
-        sequence: 2n,
-        timestampMs: BigInt(Date.now() - 3_600_000),
-      }),
-    );
-    await assert.rejects(
-      () =>
-        peer.request(
-          Opcode.SHOUT,
-          toBinary(
-            ShoutSchema,
-            create(ShoutSchema, {
-              envelope: old,
-              signature: sign(nodes[5].identity, new Uint8Array([...context, ...old])),
-            }),
+    // A SHOUT dated beyond maxShoutAge, before or after B's clock, is refused
+    // STALE even if never seen, and the message says which way.
+    for (const [offset, side] of [[-3_600_000, "before"], [660_000, "after"]] as const) {
+      const dated = toBinary(
+        ShoutEnvelopeSchema,
+        create(ShoutEnvelopeSchema, {
+          origin: nodes[5].identity.publicKey,
+          sequence: 2n,
+          timestampMs: BigInt(Date.now() + offset),
+        }),
+      );
+      await assert.rejects(
+        () =>
+          peer.request(
+            Opcode.SHOUT,
+            toBinary(
+              ShoutSchema,
+              create(ShoutSchema, {
+                envelope: dated,
+                signature: sign(nodes[5].identity, new Uint8Array([...context, ...dated])),
+              }),
+            ),
           ),
-        ),
-      (err: unknown) => err instanceof NackError && err.reason === NackReason.MALFORMED,
-    );
+        (err: unknown) =>
+          err instanceof NackError && err.reason === NackReason.STALE &&
+          err.message.includes(`ms ${side} this node's clock`),
+      );
+    }
     assert.ok(await a.ping(b.address) >= 0);
   } finally {
     await Promise.all(nodes.map((n) => n.close()));

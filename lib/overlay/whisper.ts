@@ -487,7 +487,8 @@ export async function sealWhisper(
  * (encrypted) or checks its signature (plaintext), then checks that both
  * the outer and the inner recipient are `identity` and that the body fits
  * `options.maxBodySize`. A whisper from a faulty or hostile peer always
- * fails with a {@linkcode WhisperError}, whose message names the problem:
+ * fails with a {@linkcode WhisperError}, whose `problem` (and message) names
+ * what is wrong:
  *
  * - `wrong recipient`: `Whisper.recipient` or `envelope.recipient` is
  *   another node (a relay's mistake, or a replay to another node);
@@ -547,6 +548,7 @@ export async function openWhisper(
       `Cannot open whisper: wrong recipient: it is addressed to ${
         describeAddress(whisper.recipient)
       }, this node is ${identity.address}`,
+      { problem: "wrong recipient" },
     );
   }
   const hash = whisperHash(whisper);
@@ -558,6 +560,7 @@ export async function openWhisper(
     if (whisper.signature.length !== 0) {
       throw new WhisperError(
         `Cannot open whisper: malformed: an encrypted whisper carries no signature, got ${whisper.signature.length} bytes`,
+        { problem: "malformed" },
       );
     }
     const handshake = createHandshake({
@@ -574,7 +577,7 @@ export async function openWhisper(
         `Cannot open whisper ${
           toHex(hash)
         }: decryption failed: the ${whisper.envelope.length}-byte Noise X message was changed in transit or sealed to another key`,
-        { cause },
+        { cause, problem: "decryption failed" },
       );
     }
     let sealed: SealedWhisper;
@@ -585,7 +588,7 @@ export async function openWhisper(
         `Cannot open whisper ${
           toHex(hash)
         }: malformed: the decrypted payload is not a SealedWhisper`,
-        { cause },
+        { cause, problem: "malformed" },
       );
     }
     envelopeBytes = sealed.envelope;
@@ -610,6 +613,7 @@ export async function openWhisper(
             ? "no Ed25519 key converts to"
             : `is not that address's (${toHex(claimed)})`
         }`,
+        { problem: "sender mismatch" },
       );
     }
   } else {
@@ -627,6 +631,7 @@ export async function openWhisper(
       }: bad signature: the ${signature.length}-byte signature does not verify against sender ${
         formatAddress(envelope.sender)
       } (the envelope was changed, or someone else signed it)`,
+      { problem: "bad signature" },
     );
   }
 
@@ -635,6 +640,7 @@ export async function openWhisper(
       `Cannot open whisper ${toHex(hash)}: wrong recipient: the envelope is addressed to ${
         formatAddress(envelope.recipient)
       }, this node (and the outer recipient) is ${identity.address}`,
+      { problem: "wrong recipient" },
     );
   }
   options.signal?.throwIfAborted();
@@ -762,7 +768,7 @@ function decodeEnvelope(bytes: Uint8Array, hash: Uint8Array): WhisperEnvelope {
       }: malformed envelope: ${bytes.length} bytes are not a ${WhisperEnvelopeSchema.typeName} (${
         (cause as Error).message
       })`,
-      { cause },
+      { cause, problem: "malformed" },
     );
   }
 }
@@ -774,6 +780,7 @@ function checkEnvelope(envelope: WhisperEnvelope, hash: Uint8Array, maxBodySize:
         `Cannot open whisper ${toHex(hash)}: malformed envelope: ${field} is ${
           envelope[field].length
         } bytes, expected an address of ${ADDRESS_LENGTH}`,
+        { problem: "malformed" },
       );
     }
   }
@@ -782,6 +789,7 @@ function checkEnvelope(envelope: WhisperEnvelope, hash: Uint8Array, maxBodySize:
       `Cannot open whisper ${
         toHex(hash)
       }: too large: body length ${envelope.body.length} exceeds maxBodySize ${maxBodySize}`,
+      { problem: "too large" },
     );
   }
 }

@@ -45,6 +45,7 @@ import {
   CarrierError,
   ConnectionClosedError,
   DecompressionLimitError,
+  FrameTooLargeError,
   NackError,
   PayloadDecodeError,
   SendBufferFullError,
@@ -366,7 +367,7 @@ export class PeerConnection implements AsyncDisposable {
   readonly #remoteMaxFrame: number;
 
   // Options: what each side decodes and prefers.
-  readonly #localDecodes: readonly Compression[];
+  readonly #localDecodes: Compression[];
   #localPreferred: Compression | undefined;
   readonly #remoteDecodes: Compression[];
   #remotePreferred: Compression | undefined;
@@ -557,12 +558,32 @@ export class PeerConnection implements AsyncDisposable {
     return await reply;
   }
 
-  /** Answers request `frame` with ACK carrying `data` (the reply message, serialized). */
+  /**
+   * Answers request `frame` with ACK carrying `data` (the reply message,
+   * serialized). A frame with id 0 is never answered. A reply that would be a
+   * frame larger than the `max_frame_size` the peer announced is not sent: the
+   * peer gets NACK `TOO_LARGE` instead.
+   */
   async ack(frame: Frame, data: Uint8Array = EMPTY, options: SendOptions = {}): Promise<void> {
-    await this.#sendFrame(frame.id, Opcode.ACK, encodeAck(frame.opcode, data), options, true);
+    if (frame.id === 0) return;
+    try {
+      await this.#sendFrame(frame.id, Opcode.ACK, encodeAck(frame.opcode, data), options, true);
+    } catch (err) {
+      if (!(err instanceof FrameTooLargeError)) throw err;
+      await this.nack(
+        frame,
+        NackReason.TOO_LARGE,
+        `the reply to ${
+          opcodeName(frame.opcode)
+        } (${data.length} bytes of data) would be a frame ` +
+          `over the max_frame_size ${this.#remoteMaxFrame} you announced`,
+        EMPTY,
+        options,
+      );
+    }
   }
 
-  /** Answers request `frame` with NACK. */
+  /** Answers request `frame` with NACK. A frame with id 0 is never answered. */
   async nack(
     frame: Frame,
     reason: NackReason,
@@ -570,6 +591,7 @@ export class PeerConnection implements AsyncDisposable {
     data: Uint8Array = EMPTY,
     options: SendOptions = {},
   ): Promise<void> {
+    if (frame.id === 0) return;
     const payload = toBinary(
       NackSchema,
       create(NackSchema, { opcode: frame.opcode, reason, message, data }),
@@ -593,10 +615,14 @@ export class PeerConnection implements AsyncDisposable {
   }
 
   /**
-   * Sets a connection option on the peer (SET_CONNECTION_OPT). For
-   * PREFERRED_COMPRESSION an ACK makes `setting` this side's preference, and
-   * both sides recompute the choice.
+   * Sets a connection option on the peer (SET_CONNECTION_OPT): what this
+   * side decodes (COMPRESSION: also `setting`; DISABLE_COMPRESSION: no longer
+   * `setting`) or prefers (PREFERRED_COMPRESSION). When the ACK arrives this
+   * side applies it and recomputes the connection's compression, as the peer
+   * did before it answered; a NACK changes nothing. This side keeps decoding
+   * a disabled setting until the ACK.
    *
+   * @throws {RangeError} if `option` is not one of the three or `setting` not a `Compression`.
    * @throws {NackError} (reason UNSUPPORTED) when the peer does not support it.
    */
   async setOption(
@@ -604,16 +630,27 @@ export class PeerConnection implements AsyncDisposable {
     setting: number,
     options: RequestOptions = {},
   ): Promise<void> {
+    if (!(option in ConnectionOption) || !(setting in Compression)) {
+      throw new RangeError(
+        `Cannot set connection option ${option} to ${setting}: not a ConnectionOption and a Compression`,
+      );
+    }
     const payload = toBinary(
       SetConnectionOptSchema,
       create(SetConnectionOptSchema, { option, setting }),
     );
     await this.request(Opcode.SET_CONNECTION_OPT, payload, options);
-    if (option === ConnectionOption.PREFERRED_COMPRESSION) {
-      this.#localPreferred = setting as Compression;
-      this.#recomputeCompression();
-    }
+    const state = { preferred: this.#localPreferred, decodes: this.#localDecodes };
+    applyCompressionOption(state, option, setting as Compression);
+    this.#localPreferred = state.preferred;
+    this.#recomputeCompression();
   }
+
+  /** What this side decodes and prefers, as the peer was told (handshake and options). */
+  get compressionSettings(): { decodes: readonly Compression[]; preferred?: Compression } {
+    return { decodes: [...this.#localDecodes], preferred: this.#localPreferred };
+  }
+
 
   /**
    * Closes the connection: sends DISCONNECT with `reason` (best effort, after
@@ -1037,13 +1074,14 @@ export class PeerConnection implements AsyncDisposable {
   }
 
   #onSetOption(frame: Frame): void {
+    // A SET_CONNECTION_OPT with id 0 changes nothing: its sender could not
+    // know when the change applies.
+    if (frame.id === 0) return;
     let option: number, setting: number;
     try {
       ({ option, setting } = decodePayload(SetConnectionOptSchema, frame.payload));
     } catch (err) {
-      if (frame.id !== 0) {
-        this.#reply(this.nack(frame, NackReason.MALFORMED, (err as Error).message));
-      }
+      this.#reply(this.nack(frame, NackReason.MALFORMED, (err as Error).message));
       return;
     }
     // The seed's reply: ACK/NACK SET_CONNECTION_OPT <option> <setting>.
@@ -1051,35 +1089,25 @@ export class PeerConnection implements AsyncDisposable {
       SetConnectionOptSchema,
       create(SetConnectionOptSchema, { option, setting }),
     );
-    const compressionOption = option === ConnectionOption.COMPRESSION ||
-      option === ConnectionOption.PREFERRED_COMPRESSION;
-    const supported = compressionOption && this.#localDecodes.includes(setting as Compression);
-    if (!supported) {
-      if (frame.id !== 0) {
-        this.#reply(
-          this.nack(
-            frame,
-            NackReason.UNSUPPORTED,
-            compressionOption
-              ? `compression setting ${setting} is not supported`
-              : `connection option ${option} is not supported`,
-            echo,
-          ),
-        );
-      }
+    const refusal = !(option in ConnectionOption)
+      ? `connection option ${option} is not supported`
+      : !(setting in Compression)
+      ? `compression setting ${setting} is not a Compression`
+      : option !== ConnectionOption.DISABLE_COMPRESSION &&
+          !this.#localDecodes.includes(setting as Compression)
+      ? `compression setting ${setting} is not supported`
+      : undefined;
+    if (refusal !== undefined) {
+      this.#reply(this.nack(frame, NackReason.UNSUPPORTED, refusal, echo));
       return;
     }
-    if (option === ConnectionOption.COMPRESSION) {
-      // The peer can also decode `setting`.
-      if (!this.#remoteDecodes.includes(setting as Compression)) {
-        this.#remoteDecodes.push(setting as Compression);
-      }
-    } else {
-      this.#remotePreferred = setting as Compression;
-    }
-    // Reply first, then switch: the ACK itself goes out under the old choice.
-    if (frame.id !== 0) this.#reply(this.ack(frame, echo));
+    const remote = { preferred: this.#remotePreferred, decodes: this.#remoteDecodes };
+    applyCompressionOption(remote, option as ConnectionOption, setting as Compression);
+    this.#remotePreferred = remote.preferred;
+    // Switch first, then answer: no frame after the ACK uses a setting the
+    // peer disabled.
     this.#recomputeCompression();
+    this.#reply(this.ack(frame, echo));
   }
 
   #recomputeCompression(): void {
@@ -1294,4 +1322,23 @@ function writeVarint(out: Uint8Array, offset: number, value: number): number {
 
 function opcodeName(opcode: number): string {
   return Opcode[opcode] ?? `opcode ${opcode}`;
+}
+
+/**
+ * Applies a compression option to one side's state (what it decodes, what it
+ * prefers), as its peer and then itself see it.
+ */
+function applyCompressionOption(
+  state: { preferred: Compression | undefined; decodes: Compression[] },
+  option: ConnectionOption,
+  setting: Compression,
+): void {
+  const i = state.decodes.indexOf(setting);
+  if (option === ConnectionOption.DISABLE_COMPRESSION) {
+    if (i >= 0) state.decodes.splice(i, 1);
+    if (state.preferred === setting) state.preferred = undefined;
+    return;
+  }
+  if (i < 0) state.decodes.push(setting);
+  if (option === ConnectionOption.PREFERRED_COMPRESSION) state.preferred = setting;
 }
