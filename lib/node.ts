@@ -649,6 +649,7 @@ export class Node extends EventTarget implements AsyncDisposable {
       agent: options.agent,
       connection: options.connection,
       clock: this.#clock,
+      isOneWay: (opcode) => this.#registry.get(opcode)?.oneWay ?? false,
       onFrame: (frame, peer) => this.#onFrame(frame, peer),
       onConnect: (peer) => this.#onConnect(peer),
       onDisconnect: (peer, info) => this.#onDisconnect(peer, info),

@@ -124,12 +124,14 @@ export interface ConnectionManagerOptions {
   maxFrameSize?: number;
   /** Announced in the handshake: software name. @default {"carrier"} */
   agent?: string;
-  /** Options of every {@linkcode PeerConnection} (`onFrame` is the manager's). */
-  connection?: Omit<PeerConnectionOptions, "onFrame" | "clock">;
+  /** Options of every {@linkcode PeerConnection} (`onFrame` and `isOneWay` are the manager's). */
+  connection?: Omit<PeerConnectionOptions, "onFrame" | "clock" | "isOneWay">;
   /** Source of time. @default {systemClock} */
   clock?: Clock;
   /** Frames for the layer above (see {@linkcode PeerConnectionOptions.onFrame}). */
   onFrame?: (frame: Frame, connection: PeerConnection) => void | Promise<void>;
+  /** Which opcodes are one-way (see {@linkcode PeerConnectionOptions.isOneWay}). */
+  isOneWay?: (opcode: number) => boolean;
   /** A connection was established and registered. */
   onConnect?: (connection: PeerConnection) => void;
   /** A registered connection closed. */
@@ -685,6 +687,7 @@ export class ConnectionManager {
       ...this.#o.connection,
       clock: this.#clock,
       onFrame: this.#o.onFrame,
+      isOneWay: this.#o.isOneWay,
     });
   }
 

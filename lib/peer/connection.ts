@@ -178,6 +178,12 @@ export interface PeerConnectionOptions {
    * UNKNOWN_OPCODE. A handler that throws makes the request a NACK INTERNAL.
    */
   onFrame?: (frame: Frame, connection: PeerConnection) => void | Promise<void>;
+  /**
+   * Whether an opcode is one-way: a frame of it is never answered, even a
+   * NACK for a payload that does not decompress, whatever its id.
+   * @default {SPEAK, DISCONNECT, ACK and NACK only}
+   */
+  isOneWay?: (opcode: number) => boolean;
 }
 
 /**
@@ -361,6 +367,7 @@ export class PeerConnection implements AsyncDisposable {
   /** Clock time of the last frame that was not KEEPALIVE traffic. */
   #lastActive: number;
   readonly #keepaliveInterval: number;
+  readonly #isOneWay: (opcode: number) => boolean;
   readonly #deadPeerTimeout: number;
   readonly #writeTimeout: number;
   readonly #threshold: number;
@@ -415,6 +422,7 @@ export class PeerConnection implements AsyncDisposable {
     this.#initiator = channel.initiator;
     this.#clock = options.clock ?? systemClock;
     this.#onFrame = options.onFrame;
+    this.#isOneWay = options.isOneWay ?? ((opcode) => opcode === Opcode.SPEAK);
     // What each side decodes, prefers and accepts is what it announced in the handshake.
     const maxFrameSize = channel.local.maxFrameSize || DEFAULT_MAX_FRAME_SIZE;
     this.#decoder = new FrameDecoder({ maxFrameSize });
@@ -650,7 +658,6 @@ export class PeerConnection implements AsyncDisposable {
   get compressionSettings(): { decodes: readonly Compression[]; preferred?: Compression } {
     return { decodes: [...this.#localDecodes], preferred: this.#localPreferred };
   }
-
 
   /**
    * Closes the connection: sends DISCONNECT with `reason` (best effort, after
@@ -958,7 +965,7 @@ export class PeerConnection implements AsyncDisposable {
       this.#counters.drops++;
       const isReply = frame.opcode === Opcode.ACK || frame.opcode === Opcode.NACK;
       if (isReply) this.#pending.get(frame.id)?.reject(err as Error);
-      else if (frame.id !== 0) {
+      else if (frame.opcode !== Opcode.DISCONNECT && !this.#isOneWay(frame.opcode)) {
         const reason = err instanceof DecompressionLimitError
           ? NackReason.TOO_LARGE
           : NackReason.MALFORMED;
@@ -982,7 +989,7 @@ export class PeerConnection implements AsyncDisposable {
         return this.#onSetOption(opened);
     }
     if (!this.#onFrame) {
-      if (frame.id !== 0) {
+      if (!this.#isOneWay(frame.opcode)) {
         this.#reply(
           this.nack(opened, NackReason.UNKNOWN_OPCODE, `Unknown opcode ${frame.opcode}`),
         );
