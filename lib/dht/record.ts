@@ -113,21 +113,27 @@ export interface RecordInit {
   version: number;
   /** The owner, for an owned record (signs it). */
   owner?: Identity;
-  /** Time to live at replicas, in ms (0: their default). */
+  /**
+   * Time to live at replicas, in ms: an integer from 0 to 2^53 − 1. 0: their
+   * default (1 h); a replica caps a longer one at its maximum (24 h).
+   */
   ttl?: number;
 }
 
 /**
  * Creates a record, signed when it has an owner.
+ *
+ * @throws {RecordError} for a version not from 1 to 2^53 − 1 or a ttl not from 0 to 2^53 − 1.
  */
 export function createRecord(init: RecordInit): Record {
   checkVersion(init.version);
+  checkTtl(init.ttl ?? 0);
   const version = BigInt(init.version);
   const record = create(RecordSchema, {
     key: init.key,
     value: init.value,
     version,
-    ttlMs: BigInt(Math.max(0, Math.floor(init.ttl ?? 0))),
+    ttlMs: BigInt(init.ttl ?? 0),
   });
   if (init.owner) {
     record.owner = init.owner.publicKey;
@@ -137,40 +143,80 @@ export function createRecord(init: RecordInit): Record {
 }
 
 /**
- * Checks a record from a peer or a user: a 32-byte key, a value within
- * `maxValueSize`, a version from 1 to 2^53 − 1, and for an owned record a
- * 32-byte owner whose signature verifies (an open record has no signature).
- *
- * @throws {RecordError} naming what is wrong.
+ * What makes a record one a replica refuses, by the refusal it gets
+ * (README, Refusals): `malformed` (`store-malformed`: the key is not 32
+ * bytes, the version not from 1 to 2^53 − 1, or the owner and signature do
+ * not pair: an open record with a signature, an owner not 32 bytes),
+ * `too-large` (`store-too-large`) and `bad-signature` (`store-signature`: an
+ * owned record's signature does not verify).
  */
-export function checkRecord(record: Record, maxValueSize = DEFAULT_MAX_VALUE_SIZE): void {
+export type RecordProblem = "malformed" | "too-large" | "bad-signature";
+
+/**
+ * The first thing wrong with a record, checked in the order of
+ * {@linkcode RecordProblem} (the signature last: it costs the most), or
+ * `undefined` when it is valid.
+ */
+export function recordProblem(
+  record: Record,
+  maxValueSize = DEFAULT_MAX_VALUE_SIZE,
+): { problem: RecordProblem; message: string } | undefined {
+  const malformed = (message: string) => ({ problem: "malformed" as const, message });
   if (record.key.length !== DHT_KEY_LENGTH) {
-    throw new RecordError(`Record key must be ${DHT_KEY_LENGTH} bytes, got ${record.key.length}`);
-  }
-  if (record.value.length > maxValueSize) {
-    throw new RecordError(
-      `Record value is ${record.value.length} bytes, over the limit of ${maxValueSize}`,
-    );
+    return malformed(`Record key must be ${DHT_KEY_LENGTH} bytes, got ${record.key.length}`);
   }
   if (record.version < 1n || record.version > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new RecordError(`Record version must be from 1 to 2^53 - 1, got ${record.version}`);
+    return malformed(`Record version must be from 1 to 2^53 - 1, got ${record.version}`);
   }
-  if (record.owner.length === 0) {
-    if (record.signature.length !== 0) throw new RecordError("Open record carries a signature");
-    return;
+  if (record.owner.length === 0 && record.signature.length !== 0) {
+    return malformed("Open record carries a signature");
   }
-  if (record.owner.length !== 32) {
-    throw new RecordError(`Record owner must be 32 bytes, got ${record.owner.length}`);
+  if (record.owner.length !== 0 && record.owner.length !== 32) {
+    return malformed(`Record owner must be 32 bytes, got ${record.owner.length}`);
   }
+  if (record.value.length > maxValueSize) {
+    return {
+      problem: "too-large",
+      message: `Record value is ${record.value.length} bytes, over the limit of ${maxValueSize}`,
+    };
+  }
+  if (record.owner.length === 0) return undefined;
   const message = recordSigningBytes(record.key, record.version, sha256(record.value));
   if (!verify(record.owner, message, record.signature)) {
-    throw new RecordError("Record signature does not verify against its owner");
+    return {
+      problem: "bad-signature",
+      message: "Record signature does not verify against its owner",
+    };
   }
+  return undefined;
+}
+
+/**
+ * Checks a record from a peer or a user: a 32-byte key, a version from 1 to
+ * 2^53 − 1, for an owned record a 32-byte owner whose signature verifies (an
+ * open record has no signature), and a value within `maxValueSize`.
+ *
+ * @throws {RecordError} naming what is wrong (see {@linkcode recordProblem}).
+ */
+export function checkRecord(record: Record, maxValueSize = DEFAULT_MAX_VALUE_SIZE): void {
+  const found = recordProblem(record, maxValueSize);
+  if (found) throw new RecordError(found.message);
 }
 
 /** Checks a version given by a user: an integer from 1 to 2^53 − 1. */
 export function checkVersion(version: number, name = "version"): void {
   if (!Number.isSafeInteger(version) || version < 1) {
     throw new RecordError(`${name} must be an integer from 1 to 2^53 - 1, got ${version}`);
+  }
+}
+
+/**
+ * Checks a record's time to live given by a user: an integer of ms from 0
+ * (the replicas' default) to 2^53 − 1. A longer one than a replica grants is
+ * not an error: the replica caps it (24 h by default).
+ */
+export function checkTtl(ttl: number): void {
+  if (!Number.isSafeInteger(ttl) || ttl < 0) {
+    throw new RecordError(`ttl must be an integer of ms from 0 to 2^53 - 1, got ${ttl}`);
   }
 }

@@ -6,7 +6,7 @@
  *
  * Rules:
  *
- * - **STORE**: a valid record (see `checkRecord`) replaces the held one when
+ * - **STORE**: a valid record (see `recordProblem`) replaces the held one when
  *   its version is higher; the same version with the same value refreshes its
  *   expiry; a lower version, or the same version with another value, is
  *   refused (`VERSION_CONFLICT`, with the held record). A key held owned only
@@ -62,11 +62,16 @@ import { NackReason } from "../../gen/carrier/v1/frame_pb.ts";
 import { toBinary } from "@bufbuild/protobuf";
 import { bytesEqual, toHex } from "../_bytes.ts";
 import { type Clock, systemClock } from "../clock.ts";
-import { PatchError, RecordError, Refusal } from "../errors.ts";
+import { PatchError, Refusal } from "../errors.ts";
 import { formatAddress, parseAddress } from "../identity/address.ts";
 import { compareDistance } from "../identity/node_id.ts";
 import { applyJsonPatchToBytes, applySplices, parseJsonPatch, type Splice } from "./patch.ts";
-import { checkRecord, DEFAULT_MAX_VALUE_SIZE, DHT_KEY_LENGTH } from "./record.ts";
+import {
+  DEFAULT_MAX_VALUE_SIZE,
+  DHT_KEY_LENGTH,
+  type RecordProblem,
+  recordProblem,
+} from "./record.ts";
 
 /**
  * Bytes a held record or a reservation is counted for beyond its own bytes
@@ -250,6 +255,13 @@ interface Need {
 }
 
 const NO_HISTORY: readonly Patch[] = Object.freeze([]);
+
+/** The refusal of each way a record is not valid (README, Refusals: `store-*`). */
+const RECORD_REFUSALS: Readonly<{ [P in RecordProblem]: NackReason }> = {
+  "malformed": NackReason.MALFORMED,
+  "too-large": NackReason.TOO_LARGE,
+  "bad-signature": NackReason.BAD_SIGNATURE,
+};
 
 /** A replica's records and locks. */
 export class DhtStore {
@@ -537,6 +549,9 @@ export class DhtStore {
     if (request.key.length !== DHT_KEY_LENGTH) {
       throw new Refusal(NackReason.MALFORMED, "DHT_LOCK needs a 32-byte key");
     }
+    if (request.minFencingToken > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new Refusal(NackReason.MALFORMED, "min_fencing_token is above 2^53 - 1");
+    }
     const now = this.#clock.now();
     const ttl = Math.min(Number(request.ttlMs) || 10_000, this.#maxLockTtl);
     const id = toHex(request.key);
@@ -551,9 +566,6 @@ export class DhtStore {
       return create(LockGrantSchema, { fencingToken: BigInt(state!.token), ttlMs: BigInt(ttl) });
     }
     const min = Number(request.minFencingToken);
-    if (!Number.isSafeInteger(min)) {
-      throw new Refusal(NackReason.MALFORMED, "min_fencing_token is out of range");
-    }
     const peer = this.#peerOf(requester);
     if (!held && peer !== undefined) this.#checkLeases(peer, now);
     if (!state) {
@@ -907,18 +919,10 @@ export class DhtStore {
     return this.#clock.now() + Math.min(ttl, this.#maxTtl);
   }
 
+  /** Refuses a record that is not valid here: MALFORMED, TOO_LARGE or BAD_SIGNATURE. */
   #check(record: Record): void {
-    try {
-      checkRecord(record, this.#maxValueSize);
-    } catch (err) {
-      if (!(err instanceof RecordError)) throw err;
-      const reason = record.value.length > this.#maxValueSize
-        ? NackReason.TOO_LARGE
-        : /signature/.test(err.message)
-        ? NackReason.BAD_SIGNATURE
-        : NackReason.MALFORMED;
-      throw new Refusal(reason, err.message);
-    }
+    const found = recordProblem(record, this.#maxValueSize);
+    if (found) throw new Refusal(RECORD_REFUSALS[found.problem], found.message);
   }
 
   #checkOwner(held: Record, owner: Uint8Array): void {

@@ -17,6 +17,7 @@ import {
   PatchRequestSchema,
   PatchSchema,
   type Record,
+  RecordSchema,
 } from "../../lib/protocol.ts";
 
 const key = dhtKey("k");
@@ -403,5 +404,97 @@ Deno.test("DhtStore: random writes from a few peers stay within the limits and c
       assert.deepEqual([store.size, store.reservations, store.bytes], [0, 0, 0]);
     }),
     { numRuns: 300 },
+  );
+});
+
+Deno.test("DhtStore: a ttl over 24 h is capped at 24 h and 0 is the 1 h default, for STORE, CAS and patch commits", () => {
+  const clock = new ManualClock();
+  const store = new DhtStore({ clock }); // the defaults: 1 h, at most 24 h
+  const hour = 3_600_000;
+  const long = 25 * hour;
+  const keyOf = (name: string) => dhtKey(name);
+  const rec = (name: string, value: string, version: number, ttl: number) =>
+    createRecord({ key: keyOf(name), value: encode(value), version, ttl });
+  // STORE, with 25 h, with 0 and with 2^64 - 1 (no overflow to "never").
+  store.store(rec("store", "s", 1, long));
+  store.store(rec("default", "d", 1, 0));
+  const huge = rec("huge", "h", 1, 0);
+  huge.ttlMs = 2n ** 64n - 1n;
+  store.store(huge);
+  // A DHT_CAS commit of a record asking 25 h.
+  const casRecord = rec("cas", "c", 1, long);
+  for (const phase of [CasPhase.PREPARE, CasPhase.COMMIT]) {
+    store.cas(create(CasRequestSchema, { record: casRecord, proposal: proposal(1), phase }));
+  }
+  // A DHT_PATCH commit asking 25 h, on a base stored with 0 (1 h).
+  store.store(rec("patch", "ab", 1, 0));
+  const patch = create(PatchSchema, {
+    baseVersion: 1n,
+    version: 2n,
+    format: PatchFormat.BYTE_SPLICE,
+    splices: [{ offset: 2n, deleteCount: 0n, insert: encode("c") }],
+    valueHash: sha256(encode("abc")),
+  });
+  store.preparePatch(
+    create(PatchRequestSchema, {
+      key: keyOf("patch"),
+      patch,
+      proposal: proposal(2),
+      ttlMs: BigInt(long),
+    }),
+  );
+  store.cas(create(CasRequestSchema, {
+    record: create(RecordSchema, { key: keyOf("patch") }), // COMMIT reads the key only
+    proposal: proposal(2),
+    phase: CasPhase.COMMIT,
+  }));
+  assert.equal(store.get(keyOf("patch"))?.version, 2n);
+  clock.advance(hour - 1);
+  assert.ok(store.get(keyOf("default")), "a ttl of 0 lives the default hour");
+  clock.advance(1);
+  assert.equal(store.get(keyOf("default")), undefined);
+  clock.advance(23 * hour - 1); // 24 h - 1 ms after every write
+  for (const name of ["store", "huge", "cas", "patch"]) {
+    assert.ok(store.get(keyOf(name)), `${name} is held until 24 h`);
+  }
+  clock.advance(1);
+  for (const name of ["store", "huge", "cas", "patch"]) {
+    assert.equal(store.get(keyOf(name)), undefined, `${name} expired at 24 h, not 25 h`);
+  }
+});
+
+Deno.test("DhtStore: the owner and signature must pair (MALFORMED), or verify (BAD_SIGNATURE)", () => {
+  const store = new DhtStore();
+  const owner = generateIdentitySync({ difficulty: 0 });
+  const open = record("x", 1);
+  open.signature = new Uint8Array(64).fill(1); // an open record with a signature
+  assert.throws(() => store.store(open), refused(NackReason.MALFORMED));
+  const short = createRecord({ key, value: encode("x"), version: 1, owner });
+  short.owner = short.owner.subarray(0, 31); // an owner not 32 bytes
+  assert.throws(() => store.store(short), refused(NackReason.MALFORMED));
+  const unsigned = createRecord({ key, value: encode("x"), version: 1, owner });
+  unsigned.signature = new Uint8Array(0); // an owner without its signature
+  assert.throws(() => store.store(unsigned), refused(NackReason.BAD_SIGNATURE));
+  const forged = createRecord({ key, value: encode("x"), version: 1, owner });
+  forged.value = encode("y");
+  assert.throws(() => store.store(forged), refused(NackReason.BAD_SIGNATURE));
+  assert.equal(store.size, 0);
+});
+
+Deno.test("DhtStore: DHT_LOCK refuses min_fencing_token above 2^53 - 1 before anything else", () => {
+  const store = new DhtStore();
+  const lock = (fencingToken: bigint, minFencingToken: bigint, who = "a") =>
+    store.lock(
+      create(LockRequestSchema, { key, ttlMs: 1_000n, fencingToken, minFencingToken }),
+      who,
+    );
+  const { fencingToken } = lock(0n, 0n);
+  const tooBig = BigInt(Number.MAX_SAFE_INTEGER) + 1n;
+  assert.throws(() => lock(0n, tooBig), refused(NackReason.MALFORMED)); // acquire
+  assert.throws(() => lock(fencingToken, tooBig), refused(NackReason.MALFORMED)); // renew
+  assert.throws(() => lock(0n, tooBig, "b"), refused(NackReason.MALFORMED)); // while held by a
+  assert.equal(
+    lock(0n, BigInt(Number.MAX_SAFE_INTEGER)).fencingToken,
+    BigInt(Number.MAX_SAFE_INTEGER),
   );
 });
