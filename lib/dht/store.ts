@@ -32,7 +32,9 @@
  *   count against `maxRecords` and `maxBytes` alike. Each peer (by address)
  *   has quotas of records, bytes, live reservations and leases; past one, or
  *   when the store is full and no farther key can be evicted, a request is
- *   refused `RATE_LIMITED` with a message naming the limit.
+ *   refused `RATE_LIMITED` with a message naming the limit. A PREPARE is
+ *   admitted for the record its COMMIT will store, so a COMMIT is never
+ *   refused for a limit.
  *
  * @module
  */
@@ -631,7 +633,8 @@ export class DhtStore {
     this.#admit(id, record.key, peer, {
       slots: entry || pending ? 0 : 1,
       bytes: bytes - freed,
-      peerRecords: 0,
+      // The record the COMMIT will count for the peer: refused now, not then.
+      peerRecords: entry?.peer === peer ? 0 : 1,
       peerBytes: bytes - (pending && pending.peer === peer ? freed : 0),
     });
     // A PREPARE repeated for the same proposal keeps its deadline: a
@@ -876,11 +879,17 @@ export class DhtStore {
       ...(old ? [{ peer: old.peer, bytes: old.bytes }] : []),
       ...[first, dropped].filter((p) => p !== undefined),
     ];
+    // A COMMIT stores what its PREPARE was admitted for (the reservation's
+    // bytes are freed for it): it is never refused for a quota, so a write a
+    // majority prepared is not lost between the phases.
+    const committing = committedBy !== undefined;
     this.#admit(id, record.key, peer, {
       slots: 1 - (old ? 1 : 0) - (first ? 1 : 0),
       bytes: bytes - freed.reduce((n, f) => n + f.bytes, 0),
-      peerRecords: old && old.peer === peer ? 0 : 1,
-      peerBytes: bytes - freed.reduce((n, f) => n + (f.peer === peer ? f.bytes : 0), 0),
+      peerRecords: committing || (old && old.peer === peer) ? 0 : 1,
+      peerBytes: committing
+        ? 0
+        : bytes - freed.reduce((n, f) => n + (f.peer === peer ? f.bytes : 0), 0),
     });
     if (first) this.#unreserve(id, first);
     if (dropped) this.#unreserve(id, dropped);

@@ -481,6 +481,40 @@ Deno.test("DhtStore: the owner and signature must pair (MALFORMED), or verify (B
   assert.equal(store.size, 0);
 });
 
+Deno.test("DhtStore: a PREPARE is refused for the record quota its COMMIT would pass; a COMMIT never is", () => {
+  const peer = "11111111111111111111111111111111";
+  const store = new DhtStore({ maxRecordsPerPeer: 1 });
+  const prepare = (name: string, p: number) =>
+    store.cas(
+      create(CasRequestSchema, {
+        record: createRecord({ key: dhtKey(name), value: encode(name), version: 1 }),
+        proposal: proposal(p),
+        phase: CasPhase.PREPARE,
+      }),
+      peer,
+    );
+  const commit = (name: string, p: number) =>
+    store.cas(
+      create(CasRequestSchema, {
+        record: create(RecordSchema, { key: dhtKey(name) }),
+        proposal: proposal(p),
+        phase: CasPhase.COMMIT,
+      }),
+      peer,
+    );
+  // Prepared while the peer holds nothing here; it then fills its quota.
+  prepare("a", 1);
+  store.store(createRecord({ key: dhtKey("b"), value: encode("b"), version: 1 }), peer);
+  // The COMMIT of what a majority may have prepared still stores it.
+  assert.equal(commit("a", 1).version, 1n);
+  assert.equal(store.get(dhtKey("a"))?.version, 1n);
+  // A new PREPARE by a peer at its record quota is refused now, not at COMMIT.
+  assert.throws(
+    () => prepare("c", 2),
+    (err: unknown) => refused(NackReason.RATE_LIMITED)(err) && /maxRecordsPerPeer 1/.test(`${err}`),
+  );
+});
+
 Deno.test("DhtStore: DHT_LOCK refuses min_fencing_token above 2^53 - 1 before anything else", () => {
   const store = new DhtStore();
   const lock = (fencingToken: bigint, minFencingToken: bigint, who = "a") =>
