@@ -86,7 +86,14 @@ import { iterativeLookup, type LookupResult } from "../overlay/lookup.ts";
 import { type Contact, contactOf, type RoutingTable } from "../overlay/routing_table.ts";
 import { decodePayload } from "../wire/opcodes.ts";
 import { type JsonPatchOperation, parseJsonPatch, type Splice } from "./patch.ts";
-import { checkRecord, checkVersion, createRecord, type DhtKey, dhtKey } from "./record.ts";
+import {
+  checkRecord,
+  checkTtl,
+  checkVersion,
+  createRecord,
+  type DhtKey,
+  dhtKey,
+} from "./record.ts";
 import { applyPatch, DhtStore, type DhtStoreOptions, splicesOf } from "./store.ts";
 
 /**
@@ -229,7 +236,17 @@ export interface DhtGetOptions extends DhtCallOptions {
 export interface DhtWriteOptions extends DhtCallOptions {
   /** Sign the record as this node's: replicas then refuse other writers. @default {false} */
   owned?: boolean;
-  /** Time to live at the replicas, in ms. @default {the replicas' default (1 h)} */
+  /**
+   * Time to live at the replicas, in ms: an integer from 0 to 2^53 − 1
+   * (anything else is a {@linkcode RecordError} before anything is sent). 0
+   * stands for the replicas' default. A replica caps a longer one at its
+   * `maxTtl` (24 h by default), as it caps a lease at `maxLockTtl`: the
+   * record is sent with the ttl asked and each replica grants what it allows,
+   * so a record put with 25 h expires 24 h after a default replica stored
+   * it (this node republishes what it wrote every `republishInterval`).
+   *
+   * @default {0 (the replicas' default, 1 h)}
+   */
   ttl?: number;
 }
 
@@ -652,7 +669,11 @@ export class Dht {
         for (const record of [...this.#store.records()]) {
           if (++n % 64 === 0) await new Promise((r) => setTimeout(r, 0));
           if (this.#closed) return;
-          const near = this.#host.table.closest(record.key, this.#replicas);
+          const near = this.#host.table.closest(
+            record.key,
+            this.#replicas,
+            (c) => c.listenAddrs.length > 0, // replicas accept connections
+          );
           const index = near.findIndex((c) => c.address === newcomer.address);
           if (index < 0) continue; // not among the R closest
           const others = near.filter((c) => c !== near[index]).slice(0, 3);
@@ -793,6 +814,8 @@ export class Dht {
   ): Promise<DhtWriteResult> {
     const k = dhtKey(key);
     value = this.#checkValue(value);
+    checkTtl(options.ttl ?? 0);
+    if (options.version !== undefined) checkVersion(options.version);
     if (options.minReplicas !== undefined) checkVersion(options.minReplicas, "minReplicas");
     const { best, found } = await this.#findValue(k, options, false);
     const version = options.version ?? Number(best?.version ?? 0n) + 1;
@@ -873,6 +896,7 @@ export class Dht {
   ): Promise<DhtWriteResult> {
     const k = dhtKey(key);
     checkVersion(baseVersion, "baseVersion");
+    checkTtl(options.ttl ?? 0);
     const current = await this.get(k, options);
     if (!current || current.version !== baseVersion) {
       throw new VersionConflictError(
@@ -1120,14 +1144,16 @@ export class Dht {
   ): Promise<LookupResult> {
     const self = this.#host.contact.address;
     const k = this.#host.table.k;
-    return iterativeLookup(target, this.#host.table.closest(target, k), query, {
+    // Only nodes that accept connections are asked, replicas, results or
+    // voters: a node that only dials out answers over its connection to the
+    // asker, and would take a slot that another asker does not see.
+    const exclude = (c: Contact) => c.address === self || c.listenAddrs.length === 0;
+    const seeds = this.#host.table.closest(target, k, (c) => !exclude(c));
+    return iterativeLookup(target, seeds, query, {
       k,
       alpha: alpha ?? this.#alpha,
       disjointPaths: this.#paths,
-      // Only nodes that accept connections are replicas, results or voters:
-      // a node that only dials out answers over its connection to the asker,
-      // and would take a slot that another asker does not see.
-      exclude: (c) => c.address === self || c.listenAddrs.length === 0,
+      exclude,
       stop,
       signal: options.signal,
     });
@@ -1431,10 +1457,16 @@ function valueOf(record: Record): DhtValue {
   return value;
 }
 
+/**
+ * The contacts of a FIND_NODE or FIND_VALUE reply: only nodes that accept
+ * connections are listed (a reply that lists one that does not, or one
+ * without a listen address, has it dropped: it is no replica and cannot be
+ * dialed).
+ */
 function contactsOf(peers: readonly PeerInfo[]): Contact[] {
-  return peers.filter((p) => p.address.length === 32).map((p) =>
-    contactOf(p.address, formatAddress(p.address), p.listenAddrs.slice(0, 4))
-  );
+  return peers.filter((p) =>
+    p.address.length === 32 && p.acceptsInbound && p.listenAddrs.length > 0
+  ).map((p) => contactOf(p.address, formatAddress(p.address), p.listenAddrs.slice(0, 4)));
 }
 
 function checkTarget(target: Uint8Array, what: string): void {
