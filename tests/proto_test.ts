@@ -64,5 +64,13 @@ Deno.test("connection options and settings keep the protocol seed's values", () 
     ],
   );
   assert.equal(Compression.SNAPPY, 4);
-  assert.equal(ConnectionOptionSchema.values.length, 2);
+  // The seed's two, then carrier's own.
+  assert.deepEqual(
+    ConnectionOptionSchema.values.map((v) => [v.name, v.number]),
+    [
+      ["CONNECTION_OPTION_COMPRESSION", 0],
+      ["CONNECTION_OPTION_PREFERRED_COMPRESSION", 1],
+      ["CONNECTION_OPTION_DISABLE_COMPRESSION", 2],
+    ],
+  );
 });
