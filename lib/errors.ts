@@ -557,7 +557,17 @@ export type WhisperProblem =
   | "malformed"
   | "too large";
 
-/** Options of {@linkcode WhisperError}. */
+/**
+ * Options of {@linkcode WhisperError}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { WhisperError, type WhisperErrorOptions } from "@carrier/p2p";
+ * const options: WhisperErrorOptions = { problem: "too large" };
+ * assert.equal(new WhisperError("Cannot open whisper: too large", options).problem, "too large");
+ * ```
+ */
 export interface WhisperErrorOptions extends CarrierErrorOptions {
   /** What is wrong with the whisper. */
   problem: WhisperProblem;
