@@ -210,6 +210,9 @@ export const MAIN_MAX_FRAME = 2 * 1024 * 1024;
 /** Records the quiet node holds at most (so that "full, nothing farther to evict" is reachable). */
 export const QUIET_MAX_RECORDS = 2;
 
+/** Locks the quiet node holds at most (so that "every lock held" is reachable). */
+export const QUIET_MAX_LOCKS = 2;
+
 /** Application opcodes the main node registers. */
 export const APP = {
   /** Its handler throws an Error. */
@@ -296,7 +299,7 @@ export class Env {
       listen: ["127.0.0.1:0"],
       puzzleDifficulty: 0,
       clock: quietClock,
-      dht: { maxRecords: QUIET_MAX_RECORDS },
+      dht: { maxRecords: QUIET_MAX_RECORDS, maxLocks: QUIET_MAX_LOCKS },
     }).catch(async (err) => {
       await main.close();
       throw err;

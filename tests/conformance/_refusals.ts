@@ -11,24 +11,29 @@ import {
   ChangesRequestSchema,
   FindNodeRequestSchema,
   FindValueRequestSchema,
+  LockHeldSchema,
   LockRequestSchema,
   MetricsRequestSchema,
   PatchRequestSchema,
   PingSchema,
+  type RecordSchema,
   SealedWhisperSchema,
   SetConnectionOptSchema,
   ShoutEnvelopeSchema,
   StoreRequestSchema,
   UnlockRequestSchema,
+  type VersionConflict,
+  VersionConflictSchema,
   WhisperEnvelopeSchema,
   WhisperSchema,
 } from "../../lib/protocol.ts";
-import { createRecord } from "../../lib/dht/record.ts";
+import { createRecord, recordSigningBytes } from "../../lib/dht/record.ts";
+import { fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { createHandshake, x25519KeyPairFromPrivateKey } from "../../lib/secure/noise.ts";
 import {
-  compareDistance,
   compress,
   DEFAULT_MAX_FRAME_SIZE,
+  DEFAULT_MAX_VALUE_SIZE,
   DEFAULT_MAX_WHISPER_BODY_SIZE,
   generateIdentity,
   type Identity,
@@ -40,7 +45,7 @@ import {
   x25519PrivateKeyFromEd25519,
   x25519PublicKeyFromEd25519,
 } from "../../mod.ts";
-import { frameBytes, until } from "./_client.ts";
+import { frameBytes, type RawClient, type Reply, until } from "./_client.ts";
 import {
   APP,
   appPayload,
@@ -57,6 +62,7 @@ import {
   MAIN_QUOTAS,
   op,
   OPCODES,
+  QUIET_MAX_LOCKS,
   QUIET_MAX_RECORDS,
   randomBytes,
   same,
@@ -94,15 +100,14 @@ function findNode(target = freshKey()): Uint8Array {
   return enc(FindNodeRequestSchema, { target });
 }
 
+/** A DHT_CAS PREPARE of `record` expecting version `expected`. */
 function prepare(
-  key: Uint8Array,
-  version: number,
+  record: MessageInitShape<typeof RecordSchema>,
   expected: number,
   proposal = randomBytes(16),
-  value = utf8("v"),
 ): Uint8Array {
   return enc(CasRequestSchema, {
-    record: { key, value, version: BigInt(version) },
+    record,
     expectedVersion: BigInt(expected),
     proposal,
     phase: 1,
@@ -113,8 +118,16 @@ function commit(key: Uint8Array, proposal: Uint8Array): Uint8Array {
   return enc(CasRequestSchema, { record: { key }, proposal, phase: 2 });
 }
 
-function lock(key: Uint8Array, fencingToken = 0n, minFencingToken = 0n): Uint8Array {
-  return enc(LockRequestSchema, { key, ttlMs: 10_000n, fencingToken, minFencingToken });
+function lock(
+  key: Uint8Array,
+  o: { fencingToken?: bigint; minFencingToken?: bigint; ttl?: bigint } = {},
+): Uint8Array {
+  return enc(LockRequestSchema, {
+    key,
+    ttlMs: o.ttl ?? 10_000n,
+    fencingToken: o.fencingToken ?? 0n,
+    minFencingToken: o.minFencingToken ?? 0n,
+  });
 }
 
 /** A byte-splice patch of the value at `base` appending `insert` (hash of `result` unless given). */
@@ -127,18 +140,169 @@ function patch(
     insert: Uint8Array;
     valueHash: Uint8Array;
     proposal?: Uint8Array;
+    owner?: Uint8Array;
+    signature?: Uint8Array;
   },
 ): Uint8Array {
   return enc(PatchRequestSchema, {
     key,
     proposal: init.proposal ?? randomBytes(16),
+    owner: init.owner,
     patch: {
+      signature: init.signature,
       baseVersion: BigInt(init.base),
       version: BigInt(init.version),
       format: 1, // PATCH_FORMAT_BYTE_SPLICE
       splices: [{ offset: BigInt(init.offset), deleteCount: 0n, insert: init.insert }],
       valueHash: init.valueHash,
     },
+  });
+}
+
+/** Records a replica refuses as malformed (as the store-malformed row lists them). */
+async function malformedRecords(): Promise<[string, MessageInitShape<typeof RecordSchema>][]> {
+  const owner = await identity();
+  const signed = createRecord({ key: freshKey(), value: utf8("v"), version: 1, owner });
+  return [
+    ["a key of 31 bytes", { key: randomBytes(31), value: utf8("v"), version: 1n }],
+    ["version 0", { key: freshKey(), value: utf8("v"), version: 0n }],
+    ["version 2^53", { key: freshKey(), value: utf8("v"), version: 2n ** 53n }],
+    ["an open record with a signature", {
+      key: freshKey(),
+      value: utf8("v"),
+      version: 1n,
+      signature: randomBytes(64),
+    }],
+    ["an owner of 31 bytes", { ...signed, owner: owner.publicKey.subarray(0, 31) }],
+  ];
+}
+
+/** Owned records whose signature is missing or does not verify. */
+async function badlySignedRecords(): Promise<[string, MessageInitShape<typeof RecordSchema>][]> {
+  const [owner, mallory] = [await identity(), await identity()];
+  const forged = createRecord({ key: freshKey(), value: utf8("v"), version: 1, owner: mallory });
+  const v1 = createRecord({ key: freshKey(), value: utf8("v"), version: 1, owner });
+  return [
+    ["signed by another key than the owner", { ...forged, owner: owner.publicKey }],
+    ["the owner's signature of another version", { ...v1, version: 2n }],
+    ["an owner without a signature", { ...v1, signature: new Uint8Array(0) }],
+  ];
+}
+
+/** Checks a NACK's VersionConflict: the version the replica holds. */
+function heldVersion(
+  row: RefusalRow,
+  what: string,
+  reply: Reply,
+  version: bigint,
+): VersionConflict {
+  // A VersionConflict of version 0 without a record serializes to no bytes.
+  const conflict = fromBinary(VersionConflictSchema, reply.nack!.data);
+  if (conflict.currentVersion !== version) {
+    fail(
+      `${row.case} [${what}]: VersionConflict.current_version ${conflict.currentVersion}, ` +
+        `the replica holds ${version}`,
+    );
+  }
+  return conflict;
+}
+
+/** Checks that a VersionConflict says the replica is reserved for another proposal. */
+function busy(row: RefusalRow, conflict: VersionConflict): void {
+  if (!conflict.busy) {
+    fail(`${row.case} [reserved]: VersionConflict.busy is false (dht.proto: busy = true)`);
+  }
+}
+
+/** Checks a NACK's LockHeld: who holds the lock. */
+function heldBy(row: RefusalRow, reply: Reply, holder: Uint8Array): void {
+  const data = reply.nack!.data;
+  if (data.length === 0) fail(`${row.case}: the NACK carries no LockHeld`);
+  const held = fromBinary(LockHeldSchema, data);
+  if (!same(held.holder, holder)) fail(`${row.case}: LockHeld.holder is not the holder`);
+}
+
+/** The key farthest from `nodeId` (every bit flipped). */
+function farthestKey(nodeId: Uint8Array): Uint8Array {
+  return nodeId.map((b) => b ^ 0xff);
+}
+
+/** Stores `n` open records from `c` (each ACKed). */
+async function storeMany(c: RawClient, n: number, what: string): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const payload = storePayload(freshKey(), utf8(`r${i}`));
+    await expectAck(c, { opcode: op("STORE"), payload }, `${what}: record ${i + 1}`);
+  }
+}
+
+/**
+ * Fills the quiet node's store with keys closer to it than any other (its
+ * NodeId with a low bit flipped), evicting whatever was farther.
+ */
+async function fillQuiet(env: Env, what: string): Promise<RawClient> {
+  const q = await env.connect(env.quiet);
+  const self = env.quiet.identity.nodeId;
+  for (let i = 0; i < QUIET_MAX_RECORDS; i++) {
+    const key = self.slice();
+    key[31] ^= i + 1;
+    await expectAck(
+      q,
+      { opcode: op("STORE"), payload: storePayload(key, utf8("near")) },
+      `${what}: near key`,
+    );
+  }
+  return q;
+}
+
+/**
+ * The quota sub-cases a PREPARE (DHT_CAS or DHT_PATCH) shares: past the
+ * sender's live reservations, past its records (the record the COMMIT would
+ * count), and a full replica with no farther key (DHT_CAS only: a patch
+ * replaces a record held).
+ */
+async function quotaCases(
+  env: Env,
+  row: RefusalRow,
+  cases: SubCases,
+  request: (key: Uint8Array, proposal: Uint8Array, c: RawClient) => Uint8Array,
+  opcode: string,
+  needsBase = false,
+): Promise<void> {
+  const base = async (c: RawClient) => {
+    const key = freshKey();
+    if (needsBase) {
+      await expectAck(c, { opcode: op("STORE"), payload: storePayload(key, utf8("abc")) }, "base");
+    }
+    return key;
+  };
+  const reservations = MAIN_QUOTAS.maxReservationsPerPeer;
+  await cases.run(`past ${reservations} live reservations (maxReservationsPerPeer)`, async () => {
+    const c = await env.connect(env.main);
+    for (let i = 0; i < reservations; i++) {
+      const payload = prepare({ key: freshKey(), value: utf8("v"), version: 1n }, 0);
+      await expectAck(c, { opcode: op("DHT_CAS"), payload }, `${row.case}: PREPARE ${i + 1}`);
+    }
+    const payload = request(await base(c), randomBytes(16), c);
+    await expectNack(c, row, { opcode: op(opcode), payload }, "past the reservations");
+  });
+  const records = MAIN_QUOTAS.maxRecordsPerPeer;
+  await cases.run(`past ${records} records (maxRecordsPerPeer)`, async () => {
+    const other = await env.connect(env.main);
+    const key = await base(other); // the version held is another peer's
+    const c = await env.connect(env.main);
+    await storeMany(c, records, row.case);
+    await expectNack(
+      c,
+      row,
+      { opcode: op(opcode), payload: request(key, randomBytes(16), c) },
+      "past the records",
+    );
+  });
+  if (needsBase) return;
+  await cases.run(`a full replica (${QUIET_MAX_RECORDS} records) and a farther key`, async () => {
+    const q = await fillQuiet(env, row.case);
+    const payload = request(farthestKey(env.quiet.identity.nodeId), randomBytes(16), q);
+    await expectNack(q, row, { opcode: op(opcode), payload }, "the farthest key");
   });
 }
 
@@ -662,57 +826,34 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
 
   "store-malformed": async (env, row, cases) => {
     const c = await env.connect(env.main);
-    const owner = await identity();
-    const signed = createRecord({ key: freshKey(), value: utf8("v"), version: 1, owner });
-    const tries: [string, Uint8Array][] = [
-      ["key of 31 bytes", storePayload(randomBytes(31), utf8("v"))],
-      ["no record", enc(StoreRequestSchema, {})],
-      ["version 0", storePayload(freshKey(), utf8("v"), 0)],
-      [
-        "version 2^53",
-        enc(StoreRequestSchema, {
-          record: { key: freshKey(), value: utf8("v"), version: 2n ** 53n },
-        }),
-      ],
-      [
-        "an open record with a signature",
-        storePayload(freshKey(), utf8("v"), 1, {
-          signature: randomBytes(64),
-        }),
-      ],
-      [
-        "an owner of 31 bytes",
-        enc(StoreRequestSchema, {
-          record: { ...signed, owner: owner.publicKey.subarray(0, 31) },
-        }),
-      ],
-    ];
-    for (const [what, payload] of tries) {
+    for (const [what, record] of await malformedRecords()) {
       await cases.run(what, async () => {
-        await expectNack(c, row, { opcode: op("STORE"), payload }, what);
+        await expectNack(c, row, {
+          opcode: op("STORE"),
+          payload: enc(StoreRequestSchema, { record }),
+        }, what);
       });
     }
+    await cases.run("no record (no key)", async () => {
+      await expectNack(
+        c,
+        row,
+        { opcode: op("STORE"), payload: enc(StoreRequestSchema, {}) },
+        "no record",
+      );
+    });
   },
 
   "store-signature": async (env, row, cases) => {
     const c = await env.connect(env.main);
-    const owner = await identity();
-    const mallory = await identity();
-    await cases.run("signed by another key than the owner", async () => {
-      const forged = createRecord({
-        key: freshKey(),
-        value: utf8("v"),
-        version: 1,
-        owner: mallory,
+    for (const [what, record] of await badlySignedRecords()) {
+      await cases.run(what, async () => {
+        await expectNack(c, row, {
+          opcode: op("STORE"),
+          payload: enc(StoreRequestSchema, { record }),
+        }, what);
       });
-      const payload = enc(StoreRequestSchema, { record: { ...forged, owner: owner.publicKey } });
-      await expectNack(c, row, { opcode: op("STORE"), payload }, "other signer");
-    });
-    await cases.run("the owner's signature of another version", async () => {
-      const v1 = createRecord({ key: freshKey(), value: utf8("v"), version: 1, owner });
-      const payload = enc(StoreRequestSchema, { record: { ...v1, version: 2n } });
-      await expectNack(c, row, { opcode: op("STORE"), payload }, "other version");
-    });
+    }
   },
 
   "store-too-large": async (env, row, cases) => {
@@ -723,10 +864,8 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
       await expectNack(c, row, { opcode: op("STORE"), payload }, `${limit + 1} bytes`);
     });
     await cases.run(`value of ${limit} bytes is stored`, async () => {
-      await expectAck(c, {
-        opcode: op("STORE"),
-        payload: storePayload(freshKey(), new Uint8Array(limit)),
-      }, `${row.case}: at the limit`);
+      const payload = storePayload(freshKey(), new Uint8Array(limit));
+      await expectAck(c, { opcode: op("STORE"), payload }, `${row.case}: at the limit`);
     });
   },
 
@@ -738,30 +877,22 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
       { opcode: op("STORE"), payload: storePayload(key, utf8("two"), 2) },
       "STORE v2",
     );
-    const conflict = (what: string) => (reply: Awaited<ReturnType<typeof expectNack>>) => {
-      const data = reply.nack!.data;
-      if (data.length === 0) fail(`${row.case} [${what}]: the NACK carries no VersionConflict`);
-    };
-    await cases.run("a lower version", async () => {
-      const reply = await expectNack(c, row, {
-        opcode: op("STORE"),
-        payload: storePayload(key, utf8("one"), 1),
-      }, "v1");
-      conflict("v1")(reply);
-    });
-    await cases.run("the same version with another value", async () => {
-      const reply = await expectNack(c, row, {
-        opcode: op("STORE"),
-        payload: storePayload(key, utf8("other"), 2),
-      }, "v2 other");
-      conflict("v2 other")(reply);
-    });
+    for (
+      const [what, payload] of [
+        ["a lower version", storePayload(key, utf8("one"), 1)],
+        ["the same version with another value", storePayload(key, utf8("other"), 2)],
+      ] as const
+    ) {
+      await cases.run(what, async () => {
+        const reply = await expectNack(c, row, { opcode: op("STORE"), payload }, what);
+        heldVersion(row, what, reply, 2n);
+      });
+    }
   },
 
   "store-owner": async (env, row, cases) => {
     const c = await env.connect(env.main);
-    const owner = await identity();
-    const other = await identity();
+    const [owner, other] = [await identity(), await identity()];
     const key = freshKey();
     const v1 = createRecord({ key, value: utf8("mine"), version: 1, owner });
     await expectAck(
@@ -778,10 +909,10 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
       );
     });
     await cases.run("another owner's record for an owned key", async () => {
-      const v2 = createRecord({ key, value: utf8("theirs"), version: 2, owner: other });
+      const record = createRecord({ key, value: utf8("theirs"), version: 2, owner: other });
       await expectNack(c, row, {
         opcode: op("STORE"),
-        payload: enc(StoreRequestSchema, { record: v2 }),
+        payload: enc(StoreRequestSchema, { record }),
       }, "other v2");
     });
   },
@@ -792,12 +923,7 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
     await cases.run(
       `record ${quota + 1} from one sender (maxRecordsPerPeer ${quota})`,
       async () => {
-        for (let i = 0; i < quota; i++) {
-          await expectAck(c, {
-            opcode: op("STORE"),
-            payload: storePayload(freshKey(), utf8(`r${i}`)),
-          }, `${row.case}: record ${i + 1}`);
-        }
+        await storeMany(c, quota, row.case);
         await expectNack(c, row, {
           opcode: op("STORE"),
           payload: storePayload(freshKey(), utf8("one more")),
@@ -805,21 +931,9 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
       },
     );
     await cases.run(`a full replica (${QUIET_MAX_RECORDS} records) and a farther key`, async () => {
-      const q = await env.connect(env.quiet);
-      const self = env.quiet.identity.nodeId;
-      const keys = Array.from({ length: QUIET_MAX_RECORDS + 1 }, freshKey)
-        .sort((a, b) => compareDistance(self, a, b));
-      for (const key of keys.slice(0, QUIET_MAX_RECORDS)) {
-        await expectAck(
-          q,
-          { opcode: op("STORE"), payload: storePayload(key, utf8("near")) },
-          `${row.case}: near key`,
-        );
-      }
-      await expectNack(q, row, {
-        opcode: op("STORE"),
-        payload: storePayload(keys.at(-1)!, utf8("far")),
-      }, "farthest key");
+      const q = await fillQuiet(env, row.case);
+      const payload = storePayload(farthestKey(env.quiet.identity.nodeId), utf8("far"));
+      await expectNack(q, row, { opcode: op("STORE"), payload }, "the farthest key");
     });
   },
 
@@ -834,28 +948,32 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
   "cas-malformed": async (env, row, cases) => {
     const c = await env.connect(env.main);
     const key = freshKey();
+    const record = { key, value: utf8("v"), version: 1n };
     const tries: [string, Uint8Array][] = [
       ["no record", enc(CasRequestSchema, { proposal: randomBytes(16), phase: 1 })],
-      ["a key of 31 bytes", prepare(randomBytes(31), 1, 0)],
-      ["a proposal of 15 bytes", prepare(key, 1, 0, randomBytes(15))],
+      ["a key of 31 bytes", prepare({ ...record, key: randomBytes(31) }, 0)],
+      ["a proposal of 15 bytes", prepare(record, 0, randomBytes(15))],
       [
         "phase UNSPECIFIED (0)",
-        enc(CasRequestSchema, {
-          record: { key, value: utf8("v"), version: 1n },
-          proposal: randomBytes(16),
-          phase: 0,
-        }),
+        enc(CasRequestSchema, { record, proposal: randomBytes(16), phase: 0 }),
       ],
       [
         "unknown phase 9",
-        enc(CasRequestSchema, {
-          record: { key, value: utf8("v"), version: 1n },
-          proposal: randomBytes(16),
-          phase: 9 as never, // not a CasPhase
-        }),
+        enc(CasRequestSchema, { record, proposal: randomBytes(16), phase: 9 as never }),
       ],
-      ["PREPARE of a version not above expected", prepare(key, 1, 1)],
+      ["PREPARE of a version not above expected", prepare(record, 1)],
+      [
+        "COMMIT without a record (no key)",
+        enc(CasRequestSchema, { proposal: randomBytes(16), phase: 2 }),
+      ],
+      [
+        "ABORT with a proposal of 15 bytes",
+        enc(CasRequestSchema, { record: { key }, proposal: randomBytes(15), phase: 3 }),
+      ],
     ];
+    for (const [what, malformed] of await malformedRecords()) {
+      if (malformed.key?.length === 32) tries.push([`PREPARE: ${what}`, prepare(malformed, 0)]);
+    }
     for (const [what, payload] of tries) {
       await cases.run(what, async () => {
         await expectNack(c, row, { opcode: op("DHT_CAS"), payload }, what);
@@ -863,15 +981,55 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
     }
   },
 
-  "cas-expected": async (env, row, cases) => {
+  "cas-signature": async (env, row, cases) => {
     const c = await env.connect(env.main);
-    await cases.run("PREPARE expecting a version of a key not held", async () => {
+    for (const [what, record] of await badlySignedRecords()) {
+      await cases.run(`PREPARE: ${what}`, async () => {
+        await expectNack(c, row, { opcode: op("DHT_CAS"), payload: prepare(record, 0) }, what);
+      });
+    }
+  },
+
+  "cas-too-large": async (env, row, cases) => {
+    const c = await env.connect(env.main);
+    const limit = stated(row, /\((\d+) KiB\)/) * 1024;
+    await cases.run(`PREPARE: a value of ${limit + 1} bytes`, async () => {
+      const record = { key: freshKey(), value: new Uint8Array(limit + 1), version: 1n };
+      await expectNack(c, row, { opcode: op("DHT_CAS"), payload: prepare(record, 0) }, "too large");
+    });
+  },
+
+  "cas-owner": async (env, row, cases) => {
+    const c = await env.connect(env.main);
+    const [owner, other] = [await identity(), await identity()];
+    const key = freshKey();
+    const v1 = createRecord({ key, value: utf8("mine"), version: 1, owner });
+    await expectAck(
+      c,
+      { opcode: op("STORE"), payload: enc(StoreRequestSchema, { record: v1 }) },
+      "owned v1",
+    );
+    await cases.run("PREPARE: an open record for an owned key", async () => {
+      const payload = prepare({ key, value: utf8("open"), version: 2n }, 1);
+      await expectNack(c, row, { opcode: op("DHT_CAS"), payload }, "open");
+    });
+    await cases.run("PREPARE: another owner's record for an owned key", async () => {
+      const record = createRecord({ key, value: utf8("theirs"), version: 2, owner: other });
       await expectNack(
         c,
         row,
-        { opcode: op("DHT_CAS"), payload: prepare(freshKey(), 3, 2) },
-        "unheld",
+        { opcode: op("DHT_CAS"), payload: prepare(record, 1) },
+        "other owner",
       );
+    });
+  },
+
+  "cas-expected": async (env, row, cases) => {
+    const c = await env.connect(env.main);
+    await cases.run("PREPARE expecting a version of a key not held", async () => {
+      const payload = prepare({ key: freshKey(), value: utf8("v"), version: 3n }, 2);
+      const reply = await expectNack(c, row, { opcode: op("DHT_CAS"), payload }, "unheld");
+      heldVersion(row, "unheld", reply, 0n);
     });
     await cases.run("PREPARE expecting another version than held", async () => {
       const key = freshKey();
@@ -880,26 +1038,30 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
         { opcode: op("STORE"), payload: storePayload(key, utf8("v1")) },
         "STORE v1",
       );
-      await expectNack(c, row, { opcode: op("DHT_CAS"), payload: prepare(key, 3, 2) }, "held v1");
+      const payload = prepare({ key, value: utf8("v"), version: 3n }, 2);
+      const reply = await expectNack(c, row, { opcode: op("DHT_CAS"), payload }, "held v1");
+      heldVersion(row, "held v1", reply, 1n);
     });
     await cases.run("PREPARE while reserved for another proposal", async () => {
-      const key = freshKey();
+      const record = { key: freshKey(), value: utf8("v"), version: 1n };
       await expectAck(
         c,
-        { opcode: op("DHT_CAS"), payload: prepare(key, 1, 0) },
+        { opcode: op("DHT_CAS"), payload: prepare(record, 0) },
         `${row.case}: first PREPARE`,
       );
-      await expectNack(c, row, { opcode: op("DHT_CAS"), payload: prepare(key, 1, 0) }, "reserved");
+      const reply = await expectNack(c, row, {
+        opcode: op("DHT_CAS"),
+        payload: prepare(record, 0),
+      }, "reserved");
+      busy(row, heldVersion(row, "reserved", reply, 0n));
     });
   },
 
   "cas-unprepared": async (env, row, cases) => {
     const c = await env.connect(env.main);
     await cases.run("COMMIT of a proposal never prepared (key not held)", async () => {
-      await expectNack(c, row, {
-        opcode: op("DHT_CAS"),
-        payload: commit(freshKey(), randomBytes(16)),
-      }, "unheld");
+      const payload = commit(freshKey(), randomBytes(16));
+      await expectNack(c, row, { opcode: op("DHT_CAS"), payload }, "unheld");
     });
     await cases.run("COMMIT of a proposal never prepared (key held)", async () => {
       const key = freshKey();
@@ -908,33 +1070,37 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
         { opcode: op("STORE"), payload: storePayload(key, utf8("v1")) },
         "STORE v1",
       );
+      const reply = await expectNack(c, row, {
+        opcode: op("DHT_CAS"),
+        payload: commit(key, randomBytes(16)),
+      }, "held");
+      heldVersion(row, "held", reply, 1n);
+    });
+    await cases.run("COMMIT naming another proposal than the one reserved", async () => {
+      const key = freshKey();
+      const record = { key, value: utf8("v"), version: 1n };
+      await expectAck(
+        c,
+        { opcode: op("DHT_CAS"), payload: prepare(record, 0) },
+        `${row.case}: PREPARE`,
+      );
       await expectNack(
         c,
         row,
         { opcode: op("DHT_CAS"), payload: commit(key, randomBytes(16)) },
-        "held",
+        "other proposal",
       );
     });
   },
 
   "cas-quota": async (env, row, cases) => {
-    const c = await env.connect(env.main);
-    const quota = MAIN_QUOTAS.maxReservationsPerPeer;
-    await cases.run(`PREPARE ${quota + 1} (maxReservationsPerPeer ${quota})`, async () => {
-      for (let i = 0; i < quota; i++) {
-        await expectAck(
-          c,
-          { opcode: op("DHT_CAS"), payload: prepare(freshKey(), 1, 0) },
-          `${row.case}: PREPARE ${i + 1}`,
-        );
-      }
-      await expectNack(
-        c,
-        row,
-        { opcode: op("DHT_CAS"), payload: prepare(freshKey(), 1, 0) },
-        "past the quota",
-      );
-    });
+    await quotaCases(
+      env,
+      row,
+      cases,
+      (key, proposal) => prepare({ key, value: utf8("v"), version: 1n }, 0, proposal),
+      "DHT_CAS",
+    );
   },
 
   "lock-malformed": async (env, row, cases) => {
@@ -943,12 +1109,8 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
       await expectNack(c, row, { opcode: op("DHT_LOCK"), payload: lock(randomBytes(31)) }, "key");
     });
     await cases.run("min_fencing_token 2^53", async () => {
-      await expectNack(
-        c,
-        row,
-        { opcode: op("DHT_LOCK"), payload: lock(freshKey(), 0n, 2n ** 53n) },
-        "min token",
-      );
+      const payload = lock(freshKey(), { minFencingToken: 2n ** 53n });
+      await expectNack(c, row, { opcode: op("DHT_LOCK"), payload }, "min token");
     });
   },
 
@@ -964,12 +1126,18 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
         { opcode: op("DHT_LOCK"), payload: lock(key) },
         "taken",
       );
-      if (reply.nack!.data.length === 0) fail(`${row.case}: the NACK carries no LockHeld`);
+      heldBy(row, reply, holder.identity.publicKey);
     });
   },
 
   "lock-lost": async (env, row, cases) => {
     const c = await env.connect(env.main);
+    const noData = (what: string, reply: Awaited<ReturnType<typeof expectNack>>) => {
+      const n = reply.nack!.data.length;
+      if (n !== 0) {
+        fail(`${row.case} [${what}]: the NACK carries ${n} bytes of data; the row says none`);
+      }
+    };
     await cases.run("renew of a released lease", async () => {
       const key = freshKey();
       const grant = await expectAck(c, { opcode: op("DHT_LOCK"), payload: lock(key) }, "lock");
@@ -977,19 +1145,14 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
         opcode: op("DHT_UNLOCK"),
         payload: enc(UnlockRequestSchema, { key, fencingToken: grant.fencingToken }),
       }, "unlock");
-      await expectNack(
-        c,
-        row,
-        { opcode: op("DHT_LOCK"), payload: lock(key, grant.fencingToken) },
-        "released",
-      );
+      const payload = lock(key, { fencingToken: grant.fencingToken });
+      noData("released", await expectNack(c, row, { opcode: op("DHT_LOCK"), payload }, "released"));
     });
     await cases.run("renew with a token never granted", async () => {
-      await expectNack(
-        c,
-        row,
-        { opcode: op("DHT_LOCK"), payload: lock(freshKey(), 12345n) },
+      const payload = lock(freshKey(), { fencingToken: 12345n });
+      noData(
         "never granted",
+        await expectNack(c, row, { opcode: op("DHT_LOCK"), payload }, "never granted"),
       );
     });
   },
@@ -1012,6 +1175,22 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
         "past the quota",
       );
     });
+    await cases.run(
+      `every lock of the replica held (the quiet node's maxLocks ${QUIET_MAX_LOCKS})`,
+      async () => {
+        const holders = [];
+        for (let i = 0; i < QUIET_MAX_LOCKS; i++) {
+          const holder = await env.connect(env.quiet); // each under its per-peer quota
+          await expectAck(holder, {
+            opcode: op("DHT_LOCK"),
+            payload: lock(freshKey(), { ttl: 300_000n }),
+          }, `${row.case}: quiet lock ${i + 1}`);
+          holders.push(holder);
+        }
+        const q = await env.connect(env.quiet);
+        await expectNack(q, row, { opcode: op("DHT_LOCK"), payload: lock(freshKey()) }, "all held");
+      },
+    );
   },
 
   "unlock-malformed": async (env, row, cases) => {
@@ -1030,7 +1209,7 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
     await cases.run("another holder has the live lease", async () => {
       const payload = enc(UnlockRequestSchema, { key });
       const reply = await expectNack(c, row, { opcode: op("DHT_UNLOCK"), payload }, "not mine");
-      if (reply.nack!.data.length === 0) fail(`${row.case}: the NACK carries no LockHeld`);
+      heldBy(row, reply, holder.identity.publicKey);
     });
   },
 
@@ -1049,12 +1228,22 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
       insert: utf8("d"),
       valueHash: hash(utf8("abcd")),
     };
+    const limit = DEFAULT_MAX_VALUE_SIZE;
+    const big = new Uint8Array(limit - 2); // "abc" + this: one byte over the limit
     const tries: [string, Uint8Array][] = [
       ["a key of 31 bytes", patch(randomBytes(31), good)],
       ["no patch", enc(PatchRequestSchema, { key, proposal: randomBytes(16) })],
       ["a proposal of 15 bytes", patch(key, { ...good, proposal: randomBytes(15) })],
       ["a version not above the base", patch(key, { ...good, version: 1 })],
       ["a splice that does not apply", patch(key, { ...good, offset: 10 })],
+      [
+        `a result over the value limit (${limit + 1} bytes)`,
+        patch(key, {
+          ...good,
+          insert: big,
+          valueHash: hash(concat(utf8("abc"), big)),
+        }),
+      ],
     ];
     for (const [what, payload] of tries) {
       await cases.run(what, async () => {
@@ -1065,6 +1254,7 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
 
   "patch-base": async (env, row, cases) => {
     const c = await env.connect(env.main);
+    const appendD = { offset: 3, insert: utf8("d"), valueHash: hash(utf8("abcd")) };
     await cases.run("a base version the replica does not hold", async () => {
       const key = freshKey();
       await expectAck(
@@ -1072,24 +1262,30 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
         { opcode: op("STORE"), payload: storePayload(key, utf8("abc")) },
         "STORE abc",
       );
-      const payload = patch(key, {
-        base: 2,
-        version: 3,
-        offset: 3,
-        insert: utf8("d"),
-        valueHash: hash(utf8("abcd")),
-      });
-      await expectNack(c, row, { opcode: op("DHT_PATCH"), payload }, "base 2");
+      const payload = patch(key, { ...appendD, base: 2, version: 3 });
+      const reply = await expectNack(c, row, { opcode: op("DHT_PATCH"), payload }, "base 2");
+      heldVersion(row, "base 2", reply, 1n);
     });
     await cases.run("a key the replica does not hold", async () => {
-      const payload = patch(freshKey(), {
-        base: 1,
-        version: 2,
-        offset: 0,
-        insert: utf8("d"),
-        valueHash: hash(utf8("d")),
-      });
+      const payload = patch(freshKey(), { ...appendD, base: 1, version: 2 });
       await expectNack(c, row, { opcode: op("DHT_PATCH"), payload }, "unheld");
+    });
+    await cases.run("reserved for another proposal", async () => {
+      const key = freshKey();
+      await expectAck(
+        c,
+        { opcode: op("STORE"), payload: storePayload(key, utf8("abc")) },
+        "STORE abc",
+      );
+      await expectAck(c, {
+        opcode: op("DHT_PATCH"),
+        payload: patch(key, { ...appendD, base: 1, version: 2 }),
+      }, `${row.case}: first PATCH`);
+      const reply = await expectNack(c, row, {
+        opcode: op("DHT_PATCH"),
+        payload: patch(key, { ...appendD, base: 1, version: 2 }),
+      }, "reserved");
+      busy(row, heldVersion(row, "reserved", reply, 1n));
     });
   },
 
@@ -1109,8 +1305,91 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
         insert: utf8("d"),
         valueHash: hash(utf8("xyz")),
       });
-      await expectNack(c, row, { opcode: op("DHT_PATCH"), payload }, "hash");
+      const reply = await expectNack(c, row, { opcode: op("DHT_PATCH"), payload }, "hash");
+      const conflict = heldVersion(row, "hash", reply, 1n);
+      if (!conflict.current) {
+        fail(`${row.case}: the VersionConflict carries no record (the replica's)`);
+      }
     });
+  },
+
+  "patch-signature": async (env, row, cases) => {
+    const c = await env.connect(env.main);
+    const [owner, mallory] = [await identity(), await identity()];
+    const key = freshKey();
+    const v1 = createRecord({ key, value: utf8("abc"), version: 1, owner });
+    await expectAck(
+      c,
+      { opcode: op("STORE"), payload: enc(StoreRequestSchema, { record: v1 }) },
+      "owned v1",
+    );
+    const result = utf8("abcd");
+    const appendD = { base: 1, version: 2, offset: 3, insert: utf8("d"), valueHash: hash(result) };
+    const signedBy = (who: Identity) => sign(who, recordSigningBytes(key, 2n, hash(result)));
+    await cases.run("the result signed by another key than the owner", async () => {
+      const payload = patch(key, {
+        ...appendD,
+        owner: owner.publicKey,
+        signature: signedBy(mallory),
+      });
+      await expectNack(c, row, { opcode: op("DHT_PATCH"), payload }, "other signer");
+    });
+    await cases.run("the owner's signature of another result", async () => {
+      const signature = sign(owner, recordSigningBytes(key, 2n, hash(utf8("xyz"))));
+      const payload = patch(key, { ...appendD, owner: owner.publicKey, signature });
+      await expectNack(c, row, { opcode: op("DHT_PATCH"), payload }, "other result");
+    });
+    await cases.run("control: the owner's signature of the result is accepted", async () => {
+      const payload = patch(key, {
+        ...appendD,
+        owner: owner.publicKey,
+        signature: signedBy(owner),
+      });
+      await expectAck(c, { opcode: op("DHT_PATCH"), payload }, `${row.case}: control`);
+    });
+  },
+
+  "patch-owner": async (env, row, cases) => {
+    const c = await env.connect(env.main);
+    const [owner, other] = [await identity(), await identity()];
+    const key = freshKey();
+    const v1 = createRecord({ key, value: utf8("abc"), version: 1, owner });
+    await expectAck(
+      c,
+      { opcode: op("STORE"), payload: enc(StoreRequestSchema, { record: v1 }) },
+      "owned v1",
+    );
+    const result = utf8("abcd");
+    const appendD = { base: 1, version: 2, offset: 3, insert: utf8("d"), valueHash: hash(result) };
+    await cases.run("an open patch of an owned key", async () => {
+      await expectNack(c, row, { opcode: op("DHT_PATCH"), payload: patch(key, appendD) }, "open");
+    });
+    await cases.run("another owner's patch of an owned key", async () => {
+      const signature = sign(other, recordSigningBytes(key, 2n, hash(result)));
+      const payload = patch(key, { ...appendD, owner: other.publicKey, signature });
+      await expectNack(c, row, { opcode: op("DHT_PATCH"), payload }, "other owner");
+    });
+  },
+
+  "patch-quota": async (env, row, cases) => {
+    await quotaCases(
+      env,
+      row,
+      cases,
+      (key, proposal, c) => {
+        void c;
+        return patch(key, {
+          base: 1,
+          version: 2,
+          offset: 3,
+          insert: utf8("d"),
+          valueHash: hash(utf8("abcd")),
+          proposal,
+        });
+      },
+      "DHT_PATCH",
+      true,
+    );
   },
 
   "changes-key": async (env, row, cases) => {

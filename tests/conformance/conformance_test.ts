@@ -764,6 +764,238 @@ Deno.test({ name: "live node: the tables, over a real connection", ...live }, as
       check(c.repliesTo(id).length === 1, "the client's ACK of the node's KEEPALIVE was answered");
     });
 
+    await step("a reply that comes after the request timed out is dropped", async () => {
+      const c = await env.connect(env.main);
+      const late = env.main.ping(c.address, { timeout: 300 }).then(
+        () => "resolved",
+        () => "failed",
+      );
+      const ping = await c.next((r) => r.frame.opcode === op("PING") && r.frame.id !== 0);
+      check(ping !== undefined, "the node's PING did not arrive");
+      check((await late) === "failed", "the node's PING did not time out unanswered");
+      const echo = enc(PingSchema, fromBinary(PingSchema, ping!.payload));
+      await c.write(ackBytes(ping!.frame.id, op("PING"), echo));
+      await expectNoReply(c, [], "a late ACK");
+      check(c.open && env.main.peer(c.address) !== undefined, "a late ACK closed the connection");
+    });
+
+    await step("45 s of silence closes the connection (quiet node's clock)", async () => {
+      const c = await env.connect(env.quiet);
+      env.quietClock.advance(15_000);
+      const keepalive = await c.next((r) => r.frame.opcode === op("KEEPALIVE"));
+      check(keepalive !== undefined, "no KEEPALIVE after 15 s of silence");
+      check(c.open, "the connection closed after 15 s");
+      env.quietClock.advance(30_000); // unanswered: 45 s without receiving anything
+      const ended = await Promise.race([
+        c.ended.then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 5_000)),
+      ]);
+      check(ended, "the connection is still open after 45 s of silence");
+    });
+
+    await step(
+      "a frame over max_frame_size closes the connection at its length prefix",
+      async () => {
+        const c = await env.connect(env.main);
+        const limit = c.channel.remote.maxFrameSize;
+        const prefix: number[] = [];
+        for (let n = limit + 1;; n >>>= 7) {
+          if (n < 0x80) {
+            prefix.push(n);
+            break;
+          }
+          prefix.push((n & 0x7f) | 0x80);
+        }
+        await c.write(Uint8Array.from(prefix)); // the length alone, no frame after it
+        const ended = await Promise.race([
+          c.ended.then(() => true),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 5_000)),
+        ]);
+        check(
+          ended,
+          `the node kept the connection after a length prefix of ${limit + 1} > ${limit}`,
+        );
+      },
+    );
+
+    await step(
+      "connection options: what each option says about the frames its sender receives",
+      async () => {
+        // The client (initiator) decodes all five and prefers none; the node prefers none.
+        const c = await env.connect(env.main);
+        const key = freshKey();
+        await expectAck(c, {
+          opcode: op("STORE"),
+          payload: storePayload(key, new Uint8Array(4096).fill(97)),
+        }, "STORE");
+        const reply = async () => {
+          const id = c.newId();
+          await expectAck(c, {
+            id,
+            opcode: op("FIND_VALUE"),
+            payload: enc(FindValueRequestSchema, { key }),
+          }, "FIND_VALUE");
+          const frame = c.repliesTo(id)[0].frame;
+          return frame.flags & 1
+            ? ["bz2", "gzip", "lzma", "zlib", "snappy"][frame.compression]
+            : "none";
+        };
+        const set = async (option: number, setting: number) => {
+          const payload = enc(SetConnectionOptSchema, { option, setting });
+          const echo = await expectAck(
+            c,
+            { opcode: op("SET_CONNECTION_OPT"), payload },
+            `option ${option} setting ${setting}`,
+          );
+          check(
+            echo.option === option && echo.setting === setting,
+            "the ACK does not echo the option",
+          );
+        };
+        const cases = new SubCases();
+        const expect = async (what: string, wanted: string) => {
+          const got = await reply();
+          check(
+            got === wanted,
+            `${what}: the node's 4 KiB reply is compressed with ${got}, expected ${wanted}`,
+          );
+        };
+        await cases.run("nothing preferred: uncompressed", () => expect("no preference", "none"));
+        await cases.run("PREFERRED_COMPRESSION gzip", async () => {
+          await set(1, 1);
+          await expect("client prefers gzip", "gzip");
+        });
+        await cases.run("DISABLE_COMPRESSION gzip (no longer decoded nor preferred)", async () => {
+          await set(2, 1);
+          await expect("client disabled gzip", "none");
+        });
+        await cases.run("PREFERRED_COMPRESSION zlib", async () => {
+          await set(1, 3);
+          await expect("client prefers zlib", "zlib");
+        });
+        await cases.run("DISABLE_COMPRESSION of every setting: compression off", async () => {
+          for (const setting of [0, 1, 2, 3, 4]) await set(2, setting);
+          await expect("client disabled all five", "none");
+        });
+        await cases.run(
+          "PREFERRED_COMPRESSION snappy turns it back on (and decodes it)",
+          async () => {
+            await set(1, 4);
+            await expect("client prefers snappy again", "snappy");
+          },
+        );
+        await cases.run("COMPRESSION zlib, then PREFERRED_COMPRESSION zlib", async () => {
+          await set(0, 3);
+          await expect("client decodes zlib too, still prefers snappy", "snappy");
+          await set(1, 3);
+          await expect("client prefers zlib", "zlib");
+        });
+        await cases.run(
+          "PREFERRED_COMPRESSION bz2: the node does not prefer bz2, so does not send it",
+          async () => {
+            await set(0, 0);
+            await set(1, 0);
+            await expect("client prefers bz2", "none");
+          },
+        );
+        cases.done();
+      },
+    );
+
+    await step(
+      "SHOUT: to a leaf with height 0 and hops + 1; a copy seen before is ACKed, not delivered or forwarded again",
+      async () => {
+        const leaf = await env.connect(env.main, { answer: "ack" });
+        const c = await env.connect(env.main);
+        const { payload, envelope, body } = shoutPayload(c.identity, { hops: 5 });
+        let deliveries = 0;
+        const count = (e: CustomEvent<MessageEventDetail>) => {
+          if (same(e.detail.body, body)) deliveries++;
+        };
+        env.main.addEventListener("message", count);
+        try {
+          await expectAck(c, { opcode: op("SHOUT"), payload }, "SHOUT");
+          const isOurs = (r: { frame: { opcode: number }; payload: Uint8Array }) =>
+            r.frame.opcode === op("SHOUT") &&
+            same(fromBinary(ShoutSchema, r.payload).envelope, envelope);
+          const forwarded = await leaf.next(isOurs);
+          check(forwarded !== undefined, "the SHOUT was not sent to the leaf");
+          const shout = fromBinary(ShoutSchema, forwarded!.payload);
+          check(
+            shout.height === 0 && shout.hops === 6,
+            `the leaf got height ${shout.height}, hops ${shout.hops}; expected height 0, hops 6`,
+          );
+          check(forwarded!.frame.id !== 0, "the SHOUT to the leaf has id 0");
+          await expectAck(c, { opcode: op("SHOUT"), payload }, "the same SHOUT again");
+          await c.sync();
+          await leaf.sync();
+          check(deliveries === 1, `the SHOUT was delivered ${deliveries} times`);
+          const copies = leaf.received.filter(isOurs).length;
+          check(copies === 1, `the leaf got ${copies} copies`);
+        } finally {
+          env.main.removeEventListener("message", count);
+        }
+      },
+    );
+
+    await step("WHISPER: a delivered copy is ACKed again and not delivered again", async () => {
+      const c = await env.connect(env.main);
+      const body = randomBytes(8);
+      const w = await sealWhisper(c.identity, env.main.identity.publicKey, body);
+      let deliveries = 0;
+      const count = (e: CustomEvent<MessageEventDetail>) => {
+        if (same(e.detail.body, body)) deliveries++;
+      };
+      env.main.addEventListener("message", count);
+      try {
+        for (const copy of ["first", "second"]) {
+          const ack = await expectAck(
+            c,
+            { opcode: op("WHISPER"), payload: enc(WhisperSchema, w) },
+            `${copy} copy`,
+          );
+          check(
+            same(ack.hash, whisperHash(w)) && ack.hops === 1,
+            `${copy} copy: WhisperAck hops ${ack.hops}`,
+          );
+        }
+        check(deliveries === 1, `the WHISPER was delivered ${deliveries} times`);
+      } finally {
+        env.main.removeEventListener("message", count);
+      }
+    });
+
+    await step(
+      "WHISPER relay: forwards ttl − 1, at most 64; the ACK counts the relay's hop",
+      async () => {
+        const recipient = await env.connect(env.main, { answer: "ack" });
+        const c = await env.connect(env.main);
+        for (const [ttl, forwarded] of [[10, 9], [100, 64]]) {
+          const w = await sealWhisper(c.identity, recipient.identity.publicKey, randomBytes(8), {
+            ttl,
+          });
+          const ack = await expectAck(
+            c,
+            { opcode: op("WHISPER"), payload: enc(WhisperSchema, w) },
+            `ttl ${ttl}`,
+          );
+          check(
+            ack.hops === 2,
+            `ttl ${ttl}: WhisperAck hops ${ack.hops} through one relay, expected 2`,
+          );
+          const got = recipient.received.find((r) =>
+            r.frame.opcode === op("WHISPER") &&
+            same(fromBinary(WhisperSchema, r.payload).envelope, w.envelope)
+          );
+          const seen = got && fromBinary(WhisperSchema, got.payload).ttl;
+          check(
+            seen === forwarded,
+            `ttl ${ttl}: the relay forwarded ttl ${seen}, expected ${forwarded}`,
+          );
+        }
+      },
+    );
+
     await step("unsolicited ACK and NACK are dropped; the connection stays usable", async () => {
       const c = await env.connect(env.main);
       await c.write(
