@@ -577,19 +577,24 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
   },
 
   "shout-rate": async (env, row, cases) => {
-    // The quiet node's clock does not move: every SHOUT is within one second.
+    // The quiet node's clock moves only when the test moves it: every SHOUT
+    // is within one second unless the test says otherwise.
     const c = await env.connect(env.quiet);
     const limit = stated(row, /more than (\d+) SHOUTs/);
     const origin = await identity();
-    const first = Array.from({ length: limit }, () => ({
-      id: c.newId(),
-      opcode: op("SHOUT"),
-      payload: shoutPayload(origin).payload,
-    }));
-    await cases.run(`the first ${limit} of one origin are ACKed`, async () => {
-      const replies = await c.requestMany(first, 20_000);
+    const shouts = (from: Identity, n: number) =>
+      Array.from({ length: n }, () => ({
+        id: c.newId(),
+        opcode: op("SHOUT"),
+        payload: shoutPayload(from).payload,
+      }));
+    const allAcked = async (from: Identity, n: number, what: string) => {
+      const replies = await c.requestMany(shouts(from, n), 20_000);
       const refused = replies.filter((r) => !r?.ack).length;
-      if (refused > 0) fail(`${row.case}: ${refused} of the first ${limit} SHOUTs were not ACKed`);
+      if (refused > 0) fail(`${row.case}: ${refused} of ${n} SHOUTs (${what}) were not ACKed`);
+    };
+    await cases.run(`the first ${limit} of one origin are ACKed`, async () => {
+      await allAcked(origin, limit, `the first ${limit}`);
     });
     await cases.run(`SHOUT ${limit + 1} of the same origin`, async () => {
       await expectNack(
@@ -599,6 +604,26 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
         `#${limit + 1}`,
       );
     });
+    // "In the last second": a sliding second, not a count reset on the second.
+    await cases.run(
+      `a sliding second: ${limit / 2} at 0 s and ${limit / 2} at 0.6 s, then ${
+        limit / 2 + 1
+      } at 1.1 s`,
+      async () => {
+        const other = await identity();
+        await allAcked(other, limit / 2, "at 0 s");
+        env.quietClock.advance(600);
+        await allAcked(other, limit / 2, "at 0.6 s");
+        env.quietClock.advance(500); // the last second now holds the ones sent at 0.6 s
+        await allAcked(other, limit / 2, "at 1.1 s");
+        await expectNack(
+          c,
+          row,
+          { opcode: op("SHOUT"), payload: shoutPayload(other).payload },
+          `#${limit + 1} within the second from 0.1 s to 1.1 s`,
+        );
+      },
+    );
   },
 
   "whisper-malformed": async (env, row, cases) => {
