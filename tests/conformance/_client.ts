@@ -136,6 +136,17 @@ export class RawClient {
     return this.endedBy === undefined;
   }
 
+  /** Whether the connection ends within `ms` milliseconds. */
+  async endsWithin(ms: number): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+    try {
+      return await Promise.race([this.#ended.then(() => true), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Resolves when the connection has ended. */
   get ended(): Promise<void> {
     return this.#ended;

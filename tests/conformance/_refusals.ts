@@ -264,7 +264,7 @@ async function quotaCases(
   env: Env,
   row: RefusalRow,
   cases: SubCases,
-  request: (key: Uint8Array, proposal: Uint8Array, c: RawClient) => Uint8Array,
+  request: (key: Uint8Array, proposal: Uint8Array) => Uint8Array,
   opcode: string,
   needsBase = false,
 ): Promise<void> {
@@ -282,7 +282,7 @@ async function quotaCases(
       const payload = prepare({ key: freshKey(), value: utf8("v"), version: 1n }, 0);
       await expectAck(c, { opcode: op("DHT_CAS"), payload }, `${row.case}: PREPARE ${i + 1}`);
     }
-    const payload = request(await base(c), randomBytes(16), c);
+    const payload = request(await base(c), randomBytes(16));
     await expectNack(c, row, { opcode: op(opcode), payload }, "past the reservations");
   });
   const records = MAIN_QUOTAS.maxRecordsPerPeer;
@@ -294,14 +294,14 @@ async function quotaCases(
     await expectNack(
       c,
       row,
-      { opcode: op(opcode), payload: request(key, randomBytes(16), c) },
+      { opcode: op(opcode), payload: request(key, randomBytes(16)) },
       "past the records",
     );
   });
   if (needsBase) return;
   await cases.run(`a full replica (${QUIET_MAX_RECORDS} records) and a farther key`, async () => {
     const q = await fillQuiet(env, row.case);
-    const payload = request(farthestKey(env.quiet.identity.nodeId), randomBytes(16), q);
+    const payload = request(farthestKey(env.quiet.identity.nodeId), randomBytes(16));
     await expectNack(q, row, { opcode: op(opcode), payload }, "the farthest key");
   });
 }
@@ -1401,17 +1401,15 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
       env,
       row,
       cases,
-      (key, proposal, c) => {
-        void c;
-        return patch(key, {
+      (key, proposal) =>
+        patch(key, {
           base: 1,
           version: 2,
           offset: 3,
           insert: utf8("d"),
           valueHash: hash(utf8("abcd")),
           proposal,
-        });
-      },
+        }),
       "DHT_PATCH",
       true,
     );

@@ -479,10 +479,7 @@ const ONE_WAY: Record<
         payload: enc(DisconnectSchema, { reason: 1 }),
       },
       handled: async () => {
-        const ended = await Promise.race([
-          c.ended.then(() => true),
-          new Promise((r) => setTimeout(() => r(false), 5_000)),
-        ]);
+        const ended = await c.endsWithin(5_000);
         check(ended === true, "the node did not close the connection after DISCONNECT");
       },
     }),
@@ -786,10 +783,7 @@ Deno.test({ name: "live node: the tables, over a real connection", ...live }, as
       check(keepalive !== undefined, "no KEEPALIVE after 15 s of silence");
       check(c.open, "the connection closed after 15 s");
       env.quietClock.advance(30_000); // unanswered: 45 s without receiving anything
-      const ended = await Promise.race([
-        c.ended.then(() => true),
-        new Promise<boolean>((r) => setTimeout(() => r(false), 5_000)),
-      ]);
+      const ended = await c.endsWithin(5_000);
       check(ended, "the connection is still open after 45 s of silence");
     });
 
@@ -807,10 +801,7 @@ Deno.test({ name: "live node: the tables, over a real connection", ...live }, as
           prefix.push((n & 0x7f) | 0x80);
         }
         await c.write(Uint8Array.from(prefix)); // the length alone, no frame after it
-        const ended = await Promise.race([
-          c.ended.then(() => true),
-          new Promise<boolean>((r) => setTimeout(() => r(false), 5_000)),
-        ]);
+        const ended = await c.endsWithin(5_000);
         check(
           ended,
           `the node kept the connection after a length prefix of ${limit + 1} > ${limit}`,
