@@ -487,6 +487,13 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
         }, "FIND_VALUE");
       },
     );
+    await cases.run(
+      `an application reply of 5000 bytes (ECHO), asker accepts ${small}`,
+      async () => {
+        const payload = appPayload("a".repeat(5000));
+        await expectNack(c, row, { opcode: APP.echo.opcode, payload }, "ECHO");
+      },
+    );
     await cases.run("no frame over the announced max_frame_size was sent", () => {
       const over = c.received.filter((r) => frameBytes(r.frame).length > small + 5);
       if (over.length > 0) {
