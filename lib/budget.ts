@@ -211,7 +211,8 @@ export function resourceBudget(options: NodeOptions = {}): ResourceBudget {
       option: "(fixed)",
       limit: 3 * NODE_LIMITS.seenEntries,
       bytes: 3 * NODE_LIMITS.seenEntries * SEEN_ENTRY,
-      note: "three seen-caches (SPEAK, WHISPER, WHISPER relayed); oldest forgotten first",
+      note: "three seen-caches (SPEAK, WHISPER delivered, and the WHISPERs relayed in flight, " +
+        "which work in hand bounds); oldest forgotten first",
     },
     {
       resource: "routing-table contacts",

@@ -591,7 +591,12 @@ export class Node extends EventTarget implements AsyncDisposable {
   #shoutSequence = 0n;
   /** WHISPERs delivered (sender and nonce) and relayed (envelope hash); bounded. */
   readonly #whisperSeen: SeenCache;
-  readonly #whisperRelayed: SeenCache;
+  /**
+   * Envelopes (hashes) this node is relaying or sending and still waits on:
+   * a copy that comes back meanwhile is a loop. Bounded by the work in hand
+   * (connections × maxInboundRequests) plus this node's own whispers.
+   */
+  readonly #whisperInFlight = new Set<string>();
   readonly #whisperCounters = { delivered: 0, relayed: 0, rejected: 0 };
   readonly #shoutCounters: ShoutCounters = noShouts();
   readonly #tasks = new Set<Promise<unknown>>();
@@ -618,11 +623,6 @@ export class Node extends EventTarget implements AsyncDisposable {
     const maxEntries = NODE_LIMITS.seenEntries;
     this.#speakSeen = new SeenCache({ clock: this.#clock, maxEntries });
     this.#whisperSeen = new SeenCache({ clock: this.#clock, maxEntries });
-    this.#whisperRelayed = new SeenCache({
-      clock: this.#clock,
-      maxEntries,
-      maxAge: 60_000,
-    });
     this.#table = new RoutingTable(identity.nodeId, {
       k: options.k ?? 20,
       clock: this.#clock,
@@ -1241,8 +1241,13 @@ export class Node extends EventTarget implements AsyncDisposable {
       ttl: options.ttl,
       signal: options.signal,
     });
-    this.#whisperRelayed.add(toHex(sha256(whisper.envelope)));
-    return await this.#routeWhisper(whisper, undefined, options.timeout, options.signal);
+    const hash = toHex(sha256(whisper.envelope));
+    this.#whisperInFlight.add(hash);
+    try {
+      return await this.#routeWhisper(whisper, undefined, options.timeout, options.signal);
+    } finally {
+      this.#whisperInFlight.delete(hash);
+    }
   }
 
   /** Sends a whisper one hop on; resolves the recipient's ACK (hops counted so far). */
@@ -1358,10 +1363,14 @@ export class Node extends EventTarget implements AsyncDisposable {
       this.#refuse(frame, peer, NackReason.UNREACHABLE, "WHISPER ttl exhausted");
       return;
     }
-    if (!this.#whisperRelayed.add(toHex(sha256(whisper.envelope)))) {
-      this.#refuse(frame, peer, NackReason.UNREACHABLE, "WHISPER loop: relayed it already");
+    // Each relay waits for its next hop, so a loop brings a copy back while
+    // the first is in flight; a copy after the first was answered is a retry.
+    const hash = toHex(sha256(whisper.envelope));
+    if (this.#whisperInFlight.has(hash)) {
+      this.#refuse(frame, peer, NackReason.UNREACHABLE, "WHISPER loop: relaying it already");
       return;
     }
+    this.#whisperInFlight.add(hash);
     this.#whisperCounters.relayed++;
     try {
       const downstream = await this.#routeWhisper(
@@ -1380,6 +1389,8 @@ export class Node extends EventTarget implements AsyncDisposable {
         ? NackReason.TIMEOUT
         : NackReason.UNREACHABLE;
       this.#refuse(frame, peer, reason, (err as Error).message);
+    } finally {
+      this.#whisperInFlight.delete(hash);
     }
   }
 
@@ -1766,15 +1777,16 @@ export class Node extends EventTarget implements AsyncDisposable {
 
   #onMetrics(frame: Frame, peer: PeerConnection): void {
     if (frame.id === 0) return;
-    if (!this.#options.serveMetrics) {
-      this.#refuse(frame, peer, NackReason.FORBIDDEN, "metrics are not served by this node");
-      return;
-    }
+    // "Any request" refusals come first: a payload that does not parse is MALFORMED.
     let include = false;
     try {
       include = decodePayload(MetricsRequestSchema, frame.payload).includeConnections;
     } catch (err) {
       this.#refuse(frame, peer, NackReason.MALFORMED, (err as Error).message);
+      return;
+    }
+    if (!this.#options.serveMetrics) {
+      this.#refuse(frame, peer, NackReason.FORBIDDEN, "metrics are not served by this node");
       return;
     }
     const m = this.metrics();

@@ -984,7 +984,7 @@ export class PeerConnection implements AsyncDisposable {
       case Opcode.PING:
         return this.#onPing(opened);
       case Opcode.KEEPALIVE:
-        return frame.id !== 0 ? this.#reply(this.ack(opened)) : undefined;
+        return this.#onKeepalive(opened);
       case Opcode.SET_CONNECTION_OPT:
         return this.#onSetOption(opened);
     }
@@ -1063,6 +1063,16 @@ export class PeerConnection implements AsyncDisposable {
       );
     } catch (err) {
       pending.reject(err as Error);
+    }
+  }
+
+  #onKeepalive(frame: Frame): void {
+    if (frame.id === 0) return;
+    try {
+      decodePayload(KeepaliveSchema, frame.payload);
+      this.#reply(this.ack(frame));
+    } catch (err) {
+      this.#reply(this.nack(frame, NackReason.MALFORMED, (err as Error).message));
     }
   }
 

@@ -87,7 +87,7 @@ export const OPCODE_MAX = 0xffff_ffff;
  * import { OpcodeRegistry, type OpcodeSpec } from "@carrier/p2p";
  * const oneWay: OpcodeSpec[] = new OpcodeRegistry().list().filter((spec) => spec.oneWay);
  * const names = oneWay.map((spec) => spec.name);
- * assert.deepEqual(names, ["ACK", "NACK", "SHOUT", "SPEAK", "DISCONNECT"]);
+ * assert.deepEqual(names, ["ACK", "NACK", "SPEAK", "DISCONNECT"]);
  * ```
  */
 export interface OpcodeSpec<
@@ -104,7 +104,7 @@ export interface OpcodeSpec<
   readonly reply?: Reply;
   /** Schema of the NACK's data, if it carries any. */
   readonly nack?: Schema;
-  /** The sender expects no ACK or NACK (SHOUT, SPEAK, DISCONNECT…). */
+  /** The sender expects no ACK or NACK (ACK, NACK, SPEAK, DISCONNECT, one-way application opcodes). */
   readonly oneWay: boolean;
 }
 
@@ -143,7 +143,7 @@ export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze([
     reply: SetConnectionOptSchema,
     nack: SetConnectionOptSchema,
   }),
-  spec(Opcode.SHOUT, ShoutSchema, { oneWay: true }),
+  spec(Opcode.SHOUT, ShoutSchema), // ACKed per hop, with no data
   spec(Opcode.SPEAK, SpeakSchema, { oneWay: true }),
   spec(Opcode.WHISPER, WhisperSchema, { reply: WhisperAckSchema }),
   spec(Opcode.FIND_NODE, FindNodeRequestSchema, { reply: FindNodeReplySchema }),

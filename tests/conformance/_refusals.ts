@@ -24,6 +24,7 @@ import {
   UnlockRequestSchema,
   type VersionConflict,
   VersionConflictSchema,
+  WhisperAckSchema,
   WhisperEnvelopeSchema,
   WhisperSchema,
 } from "../../lib/protocol.ts";
@@ -45,7 +46,7 @@ import {
   x25519PrivateKeyFromEd25519,
   x25519PublicKeyFromEd25519,
 } from "../../mod.ts";
-import { frameBytes, type RawClient, type Reply, until } from "./_client.ts";
+import { ackBytes, frameBytes, type RawClient, type Reply, until } from "./_client.ts";
 import {
   APP,
   appPayload,
@@ -645,23 +646,30 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
         `#${limit + 1}`,
       );
     });
-    // "In the last second": a sliding second, not a count reset on the second.
+    // "Within one window": a window opens at the first SHOUT of an origin
+    // outside one and lasts a second; the next one after it starts afresh.
     await cases.run(
-      `a sliding second: ${limit / 2} at 0 s and ${limit / 2} at 0.6 s, then ${
-        limit / 2 + 1
-      } at 1.1 s`,
+      `one window: ${limit / 2} at 0 s and ${
+        limit / 2
+      } at 0.6 s, one more refused; ${limit} at 1.1 s`,
       async () => {
         const other = await identity();
         await allAcked(other, limit / 2, "at 0 s");
         env.quietClock.advance(600);
         await allAcked(other, limit / 2, "at 0.6 s");
-        env.quietClock.advance(500); // the last second now holds the ones sent at 0.6 s
-        await allAcked(other, limit / 2, "at 1.1 s");
         await expectNack(
           c,
           row,
           { opcode: op("SHOUT"), payload: shoutPayload(other).payload },
-          `#${limit + 1} within the second from 0.1 s to 1.1 s`,
+          `#${limit + 1} in the window opened at 0 s`,
+        );
+        env.quietClock.advance(500); // the window of 0 s is over: a new one opens
+        await allAcked(other, limit, "in the window opened at 1.1 s");
+        await expectNack(
+          c,
+          row,
+          { opcode: op("SHOUT"), payload: shoutPayload(other).payload },
+          `#${limit + 1} in the window opened at 1.1 s`,
         );
       },
     );
@@ -816,21 +824,41 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
   },
 
   "whisper-loop": async (env, row, cases) => {
-    const recipient = await env.connect(env.main, { answer: "ack" });
+    // The recipient holds the relayed copy unanswered, so the relay is still
+    // relaying it when the same envelope comes back.
+    const recipient = await env.connect(env.main);
     const c = await env.connect(env.main);
     const w = await whisperTo(c.identity, recipient.identity.publicKey, { ttl: 3 });
     const payload = enc(WhisperSchema, w);
-    await cases.run("the first copy is relayed and ACKed (hops 2)", async () => {
-      const ack = await expectAck(c, { opcode: op("WHISPER"), payload }, `${row.case}: first copy`);
-      if (!same(ack.hash, whisperHash(w)) || ack.hops !== 2) {
-        fail(
-          `${row.case}: the relayed ACK is WhisperAck { hops: ${ack.hops} } ` +
-            `(hash ${same(ack.hash, whisperHash(w)) ? "right" : "wrong"}), expected hops 2`,
-        );
+    const ackData = enc(WhisperAckSchema, { hash: whisperHash(w), hops: 1 });
+    const relayed = (after: number) =>
+      recipient.next((r) => r.frame.opcode === op("WHISPER") && !r.ack && !r.nack, { after });
+    const firstId = c.newId();
+    const firstAt = recipient.received.length;
+    await c.send({ id: firstId, opcode: op("WHISPER"), payload });
+    const held = await relayed(firstAt);
+    if (!held) fail(`${row.case}: the relay did not forward the first copy`);
+    await cases.run("the same envelope while the first copy is in flight", async () => {
+      await expectNack(c, row, { opcode: op("WHISPER"), payload }, "copy in flight");
+    });
+    await cases.run("the first copy, answered, is ACKed back (hops 2)", async () => {
+      const after = c.received.length;
+      await recipient.write(ackBytes(held!.frame.id, op("WHISPER"), ackData));
+      const reply = await c.next((r) => r.frame.id === firstId && r.ack !== undefined, { after });
+      const ack = reply && fromBinary(WhisperAckSchema, reply.ack!.data);
+      if (!ack || ack.hops !== 2) {
+        fail(`${row.case}: the first copy's ACK is ${JSON.stringify(ack)}`);
       }
     });
-    await cases.run("the same envelope again", async () => {
-      await expectNack(c, row, { opcode: op("WHISPER"), payload }, "second copy");
+    await cases.run("a retry after the first was answered is routed again", async () => {
+      const id = c.newId();
+      const at = recipient.received.length;
+      await c.send({ id, opcode: op("WHISPER"), payload });
+      const again = await relayed(at);
+      if (!again) fail(`${row.case}: the retry was not forwarded`);
+      await recipient.write(ackBytes(again!.frame.id, op("WHISPER"), ackData));
+      const reply = await c.next((r) => r.frame.id === id && (r.ack || r.nack) !== undefined);
+      if (!reply?.ack) fail(`${row.case}: the retry got ${reply?.nack ? "a NACK" : "no reply"}`);
     });
   },
 

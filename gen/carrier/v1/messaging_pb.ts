@@ -25,7 +25,8 @@ export const file_carrier_v1_messaging: GenFile = /*@__PURE__*/
  * SHOUT to the next contact of the same bucket. Refusals: MALFORMED (does not
  * parse; origin not 32 bytes; height above 256), BAD_SIGNATURE, STALE
  * (timestamp_ms more than 10 minutes from the receiver's clock), RATE_LIMITED
- * (over 100 SHOUTs a second from one origin). A copy already seen is ACKed
+ * (over 100 SHOUTs of one origin within a one-second window, which
+ * opens at the origin's first SHOUT outside one). A copy already seen is ACKed
  * and not delivered again.
  *
  * @generated from message carrier.v1.Shout
@@ -168,8 +169,9 @@ export const SpeakSchema: GenMessage<Speak> = /*@__PURE__*/
  * an encrypted envelope does not decrypt; the sender's X25519 key is not its
  * address's), STALE (timestamp_ms more than 10 minutes from the recipient's
  * clock), TOO_LARGE (body over the recipient's limit), UNREACHABLE (ttl 0 at
- * a relay; a relay got the same envelope before; no next hop), TIMEOUT (the
- * next hop did not answer in time). A relay passes its next hop's NACK back
+ * a relay; a relay is still relaying the same envelope, a loop; no next hop),
+ * TIMEOUT (the next hop did not answer within ttl' + 1 seconds, ttl' being
+ * the ttl the relay forwarded). A relay passes its next hop's NACK back
  * unchanged. A copy of a (sender, nonce) already delivered is ACKed again and
  * not delivered again (a sender may retry).
  *
