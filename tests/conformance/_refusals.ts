@@ -371,6 +371,23 @@ function requestOpcodes(): [string, number][] {
 // ---- the scenarios ----
 
 /** The refusal table's scenarios, by case id. */
+
+/**
+ * Stores the owned record "abc" (version 1) of `owner` under `key` and
+ * returns the splice that appends "d" (version 2) and its result.
+ */
+async function ownedAbc(c: RawClient, key: Uint8Array, owner: Identity) {
+  const v1 = createRecord({ key, value: utf8("abc"), version: 1, owner });
+  await expectAck(
+    c,
+    { opcode: op("STORE"), payload: enc(StoreRequestSchema, { record: v1 }) },
+    "owned v1",
+  );
+  const result = utf8("abcd");
+  const appendD = { base: 1, version: 2, offset: 3, insert: utf8("d"), valueHash: hash(result) };
+  return { result, appendD };
+}
+
 export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
   "unknown-opcode": async (env, row, cases) => {
     const c = await env.connect(env.main);
@@ -1411,14 +1428,7 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
     const c = await env.connect(env.main);
     const [owner, mallory] = [await identity(), await identity()];
     const key = freshKey();
-    const v1 = createRecord({ key, value: utf8("abc"), version: 1, owner });
-    await expectAck(
-      c,
-      { opcode: op("STORE"), payload: enc(StoreRequestSchema, { record: v1 }) },
-      "owned v1",
-    );
-    const result = utf8("abcd");
-    const appendD = { base: 1, version: 2, offset: 3, insert: utf8("d"), valueHash: hash(result) };
+    const { result, appendD } = await ownedAbc(c, key, owner);
     const signedBy = (who: Identity) => sign(who, recordSigningBytes(key, 2n, hash(result)));
     await cases.run("the result signed by another key than the owner", async () => {
       const payload = patch(key, {
@@ -1447,14 +1457,7 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
     const c = await env.connect(env.main);
     const [owner, other] = [await identity(), await identity()];
     const key = freshKey();
-    const v1 = createRecord({ key, value: utf8("abc"), version: 1, owner });
-    await expectAck(
-      c,
-      { opcode: op("STORE"), payload: enc(StoreRequestSchema, { record: v1 }) },
-      "owned v1",
-    );
-    const result = utf8("abcd");
-    const appendD = { base: 1, version: 2, offset: 3, insert: utf8("d"), valueHash: hash(result) };
+    const { result, appendD } = await ownedAbc(c, key, owner);
     await cases.run("an open patch of an owned key", async () => {
       await expectNack(c, row, { opcode: op("DHT_PATCH"), payload: patch(key, appendD) }, "open");
     });

@@ -66,6 +66,7 @@ import {
   utf8,
 } from "./_env.ts";
 import { REFUSAL_SCENARIOS } from "./_refusals.ts";
+import type { Frame } from "../../lib/wire/frame.ts";
 import {
   NO_REPLY,
   type OpcodeRow,
@@ -609,20 +610,7 @@ Deno.test({ name: "live node: the tables, over a real connection", ...live }, as
 
     await step("a SET_CONNECTION_OPT with id 0 changes nothing", async () => {
       const c = await env.connect(env.main);
-      const key = freshKey();
-      await expectAck(c, {
-        opcode: op("STORE"),
-        payload: storePayload(key, new Uint8Array(4096).fill(97)),
-      }, "STORE");
-      const find = async () => {
-        const id = c.newId();
-        await expectAck(c, {
-          id,
-          opcode: op("FIND_VALUE"),
-          payload: enc(FindValueRequestSchema, { key }),
-        }, "FIND_VALUE");
-        return c.repliesTo(id)[0].frame;
-      };
+      const find = await compressibleReply(c);
       const gzipPreferred = enc(SetConnectionOptSchema, { option: 1, setting: 1 });
       await c.send({ id: 0, opcode: op("SET_CONNECTION_OPT"), payload: gzipPreferred });
       const after0 = await find();
@@ -814,19 +802,9 @@ Deno.test({ name: "live node: the tables, over a real connection", ...live }, as
       async () => {
         // The client (initiator) decodes all five and prefers none; the node prefers none.
         const c = await env.connect(env.main);
-        const key = freshKey();
-        await expectAck(c, {
-          opcode: op("STORE"),
-          payload: storePayload(key, new Uint8Array(4096).fill(97)),
-        }, "STORE");
+        const find = await compressibleReply(c);
         const reply = async () => {
-          const id = c.newId();
-          await expectAck(c, {
-            id,
-            opcode: op("FIND_VALUE"),
-            payload: enc(FindValueRequestSchema, { key }),
-          }, "FIND_VALUE");
-          const frame = c.repliesTo(id)[0].frame;
+          const frame = await find();
           return frame.flags & 1
             ? ["bz2", "gzip", "lzma", "zlib", "snappy"][frame.compression]
             : "none";
@@ -1047,3 +1025,25 @@ Deno.test({ name: "live node: the tables, over a real connection", ...live }, as
     await env.close();
   }
 });
+
+/**
+ * Stores a 4 KiB compressible value on the node through `c` and returns a
+ * function that asks for it (FIND_VALUE) and resolves the reply's frame: how
+ * the node compresses what it sends `c`.
+ */
+async function compressibleReply(c: RawClient): Promise<() => Promise<Frame>> {
+  const key = freshKey();
+  await expectAck(c, {
+    opcode: op("STORE"),
+    payload: storePayload(key, new Uint8Array(4096).fill(97)),
+  }, "STORE");
+  return async () => {
+    const id = c.newId();
+    await expectAck(c, {
+      id,
+      opcode: op("FIND_VALUE"),
+      payload: enc(FindValueRequestSchema, { key }),
+    }, "FIND_VALUE");
+    return c.repliesTo(id)[0].frame;
+  };
+}
