@@ -372,17 +372,23 @@ function requestOpcodes(): [string, number][] {
 
 /** The refusal table's scenarios, by case id. */
 
-/**
- * Stores the owned record "abc" (version 1) of `owner` under `key` and
- * returns the splice that appends "d" (version 2) and its result.
- */
-async function ownedAbc(c: RawClient, key: Uint8Array, owner: Identity) {
-  const v1 = createRecord({ key, value: utf8("abc"), version: 1, owner });
+/** Stores `owner`'s record `value` (version 1) under `key` through `c`; returns it. */
+async function storeOwned(c: RawClient, key: Uint8Array, owner: Identity, value: string) {
+  const v1 = createRecord({ key, value: utf8(value), version: 1, owner });
   await expectAck(
     c,
     { opcode: op("STORE"), payload: enc(StoreRequestSchema, { record: v1 }) },
     "owned v1",
   );
+  return v1;
+}
+
+/**
+ * Stores the owned record "abc" (version 1) of `owner` under `key` and
+ * returns the splice that appends "d" (version 2) and its result.
+ */
+async function ownedAbc(c: RawClient, key: Uint8Array, owner: Identity) {
+  await storeOwned(c, key, owner, "abc");
   const result = utf8("abcd");
   const appendD = { base: 1, version: 2, offset: 3, insert: utf8("d"), valueHash: hash(result) };
   return { result, appendD };
@@ -1005,12 +1011,7 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
     const c = await env.connect(env.main);
     const [owner, other] = [await identity(), await identity()];
     const key = freshKey();
-    const v1 = createRecord({ key, value: utf8("mine"), version: 1, owner });
-    await expectAck(
-      c,
-      { opcode: op("STORE"), payload: enc(StoreRequestSchema, { record: v1 }) },
-      "owned v1",
-    );
+    await storeOwned(c, key, owner, "mine");
     await cases.run("an open record for an owned key", async () => {
       await expectNack(
         c,
@@ -1114,12 +1115,7 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
     const c = await env.connect(env.main);
     const [owner, other] = [await identity(), await identity()];
     const key = freshKey();
-    const v1 = createRecord({ key, value: utf8("mine"), version: 1, owner });
-    await expectAck(
-      c,
-      { opcode: op("STORE"), payload: enc(StoreRequestSchema, { record: v1 }) },
-      "owned v1",
-    );
+    await storeOwned(c, key, owner, "mine");
     await cases.run("PREPARE: an open record for an owned key", async () => {
       const payload = prepare({ key, value: utf8("open"), version: 2n }, 1);
       await expectNack(c, row, { opcode: op("DHT_CAS"), payload }, "open");
