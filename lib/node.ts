@@ -74,7 +74,12 @@ import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
 import { SeenCache } from "./overlay/seen_cache.ts";
 import { type AddResult, type Contact, contactOf, RoutingTable } from "./overlay/routing_table.ts";
 import type { LookupResult } from "./overlay/lookup.ts";
-import { type ForwardTarget, nextInBucket, planForward } from "./overlay/broadcast.ts";
+import {
+  type ForwardTarget,
+  nextInBucket,
+  ORIGIN_HEIGHT,
+  planForward,
+} from "./overlay/broadcast.ts";
 import { bytesEqual, concatBytes, toHex } from "./_bytes.ts";
 import { sign, verify } from "./identity/keys.ts";
 import { bucketIndex, compareDistance, nodeIdOf, randomIdInBucket } from "./identity/node_id.ts";
@@ -1014,13 +1019,13 @@ export class Node extends EventTarget implements AsyncDisposable {
     const signature = sign(this.identity, concatBytes([SHOUT_CONTEXT, envelope]));
     const idBytes = sha256(envelope);
     const id = toHex(idBytes);
-    this.#rememberShout(id, ORIGIN);
+    this.#rememberShout(id, ORIGIN_HEIGHT);
     this.#shoutCounters.originated++;
     const sent = await this.#forwardShout(
       envelope,
       signature,
       idBytes,
-      ORIGIN,
+      ORIGIN_HEIGHT,
       0,
       0,
       options.signal,
@@ -1151,7 +1156,9 @@ export class Node extends EventTarget implements AsyncDisposable {
       if (envelope.origin.length !== 32) {
         throw new PayloadDecodeError(`SHOUT origin is ${envelope.origin.length} bytes, not 32`);
       }
-      if (shout.height > ORIGIN) throw new PayloadDecodeError(`SHOUT height ${shout.height} > 256`);
+      if (shout.height > ORIGIN_HEIGHT) {
+        throw new PayloadDecodeError(`SHOUT height ${shout.height} > ${ORIGIN_HEIGHT}`);
+      }
     } catch (err) {
       this.#shoutCounters.rejected++;
       this.#refuse(frame, peer, NackReason.MALFORMED, (err as Error).message);
@@ -1982,8 +1989,6 @@ export async function createNode(options: NodeOptions = {}): Promise<Node> {
 
 /** The ASCII context string a SHOUT's origin signs, followed by the envelope. */
 const SHOUT_CONTEXT = new TextEncoder().encode("carrier/v1 shout:");
-/** The height of a SHOUT at its origin: every bucket is below it. */
-const ORIGIN = 256;
 
 /** The largest `ttl` a relay forwards a WHISPER with (it lowers a larger one). */
 const MAX_RELAYED_WHISPER_TTL = 64;
