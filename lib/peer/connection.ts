@@ -181,7 +181,8 @@ export interface PeerConnectionOptions {
   /**
    * Whether an opcode is one-way: a frame of it is never answered, even a
    * NACK for a payload that does not decompress, whatever its id.
-   * @default {SPEAK, DISCONNECT, ACK and NACK only}
+   * (ACK and NACK are replies, never answered.)
+   * @default {SPEAK and DISCONNECT}
    */
   isOneWay?: (opcode: number) => boolean;
 }
@@ -422,7 +423,8 @@ export class PeerConnection implements AsyncDisposable {
     this.#initiator = channel.initiator;
     this.#clock = options.clock ?? systemClock;
     this.#onFrame = options.onFrame;
-    this.#isOneWay = options.isOneWay ?? ((opcode) => opcode === Opcode.SPEAK);
+    this.#isOneWay = options.isOneWay ??
+      ((opcode) => opcode === Opcode.SPEAK || opcode === Opcode.DISCONNECT);
     // What each side decodes, prefers and accepts is what it announced in the handshake.
     const maxFrameSize = channel.local.maxFrameSize || DEFAULT_MAX_FRAME_SIZE;
     this.#decoder = new FrameDecoder({ maxFrameSize });
@@ -965,7 +967,7 @@ export class PeerConnection implements AsyncDisposable {
       this.#counters.drops++;
       const isReply = frame.opcode === Opcode.ACK || frame.opcode === Opcode.NACK;
       if (isReply) this.#pending.get(frame.id)?.reject(err as Error);
-      else if (frame.opcode !== Opcode.DISCONNECT && !this.#isOneWay(frame.opcode)) {
+      else if (!this.#isOneWay(frame.opcode)) {
         const reason = err instanceof DecompressionLimitError
           ? NackReason.TOO_LARGE
           : NackReason.MALFORMED;

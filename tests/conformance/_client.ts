@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { until } from "../attack/_attack.ts";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   type Ack,
@@ -390,17 +391,4 @@ export function describe(r: Received): string {
       (r.nack.message ? ` "${r.nack.message.slice(0, 160)}"` : "");
   }
   return `${name(r.frame.opcode)} id ${r.frame.id}`;
-}
-
-/** Resolves once `condition` holds (polling every 10 ms); rejects after `timeout` ms. */
-export async function until(
-  condition: () => boolean,
-  what: string,
-  timeout = 5_000,
-): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }

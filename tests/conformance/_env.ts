@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { concatBytes } from "../../lib/_bytes.ts";
 import {
   create,
   type DescMessage,
@@ -107,17 +108,6 @@ export function randomBytes(n: number): Uint8Array {
   return out;
 }
 
-/** The parts, concatenated. */
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** A copy of `bytes` with byte `i` (default: the last) flipped. */
 export function flipped(bytes: Uint8Array, i = bytes.length - 1): Uint8Array {
   const out = bytes.slice();
@@ -160,7 +150,7 @@ export function shoutPayload(origin: Identity, init: ShoutInit = {}): {
     topic: "conformance",
     body,
   });
-  const signature = init.signature ?? sign(origin, concat(SHOUT_CONTEXT, envelope));
+  const signature = init.signature ?? sign(origin, concatBytes([SHOUT_CONTEXT, envelope]));
   const payload = enc(protocol.ShoutSchema, {
     envelope,
     signature,

@@ -46,11 +46,12 @@ import {
   x25519PrivateKeyFromEd25519,
   x25519PublicKeyFromEd25519,
 } from "../../mod.ts";
-import { ackBytes, frameBytes, type RawClient, type Reply, until } from "./_client.ts";
+import { ackBytes, frameBytes, type RawClient, type Reply } from "./_client.ts";
+import { until } from "../attack/_attack.ts";
+import { concatBytes } from "../../lib/_bytes.ts";
 import {
   APP,
   appPayload,
-  concat,
   enc,
   type Env,
   expectAck,
@@ -332,7 +333,7 @@ async function handSealed(
     staticKeyPair: x25519KeyPairFromPrivateKey(x25519PrivateKeyFromEd25519(noise.secretKey)),
     remoteStaticPublicKey: x25519PublicKeyFromEd25519(to),
   });
-  const signature = sign(signer, concat(utf8(WHISPER_SIGNATURE_CONTEXT), envelope));
+  const signature = sign(signer, concatBytes([utf8(WHISPER_SIGNATURE_CONTEXT), envelope]));
   const message = await handshake.writeMessage(
     enc(SealedWhisperSchema, { envelope, signature }),
   );
@@ -612,7 +613,7 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
     });
     await cases.run("signed by another key than the origin", async () => {
       const envelope = shoutPayload(c.identity).envelope;
-      const signature = sign(other, concat(utf8("carrier/v1 shout:"), envelope));
+      const signature = sign(other, concatBytes([utf8("carrier/v1 shout:"), envelope]));
       const { payload } = shoutPayload(c.identity, { envelope, signature });
       await expectNack(c, row, { opcode: op("SHOUT"), payload }, "other signer");
     });
@@ -1348,7 +1349,7 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
         patch(key, {
           ...good,
           insert: big,
-          valueHash: hash(concat(utf8("abc"), big)),
+          valueHash: hash(concatBytes([utf8("abc"), big])),
         }),
       ],
     ];

@@ -37,14 +37,8 @@ import {
   WhisperSchema,
 } from "../../lib/protocol.ts";
 import { type MessageEventDetail, PROTOCOL_OPCODES, sealWhisper, whisperHash } from "../../mod.ts";
-import {
-  ackBytes,
-  describe,
-  type FrameFields,
-  nackBytes,
-  type RawClient,
-  until,
-} from "./_client.ts";
+import { ackBytes, describe, type FrameFields, nackBytes, type RawClient } from "./_client.ts";
+import { until } from "../attack/_attack.ts";
 import {
   APP,
   appPayload,
