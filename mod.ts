@@ -191,20 +191,31 @@ export {
 export {
   type Component,
   createNode,
-  type ErrorEventDetail,
   type Handler,
   type HandlerContext,
-  type MessageEventDetail,
   Node,
-  type NodeEventMap,
   type NodeMetrics,
   type NodeOptions,
-  type PeerEventDetail,
   type ReceiveContext,
   type ReceiveLock,
   type ReceiveLockOptions,
   type ShoutCounters,
 } from "./lib/node.ts";
+export {
+  type ErrorEventDetail,
+  type MessageEventDetail,
+  type NodeEventMap,
+  type PeerEventDetail,
+  TypedEventTarget,
+} from "./lib/events.ts";
+export type {
+  ContactRequestOptions,
+  ReceiveContext as ServiceReceiveContext,
+  Service,
+  ServiceConnections,
+  ServiceFactory,
+  ServiceHost,
+} from "./lib/services/service.ts";
 export {
   type ConnectionManagerOptions,
   type ConnectionStats,

@@ -49,6 +49,12 @@ import { Dht, type DhtHost, type DhtOptions } from "./dht/dht.ts";
 
 import type { MessageOf, Schema } from "./_protobuf.ts";
 import { type Clock, systemClock } from "./clock.ts";
+import type {
+  ErrorEventDetail,
+  MessageEventDetail,
+  NodeEventMap,
+  PeerEventDetail,
+} from "./events.ts";
 import {
   CarrierError,
   ConnectionClosedError,
@@ -291,128 +297,6 @@ export type Handler<Request extends Schema, Reply extends Schema> = (
   message: MessageOf<Request>,
   context: HandlerContext,
 ) => MessageOf<Reply> | void | Promise<MessageOf<Reply> | void>;
-
-/**
- * Detail of the `peer:connect` and `peer:disconnect` events.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, type PeerEventDetail } from "@carrier/p2p";
- * await using net = new MemoryNetwork();
- * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
- * await using b = await createNode({ transport: net.transport() });
- * const joined = Promise.withResolvers<PeerEventDetail>();
- * a.addEventListener("peer:connect", (e) => joined.resolve(e.detail));
- * await b.connect(a.peerAddresses[0]);
- * const { address, connection } = await joined.promise;
- * assert.equal(address, b.address);
- * assert.equal(connection.address, b.address);
- * ```
- */
-export interface PeerEventDetail {
-  /** The peer's address (base58). */
-  address: string;
-  /** The connection. */
-  connection: PeerConnection;
-  /** For `peer:disconnect`: why. */
-  info?: CloseInfo;
-}
-
-/**
- * Detail of the `message` event: a SHOUT, a SPEAK, or a one-way frame nobody handled.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, type MessageEventDetail, Opcode } from "@carrier/p2p";
- * await using net = new MemoryNetwork();
- * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
- * await using b = await createNode({ transport: net.transport() });
- * const heard = Promise.withResolvers<MessageEventDetail>();
- * a.addEventListener("message", (e) => heard.resolve(e.detail));
- * await b.connect(a.peerAddresses[0]);
- * await b.speak("hello", { topic: "greetings" });
- * const { from, opcode, topic, body } = await heard.promise;
- * assert.deepEqual([from, opcode, topic], [b.address, Opcode.SPEAK, "greetings"]);
- * assert.equal(new TextDecoder().decode(body), "hello");
- * ```
- */
-export interface MessageEventDetail {
-  /** The sender's address (base58): for a SHOUT, its origin. */
-  from: string;
-  /** For a SHOUT or a WHISPER: the hops it took. */
-  hops?: number;
-  /** For a WHISPER: whether it was encrypted end to end. */
-  encrypted?: boolean;
-  /** The frame's opcode (`Opcode.SHOUT`, `Opcode.SPEAK`, or the unhandled one). */
-  opcode: number;
-  /** The SHOUT's or SPEAK's topic ("" otherwise). */
-  topic: string;
-  /** The SHOUT's or SPEAK's body, or the frame's payload. */
-  body: Uint8Array;
-}
-
-/**
- * Detail of the `error` event.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { type Component, createNode, type ErrorEventDetail, MemoryNetwork } from "@carrier/p2p";
- * const broken: Component = {
- *   name: "broken",
- *   peerConnect() {
- *     throw new Error("boom");
- *   },
- * };
- * await using net = new MemoryNetwork();
- * const components = [broken];
- * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"], components });
- * const reported = Promise.withResolvers<ErrorEventDetail>();
- * a.addEventListener("error", (e) => reported.resolve(e.detail));
- * await using b = await createNode({ transport: net.transport() });
- * await b.connect(a.peerAddresses[0]);
- * const { error, source } = await reported.promise; // the node goes on
- * assert.equal(error.message, "boom");
- * assert.equal(source, "component broken peerConnect");
- * ```
- */
-export interface ErrorEventDetail {
-  /** What failed. */
-  error: Error;
-  /** Where: "component <name>", "bootstrap", "handler <opcode>", "connection". */
-  source: string;
-}
-
-/**
- * The node's events and their details.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, type Node, type NodeEventMap } from "@carrier/p2p";
- * function next<K extends keyof NodeEventMap>(node: Node, type: K): Promise<NodeEventMap[K]> {
- *   return new Promise((resolve) => node.addEventListener(type, resolve, { once: true }));
- * }
- * await using net = new MemoryNetwork();
- * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
- * await using b = await createNode({ transport: net.transport() });
- * const joined = next(a, "peer:connect");
- * await b.connect(a.peerAddresses[0]);
- * assert.equal((await joined).detail.address, b.address);
- * ```
- */
-export interface NodeEventMap {
-  /** A connection to a peer is established. */
-  "peer:connect": CustomEvent<PeerEventDetail>;
-  /** A connection to a peer closed. */
-  "peer:disconnect": CustomEvent<PeerEventDetail>;
-  /** A SHOUT, a SPEAK, or a one-way frame nobody handled, arrived. */
-  message: CustomEvent<MessageEventDetail>;
-  /** Something failed without stopping the node. */
-  error: CustomEvent<ErrorEventDetail>;
-}
 
 /**
  * SHOUT counters of a node.

@@ -1,0 +1,187 @@
+/**
+ * The node's events: their payloads ({@linkcode NodeEventMap}) and one
+ * generic typed `EventTarget` ({@linkcode TypedEventTarget}) instead of
+ * hand-written `addEventListener` overloads on every class that emits.
+ *
+ * @module
+ */
+import type { CloseInfo, PeerConnection } from "./peer/connection.ts";
+
+/**
+ * An `EventTarget` whose `addEventListener` and `removeEventListener` know
+ * the events in `Events` (name → event type); other names stay allowed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { TypedEventTarget } from "@carrier/p2p";
+ * const target = new TypedEventTarget<{ tick: CustomEvent<number> }>();
+ * let seen = 0;
+ * target.addEventListener("tick", (event) => seen += event.detail);
+ * target.dispatchEvent(new CustomEvent("tick", { detail: 2 }));
+ * assert.equal(seen, 2);
+ * ```
+ */
+export class TypedEventTarget<Events extends Record<string, Event>> extends EventTarget {
+  /** Listens for one of the events in `Events`. */
+  override addEventListener<K extends keyof Events & string>(
+    type: K,
+    listener: (event: Events[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /** Listens for an event by name. */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: ((event: never) => void) | EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener as EventListenerOrEventListenerObject | null, options);
+  }
+
+  /** Stops listening for one of the events in `Events`. */
+  override removeEventListener<K extends keyof Events & string>(
+    type: K,
+    listener: (event: Events[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /** Stops listening for an event by name. */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: ((event: never) => void) | EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(type, listener as EventListenerOrEventListenerObject | null, options);
+  }
+}
+
+/**
+ * Detail of the `peer:connect` and `peer:disconnect` events.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, type PeerEventDetail } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const joined = Promise.withResolvers<PeerEventDetail>();
+ * a.addEventListener("peer:connect", (e) => joined.resolve(e.detail));
+ * await b.connect(a.peerAddresses[0]);
+ * const { address, connection } = await joined.promise;
+ * assert.equal(address, b.address);
+ * assert.equal(connection.address, b.address);
+ * ```
+ */
+export interface PeerEventDetail {
+  /** The peer's address (base58). */
+  address: string;
+  /** The connection. */
+  connection: PeerConnection;
+  /** For `peer:disconnect`: why. */
+  info?: CloseInfo;
+}
+
+/**
+ * Detail of the `message` event: a SHOUT, a SPEAK, or a one-way frame nobody handled.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, type MessageEventDetail, Opcode } from "@carrier/p2p";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const heard = Promise.withResolvers<MessageEventDetail>();
+ * a.addEventListener("message", (e) => heard.resolve(e.detail));
+ * await b.connect(a.peerAddresses[0]);
+ * await b.speak("hello", { topic: "greetings" });
+ * const { from, opcode, topic, body } = await heard.promise;
+ * assert.deepEqual([from, opcode, topic], [b.address, Opcode.SPEAK, "greetings"]);
+ * assert.equal(new TextDecoder().decode(body), "hello");
+ * ```
+ */
+export interface MessageEventDetail {
+  /** The sender's address (base58): for a SHOUT, its origin. */
+  from: string;
+  /** For a SHOUT or a WHISPER: the hops it took. */
+  hops?: number;
+  /** For a WHISPER: whether it was encrypted end to end. */
+  encrypted?: boolean;
+  /** The frame's opcode (`Opcode.SHOUT`, `Opcode.SPEAK`, or the unhandled one). */
+  opcode: number;
+  /** The SHOUT's or SPEAK's topic ("" otherwise). */
+  topic: string;
+  /** The SHOUT's or SPEAK's body, or the frame's payload. */
+  body: Uint8Array;
+}
+
+/**
+ * Detail of the `error` event.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Component, createNode, type ErrorEventDetail, MemoryNetwork } from "@carrier/p2p";
+ * const broken: Component = {
+ *   name: "broken",
+ *   peerConnect() {
+ *     throw new Error("boom");
+ *   },
+ * };
+ * await using net = new MemoryNetwork();
+ * const components = [broken];
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"], components });
+ * const reported = Promise.withResolvers<ErrorEventDetail>();
+ * a.addEventListener("error", (e) => reported.resolve(e.detail));
+ * await using b = await createNode({ transport: net.transport() });
+ * await b.connect(a.peerAddresses[0]);
+ * const { error, source } = await reported.promise; // the node goes on
+ * assert.equal(error.message, "boom");
+ * assert.equal(source, "component broken peerConnect");
+ * ```
+ */
+export interface ErrorEventDetail {
+  /** What failed. */
+  error: Error;
+  /** Where: "component <name>", "bootstrap", "handler <opcode>", "connection". */
+  source: string;
+}
+
+/**
+ * The node's events and their details.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, MemoryNetwork, type Node, type NodeEventMap } from "@carrier/p2p";
+ * function next<K extends keyof NodeEventMap>(node: Node, type: K): Promise<NodeEventMap[K]> {
+ *   return new Promise((resolve) => node.addEventListener(type, resolve, { once: true }));
+ * }
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * const joined = next(a, "peer:connect");
+ * await b.connect(a.peerAddresses[0]);
+ * assert.equal((await joined).detail.address, b.address);
+ * ```
+ */
+export interface NodeEventMap {
+  /** A connection to a peer is established. */
+  "peer:connect": CustomEvent<PeerEventDetail>;
+  /** A connection to a peer closed. */
+  "peer:disconnect": CustomEvent<PeerEventDetail>;
+  /** A SHOUT, a SPEAK, or a one-way frame nobody handled, arrived. */
+  message: CustomEvent<MessageEventDetail>;
+  /** Something failed without stopping the node. */
+  error: CustomEvent<ErrorEventDetail>;
+}
