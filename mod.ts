@@ -188,19 +188,38 @@ export {
   type SendBufferPolicy,
   type SendOptions,
 } from "./lib/peer/connection.ts";
+export { createNode, Node } from "./lib/node.ts";
+export type { NodeOptions } from "./lib/node/options.ts";
+export type { Handler, HandlerContext } from "./lib/node/handlers.ts";
+export type { ReceiveLock, ReceiveLockOptions } from "./lib/node/receive_lock.ts";
 export {
-  type Component,
-  createNode,
-  type Handler,
-  type HandlerContext,
-  Node,
-  type NodeMetrics,
-  type NodeOptions,
-  type ReceiveContext,
-  type ReceiveLock,
-  type ReceiveLockOptions,
+  shout,
   type ShoutCounters,
-} from "./lib/node.ts";
+  type ShoutInit,
+  type ShoutOptions,
+  type ShoutResult,
+  type ShoutService,
+} from "./lib/services/shout.ts";
+export {
+  whisper,
+  type WhisperCounters,
+  type WhisperInit,
+  type WhisperOptions,
+  type WhisperResult,
+  type WhisperService,
+} from "./lib/services/whisper.ts";
+export {
+  speak,
+  type SpeakInit,
+  type SpeakOptions,
+  type SpeakService,
+} from "./lib/services/speak.ts";
+export {
+  metrics,
+  type MetricsInit,
+  type MetricsService,
+  type NodeMetrics,
+} from "./lib/services/metrics.ts";
 export {
   type ErrorEventDetail,
   type MessageEventDetail,
@@ -210,7 +229,7 @@ export {
 } from "./lib/events.ts";
 export type {
   ContactRequestOptions,
-  ReceiveContext as ServiceReceiveContext,
+  ReceiveContext,
   Service,
   ServiceConnections,
   ServiceFactory,

@@ -19,7 +19,7 @@
  */
 import { DEFAULT_MAX_VALUE_SIZE } from "./dht/record.ts";
 import { DHT_STORE_LIMITS } from "./dht/store.ts";
-import type { NodeOptions } from "./node.ts";
+import type { NodeOptions } from "./node/options.ts";
 import { CONNECTION_LIMITS } from "./overlay/connections.ts";
 import { PEER_CONNECTION_LIMITS } from "./peer/connection.ts";
 import { MAX_MESSAGE_LENGTH } from "./secure/noise.ts";

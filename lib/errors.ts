@@ -47,6 +47,21 @@ export class CarrierError extends Error {
 }
 
 /**
+ * An argument or option is out of its range or of the wrong type (a
+ * programming error in the caller, named with the value).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ArgumentError, CarrierError } from "@carrier/p2p";
+ * const err = new ArgumentError("k must be a positive integer, got 0");
+ * assert.ok(err instanceof CarrierError);
+ * assert.equal(err.name, "ArgumentError");
+ * ```
+ */
+export class ArgumentError extends CarrierError {}
+
+/**
  * A node address (base58 text or 32 raw bytes) is malformed.
  *
  * @example
@@ -83,7 +98,65 @@ export class KeyFileError extends CarrierError {}
 export class PuzzleError extends CarrierError {}
 
 /**
- * A frame's declared length exceeds the configured maximum frame size.
+ * Options of a {@linkcode SizeLimitError}: which limit, and by how much.
+ *
+ * @example
+ * ```ts
+ * import type { SizeLimitErrorOptions } from "@carrier/p2p";
+ * const options: SizeLimitErrorOptions = { limit: "maxFrameSize", size: 70_000, max: 65_536 };
+ * void options;
+ * ```
+ */
+export interface SizeLimitErrorOptions extends CarrierErrorOptions {
+  /** The limit's name: an option (`maxFrameSize`) or a protocol constant. */
+  limit: string;
+  /** The size that was refused, in bytes. */
+  size: number;
+  /** The limit's value, in bytes. */
+  max: number;
+}
+
+/**
+ * Something is larger than a limit allows. `limit` names the limit (an
+ * option such as `maxFrameSize`, or a protocol constant), `size` and `max`
+ * say by how much. Nothing over a limit is dropped silently: a send, SHOUT,
+ * SPEAK or WHISPER over one rejects with this error (or its subclass
+ * {@linkcode FrameTooLargeError}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, SizeLimitError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
+ * await using net = new MemoryNetwork();
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
+ * await using b = await createNode({ transport: net.transport() });
+ * await b.connect(a.peerAddresses[0]);
+ * await assert.rejects(
+ *   b.speak(new Uint8Array(2 * 1024 * 1024)),
+ *   (error) => error instanceof SizeLimitError && error.limit === "maxFrameSize",
+ * );
+ * ```
+ */
+export class SizeLimitError extends CarrierError {
+  /** The limit's name: an option (`maxFrameSize`) or a protocol constant. */
+  readonly limit: string;
+  /** The size that was refused, in bytes. */
+  readonly size: number;
+  /** The limit's value, in bytes. */
+  readonly max: number;
+  /** Creates the error. */
+  constructor(message: string, options: SizeLimitErrorOptions) {
+    super(message, options);
+    this.limit = options.limit;
+    this.size = options.size;
+    this.max = options.max;
+  }
+}
+
+/**
+ * A frame's length exceeds the configured maximum frame size (`limit` is
+ * `maxFrameSize`).
  *
  * @example
  * ```ts
@@ -93,7 +166,7 @@ export class PuzzleError extends CarrierError {}
  * assert.throws(() => encodeFrame(frame, { maxFrameSize: 64 }), FrameTooLargeError);
  * ```
  */
-export class FrameTooLargeError extends CarrierError {}
+export class FrameTooLargeError extends SizeLimitError {}
 
 /**
  * Bytes on the wire do not form a frame: a truncated or overlong varint, a malformed envelope.
@@ -537,6 +610,23 @@ export class PeerAddressError extends CarrierError {}
  * ```
  */
 export class NodeClosedError extends CarrierError {}
+
+/**
+ * A node was asked to do what its state does not allow, other than being
+ * closed (that is {@linkcode NodeClosedError}): `start()` on a node that has
+ * started.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, NodeStateError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
+ * await using net = new MemoryNetwork();
+ * await using node = await createNode({ transport: net.transport() });
+ * await assert.rejects(node.start(), NodeStateError); // createNode started it
+ * ```
+ */
+export class NodeStateError extends CarrierError {}
 
 /**
  * Why a WHISPER cannot be opened (see {@linkcode WhisperError.problem}).

@@ -22,7 +22,7 @@ import type { CloseInfo, PeerConnection } from "./peer/connection.ts";
  * assert.equal(seen, 2);
  * ```
  */
-export class TypedEventTarget<Events extends Record<string, Event>> extends EventTarget {
+export class TypedEventTarget<Events extends { [K in keyof Events]: Event }> extends EventTarget {
   /** Listens for one of the events in `Events`. */
   override addEventListener<K extends keyof Events & string>(
     type: K,
@@ -131,29 +131,30 @@ export interface MessageEventDetail {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type Component, createNode, type ErrorEventDetail, MemoryNetwork } from "@carrier/p2p";
- * const broken: Component = {
+ * import { createNode, type ErrorEventDetail, type Service } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
+ * const broken: Service = {
  *   name: "broken",
  *   peerConnect() {
  *     throw new Error("boom");
  *   },
  * };
  * await using net = new MemoryNetwork();
- * const components = [broken];
- * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"], components });
+ * const services = [() => broken];
+ * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"], services });
  * const reported = Promise.withResolvers<ErrorEventDetail>();
  * a.addEventListener("error", (e) => reported.resolve(e.detail));
  * await using b = await createNode({ transport: net.transport() });
  * await b.connect(a.peerAddresses[0]);
  * const { error, source } = await reported.promise; // the node goes on
  * assert.equal(error.message, "boom");
- * assert.equal(source, "component broken peerConnect");
+ * assert.equal(source, "service broken peerConnect");
  * ```
  */
 export interface ErrorEventDetail {
   /** What failed. */
   error: Error;
-  /** Where: "component <name>", "bootstrap", "handler <opcode>", "connection". */
+  /** Where: "service <name> <hook>", "bootstrap …", "handler <opcode>", "listener …". */
   source: string;
 }
 

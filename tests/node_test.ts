@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { StringValueSchema } from "@bufbuild/protobuf/wkt";
-import { type Component, createNode, type Node, type NodeOptions } from "../lib/node.ts";
+import { createNode, type Node, type NodeOptions, type Service } from "../mod.ts";
 import { ConnectionLimitError, NackError } from "../lib/errors.ts";
 import { defineOpcode, Opcode } from "../lib/wire/opcodes.ts";
 import { TcpTransport } from "../lib/transport/tcp.ts";
@@ -285,10 +285,10 @@ Deno.test("application opcodes round-trip typed requests, replies and NACKs", as
   }
 });
 
-Deno.test("components see their hooks in order, can claim frames, and cannot break the node", async () => {
+Deno.test("services see their hooks in order, can claim frames, and cannot break the node", async () => {
   try {
     const calls: string[] = [];
-    const recorder: Component = {
+    const recorder: Service = {
       name: "recorder",
       startup: () => void calls.push("startup"),
       peerConnect: (p) => void calls.push(`connect ${p.address.slice(0, 4)}`),
@@ -299,7 +299,7 @@ Deno.test("components see their hooks in order, can claim frames, and cannot bre
       peerDisconnect: () => void calls.push("disconnect"),
       cleanup: () => void calls.push("cleanup"),
     };
-    const broken: Component = {
+    const broken: Service = {
       name: "broken",
       startup: () => {
         throw new Error("startup broke");
@@ -312,7 +312,7 @@ Deno.test("components see their hooks in order, can claim frames, and cannot bre
       },
     };
     const errors: string[] = [];
-    const b = await node({ components: [broken, recorder] });
+    const b = await node({ services: [() => broken, () => recorder] });
     b.addEventListener(
       "error",
       (e) => errors.push(`${e.detail.source}: ${e.detail.error.message}`),
@@ -343,10 +343,10 @@ Deno.test("components see their hooks in order, can claim frames, and cannot bre
       "cleanup",
     ]);
     assert.ok(
-      errors.some((e) => /component broken peerConnect: connect broke/.test(e)),
+      errors.some((e) => /service broken peerConnect: connect broke/.test(e)),
       errors.join(),
     );
-    assert.ok(errors.some((e) => /component broken receive: receive broke/.test(e)));
+    assert.ok(errors.some((e) => /service broken receive: receive broke/.test(e)));
   } finally {
     await closeAll();
   }

@@ -1,7 +1,7 @@
 // SHOUT over real TCP on 127.0.0.1: a swarm of 30 nodes.
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { createNode, type Node } from "../lib/node.ts";
+import { createNode, type Node } from "../mod.ts";
 import { NackError } from "../lib/errors.ts";
 import { NackReason } from "../lib/protocol.ts";
 import { Opcode } from "../lib/wire/opcodes.ts";

@@ -3,7 +3,7 @@
 // a relay's TIMEOUT and its ttl cap, and replays ACKed but not redelivered.
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { createNode, type Node } from "../lib/node.ts";
+import { createNode, type Node } from "../mod.ts";
 import { NackError } from "../lib/errors.ts";
 import {
   NackReason,
@@ -152,14 +152,14 @@ Deno.test("a relay whose next hop does not answer NACKs TIMEOUT, and lowers a hu
   const seen: Whisper[] = [];
   const t = await createNode({
     puzzleDifficulty: 0,
-    components: [{
+    services: [() => ({
       name: "black hole",
       receive({ frame }) {
         if (frame.opcode !== Opcode.WHISPER) return false;
         seen.push(fromBinary(WhisperSchema, frame.payload));
         return true;
       },
-    }],
+    })],
   });
   const s = await createNode({ puzzleDifficulty: 0 });
   try {

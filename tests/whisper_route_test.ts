@@ -1,6 +1,6 @@
 // WHISPER routed over real TCP on 127.0.0.1.
 import assert from "node:assert/strict";
-import { type Component, createNode, type Node } from "../lib/node.ts";
+import { createNode, type Node, type Service } from "../mod.ts";
 import { NackError } from "../lib/errors.ts";
 import { NackReason } from "../lib/protocol.ts";
 import { Opcode } from "../lib/wire/opcodes.ts";
@@ -30,14 +30,18 @@ function inbox(n: Node): { from: string; text: string; encrypted?: boolean }[] {
 Deno.test("WHISPER reaches a node that only dials out, from another, through a relay that cannot read it", async () => {
   // The hub records the raw WHISPER payloads it relays.
   const seen: Uint8Array[] = [];
-  const spy: Component = {
+  const spy: Service = {
     name: "spy",
     receive: ({ frame }) => {
       if (frame.opcode === Opcode.WHISPER) seen.push(frame.payload);
       return false;
     },
   };
-  const hub = await createNode({ listen: ["127.0.0.1:0"], puzzleDifficulty: 0, components: [spy] });
+  const hub = await createNode({
+    listen: ["127.0.0.1:0"],
+    puzzleDifficulty: 0,
+    services: [() => spy],
+  });
   const b = await createNode({ puzzleDifficulty: 0 });
   const c = await createNode({ puzzleDifficulty: 0 });
   try {

@@ -62,7 +62,7 @@ import {
   WhisperSchema,
 } from "../../gen/carrier/v1/messaging_pb.ts";
 import { bytesEqual, concatBytes, toHex } from "../_bytes.ts";
-import { AddressError, WhisperError } from "../errors.ts";
+import { AddressError, SizeLimitError, WhisperError } from "../errors.ts";
 import { ADDRESS_LENGTH, assertAddressBytes, formatAddress } from "../identity/address.ts";
 import { type Identity, SECRET_KEY_LENGTH, sign, verify } from "../identity/keys.ts";
 import {
@@ -190,11 +190,12 @@ const SEALED_OVERHEAD = 4 + 2 + 64;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, MAX_ENCRYPTED_ENVELOPE_PAYLOAD, sealWhisper } from "@carrier/p2p";
+ * import { generateIdentitySync, SizeLimitError } from "@carrier/p2p";
+ * import { MAX_ENCRYPTED_ENVELOPE_PAYLOAD, sealWhisper } from "@carrier/p2p/protocol";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * // The envelope is the body plus sender, recipient, nonce…: a body this size no longer fits.
  * const body = new Uint8Array(MAX_ENCRYPTED_ENVELOPE_PAYLOAD);
- * await assert.rejects(sealWhisper(alice, bob.publicKey, body), RangeError);
+ * await assert.rejects(sealWhisper(alice, bob.publicKey, body), SizeLimitError);
  * await sealWhisper(alice, bob.publicKey, body, { encrypted: false }); // bounded by the frame
  * ```
  */
@@ -356,7 +357,7 @@ export interface WhisperContent {
  * @returns The `Whisper` message.
  * @throws {AddressError} If `recipient` is not 32 bytes or not an Ed25519
  * public key (encrypted mode needs its X25519 conversion).
- * @throws {RangeError} If the envelope is too large for one Noise message
+ * @throws {SizeLimitError} If the envelope is too large for one Noise message
  * (encrypted), or `ttl`, `nonce` or `timestampMs` is out of range.
  * @throws {TypeError} If `body` is not a Uint8Array or `topic` not a string.
  *
@@ -434,8 +435,13 @@ export async function sealWhisper(
   }
 
   if (envelope.length > MAX_ENCRYPTED_ENVELOPE_PAYLOAD) {
-    throw new RangeError(
-      `Cannot seal encrypted whisper: the envelope (body ${body.length} bytes) serializes to ${envelope.length} bytes, over the ${MAX_ENCRYPTED_ENVELOPE_PAYLOAD} one Noise message can carry; send it in parts or as plaintext`,
+    throw new SizeLimitError(
+      `Cannot seal encrypted whisper: the envelope (body ${body.length} bytes) serializes to ${envelope.length} bytes, over the ${MAX_ENCRYPTED_ENVELOPE_PAYLOAD} one Noise message can carry (MAX_ENCRYPTED_ENVELOPE_PAYLOAD); send it in parts or as plaintext`,
+      {
+        limit: "MAX_ENCRYPTED_ENVELOPE_PAYLOAD",
+        size: envelope.length,
+        max: MAX_ENCRYPTED_ENVELOPE_PAYLOAD,
+      },
     );
   }
   let remoteStaticPublicKey: Uint8Array;

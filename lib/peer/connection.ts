@@ -66,6 +66,9 @@ import { decodePayload } from "../wire/opcodes.ts";
 /** Largest plaintext of one Noise transport message (65535 minus the 16-byte tag). */
 const MAX_PLAINTEXT = 65535 - 16;
 
+/** Time a peer has to answer a request, in ms (`PeerConnectionOptions.requestTimeout`). */
+export const DEFAULT_REQUEST_TIMEOUT = 10_000;
+
 /** Batches of frames handed to the secure channel and not yet written, at most. */
 const WRITES_IN_FLIGHT = 2;
 
@@ -431,7 +434,7 @@ export class PeerConnection implements AsyncDisposable {
     this.#maxDecompressed = options.maxDecompressedSize ?? maxFrameSize;
     this.#maxSendBuffer = options.maxSendBuffer ?? PEER_CONNECTION_LIMITS.maxSendBuffer;
     this.#policy = options.sendBufferPolicy ?? "wait";
-    this.#requestTimeout = options.requestTimeout ?? 10_000;
+    this.#requestTimeout = options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT;
     this.#maxPending = options.maxPendingRequests ?? PEER_CONNECTION_LIMITS.maxPendingRequests;
     this.#maxInbound = options.maxInboundRequests ?? PEER_CONNECTION_LIMITS.maxInboundRequests;
     this.#keepaliveInterval = options.keepaliveInterval ?? 15_000;

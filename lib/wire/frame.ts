@@ -217,6 +217,7 @@ export function encodeFrame(
   if (size > max) {
     throw new FrameTooLargeError(
       `Cannot encode frame: length ${size} exceeds maxFrameSize ${max}`,
+      { limit: "maxFrameSize", size, max },
     );
   }
   const out = new Uint8Array(varintSize(size) + size);
@@ -350,6 +351,7 @@ export class FrameDecoder {
             `Cannot decode frame: length ${this.#lengthValue}${
               byte & 0x80 ? " or more" : ""
             } exceeds maxFrameSize ${this.#max}`,
+            { limit: "maxFrameSize", size: this.#lengthValue, max: this.#max },
           );
         }
         if (byte & 0x80) {

@@ -29,20 +29,8 @@ import {
   UnlockRequestSchema,
   VersionConflictSchema,
 } from "../../gen/carrier/v1/dht_pb.ts";
-import {
-  DisconnectSchema,
-  KeepaliveSchema,
-  MetricsRequestSchema,
-  MetricsSchema,
-  PingSchema,
-} from "../../gen/carrier/v1/control_pb.ts";
+import { DisconnectSchema, KeepaliveSchema, PingSchema } from "../../gen/carrier/v1/control_pb.ts";
 import { AckSchema, NackSchema, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
-import {
-  ShoutSchema,
-  SpeakSchema,
-  WhisperAckSchema,
-  WhisperSchema,
-} from "../../gen/carrier/v1/messaging_pb.ts";
 import { SetConnectionOptSchema } from "../../gen/carrier/v1/options_pb.ts";
 import { OpcodeRegistryError, PayloadDecodeError, UnknownOpcodeError } from "../errors.ts";
 
@@ -108,7 +96,21 @@ export interface OpcodeSpec<
   readonly oneWay: boolean;
 }
 
-function spec(
+/**
+ * A protocol opcode's definition (0–999, from `proto/carrier/v1/frame.proto`):
+ * what the link layer and each service declare. Applications use
+ * {@linkcode defineOpcode} instead.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Opcode, protocolOpcode } from "@carrier/p2p/protocol";
+ * import { PingSchema } from "@carrier/p2p/protocol";
+ * const ping = protocolOpcode(Opcode.PING, PingSchema, { reply: PingSchema });
+ * assert.equal(ping.name, "PING");
+ * ```
+ */
+export function protocolOpcode(
   opcode: Opcode,
   request: Schema,
   options: { reply?: Schema; nack?: Schema; oneWay?: boolean } = {},
@@ -136,41 +138,40 @@ function spec(
  * ```
  */
 export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze([
-  spec(Opcode.ACK, AckSchema, { oneWay: true }),
-  spec(Opcode.NACK, NackSchema, { oneWay: true }),
-  spec(Opcode.PING, PingSchema, { reply: PingSchema }),
-  spec(Opcode.SET_CONNECTION_OPT, SetConnectionOptSchema, {
+  protocolOpcode(Opcode.ACK, AckSchema, { oneWay: true }),
+  protocolOpcode(Opcode.NACK, NackSchema, { oneWay: true }),
+  protocolOpcode(Opcode.PING, PingSchema, { reply: PingSchema }),
+  protocolOpcode(Opcode.SET_CONNECTION_OPT, SetConnectionOptSchema, {
     reply: SetConnectionOptSchema,
     nack: SetConnectionOptSchema,
   }),
-  spec(Opcode.SHOUT, ShoutSchema), // ACKed per hop, with no data
-  spec(Opcode.SPEAK, SpeakSchema, { oneWay: true }),
-  spec(Opcode.WHISPER, WhisperSchema, { reply: WhisperAckSchema }),
-  spec(Opcode.FIND_NODE, FindNodeRequestSchema, { reply: FindNodeReplySchema }),
-  spec(Opcode.FIND_VALUE, FindValueRequestSchema, {
+  protocolOpcode(Opcode.FIND_NODE, FindNodeRequestSchema, { reply: FindNodeReplySchema }),
+  protocolOpcode(Opcode.FIND_VALUE, FindValueRequestSchema, {
     reply: FindValueReplySchema,
   }),
-  spec(Opcode.STORE, StoreRequestSchema, {
+  protocolOpcode(Opcode.STORE, StoreRequestSchema, {
     reply: StoreReplySchema,
     nack: VersionConflictSchema,
   }),
-  spec(Opcode.KEEPALIVE, KeepaliveSchema, { reply: KeepaliveSchema }),
-  spec(Opcode.DISCONNECT, DisconnectSchema, { oneWay: true }),
-  spec(Opcode.METRICS, MetricsRequestSchema, { reply: MetricsSchema }),
-  spec(Opcode.DHT_CAS, CasRequestSchema, {
+  protocolOpcode(Opcode.KEEPALIVE, KeepaliveSchema, { reply: KeepaliveSchema }),
+  protocolOpcode(Opcode.DISCONNECT, DisconnectSchema, { oneWay: true }),
+  protocolOpcode(Opcode.DHT_CAS, CasRequestSchema, {
     reply: StoreReplySchema,
     nack: VersionConflictSchema,
   }),
-  spec(Opcode.DHT_LOCK, LockRequestSchema, {
+  protocolOpcode(Opcode.DHT_LOCK, LockRequestSchema, {
     reply: LockGrantSchema,
     nack: LockHeldSchema,
   }),
-  spec(Opcode.DHT_UNLOCK, UnlockRequestSchema, { reply: UnlockReplySchema, nack: LockHeldSchema }),
-  spec(Opcode.DHT_PATCH, PatchRequestSchema, {
+  protocolOpcode(Opcode.DHT_UNLOCK, UnlockRequestSchema, {
+    reply: UnlockReplySchema,
+    nack: LockHeldSchema,
+  }),
+  protocolOpcode(Opcode.DHT_PATCH, PatchRequestSchema, {
     reply: StoreReplySchema,
     nack: VersionConflictSchema,
   }),
-  spec(Opcode.DHT_CHANGES, ChangesRequestSchema, { reply: ChangesReplySchema }),
+  protocolOpcode(Opcode.DHT_CHANGES, ChangesRequestSchema, { reply: ChangesReplySchema }),
 ]);
 
 /**
@@ -285,6 +286,22 @@ export class OpcodeRegistry {
     }
     this.#specs.set(opcode, s);
     return s;
+  }
+
+  /**
+   * Adds a definition a service declares (a protocol opcode, or an
+   * application's made with {@linkcode defineOpcode}).
+   *
+   * @throws {OpcodeRegistryError} if the opcode is already registered.
+   */
+  add(spec: OpcodeSpec): void {
+    const existing = this.#specs.get(spec.opcode);
+    if (existing) {
+      throw new OpcodeRegistryError(
+        `Cannot register opcode ${spec.opcode} (${spec.name}): already registered as ${existing.name}`,
+      );
+    }
+    this.#specs.set(spec.opcode, spec);
   }
 
   /** Removes an application opcode; returns whether it was registered. */

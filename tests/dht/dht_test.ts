@@ -1,7 +1,7 @@
 // The DHT over real TCP on 127.0.0.1: 20 nodes, 7 replicas per key.
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { createNode, type Node } from "../../lib/node.ts";
+import { createNode, type Node } from "../../mod.ts";
 import {
   LockHeldError,
   NackError,

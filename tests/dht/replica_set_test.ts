@@ -3,7 +3,7 @@
 // copy back to a majority before it returns.
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { createNode, type Node } from "../../lib/node.ts";
+import { createNode, type Node } from "../../mod.ts";
 import { MemoryNetwork } from "../../lib/transport/memory.ts";
 import { createRecord, dhtKey } from "../../lib/dht/record.ts";
 import { compareDistance } from "../../lib/identity/node_id.ts";

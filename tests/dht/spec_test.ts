@@ -11,7 +11,7 @@ import { Dht, type DhtHost } from "../../lib/dht/dht.ts";
 import { createRecord, dhtKey } from "../../lib/dht/record.ts";
 import { NackError, RecordError } from "../../lib/errors.ts";
 import { generateIdentitySync, type Identity } from "../../lib/identity/keys.ts";
-import { createNode, type Node } from "../../lib/node.ts";
+import { createNode, type Node } from "../../mod.ts";
 import { contactOf, RoutingTable } from "../../lib/overlay/routing_table.ts";
 import { PeerConnection } from "../../lib/peer/connection.ts";
 import {

@@ -94,7 +94,7 @@ Deno.test({
     await using recipient = await createNode({
       transport: net.transport(),
       puzzleDifficulty: 0,
-      components: [{
+      services: [() => ({
         name: "lying-hop",
         receive({ frame, peer }) {
           if (frame.opcode !== Opcode.WHISPER) return false;
@@ -102,7 +102,7 @@ Deno.test({
           peer.ack(frame, toBinary(WhisperAckSchema, ack)).catch(() => {});
           return true;
         },
-      }],
+      })],
     });
     await using sender = await createNode({ transport: net.transport(), puzzleDifficulty: 0 });
     await recipient.connect(relay.peerAddresses[0]);

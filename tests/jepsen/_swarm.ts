@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { createNode, type Node } from "../../lib/node.ts";
+import { createNode, type Node } from "../../mod.ts";
 import { type Identity, identityFromSecretKey } from "../../lib/identity/keys.ts";
 import { compareDistance } from "../../lib/identity/node_id.ts";
 import { dhtKey } from "../../lib/dht/record.ts";

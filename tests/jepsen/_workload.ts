@@ -20,7 +20,7 @@
  * @module
  */
 import { LockHeldError, RecordError, VersionConflictError } from "../../lib/errors.ts";
-import type { Node } from "../../lib/node.ts";
+import type { Node } from "../../mod.ts";
 import { Rng } from "./_faults.ts";
 import { majority, type Member, Swarm } from "./_swarm.ts";
 import {
