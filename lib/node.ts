@@ -368,10 +368,14 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
    *
    * @throws {NackError} (`MALFORMED`) when `target` is not 32 bytes.
    */
-  findNode(address: string, target: Uint8Array, options: RequestOptions = {}): Promise<Contact[]> {
+  async findNode(
+    address: string,
+    target: Uint8Array,
+    options: RequestOptions = {},
+  ): Promise<Contact[]> {
     const peer = this.#connected(address);
     const contact = contactOf(peer.identityKey, peer.address, [...peer.channel.remote.listenAddrs]);
-    return this.dht.findNode(contact, target, { ...options, signal: this.#signal(options) });
+    return await this.dht.findNode(contact, target, { ...options, signal: this.#signal(options) });
   }
 
   /**
