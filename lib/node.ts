@@ -40,6 +40,7 @@ import { ConnectionClosedError, NodeClosedError, NodeStateError, Refusal } from 
 import { type NodeEventMap, TypedEventTarget } from "./events.ts";
 import { generateIdentity, type Identity } from "./identity/keys.ts";
 import { DEFAULT_PUZZLE_DIFFICULTY } from "./identity/puzzle.ts";
+import { Dispatcher, type OpcodeOwner } from "./node/dispatch.ts";
 import { ApplicationHandlers, type Handler } from "./node/handlers.ts";
 import type { NodeOptions } from "./node/options.ts";
 import { type ReceiveLock, type ReceiveLockOptions, ReceiveLocks } from "./node/receive_lock.ts";
@@ -57,7 +58,7 @@ import type {
 } from "./peer/connection.ts";
 import { metrics, type MetricsService, type NodeMetrics } from "./services/metrics.ts";
 import { refuse } from "./services/refuse.ts";
-import type { Service, ServiceHost } from "./services/service.ts";
+import type { ServiceHost } from "./services/service.ts";
 import { shout, type ShoutOptions, type ShoutResult, type ShoutService } from "./services/shout.ts";
 import { speak, type SpeakOptions, type SpeakService } from "./services/speak.ts";
 import {
@@ -69,9 +70,6 @@ import {
 import { TcpTransport } from "./transport/tcp.ts";
 import type { Frame } from "./wire/frame.ts";
 import { decodePayload, OpcodeRegistry, type OpcodeSpec } from "./wire/opcodes.ts";
-
-/** A service and what it is for in dispatch. */
-type Owner = Pick<Service, "name" | "receive">;
 
 /**
  * A carrier node. Create one with {@linkcode createNode}.
@@ -104,12 +102,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
   readonly #whisper: WhisperService;
   readonly #speak: SpeakService;
   readonly #metrics: MetricsService;
-  /** Every service, built-ins first, in the order their hooks run. */
-  readonly #services: Service[] = [];
-  /** Services without opcodes that watch every frame first. */
-  readonly #watchers: Service[] = [];
-  /** Who handles each opcode above the link layer. */
-  readonly #owners = new Map<number, Owner>();
+  readonly #dispatcher: Dispatcher;
   readonly #tasks = new Set<Promise<unknown>>();
   readonly #totals: ConnectionCounters = {
     bytesSent: 0,
@@ -155,7 +148,10 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       connection: options.connection,
       clock,
       isOneWay: (opcode) => this.#registry.get(opcode)?.oneWay ?? false,
-      onFrame: (frame, peer) => this.#onFrame(frame, peer),
+      onFrame: (frame, peer) => {
+        this.#table.touch(peer.address);
+        return this.#dispatcher.onFrame(frame, peer);
+      },
       onConnect: (peer) => this.#onConnect(peer),
       onDisconnect: (peer, info) => this.#onDisconnect(peer, info),
       onListenError: (error, address) => this.#error(error, `listener ${address}`),
@@ -166,7 +162,13 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       clock,
       maxHeld: options.maxHeldMessages ?? NODE_LIMITS.maxHeldMessages,
       timeout: options.connection?.requestTimeout,
-      deliver: (frame, peer) => this.#deliver(frame, peer),
+      deliver: (frame, peer) => this.#dispatcher.deliver(frame, peer),
+      error: (err, source) => this.#error(err, source),
+    });
+    const dispatcher = this.#dispatcher = new Dispatcher({
+      registry: this.#registry,
+      locks: this.#locks,
+      unowned: (frame, peer) => this.#unowned(frame, peer),
       error: (err, source) => this.#error(err, source),
     });
     const self = contactOf(identity.publicKey, identity.address);
@@ -191,7 +193,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       track: (task) => this.#track(task),
     };
     const maxFrameSize = options.maxFrameSize;
-    this.#shout = this.#add(
+    this.#shout = dispatcher.add(
       shout({
         ackTimeout: options.shoutAckTimeout,
         maxPerOriginPerSecond: options.maxShoutsPerSecond,
@@ -200,7 +202,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
         maxFrameSize,
       })(host),
     );
-    this.#whisper = this.#add(
+    this.#whisper = dispatcher.add(
       whisper({
         encrypt: options.encryptWhispers,
         maxAge: options.maxWhisperAge,
@@ -208,14 +210,14 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
         maxFrameSize,
       })(host),
     );
-    this.#speak = this.#add(speak({ forward: options.forwardSpeak, maxFrameSize })(host));
-    this.#metrics = this.#add(
+    this.#speak = dispatcher.add(speak({ forward: options.forwardSpeak, maxFrameSize })(host));
+    this.#metrics = dispatcher.add(
       metrics({ serve: options.serveMetrics, snapshot: () => this.metrics() })(host),
     );
     const dhtHost: DhtHost = host;
     this.dht = new Dht(dhtHost, options.dht);
     // Interim until the DHT is a service: its opcodes go to dht.serve.
-    const dhtOwner: Owner = {
+    const dhtOwner: OpcodeOwner = {
       name: "dht",
       receive: ({ frame, peer }) => {
         if (frame.id === 0) return;
@@ -234,10 +236,10 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       },
     };
     for (const spec of this.#registry.list()) {
-      if (Dht.handles(spec.opcode)) this.#owners.set(spec.opcode, dhtOwner);
+      if (Dht.handles(spec.opcode)) dispatcher.route(spec.opcode, dhtOwner);
     }
     this.#handlers = new ApplicationHandlers(host);
-    for (const factory of options.services ?? []) this.#add(factory(host));
+    for (const factory of options.services ?? []) dispatcher.add(factory(host));
     this.#upkeep = new TableUpkeep({
       self: identity.nodeId,
       table: this.#table,
@@ -245,7 +247,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       lookup: (target, s) => this.dht.findClosest(target, { signal: s }),
       added: (contact) => {
         this.dht.noticeContact(contact);
-        this.#hook("contactAdded", (s) => s.contactAdded?.(contact));
+        dispatcher.hook("contactAdded", (s) => s.contactAdded?.(contact));
       },
       error: (err, source) => this.#error(err, source),
       signal,
@@ -253,17 +255,6 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       maxOutbound: options.maxOutbound ?? CONNECTION_LIMITS.maxOutbound,
       refreshInterval: options.refreshInterval,
     });
-  }
-
-  /** Registers a service: its opcodes, its place in dispatch and in the hooks. */
-  #add<S extends Service>(service: S): S {
-    for (const spec of service.opcodes ?? []) {
-      if (this.#registry.get(spec.opcode) === undefined) this.#registry.add(spec);
-      this.#owners.set(spec.opcode, service);
-    }
-    if (service.opcodes === undefined && service.receive) this.#watchers.push(service);
-    this.#services.push(service);
-    return service;
   }
 
   /** This node's address (base58 of its public key). */
@@ -319,13 +310,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     this.#state = "running";
     await this.#manager.start();
     this.dht.start();
-    for (const service of this.#services) {
-      try {
-        await service.startup?.();
-      } catch (err) {
-        this.#error(err, `service ${service.name} startup`);
-      }
-    }
+    await this.#dispatcher.startup();
     const bootstraps = (this.#options.bootstrap ?? []).map((entry) => {
       const peer = typeof entry === "string" ? parsePeerAddress(entry) : entry;
       return this.#manager.connect(peer, { persistent: true }).catch((err) =>
@@ -419,9 +404,8 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     spec: OpcodeSpec<Request, Reply>,
     handler: Handler<Request, Reply>,
   ): void {
-    this.#registry.register(spec.opcode, spec);
+    this.#dispatcher.own(spec, this.#handlers);
     this.#handlers.add(spec, handler);
-    this.#owners.set(spec.opcode, this.#handlers);
   }
 
   /**
@@ -582,13 +566,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     this.dht.close();
     await this.#manager.close();
     await Promise.allSettled([...this.#tasks]);
-    for (const service of [...this.#services].reverse()) {
-      try {
-        await service.cleanup?.();
-      } catch (err) {
-        this.#error(err, `service ${service.name} cleanup`);
-      }
-    }
+    await this.#dispatcher.cleanup();
     this.#state = "closed";
   }
 
@@ -628,39 +606,8 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     task.catch(() => {}).finally(() => this.#tasks.delete(task));
   }
 
-  /**
-   * A frame for the layer above the connection. What is still being handled
-   * is returned as a promise, so the connection counts it against its
-   * `maxInboundRequests` and stops reading from a peer that sends faster
-   * than it is served.
-   */
-  #onFrame(frame: Frame, peer: PeerConnection): void | Promise<void> {
-    this.#table.touch(peer.address);
-    if (this.#locks.intercept(frame, peer)) return;
-    return this.#deliver(frame, peer);
-  }
-
-  /** Watchers, then the opcode's owner. */
-  #deliver(frame: Frame, peer: PeerConnection): void | Promise<void> {
-    if (this.#watchers.length === 0) return this.#dispatch(frame, peer);
-    return (async () => {
-      for (const service of this.#watchers) {
-        try {
-          if (await service.receive!({ peer, frame }) === true) return;
-        } catch (err) {
-          this.#error(err, `service ${service.name} receive`);
-        }
-      }
-      await this.#dispatch(frame, peer);
-    })();
-  }
-
-  async #dispatch(frame: Frame, peer: PeerConnection): Promise<void> {
-    const owner = this.#owners.get(frame.opcode);
-    if (owner?.receive) {
-      await owner.receive({ peer, frame });
-      return;
-    }
+  /** A frame nobody owns: a request gets NACK `UNKNOWN_OPCODE`, a one-way frame is an event. */
+  #unowned(frame: Frame, peer: PeerConnection): void {
     if (frame.id !== 0) {
       refuse(frame, peer, NackReason.UNKNOWN_OPCODE, `Unknown opcode ${frame.opcode}`);
       return;
@@ -675,7 +622,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
 
   #onConnect(peer: PeerConnection): void {
     this.#upkeep.learn(peer);
-    this.#hook("peerConnect", (s) => s.peerConnect?.(peer));
+    this.#dispatcher.hook("peerConnect", (s) => s.peerConnect?.(peer));
     this.#emit("peer:connect", { address: peer.address, connection: peer });
   }
 
@@ -687,19 +634,8 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     this.#totals.framesReceived += c.framesReceived;
     this.#totals.drops += c.drops;
     this.#locks.peerGone(peer, info);
-    this.#hook("peerDisconnect", (s) => s.peerDisconnect?.(peer, info));
+    this.#dispatcher.hook("peerDisconnect", (s) => s.peerDisconnect?.(peer, info));
     this.#emit("peer:disconnect", { address: peer.address, connection: peer, info });
-  }
-
-  /** Runs a synchronous hook of every service; one that throws is reported and skipped. */
-  #hook(name: string, run: (service: Service) => void): void {
-    for (const service of this.#services) {
-      try {
-        run(service);
-      } catch (err) {
-        this.#error(err, `service ${service.name} ${name}`);
-      }
-    }
   }
 
   #error(err: unknown, source: string): void {
