@@ -136,8 +136,19 @@ interface OptionSpec {
   multiple?: boolean;
   /** The value's name in help, e.g. `HOST:PORT`. */
   value?: string;
-  /** Its line in `--help`. */
+  /** Its line in `--help`, before the default. */
   help: string;
+  /**
+   * The value when the option is absent: `parseArgs` fills it in, and
+   * `--help` shows it as `[default: …]`.
+   */
+  default?: string;
+  /**
+   * What applies when the option is absent where the command line fills in
+   * no value (the library's default, or a behaviour such as "a fresh
+   * identity"): `--help` shows it as `[default: …]`.
+   */
+  otherwise?: string;
 }
 
 type OptionSpecs = Record<string, OptionSpec>;
@@ -154,12 +165,15 @@ const HELP_OPTION: OptionSpecs = {
 
 /** Parses `args` against `options` (and `--help`); parse failures become usage errors. */
 function parseWith(options: OptionSpecs, args: string[]): Parsed {
-  const config: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }> =
-    {};
+  const config: Record<
+    string,
+    { type: "string" | "boolean"; short?: string; multiple?: boolean; default?: string }
+  > = {};
   for (const [name, o] of Object.entries({ ...options, ...HELP_OPTION })) {
     config[name] = { type: o.type };
     if (o.short !== undefined) config[name].short = o.short;
     if (o.multiple) config[name].multiple = true;
+    if (o.default !== undefined) config[name].default = o.default;
   }
   try {
     const { values, positionals } = parseArgs({
@@ -179,6 +193,13 @@ function stringOf(parsed: Parsed, name: string): string | undefined {
   return typeof value === "string" ? value : undefined;
 }
 
+/** A string option that has a `default` in its table: its value, never missing. */
+function valueOf(parsed: Parsed, name: string): string {
+  const value = stringOf(parsed, name);
+  if (value === undefined) throw new Error(`--${name} has no default in its option table`);
+  return value;
+}
+
 function stringsOf(parsed: Parsed, name: string): string[] {
   const value = parsed.values[name];
   return Array.isArray(value) ? value.map(String) : typeof value === "string" ? [value] : [];
@@ -195,7 +216,11 @@ function optionLines(options: OptionSpecs): string[] {
     `${o.short ? `-${o.short}, ` : "    "}--${name}${o.value ? ` ${o.value}` : ""}`
   );
   const width = Math.max(...left.map((l) => l.length));
-  return entries.map(([, o], i) => `  ${left[i].padEnd(width)}  ${o.help}`);
+  return entries.map(([, o], i) => {
+    const fallback = o.default === "" ? '""' : o.default ?? o.otherwise;
+    const help = fallback === undefined ? o.help : `${o.help} [default: ${fallback}]`;
+    return `  ${left[i].padEnd(width)}  ${help}`;
+  });
 }
 
 function noPositionals(parsed: Parsed): void {
@@ -221,7 +246,8 @@ function addressOf(parsed: Parsed, index: number): string {
 const TOPIC_OPTION: OptionSpec = {
   type: "string",
   value: "T",
-  help: 'the message\'s topic [default: ""]',
+  help: "the message's topic",
+  default: "",
 };
 
 // ---- commands of a running node (standard input of `carrier run`, and the one-shots) ----
@@ -235,7 +261,8 @@ const WRITE_OPTIONS: OptionSpecs = {
   ttl: {
     type: "string",
     value: "MS",
-    help: "time to live at the replicas [default: theirs, 1 hour]",
+    help: "time to live at the replicas",
+    otherwise: "theirs, 1 hour",
   },
 };
 
@@ -300,7 +327,7 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
     options: { topic: TOPIC_OPTION },
     prepare(parsed) {
       const text = textOf(parsed);
-      const topic = stringOf(parsed, "topic") ?? "";
+      const topic = valueOf(parsed, "topic");
       return {
         async run(node, signal) {
           const { id, sent } = await node.shout(text, { topic, signal });
@@ -327,7 +354,7 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
       topic: TOPIC_OPTION,
     },
     prepare(parsed) {
-      const topic = stringOf(parsed, "topic") ?? "";
+      const topic = valueOf(parsed, "topic");
       if (flagOf(parsed, "all")) {
         const text = textOf(parsed);
         return {
@@ -360,14 +387,14 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
     summary: "WHISPER TEXT to one node, routed through the network (sealed unless --plain)",
     synopsis: "ADDRESS [--plain] [--topic T] TEXT",
     options: {
-      plain: { type: "boolean", help: "signed but not encrypted [default: sealed end to end]" },
+      plain: { type: "boolean", help: "signed but not encrypted", otherwise: "sealed end to end" },
       topic: TOPIC_OPTION,
     },
     prepare(parsed) {
       const to = addressOf(parsed, 0);
       const text = textOf(parsed, 1);
       const encrypted = !flagOf(parsed, "plain");
-      const topic = stringOf(parsed, "topic") ?? "";
+      const topic = valueOf(parsed, "topic");
       return {
         reach: to,
         async run(node, signal) {
@@ -534,7 +561,8 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
           version: {
             type: "string",
             value: "N",
-            help: "the version to write [default: one above the highest found]",
+            help: "the version to write",
+            otherwise: "one above the highest found",
           },
           ...WRITE_OPTIONS,
         },
@@ -582,7 +610,7 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
         summary: "take the lock KEY: a lease with a fencing token, until `dht unlock KEY`",
         synopsis: "KEY [--ttl MS]",
         options: {
-          ttl: { type: "string", value: "MS", help: "the lease time [default: 10000]" },
+          ttl: { type: "string", value: "MS", help: "the lease time", otherwise: "10000" },
         },
         prepare(parsed, form) {
           const key = keyOf(parsed, 1);
@@ -623,7 +651,8 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
             type: "string",
             value: "N",
             help:
-              "the lease's fencing token, as `dht lock` printed it; the lock must have been taken with this identity (--key) [default: the lease taken here]",
+              "the lease's fencing token, as `dht lock` printed it; the lock must have been taken with this identity (--key)",
+            otherwise: "the lease taken here",
           },
         },
         prepare(parsed, form) {
@@ -696,11 +725,11 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
         summary: "list the changes to KEY since version --since",
         synopsis: "KEY [--since N]",
         options: {
-          since: { type: "string", value: "N", help: "the version to start from [default: 0]" },
+          since: { type: "string", value: "N", help: "the version to start from", default: "0" },
         },
         prepare(parsed) {
           const key = keyOf(parsed, 1);
-          const since = optionalInteger(parsed, "since", 0) ?? 0;
+          const since = integerOf(parsed, "since", 0);
           return {
             routesItself: true,
             async run(node, signal) {
@@ -816,9 +845,25 @@ function keyOf(parsed: Parsed, count?: number): string {
   return key;
 }
 
-function optionalInteger(parsed: Parsed, name: string, min: number): number | undefined {
+/** `text` as the value of `--NAME`: a usage error unless it is an integer >= `min`. */
+function parseInteger(name: string, text: string, min: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min) {
+    const wanted = min === 0 ? "a non-negative integer" : `an integer >= ${min}`;
+    throw new UsageError(`--${name} must be ${wanted}, got "${text}"`);
+  }
+  return n;
+}
+
+/** An integer option's value, if given: a usage error unless it is an integer >= `min`. */
+function optionalInteger(parsed: Parsed, name: string, min = 0): number | undefined {
   const text = stringOf(parsed, name);
-  return text === undefined ? undefined : parseInteger(`--${name}`, text, 0, min);
+  return text === undefined ? undefined : parseInteger(name, text, min);
+}
+
+/** An integer option that has a `default` in its table: its value (an integer >= `min`). */
+function integerOf(parsed: Parsed, name: string, min = 0): number {
+  return parseInteger(name, valueOf(parsed, name), min);
 }
 
 function writeOptions(parsed: Parsed): { owned: boolean; ttl?: number } {
@@ -1187,13 +1232,15 @@ const KEY_OPTION: OptionSpec = {
   type: "string",
   short: "k",
   value: "FILE",
-  help: "key file; created (mode 0600) if missing [default: a fresh identity]",
+  help: "key file; created (mode 0600) if missing",
+  otherwise: "a fresh identity",
 };
 
 const DIFFICULTY_OPTION: OptionSpec = {
   type: "string",
   value: "N",
-  help: `puzzle difficulty of a new key, required of peers [default: ${DEFAULT_PUZZLE_DIFFICULTY}]`,
+  help: "puzzle difficulty of a new key, required of peers",
+  default: String(DEFAULT_PUZZLE_DIFFICULTY),
 };
 
 const JSON_OPTION: OptionSpec = { type: "boolean", help: "print one JSON object per line" };
@@ -1213,7 +1260,8 @@ const ONE_SHOT_OPTIONS: OptionSpecs = {
     type: "string",
     short: "t",
     value: "MS",
-    help: "give up after this long, exit code 6 [default: 10000]",
+    help: "give up after this long, exit code 6",
+    default: "10000",
   },
   json: JSON_OPTION,
 };
@@ -1319,7 +1367,8 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
       difficulty: {
         type: "string",
         value: "N",
-        help: `static puzzle difficulty the key must pass [default: ${DEFAULT_PUZZLE_DIFFICULTY}]`,
+        help: "static puzzle difficulty the key must pass",
+        default: String(DEFAULT_PUZZLE_DIFFICULTY),
       },
       force: { type: "boolean", help: "overwrite an existing file" },
     },
@@ -1344,7 +1393,8 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
         short: "l",
         multiple: true,
         value: "HOST:PORT",
-        help: "accept connections here (repeatable) [default: 0.0.0.0:0]",
+        help: "accept connections here (repeatable)",
+        otherwise: "0.0.0.0:0",
       },
       "no-listen": { type: "boolean", help: "accept no connections: dial out only" },
       bootstrap: {
@@ -1386,17 +1436,13 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
     summary: "connect to a node and print the round-trip time",
     synopsis: "ADDRESS@HOST:PORT [--count N] [--timeout MS] [--key FILE] [--difficulty N] [--json]",
     options: {
-      count: {
-        type: "string",
-        short: "c",
-        value: "N",
-        help: "PINGs to send [default: 1]",
-      },
+      count: { type: "string", short: "c", value: "N", help: "PINGs to send", default: "1" },
       timeout: {
         type: "string",
         short: "t",
         value: "MS",
-        help: "time for the connection and each reply, exit code 6 [default: 5000]",
+        help: "time for the connection and each reply, exit code 6",
+        default: "5000",
       },
       key: KEY_OPTION,
       difficulty: DIFFICULTY_OPTION,
@@ -1505,11 +1551,7 @@ async function runKeygen(parsed: Parsed, { io }: CliContext): Promise<number> {
   noPositionals(parsed);
   const out = stringOf(parsed, "out");
   if (!out) throw new UsageError("--out FILE is required");
-  const difficulty = parseInteger(
-    "--difficulty",
-    stringOf(parsed, "difficulty"),
-    DEFAULT_PUZZLE_DIFFICULTY,
-  );
+  const difficulty = integerOf(parsed, "difficulty");
   const identity = await generateIdentity({ difficulty });
   await saveKeyFile(out, identity, { overwrite: flagOf(parsed, "force") });
   io.out(identity.address);
@@ -1934,11 +1976,7 @@ async function identityFor(
 async function runNode(parsed: Parsed, { io, input }: CliContext): Promise<number> {
   noPositionals(parsed);
   const json = flagOf(parsed, "json");
-  const difficulty = parseInteger(
-    "--difficulty",
-    stringOf(parsed, "difficulty"),
-    DEFAULT_PUZZLE_DIFFICULTY,
-  );
+  const difficulty = integerOf(parsed, "difficulty");
   const listenFlags = stringsOf(parsed, "listen");
   if (flagOf(parsed, "no-listen") && listenFlags.length > 0) {
     throw new UsageError("--listen and --no-listen exclude each other");
@@ -2085,12 +2123,8 @@ async function runOneShot(
   const bootstraps = stringsOf(parsed, "bootstrap");
   if (bootstraps.length === 0) throw new UsageError("--bootstrap ADDRESS@HOST:PORT is required");
   const peers = bootstraps.map((b) => parsePeerAddress(b));
-  const timeout = parseInteger("--timeout", stringOf(parsed, "timeout"), 10_000, 1);
-  const difficulty = parseInteger(
-    "--difficulty",
-    stringOf(parsed, "difficulty"),
-    DEFAULT_PUZZLE_DIFFICULTY,
-  );
+  const timeout = integerOf(parsed, "timeout", 1);
+  const difficulty = integerOf(parsed, "difficulty");
   const json = flagOf(parsed, "json");
   const identity = await identityFor(stringOf(parsed, "key"), difficulty, io, json);
   const deadline = new AbortController();
@@ -2147,13 +2181,9 @@ async function runOneShot(
 
 async function runPing(parsed: Parsed, { io }: CliContext): Promise<number> {
   if (parsed.positionals.length !== 1) throw new UsageError("expected one ADDRESS@HOST:PORT");
-  const count = parseInteger("--count", stringOf(parsed, "count"), 1);
-  const timeout = parseInteger("--timeout", stringOf(parsed, "timeout"), 5_000, 1);
-  const difficulty = parseInteger(
-    "--difficulty",
-    stringOf(parsed, "difficulty"),
-    DEFAULT_PUZZLE_DIFFICULTY,
-  );
+  const count = integerOf(parsed, "count");
+  const timeout = integerOf(parsed, "timeout", 1);
+  const difficulty = integerOf(parsed, "difficulty");
   const json = flagOf(parsed, "json");
   const identity = await identityFor(stringOf(parsed, "key"), difficulty, io, json);
   let node: Node | undefined;
@@ -2177,21 +2207,6 @@ async function runPing(parsed: Parsed, { io }: CliContext): Promise<number> {
     await node?.close();
   }
   return EXIT_CODES.OK;
-}
-
-function parseInteger(
-  flag: string,
-  text: string | undefined,
-  fallback: number,
-  min = 0,
-): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min) {
-    const wanted = min === 0 ? "a non-negative integer" : `an integer >= ${min}`;
-    throw new UsageError(`${flag} must be ${wanted}, got "${text}"`);
-  }
-  return n;
 }
 
 function opcodeName(opcode: number): string {
