@@ -22,14 +22,11 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import {
-  AddressError,
   CarrierError,
   compress,
   COMPRESSION_SETTINGS,
   type CompressionName,
-  ConnectionClosedError,
   createFrame,
   createNode,
   decompress,
@@ -37,18 +34,13 @@ import {
   type DhtChange,
   dhtKey,
   type DhtLease,
-  DialError,
   encodeFrame,
   FrameDecoder,
   generateIdentity,
-  HandshakeError,
   type Identity,
-  IdentityMismatchError,
   KeyFileError,
   loadKeyFile,
   LockHeldError,
-  NackError,
-  NackReason,
   type Node,
   nodeIdOf,
   type NodeMetrics,
@@ -56,7 +48,6 @@ import {
   parseAddress,
   parseJsonPatch,
   parsePeerAddress,
-  PeerAddressError,
   PROTOCOL_OPCODES,
   puzzleWork,
   QuorumError,
@@ -67,188 +58,59 @@ import {
   TimeoutError,
   VersionConflictError,
 } from "./mod.ts";
+import {
+  type CliContext,
+  type Command,
+  type CommandGroup,
+  commandHelp,
+  groupHelp,
+  isCommandGroup,
+  overview,
+  usageLine,
+} from "./cli/command.ts";
+import { EXIT_CODES, exitCodeOf, UsageError } from "./cli/errors.ts";
+import {
+  isGroup,
+  type NodeCommand,
+  type NodeCommandGroup,
+  nodeCommandHelp,
+  nodeCommandList,
+  nodeCommandsHelp,
+  type Outcome,
+  resolveNodeCommand,
+} from "./cli/node_command.ts";
+import {
+  addressOf,
+  DIFFICULTY_OPTION,
+  flagOf,
+  integerOf,
+  JSON_OPTION,
+  KEY_OPTION,
+  keyOf,
+  noPositionals,
+  optionalInteger,
+  type OptionSpecs,
+  type Parsed,
+  parseWith,
+  stringOf,
+  stringsOf,
+  textOf,
+  TOPIC_OPTION,
+  valueOf,
+  wrap,
+} from "./cli/options.ts";
+import {
+  bytesFields,
+  type CliOutput,
+  consoleOutput,
+  hex,
+  opcodeName,
+  Printer,
+  shown,
+} from "./cli/output.ts";
 
-/** Exit codes of the `carrier` command, one per kind of failure. */
-export const EXIT_CODES = Object.freeze({
-  /** Success. */
-  OK: 0,
-  /**
-   * A failure without a code of its own; and `carrier dht get` finding no
-   * value under KEY (as `grep` finding nothing: the output says `found: false`).
-   */
-  FAILURE: 1,
-  /** Bad command-line usage. */
-  USAGE: 2,
-  /** A key file is missing, unreadable or corrupt. */
-  BAD_KEY_FILE: 3,
-  /** An address is malformed. */
-  BAD_ADDRESS: 4,
-  /** A peer or bootstrap node cannot be reached. */
-  UNREACHABLE: 5,
-  /** An operation timed out. */
-  TIMEOUT: 6,
-  /** The peer at that address proved another identity. */
-  IDENTITY_MISMATCH: 7,
-  /**
-   * A compare-and-swap or patch lost: KEY is not at the version expected
-   * (a {@linkcode VersionConflictError}).
-   */
-  CONFLICT: 8,
-  /** Another node holds the lock (a {@linkcode LockHeldError}). */
-  LOCK_HELD: 9,
-});
-
-/** Where a command writes: injectable so tests can capture it. */
-export interface CliOutput {
-  /** Writes one line to standard output. */
-  out(line: string): void;
-  /** Writes one line to standard error. */
-  err(line: string): void;
-}
-
-const consoleOutput: CliOutput = {
-  out: (line) => console.log(line),
-  err: (line) => console.error(line),
-};
-
-/** What a command runs with: its output, and standard input for `carrier run`. */
-interface CliContext {
-  io: CliOutput;
-  input(): ReadableStream<Uint8Array>;
-}
-
-/** A usage error: bad flags or arguments. `usage` overrides the command's synopsis. */
-class UsageError extends Error {
-  override name = "UsageError";
-  readonly usage?: string;
-  constructor(message: string, usage?: string) {
-    super(message);
-    this.usage = usage;
-  }
-}
-
-// ---- options: one table feeds both `parseArgs` and `--help` ----
-
-/** One option: how `parseArgs` reads it and how `--help` shows it. */
-interface OptionSpec {
-  type: "string" | "boolean";
-  short?: string;
-  multiple?: boolean;
-  /** The value's name in help, e.g. `HOST:PORT`. */
-  value?: string;
-  /** Its line in `--help`, before the default. */
-  help: string;
-  /**
-   * The value when the option is absent: `parseArgs` fills it in, and
-   * `--help` shows it as `[default: …]`.
-   */
-  default?: string;
-  /**
-   * What applies when the option is absent where the command line fills in
-   * no value (the library's default, or a behaviour such as "a fresh
-   * identity"): `--help` shows it as `[default: …]`.
-   */
-  otherwise?: string;
-}
-
-type OptionSpecs = Record<string, OptionSpec>;
-
-/** Flags and positionals as `parseArgs` returned them. */
-interface Parsed {
-  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
-  positionals: string[];
-}
-
-const HELP_OPTION: OptionSpecs = {
-  help: { type: "boolean", short: "h", help: "show this help" },
-};
-
-/** Parses `args` against `options` (and `--help`); parse failures become usage errors. */
-function parseWith(options: OptionSpecs, args: string[]): Parsed {
-  const config: Record<
-    string,
-    { type: "string" | "boolean"; short?: string; multiple?: boolean; default?: string }
-  > = {};
-  for (const [name, o] of Object.entries({ ...options, ...HELP_OPTION })) {
-    config[name] = { type: o.type };
-    if (o.short !== undefined) config[name].short = o.short;
-    if (o.multiple) config[name].multiple = true;
-    if (o.default !== undefined) config[name].default = o.default;
-  }
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      options: config,
-      strict: true,
-      allowPositionals: true,
-    });
-    return { values, positionals };
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
-function stringOf(parsed: Parsed, name: string): string | undefined {
-  const value = parsed.values[name];
-  return typeof value === "string" ? value : undefined;
-}
-
-/** A string option that has a `default` in its table: its value, never missing. */
-function valueOf(parsed: Parsed, name: string): string {
-  const value = stringOf(parsed, name);
-  if (value === undefined) throw new Error(`--${name} has no default in its option table`);
-  return value;
-}
-
-function stringsOf(parsed: Parsed, name: string): string[] {
-  const value = parsed.values[name];
-  return Array.isArray(value) ? value.map(String) : typeof value === "string" ? [value] : [];
-}
-
-function flagOf(parsed: Parsed, name: string): boolean {
-  return parsed.values[name] === true;
-}
-
-/** The option lines of `--help`, aligned. */
-function optionLines(options: OptionSpecs): string[] {
-  const entries = Object.entries({ ...options, ...HELP_OPTION });
-  const left = entries.map(([name, o]) =>
-    `${o.short ? `-${o.short}, ` : "    "}--${name}${o.value ? ` ${o.value}` : ""}`
-  );
-  const width = Math.max(...left.map((l) => l.length));
-  return entries.map(([, o], i) => {
-    const fallback = o.default === "" ? '""' : o.default ?? o.otherwise;
-    const help = fallback === undefined ? o.help : `${o.help} [default: ${fallback}]`;
-    return `  ${left[i].padEnd(width)}  ${help}`;
-  });
-}
-
-function noPositionals(parsed: Parsed): void {
-  if (parsed.positionals.length > 0) {
-    throw new UsageError(`unexpected argument "${parsed.positionals[0]}"`);
-  }
-}
-
-/** The positionals from `from` on, joined by spaces: a message's text. */
-function textOf(parsed: Parsed, from = 0, what = "TEXT"): string {
-  if (parsed.positionals.length <= from) throw new UsageError(`${what} is missing`);
-  return parsed.positionals.slice(from).join(" ");
-}
-
-/** The positional at `index`, an address (base58); a malformed one is an {@linkcode AddressError}. */
-function addressOf(parsed: Parsed, index: number): string {
-  const address = parsed.positionals[index];
-  if (address === undefined) throw new UsageError("ADDRESS is missing");
-  parseAddress(address);
-  return address;
-}
-
-const TOPIC_OPTION: OptionSpec = {
-  type: "string",
-  value: "T",
-  help: "the message's topic",
-  default: "",
-};
+export { EXIT_CODES } from "./cli/errors.ts";
+export type { CliOutput } from "./cli/output.ts";
 
 // ---- commands of a running node (standard input of `carrier run`, and the one-shots) ----
 
@@ -265,52 +127,6 @@ const WRITE_OPTIONS: OptionSpecs = {
     otherwise: "theirs, 1 hour",
   },
 };
-
-/** What a node command did: its fields for `--json` and its text for people. */
-interface Outcome {
-  fields: Record<string, unknown>;
-  text: string;
-  /** The session ends after this command (`quit`). */
-  quit?: boolean;
-  /** The one-shot form's exit code when not 0 (`dht get` finding nothing: 1). */
-  exitCode?: number;
-}
-
-/** A node command with its arguments checked: ready to run. */
-interface NodeAction {
-  /** An address the one-shot form looks up before running, so that a route to it is known. */
-  reach?: string;
-  /**
-   * The command makes its own lookups (the DHT's): the one-shot form does
-   * not look up its neighbourhood first.
-   */
-  routesItself?: boolean;
-  run(node: Node, signal: AbortSignal): Promise<Outcome>;
-}
-
-/**
- * A command of a running node: a line on `carrier run`'s standard input, or
- * a one-shot `carrier NAME --bootstrap PEER ...`.
- */
-interface NodeCommand {
-  summary: string;
-  /** Its arguments, after its name. */
-  synopsis: string;
-  /** Its arguments as a one-shot command, when they differ. */
-  oneShotSynopsis?: string;
-  options: OptionSpecs;
-  /**
-   * Checks the arguments (throwing {@linkcode UsageError}, {@linkcode AddressError}…):
-   * for a line of `carrier run`'s input, or for the one-shot form.
-   */
-  prepare(parsed: Parsed, form: "line" | "one-shot"): NodeAction;
-}
-
-/** A family of node commands under one name: `dht get KEY`, `dht put KEY VALUE`… */
-interface NodeCommandGroup {
-  summary: string;
-  subcommands: Record<string, NodeCommand>;
-}
 
 /** The SPEAK opcode's definition: `speak ADDRESS` sends it to one peer with `node.send`. */
 const SPEAK = PROTOCOL_OPCODES.find((s) => s.opcode === Opcode.SPEAK)!;
@@ -774,7 +590,9 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
             isGroup(NODE_COMMANDS[tokens[0]]);
           if (tokens.length === 0 || group) {
             const prefix = group ? `${tokens[0]} ` : "";
-            const commands = nodeCommandList().filter(([name]) => name.startsWith(prefix)).map((
+            const commands = nodeCommandList(NODE_COMMANDS).filter(([name]) =>
+              name.startsWith(prefix)
+            ).map((
               [name, c],
             ) => ({
               name,
@@ -783,12 +601,12 @@ const NODE_COMMANDS: Record<string, NodeCommand | NodeCommandGroup> = {
             }));
             const text = [
               "Commands, one per line:",
-              ...nodeCommandsHelp(prefix),
+              ...nodeCommandsHelp(NODE_COMMANDS, prefix),
               "`help COMMAND` or `COMMAND --help` shows a command's options.",
             ].join("\n");
             return Promise.resolve({ fields: { commands }, text });
           }
-          const { name, command } = resolveNodeCommand(tokens);
+          const { name, command } = resolveNodeCommand(NODE_COMMANDS, tokens);
           const help = nodeCommandHelp(name, command);
           return Promise.resolve({ fields: { name, help }, text: help });
         },
@@ -833,37 +651,6 @@ async function release(node: Node, lease: DhtLease, signal: AbortSignal): Promis
 /** `word` as one shell word (quoted unless it needs no quotes). */
 function shellWord(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
-}
-
-/** The KEY positional (text, hashed by the DHT); `count`: the exact number of positionals. */
-function keyOf(parsed: Parsed, count?: number): string {
-  const key = parsed.positionals[0];
-  if (key === undefined) throw new UsageError("KEY is missing");
-  if (count !== undefined && parsed.positionals.length > count) {
-    throw new UsageError(`unexpected argument "${parsed.positionals[count]}"`);
-  }
-  return key;
-}
-
-/** `text` as the value of `--NAME`: a usage error unless it is an integer >= `min`. */
-function parseInteger(name: string, text: string, min: number): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min) {
-    const wanted = min === 0 ? "a non-negative integer" : `an integer >= ${min}`;
-    throw new UsageError(`--${name} must be ${wanted}, got "${text}"`);
-  }
-  return n;
-}
-
-/** An integer option's value, if given: a usage error unless it is an integer >= `min`. */
-function optionalInteger(parsed: Parsed, name: string, min = 0): number | undefined {
-  const text = stringOf(parsed, name);
-  return text === undefined ? undefined : parseInteger(name, text, min);
-}
-
-/** An integer option that has a `default` in its table: its value (an integer >= `min`). */
-function integerOf(parsed: Parsed, name: string, min = 0): number {
-  return parseInteger(name, valueOf(parsed, name), min);
 }
 
 function writeOptions(parsed: Parsed): { owned: boolean; ttl?: number } {
@@ -931,64 +718,6 @@ function changeFields(change: DhtChange): {
   };
 }
 
-function isGroup(entry: NodeCommand | NodeCommandGroup): entry is NodeCommandGroup {
-  return "subcommands" in entry;
-}
-
-/** Every node command with its full name (`dht get` for a group's). */
-function nodeCommandList(): [string, NodeCommand][] {
-  const list: [string, NodeCommand][] = [];
-  for (const [name, entry] of Object.entries(NODE_COMMANDS)) {
-    if (!isGroup(entry)) list.push([name, entry]);
-    else {
-      for (const [sub, c] of Object.entries(entry.subcommands)) list.push([`${name} ${sub}`, c]);
-    }
-  }
-  return list;
-}
-
-/** Finds the node command `tokens` start with; the rest are its arguments. */
-function resolveNodeCommand(
-  tokens: string[],
-): { name: string; command: NodeCommand; args: string[] } {
-  const [first, ...rest] = tokens;
-  const entry = Object.hasOwn(NODE_COMMANDS, first) ? NODE_COMMANDS[first] : undefined;
-  if (entry === undefined) {
-    throw new UsageError(
-      `unknown command "${first}"`,
-      `one of ${Object.keys(NODE_COMMANDS).join(", ")}; \`help\` describes them`,
-    );
-  }
-  if (!isGroup(entry)) return { name: first, command: entry, args: rest };
-  const [sub, ...args] = rest;
-  if (sub === undefined || !Object.hasOwn(entry.subcommands, sub)) {
-    throw new UsageError(
-      sub === undefined ? `${first} needs a subcommand` : `unknown command "${first} ${sub}"`,
-      Object.keys(entry.subcommands).map((s) => `${first} ${s}`).join(" | "),
-    );
-  }
-  return { name: `${first} ${sub}`, command: entry.subcommands[sub], args };
-}
-
-/** Help lines of the node commands whose names start with `prefix`. */
-function nodeCommandsHelp(prefix = ""): string[] {
-  return nodeCommandList().filter(([name]) => name.startsWith(prefix)).flatMap(([name, c]) => [
-    `  ${name} ${c.synopsis}`.trimEnd(),
-    `      ${c.summary}`,
-  ]);
-}
-
-function nodeCommandHelp(name: string, command: NodeCommand): string {
-  return [
-    `Usage: ${name} ${command.synopsis}`.trimEnd(),
-    "",
-    sentence(command.summary),
-    "",
-    "Options:",
-    ...optionLines(command.options),
-  ].join("\n");
-}
-
 /** A resource budget as a table, one line per bound, then the total. */
 function budgetText(budget: ResourceBudget): string[] {
   const mib = (bytes: number) => bytes === 0 ? "-" : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
@@ -1022,70 +751,6 @@ function metricsText(m: NodeMetrics): string {
 }
 
 // ---- output of `carrier run` and the one-shots ----
-
-/** Prints events and command results: JSON lines with `--json`, else text. */
-class Printer {
-  readonly #io: CliOutput;
-  readonly #json: boolean;
-  constructor(io: CliOutput, json: boolean) {
-    this.#io = io;
-    this.#json = json;
-  }
-
-  /** An event: `{"event":NAME,...fields}`, or `human`. */
-  event(name: string, fields: Record<string, unknown>, human: string): void {
-    this.#io.out(this.#json ? JSON.stringify({ event: name, ...fields }) : human);
-  }
-
-  /** A command's result: `{"command":NAME,"ok":true,...fields}`, or its text. */
-  result(command: string, outcome: Outcome): void {
-    this.#io.out(
-      this.#json ? JSON.stringify({ command, ok: true, ...outcome.fields }) : outcome.text,
-    );
-  }
-
-  /** A failed command: `{"command":NAME,"ok":false,"error":{name,message}}`, or a line on stderr. */
-  failure(command: string, err: unknown, usage?: string): void {
-    const error = err instanceof Error ? err : new Error(String(err));
-    if (this.#json) {
-      this.#io.out(JSON.stringify({
-        command,
-        ok: false,
-        error: errorFields(error),
-        ...(usage === undefined ? {} : { usage }),
-      }));
-      return;
-    }
-    const prefix = error instanceof CarrierError ? `${error.name}: ` : "";
-    this.#io.err(
-      `error: ${command}: ${prefix}${error.message}${
-        usage === undefined ? "" : `\nusage: ${usage}`
-      }`,
-    );
-  }
-}
-
-/**
- * An error as JSON: its name and message, and what a script acts on: the
- * version a lost compare-and-swap or patch found, a held lock's holder.
- */
-function errorFields(error: Error): Record<string, unknown> {
-  const fields: Record<string, unknown> = { name: error.name, message: error.message };
-  if (error instanceof VersionConflictError) {
-    fields.currentVersion = error.currentVersion;
-    if (error.currentValue !== undefined) {
-      Object.assign(fields, bytesFields("currentValue", error.currentValue));
-    }
-  }
-  if (error instanceof LockHeldError) {
-    Object.assign(fields, {
-      holder: error.holder,
-      fencingToken: error.fencingToken,
-      expiresIn: error.expiresIn,
-    });
-  }
-  return fields;
-}
 
 /**
  * Splits a command line into words at whitespace. A word that starts with
@@ -1136,7 +801,7 @@ async function runLine(
   let name = trimmed.split(/\s+/, 1)[0];
   let command: NodeCommand | undefined;
   try {
-    const resolved = resolveNodeCommand(tokenize(trimmed));
+    const resolved = resolveNodeCommand(NODE_COMMANDS, tokenize(trimmed));
     name = resolved.name;
     command = resolved.command;
     const parsed = parseWith(command.options, resolved.args);
@@ -1204,47 +869,6 @@ async function serveCommands(
 
 // ---- the `carrier` commands ----
 
-interface Command {
-  summary: string;
-  /** Its arguments, after `carrier NAME`. */
-  synopsis: string;
-  options: OptionSpecs;
-  /** More help, after the options. */
-  details?(): string[];
-  /** With `--json`, its failures are JSON lines on standard output too (the one-shots). */
-  jsonErrors?: boolean;
-  /** Its line in its group's help. @default {summary} */
-  listing?: string;
-  run(parsed: Parsed, context: CliContext): Promise<number>;
-}
-
-/** Commands under one name: `carrier dht get`, `carrier dht put`… */
-interface CommandGroup {
-  summary: string;
-  subcommands: Record<string, Command>;
-}
-
-function isCommandGroup(entry: Command | CommandGroup): entry is CommandGroup {
-  return "subcommands" in entry;
-}
-
-const KEY_OPTION: OptionSpec = {
-  type: "string",
-  short: "k",
-  value: "FILE",
-  help: "key file; created (mode 0600) if missing",
-  otherwise: "a fresh identity",
-};
-
-const DIFFICULTY_OPTION: OptionSpec = {
-  type: "string",
-  value: "N",
-  help: "puzzle difficulty of a new key, required of peers",
-  default: String(DEFAULT_PUZZLE_DIFFICULTY),
-};
-
-const JSON_OPTION: OptionSpec = { type: "boolean", help: "print one JSON object per line" };
-
 /** The options every one-shot command adds to its node command's. */
 const ONE_SHOT_OPTIONS: OptionSpecs = {
   bootstrap: {
@@ -1289,20 +913,6 @@ const ONE_SHOT_EXIT_CODES: Record<number, string> = {
   [EXIT_CODES.TIMEOUT]: "timeout",
   [EXIT_CODES.IDENTITY_MISMATCH]: "the bootstrap node proved another identity",
 };
-
-/** `text` broken into lines of at most `width` characters. */
-function wrap(text: string, width = 88): string[] {
-  const lines: string[] = [];
-  let line = "";
-  for (const word of text.split(" ")) {
-    if (line && line.length + 1 + word.length > width) {
-      lines.push(line);
-      line = word;
-    } else line = line ? `${line} ${word}` : word;
-  }
-  if (line) lines.push(line);
-  return lines;
-}
 
 /** `carrier NAME --bootstrap PEER ...`: the node command NAME on a short-lived node. */
 function oneShot(name: string, command: NodeCommand, summary: string): Command {
@@ -1416,7 +1026,7 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
     details: () => [
       "Commands on standard input, one per line. A word that starts with ' or \" runs to the",
       "matching quote: quote text whose spaces matter, and JSON with spaces, that way.",
-      ...nodeCommandsHelp(),
+      ...nodeCommandsHelp(NODE_COMMANDS),
       "`COMMAND --help` shows a command's options. `quit`, the end of input, SIGINT and SIGTERM",
       "close the node.",
       "",
@@ -1472,7 +1082,7 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
     run(parsed, { io }) {
       const [name, sub, extra] = parsed.positionals;
       if (name === undefined) {
-        io.out(help());
+        io.out(overview(COMMANDS));
         return Promise.resolve(EXIT_CODES.OK);
       }
       if (!Object.hasOwn(COMMANDS, name)) throw new UsageError(`unknown command "${name}"`);
@@ -1492,60 +1102,6 @@ const COMMANDS: Record<string, Command | CommandGroup> = {
     },
   },
 };
-
-/** Help of a group of commands: their list. */
-function groupHelp(name: string, group: CommandGroup): string {
-  const subs = Object.entries(group.subcommands);
-  const width = Math.max(...subs.map(([sub]) => sub.length));
-  return [
-    `Usage: carrier ${name} <${Object.keys(group.subcommands).join("|")}> [options]`,
-    "",
-    sentence(group.summary),
-    "",
-    "Options:",
-    ...optionLines({}),
-    "",
-    "Commands:",
-    ...subs.map(([sub, c]) => `  ${sub.padEnd(width)}  ${c.listing ?? c.summary}`),
-    "",
-    `Run \`carrier help ${name} <command>\` or \`carrier ${name} <command> --help\` for a command's options.`,
-  ].join("\n");
-}
-
-function help(): string {
-  const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
-  return [
-    "carrier: peer-to-peer networking (Ed25519 addresses, Noise, Protobuf frames)",
-    "",
-    "Usage: carrier <command> [options]",
-    "",
-    "Commands:",
-    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
-    "",
-    "Run `carrier help <command>` or `carrier <command> --help` for a command's options.",
-  ].join("\n");
-}
-
-/** A summary as a sentence: capitalized, with a full stop. */
-function sentence(summary: string): string {
-  return `${summary[0].toUpperCase()}${summary.slice(1)}.`;
-}
-
-function usageLine(name: string, command: Command): string {
-  return `Usage: carrier ${name} ${command.synopsis}`.trimEnd();
-}
-
-function commandHelp(name: string, command: Command): string {
-  return [
-    usageLine(name, command),
-    "",
-    sentence(command.summary),
-    "",
-    "Options:",
-    ...optionLines(command.options),
-    ...(command.details ? ["", ...command.details()] : []),
-  ].join("\n");
-}
 
 async function runKeygen(parsed: Parsed, { io }: CliContext): Promise<number> {
   noPositionals(parsed);
@@ -2086,28 +1642,6 @@ function describeMessage(
   }
 }
 
-/** Bytes as JSON: `{NAME: text}` if they are UTF-8, else `{NAMEBase64: base64}`. */
-function bytesFields(name: string, bytes: Uint8Array): Record<string, string> {
-  try {
-    return { [name]: new TextDecoder("utf-8", { fatal: true }).decode(bytes) };
-  } catch {
-    let binary = "";
-    for (let i = 0; i < bytes.length; i += 0x8000) {
-      binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-    }
-    return { [`${name}Base64`]: btoa(binary) };
-  }
-}
-
-/** What `bytesFields` made, for people: the text, or its size. */
-function shown(fields: Record<string, unknown>): string {
-  for (const [name, value] of Object.entries(fields)) {
-    if (name.endsWith("Base64")) return `(${atob(String(value)).length} bytes, not UTF-8)`;
-    if (name === "value" || name === "body" || name === "insert") return String(value);
-  }
-  return "";
-}
-
 /**
  * A one-shot command: an outbound-only node joins through `--bootstrap`,
  * looks up its neighbourhood (or the node the command addresses), runs the
@@ -2209,14 +1743,6 @@ async function runPing(parsed: Parsed, { io }: CliContext): Promise<number> {
   return EXIT_CODES.OK;
 }
 
-function opcodeName(opcode: number): string {
-  return Opcode[opcode] ?? `APP_${opcode}`;
-}
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 function concat(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
@@ -2254,37 +1780,15 @@ function sampleLogRecords(size: number): Uint8Array {
   return new TextEncoder().encode(lines.join("\n")).subarray(0, size);
 }
 
-function isDomTimeout(err: unknown): boolean {
-  return err instanceof DOMException && err.name === "TimeoutError";
-}
-
-/** Exit code for an error escaping a command. */
-function exitCodeOf(err: unknown): number {
-  if (err instanceof UsageError) return EXIT_CODES.USAGE;
-  if (err instanceof KeyFileError) return EXIT_CODES.BAD_KEY_FILE;
-  if (err instanceof AddressError || err instanceof PeerAddressError) return EXIT_CODES.BAD_ADDRESS;
-  if (err instanceof IdentityMismatchError) return EXIT_CODES.IDENTITY_MISMATCH;
-  if (err instanceof VersionConflictError) return EXIT_CODES.CONFLICT;
-  if (
-    err instanceof LockHeldError ||
-    (err instanceof NackError && err.reason === NackReason.LOCK_HELD)
-  ) return EXIT_CODES.LOCK_HELD;
-  if (err instanceof TimeoutError || isDomTimeout(err)) return EXIT_CODES.TIMEOUT;
-  if (
-    err instanceof DialError || err instanceof HandshakeError ||
-    err instanceof ConnectionClosedError ||
-    (err instanceof NackError && err.reason === NackReason.UNREACHABLE)
-  ) return EXIT_CODES.UNREACHABLE;
-  return EXIT_CODES.FAILURE;
-}
-
 /**
  * Runs the command line with `args`; resolves the exit code. `carrier run`
  * reads its commands from `input` (standard input unless given).
  *
  * @example
  * ```ts ignore
- * import { main } from "./cli.ts";
+ * import {
+  main,
+} from "./cli.ts";
  * Deno.exit(await main(["demo"]));
  * ```
  */
@@ -2295,15 +1799,15 @@ export async function main(
 ): Promise<number> {
   let [name, ...rest] = args;
   if (name === undefined) {
-    io.err(help());
+    io.err(overview(COMMANDS));
     return EXIT_CODES.USAGE;
   }
   if (name === "--help" || name === "-h") {
-    io.out(help());
+    io.out(overview(COMMANDS));
     return EXIT_CODES.OK;
   }
   if (!Object.hasOwn(COMMANDS, name)) {
-    io.err(`carrier: unknown command "${name}"\n\n${help()}`);
+    io.err(`carrier: unknown command "${name}"\n\n${overview(COMMANDS)}`);
     return EXIT_CODES.USAGE;
   }
   const entry = COMMANDS[name];
