@@ -64,10 +64,8 @@ import { EXIT_CODES, exitCodeOf, UsageError } from "./cli/errors.ts";
 import {
   type NodeCommand,
   type NodeCommandGroup,
-  nodeCommandHelp,
   nodeCommandsHelp,
   type Outcome,
-  resolveNodeCommand,
 } from "./cli/node_command.ts";
 import {
   DIFFICULTY_OPTION,
@@ -94,127 +92,13 @@ import {
 } from "./cli/output.ts";
 
 import { NODE_COMMANDS } from "./cli/node_commands.ts";
+import { serveCommands } from "./cli/repl.ts";
 import { defaultBudgetText } from "./cli/commands/limits.ts";
 
 export { EXIT_CODES } from "./cli/errors.ts";
 export type { CliOutput } from "./cli/output.ts";
 
 // ---- output of `carrier run` and the one-shots ----
-
-/**
- * Splits a command line into words at whitespace. A word that starts with
- * `"` or `'` runs to the matching quote (spaces kept; `\"` and `\\` escape
- * inside `"…"`); any other word is literal, so `it's` and `{"n":1}` need no
- * quoting.
- */
-function tokenize(line: string): string[] {
-  const tokens: string[] = [];
-  let i = 0;
-  while (i < line.length) {
-    if (/\s/.test(line[i])) {
-      i++;
-      continue;
-    }
-    let word = "";
-    const quote = line[i];
-    if (quote === '"' || quote === "'") {
-      for (i++;; i++) {
-        if (i >= line.length) throw new UsageError(`unterminated ${quote} quote`);
-        const c = line[i];
-        if (c === quote) break;
-        if (c === "\\" && quote === '"' && (line[i + 1] === '"' || line[i + 1] === "\\")) {
-          word += line[++i];
-        } else word += c;
-      }
-      i++;
-    }
-    while (i < line.length && !/\s/.test(line[i])) word += line[i++];
-    tokens.push(word);
-  }
-  return tokens;
-}
-
-/**
- * Runs one line of `carrier run`'s standard input and prints its result or
- * its error; resolves `true` when the session should end. Never throws: a
- * bad line is reported and the node keeps running.
- */
-async function runLine(
-  node: Node,
-  line: string,
-  printer: Printer,
-  signal: AbortSignal,
-): Promise<boolean> {
-  const trimmed = line.trim();
-  if (trimmed === "" || trimmed.startsWith("#")) return false;
-  let name = trimmed.split(/\s+/, 1)[0];
-  let command: NodeCommand | undefined;
-  try {
-    const resolved = resolveNodeCommand(NODE_COMMANDS, tokenize(trimmed));
-    name = resolved.name;
-    command = resolved.command;
-    const parsed = parseWith(command.options, resolved.args);
-    if (flagOf(parsed, "help")) {
-      const help = nodeCommandHelp(name, command);
-      printer.result(name, { fields: { name, help }, text: help });
-      return false;
-    }
-    const outcome = await command.prepare(parsed, "line").run(node, signal);
-    printer.result(name, outcome);
-    return outcome.quit === true;
-  } catch (err) {
-    const usage = err instanceof UsageError
-      ? err.usage ?? (command ? `${name} ${command.synopsis}`.trimEnd() : undefined)
-      : undefined;
-    printer.failure(name, err, usage);
-    return false;
-  }
-}
-
-/** The longest command line `carrier run` reads (a value or text of up to about 1 MiB). */
-const MAX_COMMAND_LINE = 1 << 20;
-
-/** Reads commands from `input` line by line until `quit`, its end, or `signal`. */
-async function serveCommands(
-  input: ReadableStream<Uint8Array>,
-  node: Node,
-  printer: Printer,
-  signal: AbortSignal,
-): Promise<void> {
-  const reader = input.pipeThrough(new TextDecoderStream()).getReader();
-  const cancel = () => void reader.cancel().catch(() => {});
-  signal.addEventListener("abort", cancel, { once: true });
-  try {
-    let buffer = "";
-    let skipping = false; // the rest of an overlong line
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (!done) buffer += value;
-      const lines = buffer.split("\n");
-      buffer = done ? "" : lines.pop()!;
-      if (skipping && lines.length > 0) {
-        lines.shift();
-        skipping = false;
-      }
-      for (const line of lines) {
-        if (signal.aborted) return;
-        if (await runLine(node, line.replace(/\r$/, ""), printer, signal)) return;
-      }
-      if (buffer.length > MAX_COMMAND_LINE) {
-        printer.failure(
-          buffer.trim().split(/\s+/, 1)[0],
-          new UsageError(`line longer than ${MAX_COMMAND_LINE} characters: ignored`),
-        );
-        buffer = "";
-        skipping = true;
-      }
-      if (done) return;
-    }
-  } finally {
-    signal.removeEventListener("abort", cancel);
-    cancel();
-  }
-}
 
 // ---- the `carrier` commands ----
 
