@@ -24,31 +24,20 @@
  */
 import {
   CarrierError,
-  compress,
-  COMPRESSION_SETTINGS,
-  type CompressionName,
-  createFrame,
   createNode,
-  decompress,
   DEFAULT_PUZZLE_DIFFICULTY,
-  encodeFrame,
-  FrameDecoder,
   generateIdentity,
   type Identity,
   KeyFileError,
   loadKeyFile,
-  LockHeldError,
   type Node,
   nodeIdOf,
   Opcode,
   parseAddress,
-  parseJsonPatch,
   parsePeerAddress,
   puzzleWork,
-  QuorumError,
   saveKeyFile,
   TimeoutError,
-  VersionConflictError,
 } from "./mod.ts";
 import {
   type CliContext,
@@ -93,6 +82,7 @@ import {
 
 import { NODE_COMMANDS } from "./cli/node_commands.ts";
 import { serveCommands } from "./cli/repl.ts";
+import { demoCommand } from "./cli/commands/demo.ts";
 import { defaultBudgetText } from "./cli/commands/limits.ts";
 
 export { EXIT_CODES } from "./cli/errors.ts";
@@ -196,12 +186,7 @@ function dhtOneShots(): Record<string, Command> {
 }
 
 const COMMANDS: Record<string, Command | CommandGroup> = {
-  demo: {
-    summary: "show what carrier does, on this machine",
-    synopsis: "",
-    options: {},
-    run: runDemo,
-  },
+  demo: demoCommand,
   keygen: {
     summary: "generate an identity and write it to a key file (mode 0600)",
     synopsis: "--out FILE [--difficulty N] [--force]",
@@ -364,382 +349,6 @@ async function runId(parsed: Parsed, { io }: CliContext): Promise<number> {
     io.out(`puzzle   ${info.puzzleBits} leading zero bits`);
   }
   return EXIT_CODES.OK;
-}
-
-async function runDemo(parsed: Parsed, { io }: CliContext): Promise<number> {
-  noPositionals(parsed);
-  io.out(
-    "== Identity: an Ed25519 key that passes the S/Kademlia static puzzle",
-  );
-  const difficulty = 12;
-  const started = performance.now();
-  const me = await generateIdentity({ difficulty });
-  const ms = performance.now() - started;
-  io.out(`address     ${me.address}  (base58 of the 32-byte public key)`);
-  io.out(`node id     ${hex(me.nodeId)}  (SHA-256 of the address)`);
-  io.out(
-    `puzzle      SHA-256(SHA-256(key)) has ${
-      puzzleWork(me.publicKey)
-    } leading zero bits (needed ${difficulty}; ~${
-      2 ** difficulty
-    } keys tried on average), found in ${ms.toFixed(0)} ms`,
-  );
-
-  io.out("");
-  io.out("== Frames: size-delimited carrier.v1.Frame messages");
-  const frames = [
-    createFrame({ opcode: Opcode.PING, id: 1 }),
-    createFrame({
-      opcode: 1000,
-      id: 2,
-      payload: new TextEncoder().encode("hello, carrier"),
-    }),
-    createFrame({ opcode: Opcode.ACK, id: 1 }),
-  ];
-  const encoded = frames.map((f) => encodeFrame(f));
-  for (const [i, bytes] of encoded.entries()) {
-    io.out(
-      `${opcodeName(frames[i].opcode).padEnd(8)} id=${frames[i].id}  ${bytes.length} bytes  ${
-        hex(bytes)
-      }`,
-    );
-  }
-  const stream = concat(encoded);
-  const decoder = new FrameDecoder();
-  const decoded = [];
-  for (let i = 0; i < stream.length; i += 5) {
-    decoded.push(...decoder.push(stream.subarray(i, i + 5)));
-  }
-  decoder.end();
-  io.out(
-    `decoded ${decoded.length} frames from ${stream.length} bytes fed in 5-byte chunks: ${
-      decoded.map((f) => `${opcodeName(f.opcode)}#${f.id}`).join(", ")
-    }`,
-  );
-
-  io.out("");
-  io.out("== Compression settings on a 64 KiB sample (JSON log records)");
-  const sample = sampleLogRecords(64 * 1024);
-  io.out(
-    `${"setting".padEnd(8)} ${"value".padStart(5)} ${"bytes".padStart(8)} ${
-      "ratio".padStart(7)
-    }  round trip`,
-  );
-  for (
-    const [name, setting] of Object.entries(COMPRESSION_SETTINGS) as [
-      CompressionName,
-      number,
-    ][]
-  ) {
-    const packed = compress(setting, sample);
-    const back = decompress(setting, packed, { maxOutputSize: sample.length });
-    const ok = back.length === sample.length &&
-      back.every((b, i) => b === sample[i]);
-    io.out(
-      `${name.padEnd(8)} ${String(setting).padStart(5)} ${String(packed.length).padStart(8)} ${
-        (sample.length / packed.length).toFixed(1).padStart(6)
-      }x  ${ok ? "ok" : "MISMATCH"}`,
-    );
-  }
-  io.out("");
-  await demoNodes(io);
-  io.out("");
-  await demoSwarm(io);
-  io.out("");
-  io.out("Not yet built: NAT port mapping (see the README's status table).");
-  return EXIT_CODES.OK;
-}
-
-/** Part of the demo: three nodes on loopback TCP, one of them outbound-only. */
-async function demoNodes(io: CliOutput): Promise<void> {
-  io.out("== Nodes on 127.0.0.1: Noise XX connections, PING, SPEAK, metrics");
-  const nodes: Node[] = [];
-  try {
-    const hub = await createNode({ listen: ["127.0.0.1:0"], serveMetrics: true });
-    nodes.push(hub);
-    const alice = await createNode({ listen: ["127.0.0.1:0"] });
-    nodes.push(alice);
-    const bob = await createNode(); // no listener: dials out only
-    nodes.push(bob);
-    const names = new Map([[hub.address, "hub"], [alice.address, "alice"], [bob.address, "bob"]]);
-    const name = (address: string) => names.get(address) ?? address.slice(0, 8);
-    io.out(`hub    ${hub.peerAddresses[0]}`);
-    io.out(`alice  ${alice.peerAddresses[0]}`);
-    io.out(`bob    ${bob.address} (outbound only)`);
-    const heard: string[] = [];
-    for (const n of nodes) {
-      n.addEventListener("message", (e) => {
-        heard.push(
-          `${name(n.address)} heard "${new TextDecoder().decode(e.detail.body)}" from ${
-            name(e.detail.from)
-          }`,
-        );
-      });
-    }
-    const started = performance.now();
-    await alice.connect(hub.peerAddresses[0]);
-    io.out(
-      `alice -> hub: connect + Noise XX handshake in ${
-        (performance.now() - started).toFixed(1)
-      } ms`,
-    );
-    await bob.connect(hub.peerAddresses[0]);
-    await bob.connect(alice.peerAddresses[0]);
-    for (const [from, to] of [[alice, hub], [bob, hub], [bob, alice]] as const) {
-      const rtts = [];
-      for (let i = 0; i < 5; i++) rtts.push(await from.ping(to.address));
-      io.out(
-        `${name(from.address)} -> ${name(to.address)}: PING round trip ${
-          Math.min(...rtts).toFixed(3)
-        } ms (best of 5)`,
-      );
-    }
-    // Wait until the hub has registered both inbound connections, then SPEAK.
-    for (let i = 0; i < 100 && hub.peers().length < 2; i++) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    const sent = await hub.speak("hello, direct peers");
-    for (let i = 0; i < 100 && heard.length < sent; i++) await new Promise((r) => setTimeout(r, 5));
-    io.out(`hub SPEAKs to its ${sent} direct peers:`);
-    for (const line of heard.sort()) io.out(`  ${line}`);
-    const metrics = await alice.requestMetrics(hub.address);
-    io.out(
-      `hub's metrics, as alice asked for them (METRICS): ${metrics.connections.inbound} connections, ${metrics.totals.framesReceived} frames and ${metrics.totals.bytesReceived} bytes received`,
-    );
-  } finally {
-    await Promise.all(nodes.map((n) => n.close()));
-  }
-}
-
-/** Part of the demo: 24 nodes on loopback TCP, 4 of them outbound-only; SHOUT and WHISPER. */
-async function demoSwarm(io: CliOutput): Promise<void> {
-  io.out("== A swarm of 24 nodes on 127.0.0.1 (4 of them accept no connections): SHOUT, WHISPER");
-  const nodes: Node[] = [];
-  try {
-    // Short-lived lookup connections close after 300 ms idle here (10 s by
-    // default), so that what remains are the connections nodes chose.
-    const seed = await createNode({
-      listen: ["127.0.0.1:0"],
-      maxPendingHandshakes: 64,
-      ephemeralIdleTimeout: 300,
-    });
-    nodes.push(seed);
-    const started = performance.now();
-    for (let i = 0; i < 23; i++) {
-      nodes.push(
-        await createNode({
-          listen: i < 19 ? ["127.0.0.1:0"] : [],
-          bootstrap: [seed.peerAddresses[0]],
-          ephemeralIdleTimeout: 300,
-        }),
-      );
-    }
-    for (let i = 0; i < 400 && nodes.some((n) => n.peers().length === 0); i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    await Promise.all(nodes.map((n) => n.refreshRoutingTable()));
-    await new Promise((r) => setTimeout(r, 700)); // lookup connections close
-    const connections = nodes.reduce((a, n) => a + n.peers().length, 0) / nodes.length;
-    const table = nodes.reduce((a, n) => a + n.routingTable.size, 0) / nodes.length;
-    io.out(
-      `joined through one seed, looked up their own ids and refreshed their tables in ${
-        (performance.now() - started).toFixed(0)
-      } ms: ${connections.toFixed(1)} connections (ℓ = 8 dialed at most) and ${
-        table.toFixed(1)
-      } routing-table contacts per node`,
-    );
-    const outboundOnly = nodes.slice(20);
-
-    // SHOUT from a listening node and from one that only dials out.
-    for (const origin of [nodes[7], outboundOnly[0]]) {
-      const before = nodes.reduce((a, n) => a + n.metrics().shouts.sent, 0);
-      const hops: number[] = [];
-      let last = 0;
-      const t0 = performance.now();
-      const listeners = nodes.filter((n) => n !== origin).map((n) => {
-        const listener = (e: CustomEvent<{ opcode: number; hops?: number }>) => {
-          if (e.detail.opcode !== Opcode.SHOUT) return;
-          hops.push(e.detail.hops ?? 0);
-          last = performance.now() - t0;
-        };
-        n.addEventListener("message", listener as EventListener);
-        return () => n.removeEventListener("message", listener as EventListener);
-      });
-      await origin.shout(`hello from node ${nodes.indexOf(origin)}`);
-      for (let i = 0; i < 1000 && hops.length < nodes.length - 1; i++) {
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      for (const remove of listeners) remove();
-      const sent = nodes.reduce((a, n) => a + n.metrics().shouts.sent, 0) - before;
-      const kind = origin.listenAddrs.length > 0
-        ? "a listening node"
-        : "a node that only dials out";
-      io.out(
-        `SHOUT from ${kind}: delivered to ${hops.length} of ${
-          nodes.length - 1
-        } nodes, once each; ${sent} SHOUT frames (a flood over ℓ = 8 would send ${
-          (2 * 8 - 1) * nodes.length + 1
-        }); at most ${Math.max(...hops)} hops; last node after ${last.toFixed(1)} ms`,
-      );
-    }
-
-    // WHISPER between two nodes that accept no connections, and across the swarm.
-    const [from, to] = [outboundOnly[1], outboundOnly[2]];
-    const received: string[] = [];
-    to.addEventListener("message", (e) => {
-      if (e.detail.opcode === Opcode.WHISPER) {
-        received.push(
-          `${new TextDecoder().decode(e.detail.body)} (${
-            e.detail.encrypted ? "sealed" : "in the clear"
-          })`,
-        );
-      }
-    });
-    const sealed = await from.whisper(to.address, "psst, only you can read this");
-    io.out(
-      `WHISPER between two nodes that accept no connections: ${sealed.hops} hops, acknowledged with hash ${
-        hex(sealed.hash).slice(0, 16)
-      }…; received "${received[0]}"`,
-    );
-    const hops: number[] = [];
-    for (let i = 0; i < 60 && hops.length < 10; i++) {
-      const a = nodes[(i * 5 + 1) % nodes.length];
-      const b = nodes[(i * 7 + 3) % nodes.length];
-      if (a === b || a.peer(b.address)) continue; // pairs not directly connected
-      hops.push((await a.whisper(b.address, `note ${i}`)).hops);
-    }
-    io.out(
-      `${hops.length} WHISPERs between nodes that were not connected: ${
-        hops.join(", ")
-      } hops (a sender that knows where the recipient listens dials it; ⌈log₂ 24⌉ + 1 = 6)`,
-    );
-    const relayed = nodes.reduce((a, n) => a + n.metrics().whispers.relayed, 0);
-    io.out(`relays forwarded ${relayed} WHISPERs they could not read`);
-    io.out(
-      "(A node that only dials out is a leaf of the SHOUT tree: every node connected to it sends it a copy.)",
-    );
-    io.out("");
-    await demoDht(io, nodes);
-  } finally {
-    await Promise.all(nodes.map((n) => n.close()));
-  }
-}
-
-/**
- * Part of the demo, on the swarm of `demoSwarm` (nodes 20 to 23 accept no
- * connections: they read and write through the replicas, the 20 closest
- * listening nodes to a key): a value, a compare-and-swap race, a lock, a
- * JSON patch.
- */
-async function demoDht(io: CliOutput, nodes: Node[]): Promise<void> {
-  io.out("== The DHT on the same swarm: values, compare-and-swap, a lock, a JSON patch");
-  const label = (n: Node) =>
-    `node ${nodes.indexOf(n)}${n.listenAddrs.length === 0 ? " (outbound only)" : ""}`;
-  const encode = (text: string) => new TextEncoder().encode(text);
-  const decode = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
-  const since = (t0: number) => `${(performance.now() - t0).toFixed(0)} ms`;
-
-  // A value: put on one node, get on another.
-  const [writer, reader] = [nodes[3], nodes[21]];
-  let t0 = performance.now();
-  const put = await writer.dht.put("greeting", encode("hello, dht"));
-  const putTime = since(t0);
-  t0 = performance.now();
-  const got = await reader.dht.get("greeting");
-  io.out(
-    `${
-      label(writer)
-    } put "greeting" = "hello, dht": version ${put.version} at ${put.replicas} replicas in ${putTime}; ${
-      label(reader)
-    } got "${decode(got?.value)}", version ${got?.version}, in ${since(t0)}`,
-  );
-
-  // A race: each racer adds one to the counter, retrying (read, compare-and-swap) when it loses.
-  const racers = [nodes[1], nodes[6], nodes[11], nodes[16], nodes[22]];
-  await racers[0].dht.cas("counter", encode("0"), 0);
-  let won = 0, lost = 0, uncertain = 0;
-  t0 = performance.now();
-  await Promise.all(racers.map(async (racer) => {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const current = await racer.dht.get("counter");
-      const next = encode(String(Number(decode(current?.value)) + 1));
-      try {
-        await racer.dht.cas("counter", next, current?.version ?? 0);
-        won++;
-        return;
-      } catch (err) {
-        if (err instanceof VersionConflictError) lost++;
-        else if (err instanceof QuorumError) uncertain++;
-        else throw err;
-      }
-      await new Promise((r) => setTimeout(r, Math.random() * 10 * (attempt + 1))); // back off
-    }
-  }));
-  const counter = await nodes[9].dht.get("counter");
-  const count = Number(decode(counter?.value));
-  io.out(
-    `${racers.length} nodes each added 1 to "counter" by compare-and-swap, retrying when they lost, in ${
-      since(t0)
-    }: ${won} acknowledged, ${lost} lost with VersionConflictError${
-      uncertain > 0 ? `, ${uncertain} uncertain (QuorumError)` : ""
-    }; ${label(nodes[9])} reads ${count} at version ${counter?.version}: ${
-      count === won
-        ? "every acknowledged increment, no other"
-        : count > won && count <= won + uncertain
-        ? `every acknowledged increment, and ${count - won} of the uncertain ones`
-        : `MISMATCH with ${won} acknowledged`
-    }`,
-  );
-
-  // A lock: one holder at a time; fencing tokens only grow.
-  const [holder, rival] = [nodes[4], nodes[23]];
-  const lease = await holder.dht.lock("job", { ttl: 5_000 });
-  let refusal = "granted to both: MISMATCH";
-  try {
-    await rival.dht.unlock(await rival.dht.lock("job"));
-  } catch (err) {
-    if (!(err instanceof LockHeldError)) throw err;
-    refusal = `held by ${err.holder.slice(0, 8)}… (${
-      err.holder === holder.address ? label(holder) : "another node"
-    }), token ${err.fencingToken}, ${err.expiresIn} ms left`;
-  }
-  await holder.dht.unlock(lease);
-  const next = await rival.dht.lock("job", { ttl: 5_000 });
-  await rival.dht.unlock(next);
-  io.out(
-    `${label(holder)} locked "job": fencing token ${lease.fencingToken}, lease ${lease.ttl} ms; ${
-      label(rival)
-    } tried: ${refusal}; after the unlock it got the lock with token ${next.fencingToken}`,
-  );
-
-  // A JSON document changed by a patch, and the change read back.
-  const [author, editor, follower] = [nodes[5], nodes[12], nodes[20]];
-  const doc = JSON.stringify({ title: "shopping", items: ["bread"] });
-  const first = await author.dht.put("list", encode(doc));
-  const ops = parseJsonPatch(
-    '[{"op":"add","path":"/items/-","value":"milk"},{"op":"replace","path":"/title","value":"groceries"}]',
-  );
-  const patched = await editor.dht.patch("list", { json: ops }, first.version);
-  const { changes } = await follower.dht.changes("list", first.version);
-  const now = await follower.dht.get("list");
-  io.out(
-    `${label(author)} put "list" = ${doc} (version ${first.version}); ${
-      label(editor)
-    } patched it to version ${patched.version}: ${ops.map((o) => `${o.op} ${o.path}`).join(", ")}`,
-  );
-  io.out(
-    `${label(follower)} read the changes since version ${first.version}: ${changes.length} ${
-      changes.length === 1 ? "change" : "changes"
-    }${
-      changes.map((c) =>
-        `, ${c.baseVersion} -> ${c.version} (${
-          "json" in c.patch
-            ? c.patch.json.map((o) => `${o.op} ${o.path}`).join(", ")
-            : "splices"
-        })`
-      ).join("")
-    }; the value now: ${decode(now?.value)}`,
-  );
 }
 
 /** Loads `--key FILE`, creating it (mode 0600) if it does not exist; else a fresh identity. */
@@ -974,43 +583,6 @@ async function runPing(parsed: Parsed, { io }: CliContext): Promise<number> {
     await node?.close();
   }
   return EXIT_CODES.OK;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
-
-/** Deterministic JSON log lines: realistic, compressible, not trivial. */
-function sampleLogRecords(size: number): Uint8Array {
-  const levels = ["info", "debug", "warn", "error"];
-  const lines: string[] = [];
-  let length = 0;
-  let seed = 42;
-  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
-  for (let i = 0; length < size; i++) {
-    const line = JSON.stringify({
-      ts: 1_763_700_000_000 + i * 137,
-      level: levels[next() % 4],
-      peer: `12D3KooW${(next() % 1e9).toString(36)}`,
-      msg: [
-        "frame received",
-        "handshake complete",
-        "ping",
-        "store accepted",
-      ][next() % 4],
-      bytes: next() % 65536,
-      rtt_ms: (next() % 5000) / 100,
-    });
-    lines.push(line);
-    length += line.length + 1;
-  }
-  return new TextEncoder().encode(lines.join("\n")).subarray(0, size);
 }
 
 /**
