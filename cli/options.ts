@@ -124,7 +124,7 @@ export function stringOf(parsed: Parsed, name: string): string | undefined {
 }
 
 /** A string option that has a `default` in its table: its value, never missing. */
-export function valueOf(parsed: Parsed, name: string): string {
+export function defaultedString(parsed: Parsed, name: string): string {
   const value = stringOf(parsed, name);
   if (value === undefined) throw new Error(`--${name} has no default in its option table`);
   return value;
@@ -158,8 +158,8 @@ export function optionalInteger(parsed: Parsed, name: string, min = 0): number |
 }
 
 /** An integer option that has a `default` in its table: its value (an integer >= `min`). */
-export function integerOf(parsed: Parsed, name: string, min = 0): number {
-  return parseInteger(name, valueOf(parsed, name), min);
+export function defaultedInteger(parsed: Parsed, name: string, min = 0): number {
+  return parseInteger(name, defaultedString(parsed, name), min);
 }
 
 /** Throws a usage error if there are positionals. */

@@ -8,8 +8,8 @@ import { type DhtChange, parseJsonPatch, type Splice } from "../../mod.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import type { NodeCommand, NodeCommandGroup, Outcome } from "../node_command.ts";
 import {
+  defaultedInteger,
   flagOf,
-  integerOf,
   keyOf,
   optionalInteger,
   type OptionSpecs,
@@ -164,7 +164,7 @@ const changes: NodeCommand = {
   },
   prepare(parsed) {
     const key = keyOf(parsed, 1);
-    const since = integerOf(parsed, "since", 0);
+    const since = defaultedInteger(parsed, "since", 0);
     return {
       routesItself: true,
       async run(node, signal) {

@@ -5,7 +5,7 @@
  */
 import { CarrierError } from "../../mod.ts";
 import type { NodeCommand } from "../node_command.ts";
-import { textOf, TOPIC_OPTION, valueOf } from "../options.ts";
+import { defaultedString, textOf, TOPIC_OPTION } from "../options.ts";
 
 /** The node command `shout`; `carrier shout` is its one-shot form. */
 export const shoutNodeCommand: NodeCommand = {
@@ -14,7 +14,7 @@ export const shoutNodeCommand: NodeCommand = {
   options: { topic: TOPIC_OPTION },
   prepare(parsed) {
     const text = textOf(parsed);
-    const topic = valueOf(parsed, "topic");
+    const topic = defaultedString(parsed, "topic");
     return {
       async run(node, signal) {
         const { id, sent } = await node.shout(text, { topic, signal });

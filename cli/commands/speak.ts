@@ -5,7 +5,7 @@
  */
 import { type Node, Opcode, PROTOCOL_OPCODES } from "../../mod.ts";
 import type { NodeCommand } from "../node_command.ts";
-import { addressOf, flagOf, textOf, TOPIC_OPTION, valueOf } from "../options.ts";
+import { addressOf, defaultedString, flagOf, textOf, TOPIC_OPTION } from "../options.ts";
 
 /** The SPEAK opcode's definition: `speak ADDRESS` sends it to one peer with `node.send`. */
 const SPEAK = PROTOCOL_OPCODES.find((s) => s.opcode === Opcode.SPEAK)!;
@@ -19,7 +19,7 @@ export const speakNodeCommand: NodeCommand = {
     topic: TOPIC_OPTION,
   },
   prepare(parsed) {
-    const topic = valueOf(parsed, "topic");
+    const topic = defaultedString(parsed, "topic");
     if (flagOf(parsed, "all")) {
       const text = textOf(parsed);
       return {

@@ -5,7 +5,7 @@
  * @module
  */
 import type { NodeCommand } from "../node_command.ts";
-import { addressOf, flagOf, textOf, TOPIC_OPTION, valueOf } from "../options.ts";
+import { addressOf, defaultedString, flagOf, textOf, TOPIC_OPTION } from "../options.ts";
 import { hex } from "../output.ts";
 
 /** The node command `whisper`; `carrier whisper` is its one-shot form. */
@@ -20,7 +20,7 @@ export const whisperNodeCommand: NodeCommand = {
     const to = addressOf(parsed, 0);
     const text = textOf(parsed, 1);
     const encrypted = !flagOf(parsed, "plain");
-    const topic = valueOf(parsed, "topic");
+    const topic = defaultedString(parsed, "topic");
     return {
       reach: to,
       async run(node, signal) {
