@@ -26,16 +26,16 @@ import {
   x25519PublicKeyFromEd25519,
 } from "../../lib/overlay/whisper.ts";
 import { createHandshake, x25519KeyPairFromPrivateKey } from "../../lib/secure/noise.ts";
-import { encodePayload, Opcode, PROTOCOL_OPCODES } from "../../lib/wire/opcodes.ts";
+import { encodePayload } from "../../lib/wire/opcodes.ts";
+import { WHISPER_OPCODE } from "../../lib/services/whisper.ts";
 
 const [alice, bob, carol] = Array.from(
   { length: 3 },
   () => generateIdentitySync({ difficulty: 0 }),
 );
 const text = (s: string) => new TextEncoder().encode(s);
-const whisperSpec = PROTOCOL_OPCODES.find((s) => s.opcode === Opcode.WHISPER)!;
 /** The bytes a WHISPER frame carries. */
-const encode = (whisper: Whisper): Uint8Array => encodePayload(whisperSpec.request, whisper);
+const encode = (whisper: Whisper): Uint8Array => encodePayload(WHISPER_OPCODE.request, whisper);
 
 function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
   outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
