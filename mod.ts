@@ -259,18 +259,21 @@ export {
   DEFAULT_MAX_WHISPER_BODY_SIZE,
   DEFAULT_WHISPER_TTL,
   MAX_ENCRYPTED_ENVELOPE_PAYLOAD,
-  openWhisper,
-  type OpenWhisperOptions,
-  sealWhisper,
-  type SealWhisperOptions,
   WHISPER_NOISE_OVERHEAD,
   WHISPER_PROLOGUE,
   WHISPER_SIGNATURE_CONTEXT,
-  type WhisperContent,
   whisperHash,
+} from "./lib/overlay/whisper.ts";
+export { sealWhisper, type SealWhisperOptions } from "./lib/overlay/whisper_seal.ts";
+export {
+  openWhisper,
+  type OpenWhisperOptions,
+  type WhisperContent,
+} from "./lib/overlay/whisper_open.ts";
+export {
   x25519PrivateKeyFromEd25519,
   x25519PublicKeyFromEd25519,
-} from "./lib/overlay/whisper.ts";
+} from "./lib/overlay/ed25519_x25519.ts";
 export { iterativeLookup, type LookupOptions, type LookupResult } from "./lib/overlay/lookup.ts";
 export {
   type BroadcastCandidates,

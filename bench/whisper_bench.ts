@@ -11,7 +11,8 @@
  */
 
 import { generateIdentitySync } from "../lib/identity/keys.ts";
-import { openWhisper, sealWhisper } from "../lib/overlay/whisper.ts";
+import { openWhisper } from "../lib/overlay/whisper_open.ts";
+import { sealWhisper } from "../lib/overlay/whisper_seal.ts";
 
 const alice = generateIdentitySync({ difficulty: 0 });
 const bob = generateIdentitySync({ difficulty: 0 });

@@ -12,7 +12,8 @@ import {
   WhisperSchema,
 } from "../lib/protocol.ts";
 import { Opcode } from "../lib/wire/opcodes.ts";
-import { sealWhisper, type Whisper } from "../lib/overlay/whisper.ts";
+import type { Whisper } from "../lib/overlay/whisper.ts";
+import { sealWhisper } from "../lib/overlay/whisper_seal.ts";
 import { sign } from "../lib/identity/keys.ts";
 
 const WHISPER_CONTEXT = new TextEncoder().encode("carrier/v1 whisper:");

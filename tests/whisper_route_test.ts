@@ -6,7 +6,7 @@ import { NackReason } from "../lib/protocol.ts";
 import { Opcode } from "../lib/wire/opcodes.ts";
 import { generateIdentitySync } from "../lib/identity/keys.ts";
 import { toBinary } from "@bufbuild/protobuf";
-import { sealWhisper } from "../lib/overlay/whisper.ts";
+import { sealWhisper } from "../lib/overlay/whisper_seal.ts";
 import { WhisperSchema } from "../lib/protocol.ts";
 
 async function until(check: () => boolean, what: string): Promise<void> {

@@ -48,12 +48,11 @@ import {
   type JsonPatchOperation,
 } from "../../lib/dht/patch.ts";
 import { createHandshake, x25519KeyPairFromPrivateKey } from "../../lib/secure/noise.ts";
+import { WHISPER_PROLOGUE, WHISPER_SIGNATURE_CONTEXT } from "../../lib/overlay/whisper.ts";
 import {
-  WHISPER_PROLOGUE,
-  WHISPER_SIGNATURE_CONTEXT,
   x25519PrivateKeyFromEd25519,
   x25519PublicKeyFromEd25519,
-} from "../../lib/overlay/whisper.ts";
+} from "../../lib/overlay/ed25519_x25519.ts";
 import { type Dictionary, mutateMessage } from "./_generate.ts";
 import { concat, EDGE_VARINTS, mutateBytes } from "./_mutate.ts";
 import type { Rng } from "./_rng.ts";

@@ -15,16 +15,18 @@ import {
 import {
   DEFAULT_WHISPER_TTL,
   MAX_ENCRYPTED_ENVELOPE_PAYLOAD,
-  openWhisper,
-  sealWhisper,
   type Whisper,
   WHISPER_NOISE_OVERHEAD,
   WHISPER_PROLOGUE,
   WHISPER_SIGNATURE_CONTEXT,
   whisperHash,
+} from "../../lib/overlay/whisper.ts";
+import { sealWhisper } from "../../lib/overlay/whisper_seal.ts";
+import { openWhisper } from "../../lib/overlay/whisper_open.ts";
+import {
   x25519PrivateKeyFromEd25519,
   x25519PublicKeyFromEd25519,
-} from "../../lib/overlay/whisper.ts";
+} from "../../lib/overlay/ed25519_x25519.ts";
 import { createHandshake, x25519KeyPairFromPrivateKey } from "../../lib/secure/noise.ts";
 import { encodePayload } from "../../lib/wire/opcodes.ts";
 import { WHISPER_OPCODE } from "../../lib/services/whisper.ts";
