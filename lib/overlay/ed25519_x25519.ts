@@ -8,7 +8,7 @@
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { toHex } from "../_bytes.ts";
-import { AddressError } from "../errors.ts";
+import { AddressError, ArgumentError } from "../errors.ts";
 import { assertAddressBytes } from "../identity/address.ts";
 import { type Identity, SECRET_KEY_LENGTH } from "../identity/keys.ts";
 import { type X25519KeyPair, x25519KeyPairFromPrivateKey } from "../secure/noise.ts";
@@ -60,7 +60,7 @@ export function x25519PublicKeyFromEd25519(publicKey: Uint8Array): Uint8Array {
  *
  * @param secretKey A 32-byte Ed25519 seed.
  * @returns The 32-byte X25519 private key. Keep it private.
- * @throws {RangeError} If `secretKey` is not 32 bytes.
+ * @throws {ArgumentError} If `secretKey` is not a Uint8Array of 32 bytes.
  *
  * @example
  * ```ts
@@ -73,7 +73,7 @@ export function x25519PublicKeyFromEd25519(publicKey: Uint8Array): Uint8Array {
  */
 export function x25519PrivateKeyFromEd25519(secretKey: Uint8Array): Uint8Array {
   if (!(secretKey instanceof Uint8Array) || secretKey.length !== SECRET_KEY_LENGTH) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Invalid Ed25519 secret key: expected Uint8Array of length ${SECRET_KEY_LENGTH}, got ${
         secretKey instanceof Uint8Array ? `length=${secretKey.length}` : typeof secretKey
       }`,

@@ -14,7 +14,7 @@ import {
   WhisperEnvelopeSchema,
 } from "../../gen/carrier/v1/messaging_pb.ts";
 import { bytesEqual, toHex } from "../_bytes.ts";
-import { WhisperError } from "../errors.ts";
+import { ArgumentError, WhisperError } from "../errors.ts";
 import { ADDRESS_LENGTH, formatAddress } from "../identity/address.ts";
 import { type Identity, verify } from "../identity/keys.ts";
 import { x25519PublicKeyFromEd25519 } from "./ed25519_x25519.ts";
@@ -125,7 +125,7 @@ export interface WhisperContent {
  * @param whisper The received `Whisper` payload.
  * @returns The content, with the hash the ACK carries.
  * @throws {WhisperError} As listed above.
- * @throws {RangeError} If `maxBodySize` is not a non-negative integer.
+ * @throws {ArgumentError} If `maxBodySize` is not a non-negative integer.
  *
  * @example
  * ```ts
@@ -157,7 +157,7 @@ export async function openWhisper(
   options.signal?.throwIfAborted();
   const maxBodySize = options.maxBodySize ?? DEFAULT_MAX_WHISPER_BODY_SIZE;
   if (!Number.isSafeInteger(maxBodySize) || maxBodySize < 0) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Cannot open whisper: maxBodySize ${maxBodySize} is not a non-negative integer`,
     );
   }

@@ -11,7 +11,7 @@ import {
   WhisperEnvelopeSchema,
   WhisperSchema,
 } from "../../gen/carrier/v1/messaging_pb.ts";
-import { AddressError, SizeLimitError } from "../errors.ts";
+import { AddressError, ArgumentError, HandshakeError, SizeLimitError } from "../errors.ts";
 import { assertAddressBytes, formatAddress } from "../identity/address.ts";
 import { type Identity, sign } from "../identity/keys.ts";
 import { x25519PublicKeyFromEd25519 } from "./ed25519_x25519.ts";
@@ -101,8 +101,9 @@ export interface SealWhisperOptions {
  * @throws {AddressError} If `recipient` is not 32 bytes or not an Ed25519
  * public key (encrypted mode needs its X25519 conversion).
  * @throws {SizeLimitError} If the envelope is too large for one Noise message
- * (encrypted), or `ttl`, `nonce` or `timestampMs` is out of range.
- * @throws {TypeError} If `body` is not a Uint8Array or `topic` not a string.
+ * (encrypted).
+ * @throws {ArgumentError} If `body` is not a Uint8Array, `topic` not a
+ * string, or `ttl`, `nonce` or `timestampMs` out of range.
  *
  * @example
  * ```ts
@@ -132,24 +133,24 @@ export async function sealWhisper(
   options.signal?.throwIfAborted();
   assertAddressBytes(recipient);
   if (!(body instanceof Uint8Array)) {
-    throw new TypeError(`Cannot seal whisper: body must be a Uint8Array, got ${typeof body}`);
+    throw new ArgumentError(`Cannot seal whisper: body must be a Uint8Array, got ${typeof body}`);
   }
   const encrypted = options.encrypted ?? true;
   const topic = options.topic ?? "";
   if (typeof topic !== "string") {
-    throw new TypeError(`Cannot seal whisper: topic must be a string, got ${typeof topic}`);
+    throw new ArgumentError(`Cannot seal whisper: topic must be a string, got ${typeof topic}`);
   }
   const ttl = options.ttl ?? DEFAULT_WHISPER_TTL;
   if (!Number.isInteger(ttl) || ttl < 0 || ttl > UINT32_MAX) {
-    throw new RangeError(`Cannot seal whisper: ttl ${ttl} is not an integer in [0, 2^32 - 1]`);
+    throw new ArgumentError(`Cannot seal whisper: ttl ${ttl} is not an integer in [0, 2^32 - 1]`);
   }
   const nonce = options.nonce ?? randomUint64();
   if (typeof nonce !== "bigint" || nonce < 0n || nonce > UINT64_MAX) {
-    throw new RangeError(`Cannot seal whisper: nonce ${nonce} is not a bigint in [0, 2^64 - 1]`);
+    throw new ArgumentError(`Cannot seal whisper: nonce ${nonce} is not a bigint in [0, 2^64 - 1]`);
   }
   const timestampMs = options.timestampMs ?? Date.now();
   if (!Number.isSafeInteger(timestampMs) || timestampMs < 0) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Cannot seal whisper: timestampMs ${timestampMs} is not a non-negative safe integer`,
     );
   }
@@ -207,8 +208,11 @@ export async function sealWhisper(
     );
     message = await handshake.writeMessage(sealed);
   } catch (cause) {
-    if (cause instanceof RangeError) throw cause;
-    // A low-order X25519 key (a small-order Ed25519 point) fails the DH.
+    // A low-order X25519 key (a small-order Ed25519 point) fails the DH with
+    // a HandshakeError. Anything else (a size or argument error of the Noise
+    // layer, RangeError today, ArgumentError once it moves) is not the
+    // recipient's fault and goes out as it is.
+    if (!(cause instanceof HandshakeError)) throw cause;
     throw new AddressError(
       `Cannot seal whisper to ${formatAddress(recipient)}: its X25519 key is unusable (${
         (cause as Error).message
