@@ -145,6 +145,14 @@ export type {
   ListenOptions,
   Transport,
 } from "./lib/transport/types.ts";
+export {
+  formatTransportAddress,
+  MEMORY_SCHEME,
+  parseTransportAddress,
+  TCP_SCHEME,
+  type TransportAddress,
+} from "./lib/transport/address.ts";
+export { hostPrefixOf, ipPrefixOf, isLoopback, subnetOf } from "./lib/transport/ip.ts";
 export { formatHostPort, type HostPort, parseHostPort, TcpTransport } from "./lib/transport/tcp.ts";
 export {
   DEFAULT_MEMORY_BACKLOG,
@@ -234,7 +242,6 @@ export {
   contactOf,
   RoutingTable,
   type RoutingTableOptions,
-  subnetOf,
 } from "./lib/overlay/routing_table.ts";
 export {
   DEFAULT_MAX_WHISPER_BODY_SIZE,

@@ -51,7 +51,7 @@ import { generateX25519KeyPair, type X25519KeyPair } from "../secure/noise.ts";
 import type { Frame } from "../wire/frame.ts";
 import type { ByteStream, Listener, Transport } from "../transport/types.ts";
 import type { PeerAddress } from "./peer_address.ts";
-import { ipPrefixOf, isLoopback, subnetOf } from "./routing_table.ts";
+import { hostPrefixOf, isLoopback, subnetOf } from "../transport/ip.ts";
 
 /** The connection limits' defaults (see {@linkcode ConnectionManagerOptions}). */
 export const CONNECTION_LIMITS = {
@@ -536,7 +536,7 @@ export class ConnectionManager {
   /** The IP address (an IPv6 /64) a per-IP share counts `transportAddress` against, if any. */
   #ipOf(transportAddress: string): string | undefined {
     if (!this.#o.limitLoopback && isLoopback(transportAddress)) return undefined;
-    return ipPrefixOf(transportAddress, 4, 4);
+    return hostPrefixOf(transportAddress);
   }
 
   #inboundFrom(ip: string): number {
