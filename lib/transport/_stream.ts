@@ -28,8 +28,8 @@ export abstract class StreamBase implements ByteStream, AsyncDisposable {
   #onClose: ((self: StreamBase) => void) | null = null;
   #closed = false;
   #writeClosed: Promise<void> | null = null;
-  #writing = 0;
-  #drained: (() => void) | null = null;
+  /** The last write (writes are issued one at a time), for `closeWrite` to wait for. */
+  #lastWrite: Promise<void> | null = null;
 
   /** Whether `close()` was called. */
   protected get closed(): boolean {
@@ -52,24 +52,18 @@ export abstract class StreamBase implements ByteStream, AsyncDisposable {
   /** Frees the stream's resources when it closes; called once. */
   protected abstract release(): void;
 
-  async write(data: Uint8Array): Promise<void> {
+  write(data: Uint8Array): Promise<void> {
     if (this.#closed || this.#writeClosed !== null) {
-      throw new ConnectionClosedError(
-        `Cannot write to ${this.remoteAddress}: the stream is ${
-          this.#closed ? "closed" : "closed for writing"
-        }`,
+      return Promise.reject(
+        new ConnectionClosedError(
+          `Cannot write to ${this.remoteAddress}: the stream is ${
+            this.#closed ? "closed" : "closed for writing"
+          }`,
+        ),
       );
     }
-    this.#writing++;
-    try {
-      await this.writeAll(data);
-    } finally {
-      if (--this.#writing === 0 && this.#drained !== null) {
-        const drained = this.#drained;
-        this.#drained = null;
-        drained();
-      }
-    }
+    // No wrapper promise: the subclass's own is the write (the hot path).
+    return this.#lastWrite = this.writeAll(data);
   }
 
   closeWrite(): Promise<void> {
@@ -79,9 +73,9 @@ export abstract class StreamBase implements ByteStream, AsyncDisposable {
   }
 
   async #shutdown(): Promise<void> {
-    if (this.#writing > 0) {
-      await new Promise<void>((resolve) => this.#drained = resolve);
-    }
+    const writing = this.#lastWrite;
+    this.#lastWrite = null;
+    if (writing !== null) await writing.catch(() => {});
     if (this.#closed) return;
     await this.endWrite();
   }

@@ -67,19 +67,31 @@ function parseIpv6(text: string): IpBytes | undefined {
   return bytes;
 }
 
+/**
+ * The IP of address texts read lately: the limits ask about the same few
+ * addresses (contacts' listen addresses, peers' remote addresses) over and
+ * over. Bounded: emptied when full.
+ */
+const recent = new Map<string, IpBytes | null>();
+const RECENT_MAX = 1024;
+
 /** The IP address of `address`'s host (IPv4-mapped IPv6 as IPv4), if it is an IP literal. */
 function ipOf(address: string | TransportAddress): IpBytes | undefined {
-  let parsed: TransportAddress;
-  if (typeof address === "string") {
-    try {
-      parsed = parseTransportAddress(address);
-    } catch {
-      return undefined;
-    }
-  } else {
-    parsed = address;
+  if (typeof address !== "string") return ipOfHost(address.host);
+  const known = recent.get(address);
+  if (known !== undefined) return known ?? undefined;
+  let ip: IpBytes | undefined;
+  try {
+    ip = ipOfHost(parseTransportAddress(address).host);
+  } catch {
+    ip = undefined;
   }
-  const host = parsed.host;
+  if (recent.size >= RECENT_MAX) recent.clear();
+  recent.set(address, ip ?? null);
+  return ip;
+}
+
+function ipOfHost(host: string | undefined): IpBytes | undefined {
   if (host === undefined) return undefined;
   if (!host.includes(":")) return parseIpv4(host);
   const v6 = parseIpv6(host);
