@@ -153,6 +153,7 @@ export {
   type TransportAddress,
 } from "./lib/transport/address.ts";
 export { hostPrefixOf, ipPrefixOf, isLoopback, subnetOf } from "./lib/transport/ip.ts";
+export { combineTransports, MultiTransport } from "./lib/transport/multi.ts";
 export { formatHostPort, type HostPort, parseHostPort, TcpTransport } from "./lib/transport/tcp.ts";
 export {
   DEFAULT_MEMORY_BACKLOG,
