@@ -230,7 +230,7 @@ export {
   type ConnectionStats,
   type ConnectOptions,
   preferConnection,
-} from "./lib/overlay/connections.ts";
+} from "./lib/swarm/mod.ts";
 export {
   formatPeerAddress,
   parsePeerAddress,

@@ -75,7 +75,7 @@ import {
   ConnectionManager,
   type ConnectionManagerOptions,
   type ConnectionStats,
-} from "./overlay/connections.ts";
+} from "./swarm/mod.ts";
 import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
 import { SeenCache } from "./overlay/seen_cache.ts";
 import { type AddResult, type Contact, contactOf, RoutingTable } from "./overlay/routing_table.ts";
@@ -142,6 +142,8 @@ export interface NodeOptions extends
   bootstrap?: readonly (string | PeerAddress)[];
   /** The transport. @default {new TcpTransport()} */
   transport?: Transport;
+  /** More transports, one per address scheme (with `transport`, if given): each address is dialed and listened on with the one of its scheme. @default {[]} */
+  transports?: readonly Transport[];
   /** S/Kademlia static puzzle difficulty `c1` required of every key, this node's included. @default {DEFAULT_PUZZLE_DIFFICULTY} (8) */
   puzzleDifficulty?: number;
   /** Plugins, in the order their hooks run. @default {[]} */
@@ -519,7 +521,9 @@ export class Node extends EventTarget implements AsyncDisposable {
     });
     this.#manager = new ConnectionManager({
       identity,
-      transport: options.transport ?? new TcpTransport(),
+      transports: options.transport === undefined && !options.transports?.length
+        ? [new TcpTransport()]
+        : [...(options.transport ? [options.transport] : []), ...(options.transports ?? [])],
       listen: options.listen ?? [],
       maxOutbound: options.maxOutbound,
       maxInbound: options.maxInbound,
