@@ -38,6 +38,7 @@ import type { PeerAddress } from "../overlay/peer_address.ts";
 import { type CloseInfo, PeerConnection } from "../peer/connection.ts";
 import { type SecureChannel, secureInbound, secureOutbound } from "../secure/channel.ts";
 import { generateX25519KeyPair, type X25519KeyPair } from "../secure/noise.ts";
+import { parseTransportAddress } from "../transport/address.ts";
 import { combineTransports } from "../transport/multi.ts";
 import type { ByteStream, Listener, Transport } from "../transport/types.ts";
 import { Admission } from "./admission.ts";
@@ -142,6 +143,22 @@ export class ConnectionManager {
       this.#listeners.add(listener);
       this.#listenAddrs.push(listener.address);
       this.#track(this.#serve(listener));
+    }
+  }
+
+  /**
+   * Whether a transport of this manager takes `transportAddress` (its scheme
+   * is one a transport declares; a lone transport that declares none is
+   * trusted with every address), so that a caller can pick, among a
+   * contact's listen addresses, one it can dial.
+   */
+  canDial(transportAddress: string): boolean {
+    const schemes = this.#transport.schemes;
+    if (schemes === undefined) return true;
+    try {
+      return schemes.includes(parseTransportAddress(transportAddress).scheme);
+    } catch {
+      return false;
     }
   }
 

@@ -6,11 +6,11 @@
  *
  * The text forms:
  *
- * | Form                     | Scheme   | Example                               |
- * | ------------------------ | -------- | ------------------------------------- |
- * | `HOST:PORT`              | `tcp`    | `127.0.0.1:4000`, `[::1]:4000`        |
- * | `mem:NAME`               | `mem`    | `mem:alice`, `mem:0`                  |
- * | `SCHEME://HOST[:PORT][/PATH]` | any other | `ws://example.org:8080/carrier` |
+ * | Form                          | Scheme         | Example                         |
+ * | ----------------------------- | -------------- | ------------------------------- |
+ * | `HOST:PORT`                   | `tcp`          | `127.0.0.1:4000`, `[::1]:4000`  |
+ * | `mem:NAME`                    | `mem`          | `mem:alice`, `mem:0`            |
+ * | `SCHEME://HOST[:PORT][/PATH]` | `SCHEME`, `ws` | `ws://example.org:8080/carrier` |
  *
  * TCP has no `tcp://` prefix (its form on the wire predates schemes), and a
  * text starting with `mem:` is always a memory address, never TCP host `mem`.

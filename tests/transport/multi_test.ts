@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { TransportAddressError } from "../../lib/errors.ts";
 import { generateIdentitySync } from "../../lib/identity/keys.ts";
 import { createNode } from "../../lib/node.ts";
+import { ConnectionManager } from "../../lib/swarm/manager.ts";
 import { MemoryNetwork } from "../../lib/transport/memory.ts";
 import { combineTransports, MultiTransport } from "../../lib/transport/multi.ts";
 import { TcpTransport } from "../../lib/transport/tcp.ts";
@@ -146,4 +147,21 @@ Deno.test("a node given transport and transports uses both; one transport stays 
     message: /expected a mem address \(mem:NAME\)$/,
   });
   assert.equal((await memOnly.connect(node.peerAddresses[0])).address, node.address);
+});
+
+Deno.test("ConnectionManager.canDial says which listen addresses its transports take", () => {
+  const identity = generateIdentitySync({ difficulty: 0 });
+  const both = new ConnectionManager({
+    identity,
+    transports: [new TcpTransport(), new MemoryNetwork().transport()],
+  });
+  assert.ok(both.canDial("127.0.0.1:4000") && both.canDial("[::1]:1") && both.canDial("mem:a"));
+  assert.ok(!both.canDial("ws://127.0.0.1:80"));
+  assert.ok(!both.canDial("::1:80")); // malformed
+  const tcpOnly = new ConnectionManager({ identity, transports: [new TcpTransport()] });
+  assert.ok(tcpOnly.canDial("10.0.0.1:1") && !tcpOnly.canDial("mem:a"));
+  const wrapper: Transport = { dial: () => Promise.reject(), listen: () => Promise.reject() };
+  const trusting = new ConnectionManager({ identity, transports: [wrapper] });
+  assert.ok(trusting.canDial("mem:a") && trusting.canDial("ws://h:1"));
+  assert.throws(() => new ConnectionManager({ identity, transports: [] }), TypeError);
 });
