@@ -145,6 +145,15 @@ export type {
   ListenOptions,
   Transport,
 } from "./lib/transport/types.ts";
+export {
+  formatTransportAddress,
+  MEMORY_SCHEME,
+  parseTransportAddress,
+  TCP_SCHEME,
+  type TransportAddress,
+} from "./lib/transport/address.ts";
+export { hostPrefixOf, ipPrefixOf, isLoopback, subnetOf } from "./lib/transport/ip.ts";
+export { combineTransports, MultiTransport } from "./lib/transport/multi.ts";
 export { formatHostPort, type HostPort, parseHostPort, TcpTransport } from "./lib/transport/tcp.ts";
 export {
   DEFAULT_MEMORY_BACKLOG,
@@ -240,7 +249,7 @@ export {
   type ConnectionStats,
   type ConnectOptions,
   preferConnection,
-} from "./lib/overlay/connections.ts";
+} from "./lib/swarm/mod.ts";
 export {
   formatPeerAddress,
   parsePeerAddress,
@@ -253,7 +262,6 @@ export {
   contactOf,
   RoutingTable,
   type RoutingTableOptions,
-  subnetOf,
 } from "./lib/overlay/routing_table.ts";
 export {
   DEFAULT_MAX_WHISPER_BODY_SIZE,

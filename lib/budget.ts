@@ -20,7 +20,7 @@
 import { DEFAULT_MAX_VALUE_SIZE } from "./dht/record.ts";
 import { DHT_STORE_LIMITS } from "./dht/store.ts";
 import type { NodeOptions } from "./node/options.ts";
-import { CONNECTION_LIMITS } from "./overlay/connections.ts";
+import { CONNECTION_LIMITS } from "./swarm/mod.ts";
 import { PEER_CONNECTION_LIMITS } from "./peer/connection.ts";
 import { MAX_MESSAGE_LENGTH } from "./secure/noise.ts";
 import { DEFAULT_MAX_FRAME_SIZE } from "./wire/frame.ts";

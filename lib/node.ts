@@ -44,7 +44,7 @@ import { Dispatcher, type OpcodeOwner } from "./node/dispatch.ts";
 import { ApplicationHandlers, type Handler } from "./node/handlers.ts";
 import type { NodeOptions } from "./node/options.ts";
 import { type ReceiveLock, type ReceiveLockOptions, ReceiveLocks } from "./node/receive_lock.ts";
-import { CONNECTION_LIMITS, ConnectionManager } from "./overlay/connections.ts";
+import { CONNECTION_LIMITS, ConnectionManager } from "./swarm/mod.ts";
 import { ContactRequester } from "./overlay/contacts.ts";
 import type { LookupResult } from "./overlay/lookup.ts";
 import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
@@ -128,7 +128,9 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     });
     const manager = this.#manager = new ConnectionManager({
       identity,
-      transport: options.transport ?? new TcpTransport(),
+      transports: options.transport === undefined && !options.transports?.length
+        ? [new TcpTransport()]
+        : [...(options.transport ? [options.transport] : []), ...(options.transports ?? [])],
       listen: options.listen ?? [],
       maxOutbound: options.maxOutbound,
       maxInbound: options.maxInbound,

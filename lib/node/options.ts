@@ -6,7 +6,7 @@
 import type { Clock } from "../clock.ts";
 import type { DhtOptions } from "../dht/dht.ts";
 import type { Identity } from "../identity/keys.ts";
-import type { ConnectionManagerOptions } from "../overlay/connections.ts";
+import type { ConnectionManagerOptions } from "../swarm/mod.ts";
 import type { PeerAddress } from "../overlay/peer_address.ts";
 import type { ServiceFactory } from "../services/service.ts";
 import type { Transport } from "../transport/types.ts";
@@ -52,6 +52,8 @@ export interface NodeOptions extends
   bootstrap?: readonly (string | PeerAddress)[];
   /** The transport. @default {new TcpTransport()} */
   transport?: Transport;
+  /** More transports, one per address scheme (with `transport`, if given): each address is dialed and listened on with the one of its scheme. @default {[]} */
+  transports?: readonly Transport[];
   /** S/Kademlia static puzzle difficulty `c1` required of every key, this node's included. @default {DEFAULT_PUZZLE_DIFFICULTY} (8) */
   puzzleDifficulty?: number;
   /**

@@ -18,6 +18,8 @@ export interface ContactDialer {
   get(address: string): PeerConnection | undefined;
   /** Whether the connection to `address` is a short-lived one. */
   isEphemeral(address: string): boolean;
+  /** Whether a transport of this node dials `transportAddress`. */
+  canDial(transportAddress: string): boolean;
   /** Dials `peer` (or returns the open connection). */
   connect(
     peer: PeerAddress,
@@ -45,17 +47,21 @@ export class ContactRequester {
   /**
    * The connection to `contact`: the open one (unless it is short-lived and
    * the contact listens, so that it cannot close as idle under a request),
-   * else a short-lived one to its first listen address.
+   * else a short-lived one to the first of its listen addresses this node
+   * can dial.
    *
    * @throws {DialError} when it is not connected and accepts no connections.
    */
   async reach(contact: Contact, options: { signal?: AbortSignal } = {}): Promise<PeerConnection> {
     const open = this.#dialer.get(contact.address);
     if (open && !this.#dialer.isEphemeral(contact.address)) return open;
-    const transportAddress = contact.listenAddrs[0];
+    const transportAddress = contact.listenAddrs.find((a) => this.#dialer.canDial(a));
     if (open && transportAddress === undefined) return open;
     if (transportAddress === undefined) {
-      throw new DialError(`${contact.address} is not connected and accepts no connections`);
+      const why = contact.listenAddrs.length === 0
+        ? "accepts no connections"
+        : `listens only where this node cannot dial (${contact.listenAddrs.join(", ")})`;
+      throw new DialError(`${contact.address} is not connected and ${why}`);
     }
     return await this.#dialer.connect(
       { identityKey: contact.identityKey, address: contact.address, transportAddress },

@@ -1,12 +1,14 @@
 /**
  * Peer addresses: a node's identity plus where to reach it, written
- * `ADDRESS@HOST:PORT` (for example
- * `8Hq…Xz@127.0.0.1:4000`, `8Hq…Xz@[::1]:4000`, `8Hq…Xz@mem:alice`).
+ * `ADDRESS@TRANSPORT_ADDRESS`, the transport address in any form
+ * `parseTransportAddress` reads (for example `8Hq…Xz@127.0.0.1:4000`,
+ * `8Hq…Xz@[::1]:4000`, `8Hq…Xz@mem:alice`).
  *
  * @module
  */
 import { PeerAddressError } from "../errors.ts";
 import { parseAddress } from "../identity/address.ts";
+import { parseTransportAddress } from "../transport/address.ts";
 
 /**
  * A node to dial: who it is and where.
@@ -28,15 +30,16 @@ export interface PeerAddress {
   readonly identityKey: Uint8Array;
   /** The same, as base58 text. */
   readonly address: string;
-  /** Transport address: `HOST:PORT`, `[V6]:PORT` or `mem:NAME`. */
+  /** Transport address, as {@linkcode formatTransportAddress} writes it: `HOST:PORT`, `[V6]:PORT`, `mem:NAME`, `SCHEME://HOST:PORT`. */
   readonly transportAddress: string;
 }
 
 /**
- * Parses `ADDRESS@HOST:PORT`.
+ * Parses `ADDRESS@HOST:PORT` (or any other transport address after the `@`).
  *
  * @throws {PeerAddressError} naming the text and what is wrong, with the
- * underlying {@linkcode AddressError} as `cause` for a bad address part.
+ * underlying {@linkcode AddressError} as `cause` for a bad address part and
+ * the {@linkcode TransportAddressError} for a malformed transport address.
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -63,6 +66,14 @@ export function parsePeerAddress(text: string): PeerAddress {
   let identityKey: Uint8Array;
   try {
     identityKey = parseAddress(addressText);
+  } catch (cause) {
+    throw new PeerAddressError(
+      `Cannot parse peer address "${text}": ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  try {
+    parseTransportAddress(transportAddress);
   } catch (cause) {
     throw new PeerAddressError(
       `Cannot parse peer address "${text}": ${(cause as Error).message}`,

@@ -18,6 +18,7 @@
  */
 import { type Clock, systemClock } from "../clock.ts";
 import { bucketIndex, compareDistance, NODE_ID_BITS, nodeIdOf } from "../identity/node_id.ts";
+import { isLoopback, subnetOf } from "../transport/ip.ts";
 
 /**
  * A node the table knows.
@@ -125,71 +126,6 @@ export function contactOf(
   lastSeen = 0,
 ): Contact {
   return { identityKey, address, nodeId: nodeIdOf(identityKey), listenAddrs, lastSeen };
-}
-
-/**
- * The subnet a transport address belongs to for the diversity limit:
- * `a.b.c` for IPv4 (/24), the first three groups for IPv6 (/48), undefined
- * for other addresses (memory transport, names).
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { subnetOf } from "@carrier/p2p";
- * assert.equal(subnetOf("192.168.1.20:4000"), "192.168.1"); // IPv4 /24
- * assert.equal(subnetOf("[2001:db8:1::5]:4000"), "2001:db8:1"); // IPv6 /48
- * assert.equal(subnetOf("mem:alice"), undefined);
- * ```
- */
-export function subnetOf(transportAddress: string): string | undefined {
-  return ipPrefixOf(transportAddress, 3, 3);
-}
-
-/**
- * The first `octets` of an IPv4 `HOST:PORT`'s host, or the first `groups`
- * 16-bit groups of an IPv6 `[HOST]:PORT`'s (expanded, lower case), joined
- * by "." or ":"; `undefined` for any other address.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { ipPrefixOf } from "./routing_table.ts";
- * assert.equal(ipPrefixOf("192.168.1.20:4000", 4, 4), "192.168.1.20"); // the host
- * assert.equal(ipPrefixOf("[2001:db8::5]:4000", 4, 4), "2001:db8:0:0"); // its /64
- * assert.equal(ipPrefixOf("[::1]:4000", 4, 8), "0:0:0:0:0:0:0:1");
- * ```
- */
-export function ipPrefixOf(
-  transportAddress: string,
-  octets: number,
-  groups: number,
-): string | undefined {
-  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):\d+$/.exec(transportAddress);
-  if (v4) return v4.slice(1, 1 + octets).join(".");
-  const v6 = /^\[([0-9a-fA-F:]+)\]:\d+$/.exec(transportAddress);
-  if (!v6) return undefined;
-  const [head, tail] = v6[1].split("::");
-  const first = head ? head.split(":") : [];
-  const missing = 8 - first.length - (tail ? tail.split(":").length : 0);
-  const full = [...first, ...Array(tail !== undefined ? missing : 0).fill("0")];
-  if (tail) full.push(...tail.split(":"));
-  return full.slice(0, groups).map((g) => parseInt(g || "0", 16).toString(16)).join(":");
-}
-
-/**
- * Whether `transportAddress` is on a loopback address (127.0.0.0/8 or ::1).
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { isLoopback } from "./routing_table.ts";
- * assert(isLoopback("127.0.0.2:4000") && isLoopback("[::1]:4000"));
- * assert(!isLoopback("10.0.0.1:4000") && !isLoopback("mem:a"));
- * ```
- */
-export function isLoopback(transportAddress: string): boolean {
-  return transportAddress.startsWith("127.") ||
-    ipPrefixOf(transportAddress, 4, 8) === "0:0:0:0:0:0:0:1";
 }
 
 interface Bucket {

@@ -25,6 +25,7 @@ export interface TableUpkeepOptions {
   readonly connections: {
     get(address: string): PeerConnection | undefined;
     isEphemeral(address: string): boolean;
+    canDial(transportAddress: string): boolean;
     connect(peer: PeerAddress): Promise<PeerConnection>;
     readonly stats: { readonly outbound: number };
   };
@@ -135,8 +136,9 @@ export class TableUpkeep {
         if (signal.aborted || connections.stats.outbound >= maxOutbound) return;
         const bucket = table.bucket(i);
         if (pass === 0 && bucket.some((c) => held(c.address))) continue;
+        const dialable = (c: Contact) => c.listenAddrs.find((a) => connections.canDial(a));
         const contact = bucket.find((c) =>
-          !held(c.address) && !tried.has(c.address) && c.listenAddrs.length > 0
+          !held(c.address) && !tried.has(c.address) && dialable(c) !== undefined
         );
         if (!contact) continue;
         tried.add(contact.address);
@@ -144,7 +146,7 @@ export class TableUpkeep {
           await connections.connect({
             identityKey: contact.identityKey,
             address: contact.address,
-            transportAddress: contact.listenAddrs[0],
+            transportAddress: dialable(contact)!,
           });
           opened = true;
         } catch {

@@ -16,7 +16,7 @@ import { NackReason, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import { ConnectionClosedError } from "../errors.ts";
 import { formatAddress } from "../identity/address.ts";
 import type { ConnectionCounters, RequestOptions } from "../peer/connection.ts";
-import type { ConnectionStats } from "../overlay/connections.ts";
+import type { ConnectionStats } from "../swarm/mod.ts";
 import { decodePayload, protocolOpcode } from "../wire/opcodes.ts";
 import { refuse } from "./refuse.ts";
 import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "./service.ts";

@@ -17,7 +17,10 @@
  * @module
  */
 
-import { ConnectionClosedError, DialError, ListenError, TransportAddressError } from "../errors.ts";
+import { ConnectionClosedError, DialError, ListenError } from "../errors.ts";
+import { formatTransportAddress, MEMORY_SCHEME, parseTransportAddress } from "./address.ts";
+import { chain, Pipe, type Wake } from "./_pipe.ts";
+import { closeOnAbort, StreamBase } from "./_stream.ts";
 import type { ByteStream, DialOptions, Listener, ListenOptions, Transport } from "./types.ts";
 
 /**
@@ -90,20 +93,10 @@ export const DEFAULT_MEMORY_BUFFER_SIZE = 256 * 1024;
  */
 export const DEFAULT_MEMORY_BACKLOG = 128;
 
-/** Longest name after `"mem:"`. */
-const MAX_NAME_LENGTH = 255;
-
-const MEMORY_PREFIX = "mem:";
-
-/** Writes shorter than this are packed together while the reader lags. */
-const SMALL_WRITE = 512;
-
-/** Size of the blocks that pack small writes. */
-const BLOCK_SIZE = 4096;
-
 /**
  * Parses `"mem:<name>"` and returns the name: 1 to 255 characters, no
- * whitespace (`"0"` asks `listen` for a fresh name).
+ * whitespace (`"0"` asks `listen` for a fresh name), with
+ * {@linkcode parseTransportAddress}, requiring the `mem` scheme.
  *
  * @param address The memory address.
  * @returns The name after `"mem:"`.
@@ -117,183 +110,19 @@ const BLOCK_SIZE = 4096;
  * ```
  */
 export function parseMemoryAddress(address: string): string {
-  if (typeof address !== "string") {
-    throw new TransportAddressError(
-      `Cannot parse memory address: expected a string, got ${typeof address}`,
-    );
-  }
-  const fail = (why: string): never => {
-    throw new TransportAddressError(
-      `Cannot parse memory address ${JSON.stringify(address)}: ${why}`,
-    );
-  };
-  if (!address.startsWith(MEMORY_PREFIX)) fail(`expected "mem:<name>"`);
-  const name = address.slice(MEMORY_PREFIX.length);
-  if (name === "") fail("empty name");
-  if (name.length > MAX_NAME_LENGTH) {
-    fail(`name of ${name.length} characters exceeds ${MAX_NAME_LENGTH}`);
-  }
-  if (/\s/.test(name)) fail("name contains whitespace");
-  return name;
+  return parseTransportAddress(address, MEMORY_SCHEME).name!;
 }
 
-/** Resolves every waiter in a chain built by {@linkcode chain}. */
-type Wake = () => void;
-
-function chain(previous: Wake | null, next: Wake): Wake {
-  return previous === null ? next : () => {
-    previous();
-    next();
-  };
-}
-
-/**
- * One direction of a connection: a bounded queue of copied chunks, the
- * writer's end-of-stream mark, and the waiting reader and writer.
- */
-class Pipe {
-  readonly capacity: number;
-  /** Unread bytes. */
-  buffered = 0;
-  /** The writing side half-closed or closed: reads end after the data. */
-  ended = false;
-  /** The reading side closed: data is dropped and writes fail. */
-  abandoned = false;
-  #chunks: Uint8Array[] = [];
-  #head = 0;
-  #offset = 0;
-  /** Block the last chunk is a view of, when small writes are being packed. */
-  #block: Uint8Array | null = null;
-  #blockUsed = 0;
-  #readable: Wake | null = null;
-  #writable: Wake | null = null;
-
-  constructor(capacity: number) {
-    this.capacity = capacity;
-  }
-
-  /** Copies `data[start, end)` in; the caller keeps `buffered` within `capacity`. */
-  push(data: Uint8Array, start: number, end: number): void {
-    const length = end - start;
-    if (length < SMALL_WRITE && this.buffered > 0) {
-      // The reader lags: pack small writes into a shared block rather than
-      // one allocation each.
-      const block = this.#block;
-      if (block !== null && BLOCK_SIZE - this.#blockUsed >= length) {
-        block.set(data.subarray(start, end), this.#blockUsed);
-        const last = this.#chunks.length - 1;
-        const from = this.#chunks[last].byteOffset;
-        this.#blockUsed += length;
-        this.#chunks[last] = block.subarray(from, this.#blockUsed);
-      } else {
-        const fresh = new Uint8Array(BLOCK_SIZE);
-        fresh.set(data.subarray(start, end));
-        this.#block = fresh;
-        this.#blockUsed = length;
-        this.#chunks.push(fresh.subarray(0, length));
-      }
-    } else {
-      this.#block = null;
-      this.#chunks.push(data.slice(start, end));
-    }
-    this.buffered += length;
-    this.#wakeReader();
-  }
-
-  /** Moves up to `buffer.length` unread bytes into `buffer`; `buffered` must be > 0. */
-  take(buffer: Uint8Array): number {
-    const chunks = this.#chunks;
-    let copied = 0;
-    while (copied < buffer.length && this.#head < chunks.length) {
-      const chunk = chunks[this.#head];
-      const n = Math.min(chunk.length - this.#offset, buffer.length - copied);
-      buffer.set(
-        n === chunk.length ? chunk : chunk.subarray(this.#offset, this.#offset + n),
-        copied,
-      );
-      copied += n;
-      this.#offset += n;
-      if (this.#offset === chunk.length) {
-        this.#head++;
-        this.#offset = 0;
-      }
-    }
-    this.buffered -= copied;
-    if (this.#head === chunks.length) {
-      this.#reset();
-    } else if (this.#head > 64 && this.#head * 2 > chunks.length) {
-      chunks.splice(0, this.#head);
-      this.#head = 0;
-    }
-    if (this.buffered < this.capacity) this.#wakeWriter();
-    return copied;
-  }
-
-  /** The writing side is done: the reader gets `null` after the data, a waiting writer re-checks why. */
-  end(): void {
-    this.ended = true;
-    this.#wakeReader();
-    this.#wakeWriter();
-  }
-
-  /** The reading side is gone: drop the data, fail the writer, end the reader. */
-  abandon(): void {
-    this.abandoned = true;
-    this.ended = true;
-    this.buffered = 0;
-    this.#reset();
-    this.#wakeReader();
-    this.#wakeWriter();
-  }
-
-  waitReadable(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#readable = chain(this.#readable, resolve);
-    });
-  }
-
-  waitWritable(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#writable = chain(this.#writable, resolve);
-    });
-  }
-
-  #reset(): void {
-    this.#chunks = [];
-    this.#head = 0;
-    this.#offset = 0;
-    this.#block = null;
-    this.#blockUsed = 0;
-  }
-
-  #wakeReader(): void {
-    const wake = this.#readable;
-    if (wake !== null) {
-      this.#readable = null;
-      wake();
-    }
-  }
-
-  #wakeWriter(): void {
-    const wake = this.#writable;
-    if (wake !== null) {
-      this.#writable = null;
-      wake();
-    }
-  }
+function memoryAddress(name: string): string {
+  return formatTransportAddress({ scheme: MEMORY_SCHEME, name });
 }
 
 /** One end of an in-memory connection. */
-class MemoryByteStream implements ByteStream, AsyncDisposable {
+class MemoryByteStream extends StreamBase {
   readonly localAddress: string;
   readonly remoteAddress: string;
   #in: Pipe;
   #out: Pipe;
-  #onClose: ((self: MemoryByteStream) => void) | null = null;
-  #closed = false;
-  #writeClosed: Promise<void> | null = null;
-  #writing = 0;
-  #drained: Wake | null = null;
 
   constructor(
     localAddress: string,
@@ -301,21 +130,17 @@ class MemoryByteStream implements ByteStream, AsyncDisposable {
     input: Pipe,
     output: Pipe,
   ) {
+    super();
     this.localAddress = localAddress;
     this.remoteAddress = remoteAddress;
     this.#in = input;
     this.#out = output;
   }
 
-  /** Sets who is told when this stream closes (the transport that tracks it). */
-  setOnClose(onClose: (self: MemoryByteStream) => void): void {
-    this.#onClose = onClose;
-  }
-
   async read(buffer: Uint8Array): Promise<number | null> {
     const pipe = this.#in;
     while (true) {
-      if (this.#closed) return null;
+      if (this.closed) return null;
       if (buffer.length === 0) return 0;
       if (pipe.buffered > 0) return pipe.take(buffer);
       if (pipe.ended) return null;
@@ -323,72 +148,40 @@ class MemoryByteStream implements ByteStream, AsyncDisposable {
     }
   }
 
-  async write(data: Uint8Array): Promise<void> {
-    if (this.#closed || this.#writeClosed !== null) {
-      throw new ConnectionClosedError(
-        `Cannot write to ${this.remoteAddress}: the stream is ${
-          this.#closed ? "closed" : "closed for writing"
-        }`,
-      );
-    }
+  protected async writeAll(data: Uint8Array): Promise<void> {
     const pipe = this.#out;
-    this.#writing++;
-    try {
-      let offset = 0;
-      while (true) {
-        if (this.#closed) {
-          throw new ConnectionClosedError(
-            `Cannot write to ${this.remoteAddress}: the stream was closed`,
-          );
-        }
-        if (pipe.abandoned) {
-          throw new ConnectionClosedError(
-            `Cannot write to ${this.remoteAddress}: the peer closed the stream`,
-          );
-        }
-        if (offset === data.length) return;
-        const space = pipe.capacity - pipe.buffered;
-        if (space > 0) {
-          const end = Math.min(data.length, offset + space);
-          pipe.push(data, offset, end);
-          offset = end;
-        } else {
-          await pipe.waitWritable();
-        }
+    let offset = 0;
+    while (true) {
+      if (this.closed) {
+        throw new ConnectionClosedError(
+          `Cannot write to ${this.remoteAddress}: the stream was closed`,
+        );
       }
-    } finally {
-      if (--this.#writing === 0 && this.#drained !== null) {
-        const drained = this.#drained;
-        this.#drained = null;
-        drained();
+      if (pipe.abandoned) {
+        throw new ConnectionClosedError(
+          `Cannot write to ${this.remoteAddress}: the peer closed the stream`,
+        );
+      }
+      if (offset === data.length) return;
+      const space = pipe.capacity - pipe.buffered;
+      if (space > 0) {
+        const end = Math.min(data.length, offset + space);
+        pipe.push(data, offset, end);
+        offset = end;
+      } else {
+        await pipe.waitWritable();
       }
     }
   }
 
-  closeWrite(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    this.#writeClosed ??= this.#shutdown();
-    return this.#writeClosed;
-  }
-
-  async #shutdown(): Promise<void> {
-    if (this.#writing > 0) {
-      await new Promise<void>((resolve) => this.#drained = resolve);
-    }
+  protected endWrite(): Promise<void> {
     this.#out.end();
+    return Promise.resolve();
   }
 
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+  protected release(): void {
     this.#out.end();
     this.#in.abandon();
-    this.#onClose?.(this);
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    this.close();
-    return Promise.resolve();
   }
 }
 
@@ -402,8 +195,7 @@ class MemoryListener implements Listener, AsyncDisposable {
   #arrival: Wake | null = null;
   #closed = false;
   #onClose: (self: MemoryListener) => void;
-  #signal: AbortSignal | undefined;
-  #onAbort: (() => void) | null = null;
+  #stopAbort: () => void;
 
   constructor(
     address: string,
@@ -416,11 +208,7 @@ class MemoryListener implements Listener, AsyncDisposable {
     this.owner = owner;
     this.#limit = limit;
     this.#onClose = onClose;
-    this.#signal = signal;
-    if (signal !== undefined) {
-      this.#onAbort = () => this.close();
-      signal.addEventListener("abort", this.#onAbort, { once: true });
-    }
+    this.#stopAbort = closeOnAbort(signal, () => this.close());
   }
 
   /** Queues a dialed stream for accepting; false when closed or the backlog is full. */
@@ -457,10 +245,7 @@ class MemoryListener implements Listener, AsyncDisposable {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#onAbort !== null) {
-      this.#signal?.removeEventListener("abort", this.#onAbort);
-      this.#onAbort = null;
-    }
+    this.#stopAbort();
     const unaccepted = this.#backlog;
     this.#backlog = [];
     for (const stream of unaccepted) stream.close();
@@ -516,6 +301,8 @@ class Switchboard {
  * ```
  */
 export interface MemoryTransport extends Transport, AsyncDisposable {
+  /** A memory transport takes `mem:NAME` addresses: `["mem"]`. */
+  readonly schemes: readonly string[];
   /** Connects to the listener bound at `address` (`"mem:<name>"`). */
   dial(
     address: string,
@@ -531,11 +318,12 @@ export interface MemoryTransport extends Transport, AsyncDisposable {
 }
 
 class MemoryEndpoint implements MemoryTransport {
+  readonly schemes: readonly string[] = [MEMORY_SCHEME];
   #board: Switchboard;
   #listeners = new Set<MemoryListener>();
-  #streams = new Set<MemoryByteStream>();
+  #streams = new Set<StreamBase>();
   #closed = false;
-  #forget = (stream: MemoryByteStream): void => {
+  #forget = (stream: StreamBase): void => {
     this.#streams.delete(stream);
   };
 
@@ -569,7 +357,7 @@ class MemoryEndpoint implements MemoryTransport {
         `Cannot dial ${address}: connection refused (backlog of ${board.backlog} full)`,
       );
     }
-    const local = MEMORY_PREFIX + board.freshName();
+    const local = memoryAddress(board.freshName());
     const toListener = new Pipe(board.bufferSize);
     const toDialer = new Pipe(board.bufferSize);
     const dialed = new MemoryByteStream(local, address, toDialer, toListener);
@@ -599,7 +387,7 @@ class MemoryEndpoint implements MemoryTransport {
       throw new ListenError(`Cannot listen on ${address}: address in use`);
     }
     const listener = new MemoryListener(
-      MEMORY_PREFIX + name,
+      memoryAddress(name),
       this,
       board.backlog,
       (self) => {

@@ -10,7 +10,9 @@
  * @module
  */
 
-import { ConnectionClosedError, DialError, ListenError, TransportAddressError } from "../errors.ts";
+import { ConnectionClosedError, DialError, ListenError } from "../errors.ts";
+import { formatTransportAddress, parseTransportAddress, TCP_SCHEME } from "./address.ts";
+import { closeOnAbort, reasonOf, StreamBase } from "./_stream.ts";
 import type { ByteStream, DialOptions, Listener, ListenOptions, Transport } from "./types.ts";
 
 /**
@@ -31,12 +33,9 @@ export interface HostPort {
   port: number;
 }
 
-const PORT_PATTERN = /^[0-9]{1,5}$/;
-const HOSTNAME_PATTERN = /^[A-Za-z0-9._-]+$/;
-const IPV6_PATTERN = /^[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?$/;
-
 /**
- * Parses `"host:port"` or `"[ipv6]:port"` into its parts.
+ * Parses a TCP address, `"host:port"` or `"[ipv6]:port"`, into its parts
+ * (with {@linkcode parseTransportAddress}, requiring the `tcp` scheme).
  *
  * @param address The address: `"127.0.0.1:0"`, `"[::1]:4000"`, `"localhost:80"`.
  * @returns The host (IPv6 without brackets) and the port.
@@ -51,55 +50,19 @@ const IPV6_PATTERN = /^[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?$/;
  * ```
  */
 export function parseHostPort(address: string): HostPort {
-  if (typeof address !== "string") {
-    throw new TransportAddressError(
-      `Cannot parse address: expected a string, got ${typeof address}`,
-    );
-  }
-  const fail = (why: string): never => {
-    throw new TransportAddressError(
-      `Cannot parse address ${JSON.stringify(address)}: ${why}`,
-    );
-  };
-  let hostname: string;
-  let portText: string;
-  if (address.startsWith("[")) {
-    const close = address.indexOf("]");
-    if (close === -1) fail(`missing "]" after the IPv6 address`);
-    hostname = address.slice(1, close);
-    if (address[close + 1] !== ":") fail(`missing ":port" after "]"`);
-    portText = address.slice(close + 2);
-    if (!hostname.includes(":") || !IPV6_PATTERN.test(hostname)) {
-      fail(`"${hostname}" in brackets is not an IPv6 address`);
-    }
-  } else {
-    const colon = address.lastIndexOf(":");
-    if (colon === -1) fail(`missing ":port"`);
-    hostname = address.slice(0, colon);
-    portText = address.slice(colon + 1);
-    if (hostname.includes(":")) {
-      fail(`an IPv6 address must be in brackets, as in "[::1]:4000"`);
-    }
-    if (hostname === "") fail("missing host before the port");
-    if (!HOSTNAME_PATTERN.test(hostname)) {
-      fail(`host "${hostname}" has a character not allowed in a host name`);
-    }
-  }
-  const port = Number(portText);
-  if (!PORT_PATTERN.test(portText) || port > 65535) {
-    fail(`port "${portText}" is not a number from 0 to 65535`);
-  }
-  return { hostname, port };
+  const { host, port } = parseTransportAddress(address, TCP_SCHEME);
+  return { hostname: host!, port: port! };
 }
 
 /**
  * Formats a host and a port as `"host:port"`, putting an IPv6 address in
- * brackets (`"[::1]:4000"`).
+ * brackets (`"[::1]:4000"`), with {@linkcode formatTransportAddress}.
  *
  * @param hostname A host name or IP address (IPv6 without brackets).
  * @param port A port from 0 to 65535.
  * @returns The address text that {@linkcode parseHostPort} reads back.
- * @throws {TransportAddressError} When the port is not an integer from 0 to 65535.
+ * @throws {TransportAddressError} When the port is not an integer from 0 to
+ * 65535, or the host is not a host name or IP address.
  *
  * @example
  * ```ts
@@ -110,19 +73,7 @@ export function parseHostPort(address: string): HostPort {
  * ```
  */
 export function formatHostPort(hostname: string, port: number): string {
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new TransportAddressError(
-      `Cannot format address of host ${
-        JSON.stringify(hostname)
-      }: port ${port} is not an integer from 0 to 65535`,
-    );
-  }
-  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
-}
-
-/** The message of an error, for use after a colon in another message. */
-function reasonOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return formatTransportAddress({ scheme: TCP_SCHEME, host: hostname, port });
 }
 
 function formatNetAddr(addr: Deno.NetAddr): string {
@@ -163,6 +114,8 @@ function formatNetAddr(addr: Deno.NetAddr): string {
  * ```
  */
 export class TcpTransport implements Transport, AsyncDisposable {
+  /** TCP takes `HOST:PORT` addresses: `["tcp"]`. */
+  readonly schemes: readonly string[] = [TCP_SCHEME];
   #listeners = new Set<TcpListener>();
   #streams = new Set<TcpByteStream>();
   #closed = false;
@@ -274,39 +227,32 @@ export class TcpTransport implements Transport, AsyncDisposable {
 
   #adopt(conn: Deno.TcpConn): TcpByteStream {
     conn.setNoDelay(true);
-    const stream = new TcpByteStream(
-      conn,
-      (self) => this.#streams.delete(self),
-    );
+    const stream = new TcpByteStream(conn);
+    stream.setOnClose(() => this.#streams.delete(stream));
     this.#streams.add(stream);
     return stream;
   }
 }
 
 /** A `Deno.TcpConn` behind the {@linkcode ByteStream} interface. */
-class TcpByteStream implements ByteStream, AsyncDisposable {
+class TcpByteStream extends StreamBase {
   readonly localAddress: string;
   readonly remoteAddress: string;
   #conn: Deno.TcpConn;
-  #onClose: (self: TcpByteStream) => void;
-  #closed = false;
-  #writeClosed: Promise<void> | null = null;
-  #writing = 0;
-  #drained: (() => void) | null = null;
 
-  constructor(conn: Deno.TcpConn, onClose: (self: TcpByteStream) => void) {
+  constructor(conn: Deno.TcpConn) {
+    super();
     this.#conn = conn;
-    this.#onClose = onClose;
     this.localAddress = formatNetAddr(conn.localAddr);
     this.remoteAddress = formatNetAddr(conn.remoteAddr);
   }
 
   async read(buffer: Uint8Array): Promise<number | null> {
-    if (this.#closed) return null;
+    if (this.closed) return null;
     try {
       return await this.#conn.read(buffer);
     } catch (error) {
-      if (this.#closed) return null;
+      if (this.closed) return null;
       throw new ConnectionClosedError(
         `Cannot read from ${this.remoteAddress}: ${reasonOf(error)}`,
         { cause: error },
@@ -314,15 +260,7 @@ class TcpByteStream implements ByteStream, AsyncDisposable {
     }
   }
 
-  async write(data: Uint8Array): Promise<void> {
-    if (this.#closed || this.#writeClosed !== null) {
-      throw new ConnectionClosedError(
-        `Cannot write to ${this.remoteAddress}: the stream is ${
-          this.#closed ? "closed" : "closed for writing"
-        }`,
-      );
-    }
-    this.#writing++;
+  protected async writeAll(data: Uint8Array): Promise<void> {
     try {
       let offset = await this.#conn.write(data);
       while (offset < data.length) {
@@ -331,34 +269,18 @@ class TcpByteStream implements ByteStream, AsyncDisposable {
     } catch (error) {
       throw new ConnectionClosedError(
         `Cannot write to ${this.remoteAddress}: ${
-          this.#closed ? "the stream was closed" : reasonOf(error)
+          this.closed ? "the stream was closed" : reasonOf(error)
         }`,
         { cause: error },
       );
-    } finally {
-      if (--this.#writing === 0 && this.#drained !== null) {
-        const drained = this.#drained;
-        this.#drained = null;
-        drained();
-      }
     }
   }
 
-  closeWrite(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    this.#writeClosed ??= this.#shutdown();
-    return this.#writeClosed;
-  }
-
-  async #shutdown(): Promise<void> {
-    if (this.#writing > 0) {
-      await new Promise<void>((resolve) => this.#drained = resolve);
-    }
-    if (this.#closed) return;
+  protected async endWrite(): Promise<void> {
     try {
       await this.#conn.closeWrite();
     } catch (error) {
-      if (this.#closed) return;
+      if (this.closed) return;
       throw new ConnectionClosedError(
         `Cannot close ${this.remoteAddress} for writing: ${reasonOf(error)}`,
         { cause: error },
@@ -366,20 +288,12 @@ class TcpByteStream implements ByteStream, AsyncDisposable {
     }
   }
 
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+  protected release(): void {
     try {
       this.#conn.close();
     } catch {
       // Already closed by Deno (e.g. after a reset): nothing left to free.
     }
-    this.#onClose(this);
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    this.close();
-    return Promise.resolve();
   }
 }
 
@@ -395,16 +309,13 @@ class TcpListener implements Listener, AsyncDisposable {
   #inner: Deno.TcpListener;
   #hooks: TcpListenerHooks;
   #closed = false;
-  #onAbort: (() => void) | null = null;
+  #stopAbort: () => void;
 
   constructor(inner: Deno.TcpListener, hooks: TcpListenerHooks) {
     this.#inner = inner;
     this.#hooks = hooks;
     this.address = formatNetAddr(inner.addr);
-    if (hooks.signal !== undefined) {
-      this.#onAbort = () => this.close();
-      hooks.signal.addEventListener("abort", this.#onAbort, { once: true });
-    }
+    this.#stopAbort = closeOnAbort(hooks.signal, () => this.close());
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<ByteStream, void, undefined> {
@@ -438,10 +349,7 @@ class TcpListener implements Listener, AsyncDisposable {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#onAbort !== null) {
-      this.#hooks.signal?.removeEventListener("abort", this.#onAbort);
-      this.#onAbort = null;
-    }
+    this.#stopAbort();
     try {
       this.#inner.close();
     } catch {

@@ -68,7 +68,7 @@ export interface ByteStream {
   closeWrite(): Promise<void>;
   /** Closes both directions now; pending and later reads resolve `null`, writes reject. Idempotent. */
   close(): void;
-  /** This end's address: `"host:port"` (IPv6 as `"[::1]:port"`) or `"mem:name"`. */
+  /** This end's address, as {@linkcode formatTransportAddress} writes it: `"host:port"` (IPv6 as `"[::1]:port"`), `"mem:name"`. */
   readonly localAddress: string;
   /** The other end's address, in the same form as {@linkcode ByteStream.localAddress}. */
   readonly remoteAddress: string;
@@ -149,7 +149,8 @@ export interface ListenOptions {
 }
 
 /**
- * Something that dials and listens, producing {@linkcode ByteStream}s.
+ * Something that dials and listens, producing {@linkcode ByteStream}s, at
+ * the addresses of the schemes it declares.
  *
  * @example
  * ```ts
@@ -163,17 +164,26 @@ export interface ListenOptions {
  */
 export interface Transport {
   /**
+   * The address schemes this transport dials and listens on, as
+   * {@linkcode parseTransportAddress} names them: `["tcp"]` for `HOST:PORT`,
+   * `["mem"]` for `mem:NAME`, `["ws"]` for `ws://HOST:PORT`. A
+   * {@linkcode MultiTransport} hands each address to the part whose schemes
+   * hold the address's scheme, so every part must declare them; a transport
+   * that does not (a test's wrapper) can still be a node's only transport.
+   */
+  readonly schemes?: readonly string[];
+  /**
    * Opens a stream to `address`.
    *
    * @throws {DialError} When nothing accepts at `address` (refused, unreachable, unknown name).
-   * @throws {TransportAddressError} When `address` is malformed.
+   * @throws {TransportAddressError} When `address` is malformed or of a scheme it does not take.
    */
   dial(address: string, options?: DialOptions): Promise<ByteStream>;
   /**
    * Starts accepting streams at `address`.
    *
    * @throws {ListenError} When the address is in use or cannot be bound.
-   * @throws {TransportAddressError} When `address` is malformed.
+   * @throws {TransportAddressError} When `address` is malformed or of a scheme it does not take.
    */
   listen(address: string, options?: ListenOptions): Promise<Listener>;
 }

@@ -3,12 +3,7 @@ import fc from "fast-check";
 import { ManualClock } from "../../lib/clock.ts";
 import { generateIdentitySync } from "../../lib/identity/keys.ts";
 import { bucketIndex, compareDistance } from "../../lib/identity/node_id.ts";
-import {
-  type Contact,
-  contactOf,
-  RoutingTable,
-  subnetOf,
-} from "../../lib/overlay/routing_table.ts";
+import { type Contact, contactOf, RoutingTable } from "../../lib/overlay/routing_table.ts";
 
 const identities = Array.from({ length: 400 }, () => generateIdentitySync({ difficulty: 0 }));
 const contact = (i: number, addrs: string[] = [`10.${i >> 8}.${i & 255}.1:4000`]): Contact =>
@@ -83,14 +78,6 @@ Deno.test("one /24 or /48 cannot fill a bucket", () => {
   // Loopback is exempt unless asked for (local swarms and tests).
   const local = new RoutingTable(self.nodeId, { maxPerSubnet: 1 });
   for (const i of far) assert.equal(local.add(contact(i, ["127.0.0.1:4000"])).status, "added");
-});
-
-Deno.test("subnetOf reads /24 and /48 prefixes", () => {
-  assert.equal(subnetOf("192.0.2.77:80"), "192.0.2");
-  assert.equal(subnetOf("[2001:db8:abcd:12::1]:80"), "2001:db8:abcd");
-  assert.equal(subnetOf("[2001:db8::1]:80"), "2001:db8:0");
-  assert.equal(subnetOf("[::1]:80"), "0:0:0");
-  assert.equal(subnetOf("mem:alice"), undefined);
 });
 
 Deno.test("staleBuckets lists buckets not refreshed lately", () => {

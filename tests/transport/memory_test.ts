@@ -86,15 +86,12 @@ Deno.test("MemoryNetwork dialer's local address is not dialable", async () => {
 Deno.test("parseMemoryAddress rejects malformed addresses naming input and reason", async () => {
   assert.equal(parseMemoryAddress("mem:alice"), "alice");
   const cases: [string, string][] = [
-    ["alice", 'Cannot parse memory address "alice": expected "mem:<name>"'],
-    ["mem:", 'Cannot parse memory address "mem:": empty name'],
-    [
-      "mem:a b",
-      'Cannot parse memory address "mem:a b": name contains whitespace',
-    ],
+    ["alice", 'Cannot parse address "alice": expected a mem address (mem:NAME)'],
+    ["mem:", 'Cannot parse address "mem:": empty name'],
+    ["mem:a b", 'Cannot parse address "mem:a b": name contains whitespace'],
     [
       `mem:${"x".repeat(256)}`,
-      `Cannot parse memory address "mem:${"x".repeat(256)}": name of 256 characters exceeds 255`,
+      `Cannot parse address "mem:${"x".repeat(256)}": name of 256 characters exceeds 255`,
     ],
   ];
   for (const [address, message] of cases) {

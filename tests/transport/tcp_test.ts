@@ -96,7 +96,7 @@ Deno.test("parseHostPort rejects malformed addresses naming input and reason", (
   );
   assertAddressError(
     () => parseHostPort("mem:alice"),
-    'Cannot parse address "mem:alice": port "alice" is not a number from 0 to 65535',
+    'Cannot parse address "mem:alice": expected a tcp address (HOST:PORT)',
   );
   assertAddressError(
     () => parseHostPort(80 as unknown as string),
