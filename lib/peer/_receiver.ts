@@ -225,9 +225,15 @@ export class Receiver {
     if (!this.#onFrame) return this.#unhandled(opened);
     try {
       const result = this.#onFrame(opened, this.#connection);
-      if (result instanceof Promise) {
+      if (result === false) this.#unhandled(opened);
+      else if (result instanceof Promise) {
         this.#handling++;
-        result.catch((err) => this.#handlerFailed(opened, err)).finally(() => {
+        result.then(
+          (handled) => {
+            if (handled === false && !this.#closed) this.#unhandled(opened);
+          },
+          (err) => this.#handlerFailed(opened, err),
+        ).finally(() => {
           this.#handling--;
           this.#wakeReader();
         });
@@ -237,7 +243,10 @@ export class Receiver {
     }
   }
 
-  /** A frame with no handler: a request gets NACK UNKNOWN_OPCODE, a one-way frame is dropped. */
+  /**
+   * A frame no handler took (there is none, or it returned `false`): a
+   * request gets NACK UNKNOWN_OPCODE, a one-way frame is dropped.
+   */
   #unhandled(frame: Frame): void {
     if (!this.#isOneWay(frame.opcode)) {
       this.#reply(

@@ -189,10 +189,22 @@ export interface PeerConnectionOptions {
    * Receives every frame that is not ACK, NACK, PING, KEEPALIVE,
    * SET_CONNECTION_OPT or DISCONNECT, payload decompressed. A request
    * (nonzero id) must be answered with {@linkcode PeerConnection.ack} or
-   * {@linkcode PeerConnection.nack}; when there is no handler it gets NACK
-   * UNKNOWN_OPCODE. A handler that throws makes the request a NACK INTERNAL.
+   * {@linkcode PeerConnection.nack}. A handler that throws (or rejects) makes
+   * the request a NACK INTERNAL.
+   *
+   * A handler that returns `false`, or a promise that resolves `false`, did
+   * not handle the frame: the connection answers it as it answers every frame
+   * when there is no handler. A request (nonzero id) gets NACK
+   * `UNKNOWN_OPCODE` ("Unknown opcode N"); a frame of a one-way opcode (see
+   * `isOneWay`) is dropped and counted in {@linkcode ConnectionCounters.drops};
+   * any other frame (id 0) is ignored. Any other result means handled.
+   *
+   * @default {undefined} (every such frame is unhandled)
    */
-  onFrame?: (frame: Frame, connection: PeerConnection) => void | Promise<void>;
+  onFrame?: (
+    frame: Frame,
+    connection: PeerConnection,
+  ) => void | boolean | Promise<void | boolean>;
   /**
    * Whether an opcode is one-way: a frame of it is never answered, even a
    * NACK for a payload that does not decompress, whatever its id.

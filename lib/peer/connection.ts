@@ -15,7 +15,8 @@
  * Receiving: every Noise plaintext goes through a {@linkcode FrameDecoder}
  * bounded by the `maxFrameSize` this side announced. ACK and NACK settle
  * requests; PING, KEEPALIVE, SET_CONNECTION_OPT and DISCONNECT are answered
- * here; every other frame goes to `onFrame`.
+ * here; every other frame goes to `onFrame`, and what it does not handle is
+ * answered here too (NACK `UNKNOWN_OPCODE`, or dropped if one-way).
  *
  * Liveness: when nothing has arrived for `keepaliveInterval`, a KEEPALIVE
  * request goes out; when nothing has arrived for `deadPeerTimeout`, or a
