@@ -78,21 +78,7 @@ import {
 } from "./_types.ts";
 
 export { chooseCompression } from "./_compression_negotiation.ts";
-export {
-  type CloseInfo,
-  type ConnectionCounters,
-  DEFAULT_COMPRESSION_THRESHOLD,
-  DEFAULT_DEAD_PEER_TIMEOUT,
-  DEFAULT_KEEPALIVE_INTERVAL,
-  DEFAULT_REQUEST_TIMEOUT,
-  DEFAULT_SEND_BUFFER_POLICY,
-  DEFAULT_WRITE_TIMEOUT,
-  PEER_CONNECTION_LIMITS,
-  type PeerConnectionOptions,
-  type RequestOptions,
-  type SendBufferPolicy,
-  type SendOptions,
-};
+export * from "./_types.ts";
 
 /**
  * A connection to one authenticated peer.
