@@ -164,7 +164,9 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       clock,
       maxHeld: options.maxHeldMessages ?? NODE_LIMITS.maxHeldMessages,
       timeout: options.connection?.requestTimeout,
-      deliver: (frame, peer) => this.#dispatcher.deliver(frame, peer),
+      deliver: async (frame, peer) => {
+        if (await this.#dispatcher.deliver(frame, peer) === false) peer.unhandled(frame);
+      },
       error: (err, source) => this.#error(err, source),
     });
     const dispatcher = this.#dispatcher = new Dispatcher({
@@ -608,12 +610,12 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     task.catch(() => {}).finally(() => this.#tasks.delete(task));
   }
 
-  /** A frame nobody owns: a request gets NACK `UNKNOWN_OPCODE`, a one-way frame is an event. */
-  #unowned(frame: Frame, peer: PeerConnection): void {
-    if (frame.id !== 0) {
-      refuse(frame, peer, NackReason.UNKNOWN_OPCODE, `Unknown opcode ${frame.opcode}`);
-      return;
-    }
+  /**
+   * A frame nobody owns: a request is left to the connection (NACK
+   * `UNKNOWN_OPCODE`), a one-way frame becomes a `message` event.
+   */
+  #unowned(frame: Frame, peer: PeerConnection): void | false {
+    if (frame.id !== 0) return false;
     this.#emit("message", {
       from: peer.address,
       opcode: frame.opcode,

@@ -27,8 +27,11 @@ export interface DispatcherOptions {
   readonly registry: OpcodeRegistry;
   /** Receive-then-lock. */
   readonly locks: ReceiveLocks;
-  /** A frame nobody owns: a request gets NACK `UNKNOWN_OPCODE`, a one-way frame an event. */
-  unowned(frame: Frame, peer: PeerConnection): void;
+  /**
+   * A frame nobody owns; `false` leaves it to the connection, which answers
+   * a request with NACK `UNKNOWN_OPCODE`.
+   */
+  unowned(frame: Frame, peer: PeerConnection): void | false;
   /** Reports a failure that does not stop the node. */
   error(error: unknown, source: string): void;
 }
@@ -81,13 +84,13 @@ export class Dispatcher {
    * `maxInboundRequests` and stops reading from a peer that sends faster
    * than it is served.
    */
-  onFrame(frame: Frame, peer: PeerConnection): void | Promise<void> {
+  onFrame(frame: Frame, peer: PeerConnection): void | false | Promise<void | false> {
     if (this.#o.locks.intercept(frame, peer)) return;
     return this.deliver(frame, peer);
   }
 
   /** Watchers, then the opcode's owner (also for frames held by a receive lock). */
-  deliver(frame: Frame, peer: PeerConnection): void | Promise<void> {
+  deliver(frame: Frame, peer: PeerConnection): void | false | Promise<void | false> {
     if (this.#watchers.length === 0) return this.#dispatch(frame, peer);
     return (async () => {
       for (const service of this.#watchers) {
@@ -97,7 +100,7 @@ export class Dispatcher {
           this.#o.error(err, `service ${service.name} receive`);
         }
       }
-      await this.#dispatch(frame, peer);
+      return await this.#dispatch(frame, peer);
     })();
   }
 
@@ -134,7 +137,7 @@ export class Dispatcher {
     }
   }
 
-  #dispatch(frame: Frame, peer: PeerConnection): void | Promise<void> {
+  #dispatch(frame: Frame, peer: PeerConnection): void | false | Promise<void> {
     const owner = this.#owners.get(frame.opcode);
     if (!owner?.receive) return this.#o.unowned(frame, peer);
     const handled = owner.receive({ peer, frame });

@@ -101,7 +101,7 @@ export interface ReceiveLocksOptions {
   /** The default wait, in ms. @default {DEFAULT_REQUEST_TIMEOUT} */
   readonly timeout?: number;
   /** Delivers a frame held while its peer was locked (on release, in order). */
-  deliver(frame: Frame, peer: PeerConnection): void | Promise<void>;
+  deliver(frame: Frame, peer: PeerConnection): unknown;
   /** Reports a failure that does not stop the node. */
   error(error: unknown, source: string): void;
 }

@@ -16,9 +16,9 @@ import { createCipheriv, createDecipheriv } from "node:crypto";
 import { DecryptError } from "../errors.ts";
 
 /** Key length of AES-256, in bytes. */
-const KEY_LENGTH = 32;
-/** Length of the GCM authentication tag Noise uses, in bytes. */
-const TAG_LENGTH = 16;
+export const KEY_LENGTH = 32;
+/** Length of the AES-GCM authentication tag, in bytes. */
+export const TAG_LENGTH = 16;
 const MAX_COUNTER = 0xffff_ffff_ffff_ffffn;
 const EMPTY = new Uint8Array(0);
 

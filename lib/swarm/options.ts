@@ -7,7 +7,6 @@ import type { Clock } from "../clock.ts";
 import type { Identity } from "../identity/keys.ts";
 import type { CloseInfo, PeerConnection, PeerConnectionOptions } from "../peer/connection.ts";
 import type { Transport } from "../transport/types.ts";
-import type { Frame } from "../wire/frame.ts";
 
 /**
  * Options of a {@linkcode ConnectionManager}.
@@ -81,7 +80,7 @@ export interface ConnectionManagerOptions {
   /** Source of time. @default {systemClock} */
   clock?: Clock;
   /** Frames for the layer above (see {@linkcode PeerConnectionOptions.onFrame}). */
-  onFrame?: (frame: Frame, connection: PeerConnection) => void | Promise<void>;
+  onFrame?: PeerConnectionOptions["onFrame"];
   /** Which opcodes are one-way (see {@linkcode PeerConnectionOptions.isOneWay}). */
   isOneWay?: (opcode: number) => boolean;
   /** A connection was established and registered. */

@@ -6,7 +6,7 @@
  *
  * | setting | value | bytes on the wire | encoder | decoder |
  * | --- | --- | --- | --- | --- |
- * | `bz2` | 0 | one bzip2 stream (`.bz2` file format: `BZh` + block-size digit, blocks, end-of-stream marker and combined CRC) | own (`_bzip2.ts`) | own (`_bzip2.ts`) |
+ * | `bz2` | 0 | one bzip2 stream (`.bz2` file format: `BZh` + block-size digit, blocks, end-of-stream marker and combined CRC) | own (`_bzip2_encode.ts`) | own (`_bzip2_decode.ts`) |
  * | `gzip` | 1 | one gzip member, RFC 1952 (deflate, level 6) | `node:zlib` `gzipSync` | `node:zlib` `gunzipSync` |
  * | `lzma` | 2 | `.lzma` "LZMA alone" (LZMA1): 13-byte header with properties `lc=3 lp=0 pb=2`, 64 KiB dictionary size and the *known* uncompressed size, then the range-coded data with an end marker; **not** `.xz` | `lzma1` package, mode 1 | own (`_lzma.ts`) |
  * | `zlib` | 3 | zlib stream, RFC 1950 (2-byte header, deflate RFC 1951, Adler-32) | `node:zlib` `deflateSync` | `node:zlib` `inflateSync` |
@@ -36,7 +36,7 @@
  *   size is enforced byte by byte by the decoder (`_lzma.ts`), whose output
  *   buffer, which is also its dictionary, grows as the data decodes and never
  *   past the bound.
- * - bz2: the decoder (`_bzip2.ts`) stops a block as soon as its entries
+ * - bz2: the decoder (`_bzip2_decode.ts`) stops a block as soon as its entries
  *   could only expand past the bound (n entries give at least 4n/5 bytes),
  *   and its output buffer throws at the first byte past the bound.
  *
@@ -71,7 +71,8 @@ import {
   DecompressionLimitError,
   UnsupportedCompressionError,
 } from "../errors.ts";
-import { bzip2Compress, bzip2Decompress } from "./_bzip2.ts";
+import { bzip2Compress } from "./_bzip2_encode.ts";
+import { bzip2Decompress } from "./_bzip2_decode.ts";
 import { lzmaDecompress } from "./_lzma.ts";
 import { snappyDecompress } from "./_snappy.ts";
 

@@ -364,7 +364,7 @@ Deno.test("snappy decompress refuses a declared length the input cannot hold", (
 
 Deno.test("bz2 decompress refuses a block of long runs past a small bound", () => {
   // 900 000 equal bytes are 17 650 entries after RLE1 and a few run symbols
-  // after MTF; _bzip2.ts refuses them once 5/4 × 100 + 5 entries are exceeded.
+  // after MTF; _bzip2_decode.ts refuses them once 5/4 × 100 + 5 entries are exceeded.
   const packed = compress(
     COMPRESSION_SETTINGS.bz2,
     new Uint8Array(900_000).fill(7),
