@@ -2,9 +2,9 @@
  * The js-libp2p gossipsub side of `bench/broadcast.ts`: a node of
  * `bench/_libp2p.ts` (TCP + Noise + Yamux) with `@libp2p/identify` and
  * `@libp2p/gossipsub`, and a minimal gossipsub metrics register that keeps
- * every counter as a plain number. The packages are pinned here with `npm:`
- * specifiers, like in `bench/_libp2p.ts`; keep
- * {@linkcode GOSSIPSUB_PACKAGES} in step with them.
+ * every counter as a plain number. The packages are pinned in
+ * `bench/deno.json`, like those of `bench/_libp2p.ts`;
+ * {@linkcode GOSSIPSUB_PACKAGES} reads their versions from there.
  *
  * `@chainsafe/libp2p-gossipsub` stopped at 14.1.2, built on
  * `@libp2p/interface` 2 (libp2p 2.x); for libp2p 3 gossipsub moved into the
@@ -14,20 +14,16 @@
  *
  * @module
  */
-// The peer library is the bench's own dependency, pinned here rather than in
-// deno.json's import map, which holds only the library's dependencies.
-// deno-lint-ignore-file no-import-prefix
+import { type GossipSub, gossipsub, type GossipsubOpts } from "@libp2p/gossipsub";
+import { type Identify, identify } from "@libp2p/identify";
+import { createLibp2p, type Libp2p } from "libp2p";
+import { libp2pBaseOptions, pinnedVersions } from "./_libp2p.ts";
 
-import { type GossipSub, gossipsub, type GossipsubOpts } from "npm:@libp2p/gossipsub@17.1.1";
-import { type Identify, identify } from "npm:@libp2p/identify@4.1.14";
-import { createLibp2p, type Libp2p } from "npm:libp2p@3.3.11";
-import { libp2pBaseOptions } from "./_libp2p.ts";
-
-/** The packages this file adds to `LIBP2P_PACKAGES`, and their versions (as in the imports above). */
-export const GOSSIPSUB_PACKAGES: Readonly<Record<string, string>> = {
-  "@libp2p/gossipsub": "17.1.1",
-  "@libp2p/identify": "4.1.14",
-};
+/** The packages this file adds to `LIBP2P_PACKAGES`, and their versions (from `bench/deno.json`). */
+export const GOSSIPSUB_PACKAGES: Readonly<Record<string, string>> = pinnedVersions([
+  "@libp2p/gossipsub",
+  "@libp2p/identify",
+]);
 
 /** Gossipsub's metrics interface (not exported by the package by name). */
 type MetricsRegister = NonNullable<GossipsubOpts["metricsRegister"]>;

@@ -3,8 +3,8 @@
  * Noise + Yamux) with `@libp2p/identify`, `@libp2p/ping` and
  * `@libp2p/kad-dht` configured as a LAN DHT server, and the three operations
  * the bench times, each counting what its query events show. The packages
- * are pinned here with `npm:` specifiers, like in `bench/_libp2p.ts`; keep
- * {@linkcode KAD_DHT_PACKAGES} in step with them.
+ * are pinned in `bench/deno.json`, like those of `bench/_libp2p.ts`;
+ * {@linkcode KAD_DHT_PACKAGES} reads their versions from there.
  *
  * `@libp2p/kad-dht` 16.4.5 depends on the same `@libp2p/interface` ^3.3.0,
  * `@libp2p/interface-internal` ^3.1.13, `@libp2p/utils` ^7.4.1 and
@@ -12,12 +12,8 @@
  *
  * @module
  */
-// The peer library is the bench's own dependency, pinned here rather than in
-// deno.json's import map, which holds only the library's dependencies.
-// deno-lint-ignore-file no-import-prefix
-
 import { sha256 } from "@noble/hashes/sha2.js";
-import { type Identify, identify } from "npm:@libp2p/identify@4.1.14";
+import { type Identify, identify } from "@libp2p/identify";
 import {
   type KadDHT,
   kadDHT,
@@ -25,16 +21,16 @@ import {
   type QueryEvent,
   removePublicAddressesMapper,
   type SingleKadDHT,
-} from "npm:@libp2p/kad-dht@16.4.5";
-import { type Ping, ping } from "npm:@libp2p/ping@3.1.13";
-import { createLibp2p, type Libp2p } from "npm:libp2p@3.3.11";
-import { libp2pBaseOptions } from "./_libp2p.ts";
+} from "@libp2p/kad-dht";
+import { type Ping, ping } from "@libp2p/ping";
+import { createLibp2p, type Libp2p } from "libp2p";
+import { libp2pBaseOptions, pinnedVersions } from "./_libp2p.ts";
 
-/** The packages this file adds to `LIBP2P_PACKAGES`, and their versions (as in the imports above). */
-export const KAD_DHT_PACKAGES: Readonly<Record<string, string>> = {
-  "@libp2p/kad-dht": "16.4.5",
-  "@libp2p/identify": "4.1.14",
-};
+/** The packages this file adds to `LIBP2P_PACKAGES`, and their versions (from `bench/deno.json`). */
+export const KAD_DHT_PACKAGES: Readonly<Record<string, string>> = pinnedVersions([
+  "@libp2p/kad-dht",
+  "@libp2p/identify",
+]);
 
 /** The DHT protocol of the bench nodes: the LAN DHT's, as in kad-dht's README. */
 export const KAD_PROTOCOL = "/ipfs/lan/kad/1.0.0";

@@ -2,34 +2,47 @@
  * The js-libp2p side of `bench/peers.ts`: a node on TCP + Noise + Yamux with
  * the ping service, and the bench's two protocols (a byte sink and a
  * length-prefixed echo). `bench/_gossipsub.ts` builds on the same transport
- * options ({@linkcode libp2pBaseOptions}). The packages are pinned here, with `npm:`
- * specifiers, so that they stay out of the library's import map; keep
- * {@linkcode LIBP2P_PACKAGES} in step with the specifiers.
+ * options ({@linkcode libp2pBaseOptions}). The packages are pinned in
+ * `bench/deno.json`, the benchmarks' own config and import map, so that they
+ * stay out of the library's (the root `deno.json` and `deno.lock`);
+ * {@linkcode LIBP2P_PACKAGES} reads their versions from there.
  *
  * @module
  */
-// The peer library is the bench's own dependency, pinned here rather than in
-// deno.json's import map, which holds only the library's dependencies.
-// deno-lint-ignore-file no-import-prefix
+import { noise } from "@chainsafe/libp2p-noise";
+import { yamux } from "@chainsafe/libp2p-yamux";
+import { type Ping, ping, PING_PROTOCOL } from "@libp2p/ping";
+import { tcp } from "@libp2p/tcp";
+import { lpStream } from "@libp2p/utils";
+import { type Multiaddr, multiaddr } from "@multiformats/multiaddr";
+import { createLibp2p, type Libp2p, type Libp2pOptions } from "libp2p";
+import config from "./deno.json" with { type: "json" };
 
-import { noise } from "npm:@chainsafe/libp2p-noise@17.0.0";
-import { yamux } from "npm:@chainsafe/libp2p-yamux@8.0.1";
-import { type Ping, ping, PING_PROTOCOL } from "npm:@libp2p/ping@3.1.13";
-import { tcp } from "npm:@libp2p/tcp@11.0.28";
-import { lpStream } from "npm:@libp2p/utils@7.4.1";
-import { type Multiaddr, multiaddr } from "npm:@multiformats/multiaddr@13.0.3";
-import { createLibp2p, type Libp2p, type Libp2pOptions } from "npm:libp2p@3.3.11";
+/**
+ * The versions `bench/deno.json` pins for `names`: each maps to an exact
+ * `npm:name@version` specifier there.
+ */
+export function pinnedVersions(names: readonly string[]): Readonly<Record<string, string>> {
+  const imports: Readonly<Record<string, string>> = config.imports;
+  return Object.fromEntries(names.map((name) => {
+    const version = imports[name]?.match(/^npm:(?:@[^/@]+\/)?[^/@]+@(\d+\.\d+\.\d+)$/)?.[1];
+    if (version === undefined) {
+      throw new Error(`bench/deno.json maps ${name} to no exact npm version: ${imports[name]}`);
+    }
+    return [name, version];
+  }));
+}
 
-/** The js-libp2p packages this bench runs, and their versions (as in the imports above). */
-export const LIBP2P_PACKAGES: Readonly<Record<string, string>> = {
-  "libp2p": "3.3.11",
-  "@libp2p/tcp": "11.0.28",
-  "@chainsafe/libp2p-noise": "17.0.0",
-  "@chainsafe/libp2p-yamux": "8.0.1",
-  "@libp2p/ping": "3.1.13",
-  "@libp2p/utils": "7.4.1",
-  "@multiformats/multiaddr": "13.0.3",
-};
+/** The js-libp2p packages this bench runs, and their versions (from `bench/deno.json`). */
+export const LIBP2P_PACKAGES: Readonly<Record<string, string>> = pinnedVersions([
+  "libp2p",
+  "@libp2p/tcp",
+  "@chainsafe/libp2p-noise",
+  "@chainsafe/libp2p-yamux",
+  "@libp2p/ping",
+  "@libp2p/utils",
+  "@multiformats/multiaddr",
+]);
 
 /** One-way protocol: the listener counts the bytes it receives. */
 export const SINK_PROTOCOL = "/carrier-bench/sink/1.0.0";

@@ -165,7 +165,7 @@ async function serveForParent(): Promise<void> {
 
 /** Starts `--serve` in a subprocess and reads its ports from its first line of output. */
 async function startSubprocessServer(): Promise<Server> {
-  const config = new URL("../deno.json", import.meta.url);
+  const config = new URL("./deno.json", import.meta.url);
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",

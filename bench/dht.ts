@@ -528,7 +528,7 @@ async function spawnNetwork(args: string[]): Promise<Outcome> {
       "--allow-sys",
       "--v8-flags=--expose-gc",
       "--config",
-      new URL("../deno.json", import.meta.url).pathname,
+      new URL("./deno.json", import.meta.url).pathname,
       new URL(import.meta.url).pathname,
       "--network",
       ...args,

@@ -314,7 +314,7 @@ class Attacker {
       "--allow-read",
       "--allow-env",
       "--config",
-      new URL("deno.json", ROOT).pathname,
+      new URL("./deno.json", import.meta.url).pathname,
       new URL("_attacks.ts", import.meta.url).pathname,
       "--attack",
       name,

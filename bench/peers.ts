@@ -373,7 +373,7 @@ class Role {
         "--allow-sys",
         "--v8-flags=--expose-gc",
         "--config",
-        new URL("../deno.json", import.meta.url).pathname,
+        new URL("./deno.json", import.meta.url).pathname,
         new URL(import.meta.url).pathname,
         ...args,
       ],

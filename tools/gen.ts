@@ -1,6 +1,9 @@
 /**
  * Lints `proto/` with buf and generates `gen/` with the local protoc-gen-es
- * plugin (both from npm, so this works offline once they are cached).
+ * plugin (both from npm, so this works offline once they are cached). Both
+ * are pinned in `tools/deno.json` and locked in `tools/deno.lock`, not in the
+ * library's root config: buf runs here, and protoc-gen-es in `buf.gen.yaml`,
+ * as `deno run --config tools/deno.json <package>`.
  *
  *   deno task gen            regenerate gen/
  *   deno run ... --check     regenerate into a temporary folder and fail if
@@ -11,7 +14,8 @@
 import { parseArgs } from "node:util";
 import { dirname, join, relative } from "node:path";
 
-const BUF = "npm:@bufbuild/buf@1.74.0";
+/** The tools' config: its import map pins buf and protoc-gen-es. */
+const CONFIG = "tools/deno.json";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -28,7 +32,7 @@ const env = {
 
 async function buf(args: string[]): Promise<void> {
   const { code, stdout, stderr } = await new Deno.Command(deno, {
-    args: ["run", "--allow-all", "--quiet", BUF, ...args],
+    args: ["run", "--allow-all", "--quiet", "--config", CONFIG, "@bufbuild/buf", ...args],
     cwd: root,
     env,
   }).output();
