@@ -21,7 +21,7 @@ import {
   sign as nodeSign,
   verify as nodeVerify,
 } from "node:crypto";
-import { PuzzleError, SecretKeyError } from "../errors.ts";
+import { ArgumentError, PuzzleError, SecretKeyError } from "../errors.ts";
 import { ADDRESS_LENGTH, formatAddress } from "./address.ts";
 import { nodeIdOf } from "./node_id.ts";
 import { assertPuzzleDifficulty, DEFAULT_PUZZLE_DIFFICULTY, puzzleWork } from "./puzzle.ts";
@@ -127,7 +127,7 @@ export interface GenerateIdentityOptions {
  * is also checked before every attempt.
  *
  * @throws {PuzzleError} When no key is found within `options.maxAttempts`.
- * @throws {RangeError} When `difficulty` is not an integer from 0 to 256.
+ * @throws {ArgumentError} When `difficulty` is not an integer from 0 to 256.
  * @throws The signal's reason when `options.signal` aborts.
  *
  * @example
@@ -167,7 +167,7 @@ export async function generateIdentity(
  * default takes milliseconds); use the async form for large ones.
  *
  * @throws {PuzzleError} When no key is found within `options.maxAttempts`.
- * @throws {RangeError} When `difficulty` is not an integer from 0 to 256.
+ * @throws {ArgumentError} When `difficulty` is not an integer from 0 to 256.
  *
  * @example
  * ```ts
@@ -383,7 +383,7 @@ function searchOptions(
     !(maxAttempts === Infinity ||
       (Number.isSafeInteger(maxAttempts) && maxAttempts >= 1))
   ) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Invalid maxAttempts: expected a positive integer or Infinity, got ${String(maxAttempts)}`,
     );
   }

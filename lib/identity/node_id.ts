@@ -11,7 +11,7 @@
  */
 
 import { sha256 } from "@noble/hashes/sha2.js";
-import { NodeIdError } from "../errors.ts";
+import { ArgumentError, NodeIdError } from "../errors.ts";
 import { assertAddressBytes, parseAddress } from "./address.ts";
 import { describeValue } from "./_bytes.ts";
 
@@ -194,7 +194,7 @@ export function bucketIndex(self: Uint8Array, other: Uint8Array): number {
  * How many leading zero bits `bytes` has, reading byte 0's most significant
  * bit first. Works for any length; all zeros gives `8 * bytes.length`.
  *
- * @throws {TypeError} When `bytes` is not a Uint8Array.
+ * @throws {ArgumentError} When `bytes` is not a Uint8Array.
  *
  * @example
  * ```ts
@@ -206,7 +206,7 @@ export function bucketIndex(self: Uint8Array, other: Uint8Array): number {
  */
 export function leadingZeroBits(bytes: Uint8Array): number {
   if (!(bytes instanceof Uint8Array)) {
-    throw new TypeError(
+    throw new ArgumentError(
       `Cannot count leading zero bits: expected Uint8Array, got ${describeValue(bytes)}`,
     );
   }

@@ -14,7 +14,7 @@
  */
 
 import { sha256 } from "@noble/hashes/sha2.js";
-import { PuzzleError } from "../errors.ts";
+import { ArgumentError, PuzzleError } from "../errors.ts";
 import { assertAddressBytes, formatAddress } from "./address.ts";
 import { leadingZeroBits } from "./node_id.ts";
 
@@ -43,9 +43,9 @@ export const DEFAULT_PUZZLE_DIFFICULTY = 8;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { assertPuzzleDifficulty, MAX_PUZZLE_DIFFICULTY } from "@carrier/p2p";
+ * import { ArgumentError, assertPuzzleDifficulty, MAX_PUZZLE_DIFFICULTY } from "@carrier/p2p";
  * assertPuzzleDifficulty(MAX_PUZZLE_DIFFICULTY); // ok
- * assert.throws(() => assertPuzzleDifficulty(MAX_PUZZLE_DIFFICULTY + 1), RangeError);
+ * assert.throws(() => assertPuzzleDifficulty(MAX_PUZZLE_DIFFICULTY + 1), ArgumentError);
  * ```
  */
 export const MAX_PUZZLE_DIFFICULTY = 256;
@@ -53,7 +53,7 @@ export const MAX_PUZZLE_DIFFICULTY = 256;
 /**
  * Checks that `difficulty` is an integer from 0 to 256.
  *
- * @throws {RangeError} `Invalid puzzle difficulty: expected an integer from 0 to 256, got 300`
+ * @throws {ArgumentError} `Invalid puzzle difficulty: expected an integer from 0 to 256, got 300`
  *
  * @example
  * ```ts
@@ -66,7 +66,7 @@ export function assertPuzzleDifficulty(difficulty: number): void {
     !Number.isInteger(difficulty) || difficulty < 0 ||
     difficulty > MAX_PUZZLE_DIFFICULTY
   ) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Invalid puzzle difficulty: expected an integer from 0 to ${MAX_PUZZLE_DIFFICULTY}, got ${
         String(difficulty)
       }`,
@@ -120,7 +120,7 @@ export function puzzleWork(publicKey: Uint8Array): number {
  * @param publicKey A 32-byte Ed25519 public key (an address).
  * @param c1 The difficulty: the leading zero bits required, 0 to 256.
  * @throws {AddressError} When `publicKey` is not 32 bytes.
- * @throws {RangeError} When `c1` is not an integer from 0 to 256.
+ * @throws {ArgumentError} When `c1` is not an integer from 0 to 256.
  *
  * @example
  * ```ts
@@ -143,7 +143,7 @@ export function verifyPuzzle(publicKey: Uint8Array, c1: number): boolean {
  * @param c1 The difficulty: the leading zero bits required, 0 to 256.
  * @throws {PuzzleError} `Public key 4vJ9… fails the static puzzle: 3 leading zero bits, need 8`
  * @throws {AddressError} When `publicKey` is not 32 bytes.
- * @throws {RangeError} When `c1` is not an integer from 0 to 256.
+ * @throws {ArgumentError} When `c1` is not an integer from 0 to 256.
  *
  * @example
  * ```ts

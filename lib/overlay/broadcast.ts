@@ -104,6 +104,7 @@
  */
 import { assertNodeId, bucketIndex, NODE_ID_BITS } from "../identity/node_id.ts";
 import { type Contact, RoutingTable } from "./routing_table.ts";
+import { ArgumentError } from "../errors.ts";
 
 /**
  * The height of a SHOUT at its origin: every bucket lies below it.
@@ -299,7 +300,7 @@ export interface NextInBucketOptions {
  *
  * @returns The targets, highest bucket first; empty when there is nobody
  *   below `height` (a leaf of the tree, or a network of one).
- * @throws {RangeError} When `height`, `previousHeight` or `redundancy` is out
+ * @throws {ArgumentError} When `height`, `previousHeight` or `redundancy` is out
  *   of range.
  * @throws {NodeIdError} When `self` or `seed` is not 32 bytes.
  *
@@ -332,19 +333,19 @@ export function planForward(options: PlanForwardOptions): ForwardTarget[] {
   const rule = ruleOf(options, options.exclude);
   const height = options.height === "origin" ? ORIGIN_HEIGHT : options.height;
   if (!Number.isInteger(height) || height < 0 || height > ORIGIN_HEIGHT) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Cannot plan a SHOUT: height must be "origin" or an integer in [0, ${ORIGIN_HEIGHT}], got ${options.height}`,
     );
   }
   const floor = options.previousHeight ?? 0;
   if (!Number.isInteger(floor) || floor < 0 || floor > ORIGIN_HEIGHT) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Cannot plan a SHOUT: previousHeight must be an integer in [0, ${ORIGIN_HEIGHT}], got ${floor}`,
     );
   }
   const redundancy = options.redundancy ?? 1;
   if (!Number.isInteger(redundancy) || redundancy < 1) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Cannot plan a SHOUT: redundancy must be a positive integer, got ${redundancy}`,
     );
   }
@@ -364,7 +365,7 @@ export function planForward(options: PlanForwardOptions): ForwardTarget[] {
  * `height` (= `bucket`).
  *
  * @returns The next peer, or undefined when the bucket is exhausted.
- * @throws {RangeError} When `bucket` is not an integer in [0, 255].
+ * @throws {ArgumentError} When `bucket` is not an integer in [0, 255].
  * @throws {NodeIdError} When `self` or `seed` is not 32 bytes.
  *
  * @example Fall back when a peer does not acknowledge
@@ -396,7 +397,7 @@ export function nextInBucket(options: NextInBucketOptions): Contact | undefined 
   const skip = (address: string): boolean => tried.has(address) || (exclude?.(address) ?? false);
   const rule = ruleOf(options, skip);
   if (!Number.isInteger(bucket) || bucket < 0 || bucket >= NODE_ID_BITS) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Cannot pick a fallback: bucket must be an integer in [0, ${
         NODE_ID_BITS - 1
       }], got ${bucket}`,
@@ -471,7 +472,7 @@ function ruleOf(
   if (seed !== undefined) assertNodeId(seed, "seed");
   const choice = options.choice ?? "balanced";
   if (choice !== "balanced" && choice !== "uniform") {
-    throw new RangeError(
+    throw new ArgumentError(
       `Cannot plan a SHOUT: choice must be "balanced" or "uniform", got ${String(choice)}`,
     );
   }

@@ -19,6 +19,7 @@
 import { type Clock, systemClock } from "../clock.ts";
 import { bucketIndex, compareDistance, NODE_ID_BITS, nodeIdOf } from "../identity/node_id.ts";
 import { isLoopback, subnetOf } from "../transport/ip.ts";
+import { ArgumentError } from "../errors.ts";
 
 /**
  * A node the table knows.
@@ -167,7 +168,7 @@ export class RoutingTable {
     this.#limitLoopback = options.limitLoopback ?? false;
     this.#clock = options.clock ?? systemClock;
     if (!Number.isInteger(this.#k) || this.#k < 1) {
-      throw new RangeError(`k must be a positive integer, got ${this.#k}`);
+      throw new ArgumentError(`k must be a positive integer, got ${this.#k}`);
     }
     const now = this.#clock.now();
     this.#buckets = Array.from({ length: NODE_ID_BITS }, () => ({

@@ -5,6 +5,7 @@
  * @module
  */
 import { type Clock, systemClock } from "../clock.ts";
+import { ArgumentError } from "../errors.ts";
 
 /**
  * Options of a {@linkcode SeenCache}.
@@ -61,7 +62,7 @@ export class SeenCache {
     this.#maxAge = options.maxAge ?? 600_000;
     this.#clock = options.clock ?? systemClock;
     if (!Number.isInteger(this.#max) || this.#max < 1) {
-      throw new RangeError(`maxEntries must be a positive integer, got ${this.#max}`);
+      throw new ArgumentError(`maxEntries must be a positive integer, got ${this.#max}`);
     }
   }
 

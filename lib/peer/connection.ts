@@ -44,6 +44,7 @@ import {
 import { bytesEqual } from "../_bytes.ts";
 import { type Clock, systemClock } from "../clock.ts";
 import {
+  ArgumentError,
   CarrierError,
   ConnectionClosedError,
   FrameTooLargeError,
@@ -333,7 +334,7 @@ export class PeerConnection implements AsyncDisposable {
    * did before it answered; a NACK changes nothing. This side keeps decoding
    * a disabled setting until the ACK.
    *
-   * @throws {RangeError} if `option` is not one of the three or `setting` not a `Compression`.
+   * @throws {ArgumentError} if `option` is not one of the three or `setting` not a `Compression`.
    * @throws {NackError} (reason UNSUPPORTED) when the peer does not support it.
    */
   async setOption(
@@ -342,7 +343,7 @@ export class PeerConnection implements AsyncDisposable {
     options: RequestOptions = {},
   ): Promise<void> {
     if (!(option in ConnectionOption) || !(setting in Compression)) {
-      throw new RangeError(
+      throw new ArgumentError(
         `Cannot set connection option ${option} to ${setting}: not a ConnectionOption and a Compression`,
       );
     }

@@ -13,7 +13,7 @@
 
 import { gcm } from "@noble/ciphers/aes.js";
 import { createCipheriv, createDecipheriv } from "node:crypto";
-import { DecryptError } from "../errors.ts";
+import { ArgumentError, DecryptError } from "../errors.ts";
 
 /** Key length of AES-256, in bytes. */
 export const KEY_LENGTH = 32;
@@ -132,14 +132,14 @@ export interface AesGcm {
  * assert.equal(a.length, 2 + 16);
  * ```
  *
- * @throws {RangeError} If `key` is not 32 bytes.
+ * @throws {ArgumentError} If `key` is not 32 bytes.
  */
 export function createAesGcm(
   key: Uint8Array,
   options: AesGcmOptions = {},
 ): AesGcm {
   if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Cannot create AES-256-GCM key: expected Uint8Array of length ${KEY_LENGTH}, got length=${
         (key as Uint8Array | undefined)?.length
       }`,
@@ -156,7 +156,7 @@ export function createAesGcm(
     case "auto":
       return new AutoAesGcm(key);
     default:
-      throw new TypeError(
+      throw new ArgumentError(
         `Cannot create AES-256-GCM key: unknown backend "${backend}"`,
       );
   }
@@ -198,7 +198,7 @@ export function syncAesGcm(
 /** The 12-byte GCM nonce for Noise counter `n`: 4 zero bytes, then `n` big-endian. */
 function gcmNonce(n: bigint): Uint8Array<ArrayBuffer> {
   if (typeof n !== "bigint" || n < 0n || n > MAX_COUNTER) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Cannot use nonce ${n}: expected a bigint in [0, 2^64 - 1]`,
     );
   }

@@ -18,6 +18,7 @@ import { SUPPORTED_COMPRESSIONS } from "../wire/compression.ts";
 import { type PayloadFields, signStaticKey } from "./_handshake_payload.ts";
 import { MAX_NONCE } from "./cipher_state.ts";
 import { generateX25519KeyPair, type X25519KeyPair } from "./x25519.ts";
+import { ArgumentError } from "../errors.ts";
 
 /**
  * Default of {@linkcode SecureChannelOptions.handshakeTimeout}, in milliseconds.
@@ -201,7 +202,7 @@ export interface ChannelSettings {
  * Validates `options` for a handshake over `stream`, and signs the Noise
  * static key (a fresh one unless `noiseStaticKeyPair` is given).
  *
- * @throws {TypeError | RangeError | AddressError} When an option is invalid.
+ * @throws {ArgumentError | AddressError} When an option is invalid.
  */
 export function resolveChannelOptions(
   stream: ByteStream,
@@ -213,7 +214,7 @@ export function resolveChannelOptions(
     !(identity?.publicKey instanceof Uint8Array) ||
     identity.publicKey.length !== ADDRESS_LENGTH
   ) {
-    throw new TypeError(
+    throw new ArgumentError(
       `${what}: options.identity must be an Identity with a 32-byte publicKey`,
     );
   }
@@ -226,7 +227,7 @@ export function resolveChannelOptions(
   if (
     typeof handshakeTimeout !== "number" || !(handshakeTimeout > 0)
   ) {
-    throw new RangeError(
+    throw new ArgumentError(
       `${what}: handshakeTimeout must be a positive number of milliseconds, got ${handshakeTimeout}`,
     );
   }
@@ -234,7 +235,7 @@ export function resolveChannelOptions(
   if (
     typeof nonceLimit !== "bigint" || nonceLimit < 0n || nonceLimit > MAX_NONCE
   ) {
-    throw new RangeError(
+    throw new ArgumentError(
       `${what}: nonceLimit must be a bigint from 0 to 2^64 - 1, got ${nonceLimit}`,
     );
   }
@@ -250,7 +251,7 @@ export function resolveChannelOptions(
     given !== undefined &&
     !(given.publicKey?.length === 32 && given.privateKey?.length === 32)
   ) {
-    throw new RangeError(
+    throw new ArgumentError(
       `${what}: noiseStaticKeyPair must hold a 32-byte publicKey and a 32-byte privateKey`,
     );
   }
@@ -283,7 +284,7 @@ export function resolveChannelOptions(
 
 function checkUint32(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 0 || value > UINT32_MAX) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Cannot start the secure channel: ${name} must be an integer from 0 to ${UINT32_MAX}, got ${value}`,
     );
   }

@@ -28,6 +28,7 @@ export const LENGTH_PREFIX_LENGTH = 2;
  *   MemoryNetwork,
  *   secureInbound,
  *   secureOutbound,
+ *   SizeLimitError,
  * } from "@carrier/p2p";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * await using net = new MemoryNetwork();
@@ -38,7 +39,7 @@ export const LENGTH_PREFIX_LENGTH = 2;
  * const stream = await net.transport().dial(listener.address);
  * await using channel = await secureOutbound(stream, { identity: alice });
  * await using atBob = (await accepting)!;
- * await assert.rejects(channel.write(new Uint8Array(MAX_PLAINTEXT + 1)), RangeError);
+ * await assert.rejects(channel.write(new Uint8Array(MAX_PLAINTEXT + 1)), SizeLimitError);
  * await channel.write(new Uint8Array(MAX_PLAINTEXT)); // one whole transport message
  * assert.equal((await atBob.read())?.length, MAX_PLAINTEXT);
  * ```

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { ArgumentError } from "../errors.ts";
 
 /** A token of a Noise message pattern. */
 export type Token = "e" | "s" | "ee" | "es" | "se" | "ss" | "psk";
@@ -83,7 +84,7 @@ export const BASE_PATTERN_NAMES: readonly string[] = Object.keys(BASE_PATTERNS);
 /**
  * Parses a pattern name such as `XX`, `X1X1`, `NNpsk0` or `NNpsk0+psk2`.
  *
- * @throws {TypeError} If the base pattern or a modifier is unknown.
+ * @throws {ArgumentError} If the base pattern or a modifier is unknown.
  */
 export function parsePattern(name: string): HandshakePattern {
   // The longest base name that prefixes `name` and leaves only modifiers.
@@ -95,7 +96,7 @@ export function parsePattern(name: string): HandshakePattern {
     if (base === undefined || candidate.length > base.length) base = candidate;
   }
   if (base === undefined) {
-    throw new TypeError(
+    throw new ArgumentError(
       `Cannot parse Noise pattern "${name}": unknown base pattern (known: ${
         BASE_PATTERN_NAMES.join(", ")
       })`,
@@ -114,7 +115,7 @@ export function parsePattern(name: string): HandshakePattern {
         Number.isNaN(position) || position > messages.length ||
         seen.has(position)
       ) {
-        throw new TypeError(
+        throw new ArgumentError(
           `Cannot parse Noise pattern "${name}": invalid modifier "${modifier}" for ${messages.length}-message pattern ${base}`,
         );
       }
@@ -150,7 +151,7 @@ function parseNotation(
   const messages = body.map((line, i) => {
     const { outgoing, tokens } = parseLine(line);
     if (outgoing !== (i % 2 === 0)) {
-      throw new Error(`Malformed pattern table entry: ${notation}`);
+      throw new ArgumentError(`Malformed pattern table entry: ${notation}`);
     }
     return tokens;
   });
@@ -160,11 +161,11 @@ function parseNotation(
 function parseLine(line: string): { outgoing: boolean; tokens: Token[] } {
   const outgoing = line.startsWith("->");
   if (!outgoing && !line.startsWith("<-")) {
-    throw new Error(`Malformed pattern line: ${line}`);
+    throw new ArgumentError(`Malformed pattern line: ${line}`);
   }
   const tokens = line.slice(2).split(",").map((t) => t.trim());
   for (const token of tokens) {
-    if (!TOKENS.has(token)) throw new Error(`Malformed pattern line: ${line}`);
+    if (!TOKENS.has(token)) throw new ArgumentError(`Malformed pattern line: ${line}`);
   }
   return { outgoing, tokens: tokens as Token[] };
 }

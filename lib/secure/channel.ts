@@ -107,7 +107,7 @@
  * @module
  */
 
-import { ConnectionClosedError } from "../errors.ts";
+import { ArgumentError, ConnectionClosedError, SizeLimitError } from "../errors.ts";
 import type { ByteStream } from "../transport/types.ts";
 import { type ChannelInit, establishChannel } from "./_channel_handshake.ts";
 import type { SecureChannelOptions } from "./_channel_options.ts";
@@ -142,7 +142,7 @@ const READ_AHEAD = 8;
  * below the puzzle difficulty, a connection to itself, or the stream ending mid-handshake.
  * @throws {TimeoutError} When the handshake takes longer than `handshakeTimeout`.
  * @throws The signal's reason when `options.signal` aborts.
- * @throws {TypeError | RangeError | AddressError} When an option is invalid.
+ * @throws {ArgumentError | AddressError} When an option is invalid.
  *
  * @example
  * ```ts
@@ -197,7 +197,7 @@ export function secureOutbound(
  * @throws {IdentityMismatchError} When `expectedRemote` is set and the initiator is someone else.
  * @throws {TimeoutError} When the handshake takes longer than `handshakeTimeout`.
  * @throws The signal's reason when `options.signal` aborts.
- * @throws {TypeError | RangeError | AddressError} When an option is invalid.
+ * @throws {ArgumentError | AddressError} When an option is invalid.
  *
  * @example
  * ```ts
@@ -320,7 +320,7 @@ export class SecureChannel implements AsyncDisposable {
    */
   async read(): Promise<Uint8Array | null> {
     if (this.#reading) {
-      throw new Error(
+      throw new ArgumentError(
         `Cannot read from ${this.stream.remoteAddress}: another read is pending (one read at a time)`,
       );
     }
@@ -419,7 +419,7 @@ export class SecureChannel implements AsyncDisposable {
    * writes may be in flight. `plaintext` must stay unchanged until the
    * promise settles.
    *
-   * @throws {RangeError} When `plaintext` is longer than {@linkcode MAX_PLAINTEXT}
+   * @throws {ArgumentError} When `plaintext` is longer than {@linkcode MAX_PLAINTEXT}
    * (the channel stays open).
    * @throws {NonceExhaustedError} When this side has sent `nonceLimit` messages; the channel closes.
    * @throws {ConnectionClosedError} When the channel or the stream is closed.
@@ -433,7 +433,7 @@ export class SecureChannel implements AsyncDisposable {
    * with one `stream.write`, saving system calls for bursts of small
    * messages. Serialized with {@linkcode SecureChannel.write} in call order.
    *
-   * @throws {RangeError} When a plaintext is longer than {@linkcode MAX_PLAINTEXT}
+   * @throws {ArgumentError} When a plaintext is longer than {@linkcode MAX_PLAINTEXT}
    * (nothing is written, the channel stays open).
    * @throws {NonceExhaustedError} When this side runs out of nonces; the channel closes.
    * @throws {ConnectionClosedError} When the channel or the stream is closed.
@@ -445,8 +445,9 @@ export class SecureChannel implements AsyncDisposable {
     for (const plaintext of plaintexts) {
       if (plaintext.length > MAX_PLAINTEXT) {
         return Promise.reject(
-          new RangeError(
-            `Cannot write to ${this.stream.remoteAddress}: plaintext length ${plaintext.length} exceeds the maximum ${MAX_PLAINTEXT}`,
+          new SizeLimitError(
+            `Cannot write to ${this.stream.remoteAddress}: plaintext length ${plaintext.length} exceeds MAX_PLAINTEXT ${MAX_PLAINTEXT}`,
+            { limit: "MAX_PLAINTEXT", size: plaintext.length, max: MAX_PLAINTEXT },
           ),
         );
       }

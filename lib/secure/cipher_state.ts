@@ -5,7 +5,7 @@
  * @module
  */
 
-import { DecryptError, NonceExhaustedError } from "../errors.ts";
+import { ArgumentError, DecryptError, NonceExhaustedError, SizeLimitError } from "../errors.ts";
 import { checkLength } from "./_check_length.ts";
 import {
   type AesGcm,
@@ -103,7 +103,7 @@ export class CipherState {
   /**
    * Creates a cipher state with `key` and nonce 0.
    *
-   * @throws {RangeError} If `key` is not 32 bytes or `nonceLimit` is out of range.
+   * @throws {ArgumentError} If `key` is not 32 bytes or `nonceLimit` is out of range.
    */
   constructor(key: Uint8Array, options: CipherStateOptions = {}) {
     checkLength("cipher key", key, KEY_LENGTH);
@@ -112,7 +112,7 @@ export class CipherState {
       typeof nonceLimit !== "bigint" || nonceLimit < 0n ||
       nonceLimit > MAX_NONCE
     ) {
-      throw new RangeError(
+      throw new ArgumentError(
         `Cannot create cipher state: nonceLimit ${nonceLimit} is not a bigint in [0, 2^64 - 1]`,
       );
     }
@@ -137,11 +137,11 @@ export class CipherState {
    * twice. Meant for tests and for protocols with explicit nonces; call it
    * only while no call is pending.
    *
-   * @throws {RangeError} If `nonce` is below the current nonce or above 2^64 − 1.
+   * @throws {ArgumentError} If `nonce` is below the current nonce or above 2^64 − 1.
    */
   setNonce(nonce: bigint): void {
     if (typeof nonce !== "bigint" || nonce < this.nonce || nonce > MAX_NONCE) {
-      throw new RangeError(
+      throw new ArgumentError(
         `Cannot set nonce to ${nonce}: expected a bigint in [${this.nonce} (current), 2^64 - 1]`,
       );
     }
@@ -153,7 +153,7 @@ export class CipherState {
    * Resolves to the ciphertext followed by the 16-byte tag.
    *
    * @throws {NonceExhaustedError} If the nonce has reached `nonceLimit`.
-   * @throws {RangeError} If `plaintext` is longer than {@linkcode MAX_PLAINTEXT_LENGTH}.
+   * @throws {ArgumentError} If `plaintext` is longer than {@linkcode MAX_PLAINTEXT_LENGTH}.
    */
   encrypt(
     plaintext: Uint8Array,
@@ -161,8 +161,9 @@ export class CipherState {
   ): Promise<Uint8Array> {
     if (plaintext.length > MAX_PLAINTEXT_LENGTH) {
       return Promise.reject(
-        new RangeError(
-          `Cannot encrypt: plaintext length ${plaintext.length} exceeds the maximum ${MAX_PLAINTEXT_LENGTH} (a ${MAX_MESSAGE_LENGTH}-byte Noise message minus the ${TAG_LENGTH}-byte tag)`,
+        new SizeLimitError(
+          `Cannot encrypt: plaintext length ${plaintext.length} exceeds MAX_PLAINTEXT_LENGTH ${MAX_PLAINTEXT_LENGTH} (a ${MAX_MESSAGE_LENGTH}-byte Noise message minus the ${TAG_LENGTH}-byte tag)`,
+          { limit: "MAX_PLAINTEXT_LENGTH", size: plaintext.length, max: MAX_PLAINTEXT_LENGTH },
         ),
       );
     }

@@ -7,7 +7,7 @@
  */
 
 import { concatBytes, toHex } from "../_bytes.ts";
-import { HandshakeError } from "../errors.ts";
+import { ArgumentError, HandshakeError } from "../errors.ts";
 import { checkLength } from "./_check_length.ts";
 import { type HandshakePattern, parsePattern, type Token } from "./_patterns.ts";
 import { SymmetricState } from "./_symmetric_state.ts";
@@ -108,9 +108,9 @@ export interface HandshakeOptions {
  * assert.deepEqual(initiator.handshakeHash, responder.handshakeHash);
  * ```
  *
- * @throws {TypeError} If the pattern is unknown or a key the pattern needs is
+ * @throws {ArgumentError} If the pattern is unknown or a key the pattern needs is
  * missing (or one it cannot use is given).
- * @throws {RangeError} If a key or psk has the wrong length.
+ * @throws {ArgumentError} If a key or psk has the wrong length.
  */
 export function createHandshake(options: HandshakeOptions): Handshake {
   return new Handshake(options);
@@ -144,7 +144,7 @@ export class Handshake {
     const pattern = parsePattern(options.pattern);
     const initiator = options.initiator;
     if (typeof initiator !== "boolean") {
-      throw new TypeError(
+      throw new ArgumentError(
         `Cannot create handshake: initiator must be a boolean, got ${typeof initiator}`,
       );
     }
@@ -162,13 +162,13 @@ export class Handshake {
     if (options.staticKeyPair !== undefined) {
       checkKeyPair("staticKeyPair", options.staticKeyPair);
       if (!needsStatic) {
-        throw new TypeError(
+        throw new ArgumentError(
           `${what}: the pattern uses no local static key, but staticKeyPair is set`,
         );
       }
       this.#s = copyKeyPair(options.staticKeyPair);
     } else if (needsStatic) {
-      throw new TypeError(
+      throw new ArgumentError(
         `${what}: the pattern needs a local static key; set staticKeyPair`,
       );
     }
@@ -181,13 +181,13 @@ export class Handshake {
         DH_LENGTH,
       );
       if (!knowsRemoteStatic) {
-        throw new TypeError(
+        throw new ArgumentError(
           `${what}: the pattern has no pre-shared remote static key, but remoteStaticPublicKey is set`,
         );
       }
       this.#rs = options.remoteStaticPublicKey.slice();
     } else if (knowsRemoteStatic) {
-      throw new TypeError(
+      throw new ArgumentError(
         `${what}: the pattern needs the remote static public key in advance; set remoteStaticPublicKey`,
       );
     }
@@ -195,7 +195,7 @@ export class Handshake {
     if (options.ephemeralKeyPair !== undefined) {
       checkKeyPair("ephemeralKeyPair", options.ephemeralKeyPair);
       if (!localMessages.some((m) => m.includes("e"))) {
-        throw new TypeError(
+        throw new ArgumentError(
           `${what}: this side sends no ephemeral key, but ephemeralKeyPair is set`,
         );
       }
@@ -204,7 +204,7 @@ export class Handshake {
 
     const psks = options.psks ?? [];
     if (psks.length !== pattern.pskCount) {
-      throw new TypeError(
+      throw new ArgumentError(
         `${what}: the pattern uses ${pattern.pskCount} psk(s), got ${psks.length}`,
       );
     }
@@ -263,13 +263,13 @@ export class Handshake {
    *
    * @throws {HandshakeError} If it is not this side's turn, the handshake is
    * complete or failed, or a DH result is all zeros.
-   * @throws {RangeError} If the message would exceed {@linkcode MAX_MESSAGE_LENGTH}.
+   * @throws {ArgumentError} If the message would exceed {@linkcode MAX_MESSAGE_LENGTH}.
    */
   writeMessage(payload: Uint8Array = EMPTY): Promise<Uint8Array> {
     return this.#step("write", async (index, tokens) => {
       const length = this.#messageLength(tokens, payload.length);
       if (length > MAX_MESSAGE_LENGTH) {
-        throw new RangeError(
+        throw new ArgumentError(
           `Cannot write handshake message ${
             index + 1
           }: payload length ${payload.length} makes a ${length}-byte message, over the Noise maximum ${MAX_MESSAGE_LENGTH}`,
@@ -405,7 +405,7 @@ export class Handshake {
     } catch (error) {
       // A size check fails before any state changed; everything else leaves
       // the symmetric state half-updated, so the handshake is over.
-      if (!(error instanceof RangeError)) this.#failure = error;
+      if (!(error instanceof ArgumentError)) this.#failure = error;
       throw error;
     } finally {
       this.#busy = false;
@@ -421,7 +421,7 @@ export class Handshake {
 
   #mixPreMessage(token: Token, local: boolean): void {
     if (token !== "s") {
-      throw new TypeError(
+      throw new ArgumentError(
         `Unsupported pre-message token "${token}" in ${this.#protocolName}`,
       );
     }

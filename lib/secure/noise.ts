@@ -11,7 +11,7 @@
  * afterwards; a cipher state that ran out of nonces throws
  * {@linkcode NonceExhaustedError}. Misuse by the local caller (a key of the
  * wrong size, a missing option, a plaintext larger than one Noise message)
- * throws a plain `TypeError` or `RangeError`.
+ * throws an `ArgumentError`.
  *
  * Every Noise message, handshake or transport, is at most
  * {@linkcode MAX_MESSAGE_LENGTH} (65535) bytes, tag included.

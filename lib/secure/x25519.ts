@@ -68,7 +68,7 @@ export function generateX25519KeyPair(): X25519KeyPair {
  * assert.deepEqual(again.publicKey, pair.publicKey);
  * ```
  *
- * @throws {RangeError} If `privateKey` is not 32 bytes.
+ * @throws {ArgumentError} If `privateKey` is not 32 bytes.
  */
 export function x25519KeyPairFromPrivateKey(
   privateKey: Uint8Array,
@@ -125,7 +125,7 @@ function x25519PublicKeyObject(publicKey: Uint8Array): KeyObject {
  * assert.deepEqual(x25519(alice.privateKey, bob.publicKey), x25519(bob.privateKey, alice.publicKey));
  * ```
  *
- * @throws {RangeError} If a key is not 32 bytes.
+ * @throws {ArgumentError} If a key is not 32 bytes.
  * @throws {Error} From `node:crypto`, if the result is all zeros ("failed during derivation").
  */
 export function x25519(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array {

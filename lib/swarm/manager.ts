@@ -90,7 +90,7 @@ export class ConnectionManager {
   /**
    * Creates a manager; {@linkcode ConnectionManager.start} starts listening.
    *
-   * @throws {TypeError} When `transports` is empty, or several do not each declare distinct schemes.
+   * @throws {ArgumentError} When `transports` is empty, or several do not each declare distinct schemes.
    */
   constructor(options: ConnectionManagerOptions) {
     this.#o = options;

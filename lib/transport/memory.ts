@@ -17,7 +17,7 @@
  * @module
  */
 
-import { ConnectionClosedError, DialError, ListenError } from "../errors.ts";
+import { ArgumentError, ConnectionClosedError, DialError, ListenError } from "../errors.ts";
 import { formatTransportAddress, MEMORY_SCHEME, parseTransportAddress } from "./address.ts";
 import { chain, Pipe, type Wake } from "./_pipe.ts";
 import { closeOnAbort, StreamBase } from "./_stream.ts";
@@ -427,7 +427,7 @@ class MemoryEndpoint implements MemoryTransport {
 
 function checkPositiveInteger(key: string, value: number): void {
   if (!Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(
+    throw new ArgumentError(
       `Invalid MemoryNetwork option ${key}: expected a positive integer, got ${value}`,
     );
   }
@@ -465,7 +465,7 @@ export class MemoryNetwork implements AsyncDisposable {
    * Creates an empty network.
    *
    * @param options Buffer and backlog bounds shared by every connection.
-   * @throws {RangeError} When a bound is not a positive integer.
+   * @throws {ArgumentError} When a bound is not a positive integer.
    */
   constructor(options: MemoryNetworkOptions = {}) {
     const {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { TransportAddressError } from "../errors.ts";
+import { ArgumentError, TransportAddressError } from "../errors.ts";
 import { parseTransportAddress } from "./address.ts";
 import type { ByteStream, DialOptions, Listener, ListenOptions, Transport } from "./types.ts";
 
@@ -43,23 +43,23 @@ export class MultiTransport implements Transport, AsyncDisposable {
    * Combines `transports`.
    *
    * @param transports The parts, each declaring its schemes.
-   * @throws {TypeError} When there is no part, a part declares no scheme, or
+   * @throws {ArgumentError} When there is no part, a part declares no scheme, or
    * two parts declare the same scheme (which one dials would be a guess).
    */
   constructor(transports: readonly Transport[]) {
     if (transports.length === 0) {
-      throw new TypeError("A MultiTransport needs at least one transport");
+      throw new ArgumentError("A MultiTransport needs at least one transport");
     }
     transports.forEach((transport, i) => {
       const schemes = transport.schemes;
       if (schemes === undefined || schemes.length === 0) {
-        throw new TypeError(
+        throw new ArgumentError(
           `Transport ${i} of a MultiTransport declares no schemes (Transport.schemes)`,
         );
       }
       for (const scheme of schemes) {
         if (this.#byScheme.has(scheme)) {
-          throw new TypeError(`Two transports of a MultiTransport declare scheme "${scheme}"`);
+          throw new ArgumentError(`Two transports of a MultiTransport declare scheme "${scheme}"`);
         }
         this.#byScheme.set(scheme, transport);
       }
@@ -126,7 +126,7 @@ export class MultiTransport implements Transport, AsyncDisposable {
  *
  * @param transports One or more transports.
  * @returns The transport that dials and listens with them.
- * @throws {TypeError} As {@linkcode MultiTransport}'s constructor does.
+ * @throws {ArgumentError} As {@linkcode MultiTransport}'s constructor does.
  *
  * @example
  * ```ts

@@ -67,6 +67,7 @@ import { deflateSync, gunzipSync, gzipSync, inflateSync } from "node:zlib";
 import { compress as snappyCompress } from "snappyjs";
 import { compress as lzmaCompress } from "lzma1";
 import {
+  ArgumentError,
   CompressionError,
   DecompressionLimitError,
   UnsupportedCompressionError,
@@ -268,7 +269,7 @@ const RAW: Readonly<Record<CompressionName, RawCodec>> = {
 
 function checkBytes(data: unknown): asserts data is Uint8Array {
   if (!(data instanceof Uint8Array)) {
-    throw new TypeError(
+    throw new ArgumentError(
       `expected Uint8Array, got ${
         data === null
           ? "null"
@@ -283,7 +284,7 @@ function checkBytes(data: unknown): asserts data is Uint8Array {
 function checkMaxOutputSize(options: DecompressOptions | undefined): number {
   const max = options?.maxOutputSize;
   if (typeof max !== "number" || !Number.isSafeInteger(max) || max < 0) {
-    throw new RangeError(
+    throw new ArgumentError(
       `maxOutputSize must be a non-negative safe integer, got ${max}`,
     );
   }

@@ -13,7 +13,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { FrameFlag, FrameSchema } from "../../gen/carrier/v1/frame_pb.ts";
 import type { Compression } from "../../gen/carrier/v1/options_pb.ts";
 import { concatBytes } from "../_bytes.ts";
-import { FrameDecodeError, FrameTooLargeError } from "../errors.ts";
+import { ArgumentError, FrameDecodeError, FrameTooLargeError } from "../errors.ts";
 import { MAX_VARINT32_BYTES, varintSize, writeVarint } from "./_varint.ts";
 
 export { FrameFlag };
@@ -72,9 +72,9 @@ export const DEFAULT_MAX_FRAME_SIZE = 1024 * 1024;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { FrameDecoder, MAX_FRAME_SIZE_LIMIT } from "@carrier/p2p";
+ * import { ArgumentError, FrameDecoder, MAX_FRAME_SIZE_LIMIT } from "@carrier/p2p";
  * new FrameDecoder({ maxFrameSize: MAX_FRAME_SIZE_LIMIT }); // the largest allowed
- * assert.throws(() => new FrameDecoder({ maxFrameSize: MAX_FRAME_SIZE_LIMIT + 1 }), RangeError);
+ * assert.throws(() => new FrameDecoder({ maxFrameSize: MAX_FRAME_SIZE_LIMIT + 1 }), ArgumentError);
  * ```
  */
 export const MAX_FRAME_SIZE_LIMIT = 64 * 1024 * 1024;
@@ -129,7 +129,7 @@ export interface FrameLimitOptions {
 function checkMaxFrameSize(value: number | undefined): number {
   const max = value ?? DEFAULT_MAX_FRAME_SIZE;
   if (!Number.isInteger(max) || max < 16 || max > MAX_FRAME_SIZE_LIMIT) {
-    throw new RangeError(
+    throw new ArgumentError(
       `maxFrameSize must be an integer from 16 to ${MAX_FRAME_SIZE_LIMIT}, got ${max}`,
     );
   }
@@ -138,7 +138,7 @@ function checkMaxFrameSize(value: number | undefined): number {
 
 function checkUint32(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
-    throw new RangeError(
+    throw new ArgumentError(
       `${name} must be an integer from 0 to 4294967295, got ${value}`,
     );
   }

@@ -32,6 +32,7 @@ import { concat, mutateBytes } from "./_mutate.ts";
 import type { Rng } from "./_rng.ts";
 import { type Campaign, dictionary, handshakePayloadInput, LOW_ORDER } from "./_targets.ts";
 import { Violation } from "./_violation.ts";
+import { ArgumentError } from "../../lib/errors.ts";
 
 const encoder = new TextEncoder();
 const prologue = encoder.encode(PROLOGUE);
@@ -205,7 +206,7 @@ async function message2Input(rng: Rng, seed: number): Promise<string> {
     try {
       message2 = await b.writeMessage(input.payload.subarray(0, 65_000));
     } catch (err) {
-      if (err instanceof HandshakeError || err instanceof RangeError) {
+      if (err instanceof HandshakeError || err instanceof ArgumentError) {
         return `${mode}: not writable (${(err as Error).name})`;
       }
       throw err;

@@ -14,6 +14,7 @@ import {
 } from "../../lib/identity/keys.ts";
 import { nodeIdOf } from "../../lib/identity/node_id.ts";
 import rfc8032 from "./rfc8032_vectors.json" with { type: "json" };
+import { ArgumentError } from "../../lib/errors.ts";
 
 /** The order of the Ed25519 base point, L = 2^252 + 27742317777372353535851937790883648493. */
 const L = (1n << 252n) + 27742317777372353535851937790883648493n;
@@ -222,15 +223,15 @@ Deno.test("generateIdentity gives up after maxAttempts with a PuzzleError", asyn
 });
 
 Deno.test("generateIdentity rejects a bad difficulty or maxAttempts", async () => {
-  await assert.rejects(generateIdentity({ difficulty: 257 }), RangeError);
-  await assert.rejects(generateIdentity({ difficulty: -1 }), RangeError);
+  await assert.rejects(generateIdentity({ difficulty: 257 }), ArgumentError);
+  await assert.rejects(generateIdentity({ difficulty: -1 }), ArgumentError);
   assert.throws(
     () => generateIdentitySync({ maxAttempts: 0 }),
-    new RangeError(
+    new ArgumentError(
       "Invalid maxAttempts: expected a positive integer or Infinity, got 0",
     ),
   );
-  assert.throws(() => generateIdentitySync({ maxAttempts: 2.5 }), RangeError);
+  assert.throws(() => generateIdentitySync({ maxAttempts: 2.5 }), ArgumentError);
 });
 
 Deno.test("sign rejects an identity without a 32-byte secret key", () => {

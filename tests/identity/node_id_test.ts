@@ -15,6 +15,7 @@ import {
   randomIdInBucket,
   xorDistance,
 } from "../../lib/identity/node_id.ts";
+import { ArgumentError } from "../../lib/errors.ts";
 
 const id = fc.uint8Array({ minLength: 32, maxLength: 32 });
 
@@ -156,7 +157,7 @@ Deno.test("leadingZeroBits counts from the top bit of byte 0", () => {
   assert.equal(leadingZeroBits(Uint8Array.of(0x00, 0x00, 0x40, 0xff)), 17);
   assert.throws(
     () => leadingZeroBits([0, 0] as unknown as Uint8Array),
-    new TypeError(
+    new ArgumentError(
       "Cannot count leading zero bits: expected Uint8Array, got Array",
     ),
   );

@@ -17,6 +17,7 @@ import {
   puzzleWork,
   verifyPuzzle,
 } from "../../lib/identity/puzzle.ts";
+import { ArgumentError } from "../../lib/errors.ts";
 
 /** A fixed seed whose public key has exactly 12 bits of puzzle work (found by search). */
 const SEED_12_BITS = hex.decode(
@@ -77,12 +78,12 @@ Deno.test("puzzle functions reject a bad difficulty or key", () => {
   for (const bad of [-1, 257, 1.5, NaN, Infinity]) {
     assert.throws(
       () => verifyPuzzle(KEY_0_BITS, bad),
-      new RangeError(
+      new ArgumentError(
         `Invalid puzzle difficulty: expected an integer from 0 to 256, got ${bad}`,
       ),
     );
-    assert.throws(() => assertPuzzle(KEY_0_BITS, bad), RangeError);
-    assert.throws(() => assertPuzzleDifficulty(bad), RangeError);
+    assert.throws(() => assertPuzzle(KEY_0_BITS, bad), ArgumentError);
+    assert.throws(() => assertPuzzleDifficulty(bad), ArgumentError);
   }
   assert.throws(() => verifyPuzzle(new Uint8Array(31), 0), AddressError);
   assert.throws(() => puzzleWork(new Uint8Array(33)), AddressError);

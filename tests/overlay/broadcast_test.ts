@@ -10,6 +10,7 @@ import {
   planForward,
 } from "../../lib/overlay/broadcast.ts";
 import { type Contact, RoutingTable } from "../../lib/overlay/routing_table.ts";
+import { ArgumentError } from "../../lib/errors.ts";
 
 /** n contacts with deterministic ids (SHA-256 of the index), addresses `n0`, `n1`, …. */
 function network(n: number): Contact[] {
@@ -304,10 +305,10 @@ Deno.test("planForward and nextInBucket reject bad arguments with exact messages
   const nodes = network(3);
   const self = nodes[0].nodeId;
   assert.throws(() => planForward({ self, height: 257, candidates: nodes }), {
-    name: "RangeError",
+    name: "ArgumentError",
     message: 'Cannot plan a SHOUT: height must be "origin" or an integer in [0, 256], got 257',
   });
-  assert.throws(() => planForward({ self, height: 1.5, candidates: nodes }), RangeError);
+  assert.throws(() => planForward({ self, height: 1.5, candidates: nodes }), ArgumentError);
   assert.throws(() => planForward({ self, height: 3, previousHeight: -1, candidates: nodes }), {
     message: "Cannot plan a SHOUT: previousHeight must be an integer in [0, 256], got -1",
   });

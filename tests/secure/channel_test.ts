@@ -30,6 +30,7 @@ import {
 import { MemoryNetwork } from "../../lib/transport/memory.ts";
 import { TcpTransport } from "../../lib/transport/tcp.ts";
 import type { ByteStream, Listener, Transport } from "../../lib/transport/types.ts";
+import { SizeLimitError } from "../../lib/errors.ts";
 
 type Kind = "memory" | "tcp";
 const KINDS: Kind[] = ["memory", "tcp"];
@@ -759,11 +760,12 @@ Deno.test("secure channel write rejects an oversized plaintext and stays open", 
     await assert.rejects(
       client.write(new Uint8Array(MAX_PLAINTEXT + 1)),
       (error: Error) =>
-        error instanceof RangeError && /65520 exceeds the maximum 65519/.test(error.message),
+        error instanceof SizeLimitError && error.limit === "MAX_PLAINTEXT" &&
+        /65520 exceeds MAX_PLAINTEXT 65519/.test(error.message),
     );
     await assert.rejects(
       client.writeMany([new Uint8Array(1), new Uint8Array(MAX_PLAINTEXT + 1)]),
-      RangeError,
+      SizeLimitError,
     );
     assert.equal(client.closed, false);
     await client.write(encoder.encode("ok"));

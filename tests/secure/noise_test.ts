@@ -17,6 +17,7 @@ import {
 import vectorFile from "../vectors/noise_25519_aesgcm_sha256.json" with {
   type: "json",
 };
+import { ArgumentError, SizeLimitError } from "../../lib/errors.ts";
 
 interface Vector {
   protocol_name: string;
@@ -248,11 +249,11 @@ Deno.test("handshake with combined psk modifiers completes", async () => {
 Deno.test("createHandshake rejects unknown patterns and missing or extra keys", () => {
   assert.throws(
     () => createHandshake({ pattern: "ZZ", initiator: true }),
-    TypeError,
+    ArgumentError,
   );
   assert.throws(
     () => createHandshake({ pattern: "XXpsk9", initiator: true }),
-    TypeError,
+    ArgumentError,
   );
   assert.throws(
     () => createHandshake({ pattern: "XX", initiator: true }),
@@ -270,7 +271,7 @@ Deno.test("createHandshake rejects unknown patterns and missing or extra keys", 
         staticKeyPair: generateX25519KeyPair(),
         remoteStaticPublicKey: new Uint8Array(32),
       }),
-    TypeError,
+    ArgumentError,
   );
   assert.throws(
     () => createHandshake({ pattern: "NNpsk0", initiator: true }),
@@ -283,7 +284,7 @@ Deno.test("createHandshake rejects unknown patterns and missing or extra keys", 
         initiator: true,
         psks: [new Uint8Array(31)],
       }),
-    RangeError,
+    ArgumentError,
   );
 });
 
@@ -399,7 +400,7 @@ Deno.test("CipherState enforces the transport message limit", async () => {
   const { alice, bob } = await handshakeXX();
   await assert.rejects(
     alice.send.encrypt(new Uint8Array(MAX_PLAINTEXT_LENGTH + 1)),
-    RangeError,
+    SizeLimitError,
   );
   assert.equal(alice.send.nonce, 0n);
   await assert.rejects(
@@ -470,15 +471,15 @@ Deno.test("CipherState stops at a configured nonceLimit", async () => {
   await assert.rejects(state.encrypt(new Uint8Array(1)), /reached the limit 3/);
   assert.throws(
     () => new CipherState(key, { nonceLimit: MAX_NONCE + 1n }),
-    RangeError,
+    ArgumentError,
   );
 });
 
 Deno.test("CipherState.setNonce never moves the nonce backwards", async () => {
   const state = new CipherState(new Uint8Array(32));
   await state.encrypt(new Uint8Array(0));
-  assert.throws(() => state.setNonce(0n), RangeError);
-  assert.throws(() => state.setNonce(MAX_NONCE + 1n), RangeError);
+  assert.throws(() => state.setNonce(0n), ArgumentError);
+  assert.throws(() => state.setNonce(MAX_NONCE + 1n), ArgumentError);
   state.setNonce(5n);
   assert.equal(state.nonce, 5n);
 });

@@ -13,6 +13,7 @@ import {
 } from "../../lib/transport/memory.ts";
 import type { ByteStream } from "../../lib/transport/types.ts";
 import { acceptOne, readAll, readExactly, transportConformance, turns } from "./_conformance.ts";
+import { ArgumentError } from "../../lib/errors.ts";
 
 const network = new MemoryNetwork();
 transportConformance("MemoryTransport", () => network.transport(), "mem:0");
@@ -104,7 +105,7 @@ Deno.test("parseMemoryAddress rejects malformed addresses naming input and reaso
 });
 
 Deno.test("MemoryNetwork rejects options that are not positive integers", () => {
-  assert.throws(() => new MemoryNetwork({ bufferSize: 0 }), RangeError);
+  assert.throws(() => new MemoryNetwork({ bufferSize: 0 }), ArgumentError);
   assert.throws(() => new MemoryNetwork({ backlog: 1.5 }), {
     message: "Invalid MemoryNetwork option backlog: expected a positive integer, got 1.5",
   });

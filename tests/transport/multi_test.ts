@@ -8,6 +8,7 @@ import { combineTransports, MultiTransport } from "../../lib/transport/multi.ts"
 import { TcpTransport } from "../../lib/transport/tcp.ts";
 import type { Transport } from "../../lib/transport/types.ts";
 import { acceptOne, readAll, transportConformance } from "./_conformance.ts";
+import { ArgumentError } from "../../lib/errors.ts";
 
 const network = new MemoryNetwork();
 const tcpAndMemory = () => new MultiTransport([new TcpTransport(), network.transport()]);
@@ -68,13 +69,13 @@ Deno.test("MultiTransport refuses an address no part takes, naming it and the sc
 
 Deno.test("MultiTransport needs parts that each declare distinct schemes", () => {
   const wrapper: Transport = { dial: () => Promise.reject(), listen: () => Promise.reject() };
-  assert.throws(() => new MultiTransport([]), TypeError);
+  assert.throws(() => new MultiTransport([]), ArgumentError);
   assert.throws(() => new MultiTransport([new TcpTransport(), wrapper]), {
-    name: "TypeError",
+    name: "ArgumentError",
     message: "Transport 1 of a MultiTransport declares no schemes (Transport.schemes)",
   });
   assert.throws(() => new MultiTransport([new TcpTransport(), new TcpTransport()]), {
-    name: "TypeError",
+    name: "ArgumentError",
     message: 'Two transports of a MultiTransport declare scheme "tcp"',
   });
   // A single transport, even one that declares no schemes, is used as it is.
@@ -163,5 +164,5 @@ Deno.test("ConnectionManager.canDial says which listen addresses its transports 
   const wrapper: Transport = { dial: () => Promise.reject(), listen: () => Promise.reject() };
   const trusting = new ConnectionManager({ identity, transports: [wrapper] });
   assert.ok(trusting.canDial("mem:a") && trusting.canDial("ws://h:1"));
-  assert.throws(() => new ConnectionManager({ identity, transports: [] }), TypeError);
+  assert.throws(() => new ConnectionManager({ identity, transports: [] }), ArgumentError);
 });

@@ -13,6 +13,7 @@ import {
   DecompressionLimitError,
   UnsupportedCompressionError,
 } from "../../lib/errors.ts";
+import { ArgumentError } from "../../lib/errors.ts";
 
 const NAMES = Object.keys(COMPRESSION_SETTINGS) as CompressionName[];
 const CODECS: Codec[] = NAMES.map((name) => getCodec(COMPRESSION_SETTINGS[name]));
@@ -399,7 +400,7 @@ Deno.test("bz2 and gzip decompress read concatenated streams", () => {
   }
 });
 
-Deno.test("decompress rejects a missing or invalid maxOutputSize with RangeError", () => {
+Deno.test("decompress rejects a missing or invalid maxOutputSize with ArgumentError", () => {
   const packed = compress(COMPRESSION_SETTINGS.zlib, new Uint8Array(10));
   for (const maxOutputSize of [-1, 1.5, NaN, Infinity, undefined]) {
     const error = thrown(() =>
@@ -409,7 +410,7 @@ Deno.test("decompress rejects a missing or invalid maxOutputSize with RangeError
         { maxOutputSize } as { maxOutputSize: number },
       )
     );
-    assert.ok(error instanceof RangeError);
+    assert.ok(error instanceof ArgumentError);
     assert.match(
       error.message,
       /maxOutputSize must be a non-negative safe integer/,
@@ -420,7 +421,7 @@ Deno.test("decompress rejects a missing or invalid maxOutputSize with RangeError
 Deno.test("compress and decompress reject input that is not a Uint8Array", () => {
   for (const codec of CODECS) {
     const error = thrown(() => codec.compress("text" as unknown as Uint8Array));
-    assert.ok(error instanceof TypeError);
+    assert.ok(error instanceof ArgumentError);
     assert.equal(error.message, "expected Uint8Array, got string");
   }
 });

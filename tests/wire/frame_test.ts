@@ -12,6 +12,7 @@ import {
   isCompressed,
 } from "../../lib/wire/frame.ts";
 import { CarrierError, FrameDecodeError, FrameTooLargeError } from "../../lib/errors.ts";
+import { ArgumentError } from "../../lib/errors.ts";
 
 /** The Frame fields of a decoded frame, without protobuf-es's $typeName. */
 function plain(frame: Frame): Frame {
@@ -87,7 +88,7 @@ Deno.test("createFrame rejects ids and opcodes outside uint32", () => {
     () => createFrame({ opcode: 1, id: 2 ** 32 }),
     /Frame id must be an integer/,
   );
-  assert.throws(() => createFrame({ opcode: 1.5 }), RangeError);
+  assert.throws(() => createFrame({ opcode: 1.5 }), ArgumentError);
 });
 
 Deno.test("FrameDecoder round-trips every frame under random chunking", () => {
