@@ -41,7 +41,6 @@
 import { create } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
 import {
-  type ByteSplice,
   ByteSpliceSchema,
   type CasRequest,
   type ChangesReply,
@@ -51,7 +50,6 @@ import {
   LockHeldSchema,
   type LockRequest,
   type Patch,
-  PatchFormat,
   type PatchRequest,
   PatchSchema,
   type Record,
@@ -67,7 +65,9 @@ import { type Clock, systemClock } from "../clock.ts";
 import { PatchError, Refusal } from "../errors.ts";
 import { formatAddress, parseAddress } from "../identity/address.ts";
 import { compareDistance } from "../identity/node_id.ts";
-import { applyJsonPatchToBytes, applySplices, parseJsonPatch, type Splice } from "./patch.ts";
+import { applyPatch } from "./patch.ts";
+
+export { applyPatch, splicesOf } from "./patch.ts";
 import {
   DEFAULT_MAX_VALUE_SIZE,
   DHT_KEY_LENGTH,
@@ -1056,29 +1056,6 @@ function patchBytes(patch: Patch): number {
   return DHT_PATCH_OVERHEAD + 2 * patch.jsonPatch.length + patch.valueHash.length +
     patch.signature.length +
     patch.splices.reduce((n, s) => n + DHT_SPLICE_OVERHEAD + s.insert.length, 0);
-}
-
-/** Applies a patch message to a value (either format); throws PatchError. */
-export function applyPatch(value: Uint8Array, patch: Patch, maxSize: number): Uint8Array {
-  switch (patch.format) {
-    case PatchFormat.BYTE_SPLICE:
-      return applySplices(value, splicesOf(patch.splices), maxSize);
-    case PatchFormat.JSON_PATCH:
-      return applyJsonPatchToBytes(value, parseJsonPatch(patch.jsonPatch), maxSize);
-    default:
-      throw new PatchError(`Unknown patch format ${patch.format}`);
-  }
-}
-
-/** Splices from the wire; throws PatchError for an offset or length beyond 2^53 − 1. */
-export function splicesOf(splices: readonly ByteSplice[]): Splice[] {
-  const max = BigInt(Number.MAX_SAFE_INTEGER);
-  return splices.map((s) => {
-    if (s.offset > max || s.deleteCount > max) {
-      throw new PatchError(`Splice offset or length out of range`);
-    }
-    return { offset: Number(s.offset), deleteCount: Number(s.deleteCount), insert: s.insert };
-  });
 }
 
 /** Negative, zero or positive: `record`'s version against the held one (same version, same value: 0). */
