@@ -94,7 +94,9 @@ import {
   type DhtKey,
   dhtKey,
 } from "./record.ts";
-import { applyPatch, DhtStore, type DhtStoreOptions, splicesOf } from "./store.ts";
+import { DhtStore } from "./store.ts";
+import type { DhtStoreOptions } from "./defaults.ts";
+import { applyPatch, splicesOf } from "./patch.ts";
 
 /**
  * What the DHT needs from the node that carries it.
