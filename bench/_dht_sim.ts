@@ -6,8 +6,7 @@
  * @module
  */
 import { Dht } from "../lib/dht/dht.ts";
-import { Refusal } from "../lib/errors.ts";
-import { NackError, TimeoutError } from "../lib/errors.ts";
+import { TimeoutError } from "../lib/errors.ts";
 import { formatAddress } from "../lib/identity/address.ts";
 import { bucketIndex, randomIdInBucket } from "../lib/identity/node_id.ts";
 import { type Contact, contactOf, RoutingTable } from "../lib/overlay/routing_table.ts";
@@ -92,12 +91,7 @@ class SimNetwork {
     }
     this.#learn(target, from.contact);
     this.#learn(from, target.contact);
-    try {
-      return target.dht.serve(opcode, payload, from.contact.address);
-    } catch (err) {
-      if (!(err instanceof Refusal)) throw err;
-      throw new NackError(err.message, { opcode, reason: err.reason, data: err.data });
-    }
+    return target.dht.serve(opcode, payload, from.contact.address); // throws NackError to refuse
   }
 
   #learn(at: SimNode, contact: Contact): void {

@@ -62,7 +62,6 @@ import {
   NackError,
   NodeClosedError,
   PayloadDecodeError,
-  Refusal,
   TimeoutError,
   WhisperError,
   type WhisperProblem,
@@ -1718,7 +1717,7 @@ export class Node extends EventTarget implements AsyncDisposable {
       const data = this.dht.serve(frame.opcode, frame.payload, peer.address);
       peer.ack(frame, data).catch(() => {});
     } catch (err) {
-      if (err instanceof Refusal) {
+      if (err instanceof NackError) {
         peer.nack(frame, err.reason, err.message, err.data).catch(() => {});
       } else {
         this.#error(err, `DHT opcode ${frame.opcode}`);

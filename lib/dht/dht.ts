@@ -75,7 +75,6 @@ import {
   PatchError,
   QuorumError,
   RecordError,
-  Refusal,
   ReplicationError,
   VersionConflictError,
 } from "../errors.ts";
@@ -94,6 +93,7 @@ import {
   type DhtKey,
   dhtKey,
 } from "./record.ts";
+import { refusal } from "./refusal.ts";
 import { DhtStore } from "./store.ts";
 import type { DhtStoreOptions } from "./defaults.ts";
 import { applyPatch, splicesOf } from "./patch.ts";
@@ -590,26 +590,26 @@ export class Dht {
   /**
    * Answers a DHT request from `from` (an address): returns the ACK's data.
    *
-   * @throws {Refusal} to answer NACK (its reason, message and typed data).
+   * @throws {NackError} to answer NACK (its reason, message and typed data).
    */
   serve(opcode: number, payload: Uint8Array, from: string): Uint8Array {
     const decode = <T>(fn: () => T): T => {
       try {
         return fn();
       } catch (err) {
-        throw new Refusal(NackReason.MALFORMED, (err as Error).message);
+        throw refusal(opcode, NackReason.MALFORMED, (err as Error).message);
       }
     };
     switch (opcode) {
       case Opcode.FIND_NODE: {
         const { target } = decode(() => decodePayload(FindNodeRequestSchema, payload));
-        checkTarget(target, "FIND_NODE target");
+        checkTarget(opcode, target, "FIND_NODE target");
         const peers = this.#peerInfos(target, from);
         return toBinary(FindNodeReplySchema, create(FindNodeReplySchema, { peers }));
       }
       case Opcode.FIND_VALUE: {
         const { key } = decode(() => decodePayload(FindValueRequestSchema, payload));
-        checkTarget(key, "FIND_VALUE key");
+        checkTarget(opcode, key, "FIND_VALUE key");
         const reply = create(FindValueReplySchema, {
           record: this.#store.get(key),
           peers: this.#peerInfos(key, from),
@@ -618,7 +618,7 @@ export class Dht {
       }
       case Opcode.STORE: {
         const { record } = decode(() => decodePayload(StoreRequestSchema, payload));
-        if (!record) throw new Refusal(NackReason.MALFORMED, "STORE without a record");
+        if (!record) throw refusal(opcode, NackReason.MALFORMED, "STORE without a record");
         return toBinary(StoreReplySchema, this.#store.store(record, from));
       }
       case Opcode.DHT_CAS: {
@@ -646,7 +646,7 @@ export class Dht {
         return toBinary(UnlockReplySchema, create(UnlockReplySchema, { released }));
       }
       default:
-        throw new Refusal(NackReason.UNKNOWN_OPCODE, `Opcode ${opcode} is not a DHT opcode`);
+        throw refusal(opcode, NackReason.UNKNOWN_OPCODE, `Opcode ${opcode} is not a DHT opcode`);
     }
   }
 
@@ -1256,12 +1256,7 @@ export class Dht {
   ): Promise<Uint8Array> {
     signal?.throwIfAborted();
     if (contact.address === this.#host.contact.address) {
-      try {
-        return this.serve(opcode, payload, contact.address);
-      } catch (err) {
-        if (!(err instanceof Refusal)) throw err;
-        throw new NackError(err.message, { opcode, reason: err.reason, data: err.data });
-      }
+      return this.serve(opcode, payload, contact.address);
     }
     return await this.#host.request(contact, opcode, payload, { signal, timeout });
   }
@@ -1471,9 +1466,10 @@ function contactsOf(peers: readonly PeerInfo[]): Contact[] {
   ).map((p) => contactOf(p.address, formatAddress(p.address), p.listenAddrs.slice(0, 4)));
 }
 
-function checkTarget(target: Uint8Array, what: string): void {
+function checkTarget(opcode: Opcode, target: Uint8Array, what: string): void {
   if (target.length !== NODE_ID_LENGTH) {
-    throw new Refusal(
+    throw refusal(
+      opcode,
       NackReason.MALFORMED,
       `${what} must be ${NODE_ID_LENGTH} bytes, got ${target.length}`,
     );

@@ -14,14 +14,15 @@ import {
   LockHeldSchema,
   type LockRequest,
 } from "../../gen/carrier/v1/dht_pb.ts";
-import { NackReason } from "../../gen/carrier/v1/frame_pb.ts";
+import { NackReason, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import { toHex } from "../_bytes.ts";
 import type { Clock } from "../clock.ts";
-import { Refusal } from "../errors.ts";
+import type { NackError } from "../errors.ts";
 import { parseAddress } from "../identity/address.ts";
 import { DHT_DEFAULTS, DHT_STORE_LIMITS, type DhtStoreOptions } from "./defaults.ts";
 import type { PeerQuotas } from "./quotas.ts";
 import { DHT_KEY_LENGTH } from "./record.ts";
+import { refusal } from "./refusal.ts";
 
 interface LockState {
   holder?: string;
@@ -67,20 +68,24 @@ export class LockTable {
    */
   lock(request: LockRequest, requester: string, peer: string | undefined): LockGrant {
     if (request.key.length !== DHT_KEY_LENGTH) {
-      throw new Refusal(NackReason.MALFORMED, "DHT_LOCK needs a 32-byte key");
+      throw refusal(Opcode.DHT_LOCK, NackReason.MALFORMED, "DHT_LOCK needs a 32-byte key");
     }
     if (request.minFencingToken > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new Refusal(NackReason.MALFORMED, "min_fencing_token is above 2^53 - 1");
+      throw refusal(Opcode.DHT_LOCK, NackReason.MALFORMED, "min_fencing_token is above 2^53 - 1");
     }
     const now = this.#clock.now();
     const ttl = Math.min(Number(request.ttlMs) || DHT_DEFAULTS.lockTtl, this.#maxLockTtl);
     const id = toHex(request.key);
     let state = this.#locks.get(id);
     const held = state?.holder !== undefined && state.expiresAt > now;
-    if (held && state!.holder !== requester) throw this.#held(state!, now);
+    if (held && state!.holder !== requester) throw this.#held(Opcode.DHT_LOCK, state!, now);
     if (request.fencingToken !== 0n) {
       if (!held || BigInt(state!.token) !== request.fencingToken) {
-        throw new Refusal(NackReason.VERSION_CONFLICT, "the lease was lost (expired or released)");
+        throw refusal(
+          Opcode.DHT_LOCK,
+          NackReason.VERSION_CONFLICT,
+          "the lease was lost (expired or released)",
+        );
       }
       state!.expiresAt = now + ttl;
       return create(LockGrantSchema, { fencingToken: BigInt(state!.token), ttlMs: BigInt(ttl) });
@@ -105,13 +110,13 @@ export class LockTable {
   /** DHT_UNLOCK: releases `requester`'s lease; returns whether there was one to release. */
   unlock(key: Uint8Array, fencingToken: bigint, requester: string): boolean {
     if (key.length !== DHT_KEY_LENGTH) {
-      throw new Refusal(NackReason.MALFORMED, "DHT_UNLOCK needs a 32-byte key");
+      throw refusal(Opcode.DHT_UNLOCK, NackReason.MALFORMED, "DHT_UNLOCK needs a 32-byte key");
     }
     const now = this.#clock.now();
     const id = toHex(key);
     const state = this.#locks.get(id);
     if (!state || state.holder === undefined || state.expiresAt <= now) return false;
-    if (state.holder !== requester) throw this.#held(state, now);
+    if (state.holder !== requester) throw this.#held(Opcode.DHT_UNLOCK, state, now);
     if (fencingToken !== 0n && BigInt(state.token) !== fencingToken) return false; // an older lease
     this.#quotas.unlease(state.holder, id);
     state.holder = undefined;
@@ -127,7 +132,8 @@ export class LockTable {
       if (!state || state.holder !== peer || state.expiresAt <= now) usage.leases.delete(id);
     }
     if (usage.leases.size >= this.#maxLocksPerPeer) {
-      throw new Refusal(
+      throw refusal(
+        Opcode.DHT_LOCK,
         NackReason.RATE_LIMITED,
         `Peer ${peer} holds ${usage.leases.size} leases here, its quota ` +
           `(maxLocksPerPeer ${this.#maxLocksPerPeer})`,
@@ -136,14 +142,15 @@ export class LockTable {
     this.#quotas.tidy(peer, usage);
   }
 
-  #held(state: LockState, now: number): Refusal {
+  #held(opcode: Opcode, state: LockState, now: number): NackError {
     const holder = state.holder!;
     const data = create(LockHeldSchema, {
       holder: parseAddress(holder),
       fencingToken: BigInt(state.token),
       expiresInMs: BigInt(Math.max(0, Math.ceil(state.expiresAt - now))),
     });
-    return new Refusal(
+    return refusal(
+      opcode,
       NackReason.LOCK_HELD,
       `The lock is held by ${holder} for ${Math.ceil(state.expiresAt - now)} ms more`,
       toBinary(LockHeldSchema, data),
@@ -167,7 +174,8 @@ export class LockTable {
         if (this.#locks.size < this.#maxLocks) return;
       }
     }
-    throw new Refusal(
+    throw refusal(
+      Opcode.DHT_LOCK,
       NackReason.RATE_LIMITED,
       `This node holds ${this.#maxLocks} locks (maxLocks)`,
     );

@@ -10,13 +10,13 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { Patch, Record } from "../../gen/carrier/v1/dht_pb.ts";
-import { NackReason } from "../../gen/carrier/v1/frame_pb.ts";
+import { NackReason, type Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import type { Clock } from "../clock.ts";
-import { Refusal } from "../errors.ts";
 import { compareDistance } from "../identity/node_id.ts";
 import { DHT_DEFAULTS, DHT_STORE_LIMITS, type DhtStoreOptions } from "./defaults.ts";
 import { ownPatch, ownRecord, patchBytes, recordBytes } from "./footprint.ts";
 import type { PeerQuotas } from "./quotas.ts";
+import { refusal } from "./refusal.ts";
 
 /** A reservation: the write a PREPARE admitted, until its COMMIT or ABORT. */
 export interface Pending {
@@ -188,8 +188,12 @@ export class RecordTable {
     return entry;
   }
 
-  /** Holds a copy of `record` for `peer`, with `patch` (the store's own) joining the history. */
+  /**
+   * Holds a copy of `record` for `peer`, with `patch` (the store's own)
+   * joining the history, for a request of `opcode` (STORE, or a COMMIT).
+   */
   put(
+    opcode: Opcode,
     id: string,
     received: Record,
     patch: Patch | undefined,
@@ -222,7 +226,7 @@ export class RecordTable {
     // bytes are freed for it): it is never refused for a quota, so a write a
     // majority prepared is not lost between the phases.
     const committing = committedBy !== undefined;
-    this.#admit(id, record.key, peer, {
+    this.#admit(opcode, id, record.key, peer, {
       slots: 1 - (old ? 1 : 0) - (first ? 1 : 0),
       bytes: bytes - freed.reduce((n, f) => n + f.bytes, 0),
       peerRecords: committing || (old && old.peer === peer) ? 0 : 1,
@@ -274,9 +278,10 @@ export class RecordTable {
    * proposal if any, and keeps its deadline. The caller checked the rules
    * (owner, expected version, no other live reservation).
    *
-   * @throws {Refusal} `RATE_LIMITED` past the peer's reservation quota or a limit.
+   * @throws {NackError} `RATE_LIMITED` past the peer's reservation quota or a limit.
    */
   reserve(
+    opcode: Opcode,
     id: string,
     entry: Entry | undefined,
     pending: Pending | undefined,
@@ -285,12 +290,12 @@ export class RecordTable {
     patch: Patch | undefined,
     peer: string | undefined,
   ): void {
-    if (peer !== undefined && pending?.peer !== peer) this.#checkReservations(peer);
+    if (peer !== undefined && pending?.peer !== peer) this.#checkReservations(opcode, peer);
     const kept = ownRecord(record).record;
     const keptPatch = patch && ownPatch(patch);
     const bytes = recordBytes(kept) + (keptPatch ? patchBytes(keptPatch) : 0);
     const freed = pending?.bytes ?? 0;
-    this.#admit(id, record.key, peer, {
+    this.#admit(opcode, id, record.key, peer, {
       slots: entry || pending ? 0 : 1,
       bytes: bytes - freed,
       // The record the COMMIT will count for the peer: refused now, not then.
@@ -348,12 +353,13 @@ export class RecordTable {
   }
 
   /** Refuses a new reservation by `peer` when it holds its quota of live ones. */
-  #checkReservations(peer: string): void {
+  #checkReservations(opcode: Opcode, peer: string): void {
     const usage = this.#quotas.get(peer);
     if (!usage || usage.reservations.size < this.#maxReservationsPerPeer) return;
     for (const id of [...usage.reservations]) this.live(id); // drops the lapsed ones
     if (usage.reservations.size >= this.#maxReservationsPerPeer) {
-      throw new Refusal(
+      throw refusal(
+        opcode,
         NackReason.RATE_LIMITED,
         `Peer ${peer} holds ${usage.reservations.size} live reservations here, its quota ` +
           `(maxReservationsPerPeer ${this.#maxReservationsPerPeer})`,
@@ -367,13 +373,14 @@ export class RecordTable {
    * farthest from this node if they are farther than `key`. Throws a
    * `RATE_LIMITED` refusal naming the limit; evicts only when the write fits.
    */
-  #admit(id: string, key: Uint8Array, peer: string | undefined, need: Need): void {
+  #admit(opcode: Opcode, id: string, key: Uint8Array, peer: string | undefined, need: Need): void {
     if (peer !== undefined && this.#overQuota(peer, need)) {
       this.sweep(id); // records of the peer's that expired no longer count
       const usage = this.#quotas.get(peer);
       const records = usage?.records ?? 0;
       if (need.peerRecords > 0 && records + need.peerRecords > this.#maxRecordsPerPeer) {
-        throw new Refusal(
+        throw refusal(
+          opcode,
           NackReason.RATE_LIMITED,
           `Peer ${peer} stored ${records} records held here, its quota ` +
             `(maxRecordsPerPeer ${this.#maxRecordsPerPeer})`,
@@ -381,7 +388,8 @@ export class RecordTable {
       }
       const bytes = usage?.bytes ?? 0;
       if (need.peerBytes > 0 && bytes + need.peerBytes > this.#maxBytesPerPeer) {
-        throw new Refusal(
+        throw refusal(
+          opcode,
           NackReason.RATE_LIMITED,
           `Peer ${peer} stored ${bytes} bytes held here; ${need.peerBytes} more would pass ` +
             `its quota (maxBytesPerPeer ${this.#maxBytesPerPeer})`,
@@ -413,7 +421,8 @@ export class RecordTable {
       }
     }
     if (!fits(slots, bytes)) {
-      throw new Refusal(
+      throw refusal(
+        opcode,
         NackReason.RATE_LIMITED,
         `This node holds ${this.#slots} records (maxRecords ${this.#maxRecords}) and ` +
           `${this.#bytes} bytes (maxBytes ${this.#maxBytes}); no key farther from it ` +

@@ -2,7 +2,7 @@
  * A replica's storage: records with expiry, prepared atomic writes, patch
  * history and locks, with every rule a replica applies to what peers ask. No
  * I/O: the DHT decodes requests, calls this, and answers with what it
- * returns or NACKs with the {@linkcode Refusal} it throws.
+ * returns or NACKs with the `NackError` it throws (`refusal.ts`).
  *
  * Rules:
  *
@@ -58,15 +58,16 @@ import {
   StoreReplySchema,
   VersionConflictSchema,
 } from "../../gen/carrier/v1/dht_pb.ts";
-import { NackReason } from "../../gen/carrier/v1/frame_pb.ts";
+import { NackReason, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import { bytesEqual, toHex } from "../_bytes.ts";
 import { type Clock, systemClock } from "../clock.ts";
-import { PatchError, Refusal } from "../errors.ts";
+import { type NackError, PatchError } from "../errors.ts";
 import { formatAddress } from "../identity/address.ts";
 import type { DhtStoreOptions } from "./defaults.ts";
 import { LockTable } from "./lock_table.ts";
 import { applyPatch } from "./patch.ts";
 import { PeerQuotas } from "./quotas.ts";
+import { refusal } from "./refusal.ts";
 import {
   DEFAULT_MAX_VALUE_SIZE,
   DHT_KEY_LENGTH,
@@ -163,19 +164,19 @@ export class DhtStore {
 
   /** STORE from `requester` (an address; this node's own or none: exempt from quotas). */
   store(record: Record, requester?: string): StoreReply {
-    this.#check(record);
+    this.#check(Opcode.STORE, record);
     const id = toHex(record.key);
     const entry = this.#records.live(id);
     if (entry) {
-      this.#checkOwner(entry.record, record.owner);
+      this.#checkOwner(Opcode.STORE, entry.record, record.owner);
       const order = compareVersion(record, entry);
-      if (order < 0) throw this.#conflict(entry, "a newer version is held");
+      if (order < 0) throw this.#conflict(Opcode.STORE, entry, "a newer version is held");
       if (order === 0) {
         entry.expiresAt = this.#records.expiry(record);
         return create(StoreReplySchema, { version: record.version });
       }
     }
-    this.#records.put(id, record, undefined, this.#peerOf(requester));
+    this.#records.put(Opcode.STORE, id, record, undefined, this.#peerOf(requester));
     return create(StoreReplySchema, { version: record.version });
   }
 
@@ -183,10 +184,14 @@ export class DhtStore {
   cas(request: CasRequest, requester?: string): StoreReply {
     const record = request.record;
     if (!record || record.key.length !== DHT_KEY_LENGTH) {
-      throw new Refusal(NackReason.MALFORMED, `DHT_CAS needs a record with a 32-byte key`);
+      throw refusal(
+        Opcode.DHT_CAS,
+        NackReason.MALFORMED,
+        `DHT_CAS needs a record with a 32-byte key`,
+      );
     }
     if (request.proposal.length !== 16) {
-      throw new Refusal(NackReason.MALFORMED, `DHT_CAS proposal must be 16 bytes`);
+      throw refusal(Opcode.DHT_CAS, NackReason.MALFORMED, `DHT_CAS proposal must be 16 bytes`);
     }
     const id = toHex(record.key);
     const proposal = toHex(request.proposal);
@@ -194,14 +199,24 @@ export class DhtStore {
     const peer = this.#peerOf(requester);
     switch (request.phase) {
       case 1: { // PREPARE
-        this.#check(record);
+        this.#check(Opcode.DHT_CAS, record);
         if (record.version <= request.expectedVersion) {
-          throw new Refusal(
+          throw refusal(
+            Opcode.DHT_CAS,
             NackReason.MALFORMED,
             `CAS version ${record.version} is not above the expected ${request.expectedVersion}`,
           );
         }
-        this.#reserve(id, entry, request.expectedVersion, proposal, record, undefined, peer);
+        this.#reserve(
+          Opcode.DHT_CAS,
+          id,
+          entry,
+          request.expectedVersion,
+          proposal,
+          record,
+          undefined,
+          peer,
+        );
         return create(StoreReplySchema, { version: record.version });
       }
       case 2: { // COMMIT
@@ -209,13 +224,20 @@ export class DhtStore {
           const prepared = entry.pending;
           this.#records.unreserve(id, prepared);
           if (prepared.record.version > entry.record.version) {
-            this.#records.put(id, prepared.record, prepared.patch, prepared.peer, proposal);
+            this.#records.put(
+              Opcode.DHT_CAS,
+              id,
+              prepared.record,
+              prepared.patch,
+              prepared.peer,
+              proposal,
+            );
           }
           return create(StoreReplySchema, { version: this.#records.live(id)!.record.version });
         }
         const first = this.#records.first(id); // live: #live dropped a lapsed one
         if (!entry && first?.proposal === proposal) {
-          this.#records.put(id, first.record, undefined, first.peer, proposal);
+          this.#records.put(Opcode.DHT_CAS, id, first.record, undefined, first.peer, proposal);
           return create(StoreReplySchema, { version: first.record.version });
         }
         // The same COMMIT again (a retry): done already.
@@ -225,8 +247,13 @@ export class DhtStore {
         // Not prepared here, or the reservation lapsed (another write may
         // have taken the version since): only a live reservation commits.
         throw entry
-          ? this.#conflict(entry, "the COMMIT's proposal holds no live reservation here")
-          : new Refusal(
+          ? this.#conflict(
+            Opcode.DHT_CAS,
+            entry,
+            "the COMMIT's proposal holds no live reservation here",
+          )
+          : refusal(
+            Opcode.DHT_CAS,
             NackReason.VERSION_CONFLICT,
             "the COMMIT's proposal holds no live reservation here",
             toBinary(VersionConflictSchema, create(VersionConflictSchema, { currentVersion: 0n })),
@@ -238,7 +265,11 @@ export class DhtStore {
         return create(StoreReplySchema, { version: entry?.record.version ?? 0n });
       }
       default:
-        throw new Refusal(NackReason.MALFORMED, `DHT_CAS phase ${request.phase} is not valid`);
+        throw refusal(
+          Opcode.DHT_CAS,
+          NackReason.MALFORMED,
+          `DHT_CAS phase ${request.phase} is not valid`,
+        );
     }
   }
 
@@ -246,20 +277,33 @@ export class DhtStore {
   preparePatch(request: PatchRequest, requester?: string): StoreReply {
     const patch = request.patch;
     if (request.key.length !== DHT_KEY_LENGTH || !patch) {
-      throw new Refusal(NackReason.MALFORMED, "DHT_PATCH needs a 32-byte key and a patch");
+      throw refusal(
+        Opcode.DHT_PATCH,
+        NackReason.MALFORMED,
+        "DHT_PATCH needs a 32-byte key and a patch",
+      );
     }
     if (request.proposal.length !== 16) {
-      throw new Refusal(NackReason.MALFORMED, `DHT_PATCH proposal must be 16 bytes`);
+      throw refusal(Opcode.DHT_PATCH, NackReason.MALFORMED, `DHT_PATCH proposal must be 16 bytes`);
     }
     if (patch.version <= patch.baseVersion) {
-      throw new Refusal(NackReason.MALFORMED, "A patch's version must be above its base version");
+      throw refusal(
+        Opcode.DHT_PATCH,
+        NackReason.MALFORMED,
+        "A patch's version must be above its base version",
+      );
     }
     const id = toHex(request.key);
     const entry = this.#records.live(id);
     if (!entry || entry.record.version !== patch.baseVersion) {
       throw entry
-        ? this.#conflict(entry, `the patch is against version ${patch.baseVersion}`)
-        : new Refusal(
+        ? this.#conflict(
+          Opcode.DHT_PATCH,
+          entry,
+          `the patch is against version ${patch.baseVersion}`,
+        )
+        : refusal(
+          Opcode.DHT_PATCH,
           NackReason.VERSION_CONFLICT,
           "no value to patch",
           toBinary(VersionConflictSchema, create(VersionConflictSchema, { currentVersion: 0n })),
@@ -270,10 +314,11 @@ export class DhtStore {
       value = applyPatch(entry.record.value, patch, this.#maxValueSize);
     } catch (err) {
       if (!(err instanceof PatchError)) throw err;
-      throw new Refusal(NackReason.MALFORMED, err.message);
+      throw refusal(Opcode.DHT_PATCH, NackReason.MALFORMED, err.message);
     }
     if (!bytesEqual(sha256(value), patch.valueHash)) {
-      throw new Refusal(
+      throw refusal(
+        Opcode.DHT_PATCH,
         NackReason.VERSION_CONFLICT,
         "the patched value's hash differs from the patch's (replicas diverged)",
         toBinary(VersionConflictSchema, this.#conflictData(entry)),
@@ -287,16 +332,25 @@ export class DhtStore {
       signature: patch.signature,
       ttlMs: request.ttlMs,
     });
-    this.#check(record);
+    this.#check(Opcode.DHT_PATCH, record);
     const peer = this.#peerOf(requester);
-    this.#reserve(id, entry, patch.baseVersion, toHex(request.proposal), record, patch, peer);
+    this.#reserve(
+      Opcode.DHT_PATCH,
+      id,
+      entry,
+      patch.baseVersion,
+      toHex(request.proposal),
+      record,
+      patch,
+      peer,
+    );
     return create(StoreReplySchema, { version: record.version });
   }
 
   /** DHT_CHANGES: the patches since a version, or the whole record when they are gone. */
   changes(key: Uint8Array, since: bigint): ChangesReply {
     if (key.length !== DHT_KEY_LENGTH) {
-      throw new Refusal(NackReason.MALFORMED, "DHT_CHANGES needs a 32-byte key");
+      throw refusal(Opcode.DHT_CHANGES, NackReason.MALFORMED, "DHT_CHANGES needs a 32-byte key");
     }
     const entry = this.#records.live(toHex(key));
     if (!entry) return create(ChangesReplySchema, { currentVersion: 0n });
@@ -331,6 +385,7 @@ export class DhtStore {
 
   /** The rules of a PREPARE (owner, expected version, one write at a time), then the reservation. */
   #reserve(
+    opcode: Opcode,
     id: string,
     entry: Entry | undefined,
     expected: bigint,
@@ -339,26 +394,29 @@ export class DhtStore {
     patch: Patch | undefined,
     peer: string | undefined,
   ): void {
-    if (entry) this.#checkOwner(entry.record, record.owner);
+    if (entry) this.#checkOwner(opcode, entry.record, record.owner);
     const current = entry?.record.version ?? 0n;
-    if (current !== expected) throw this.#conflict(entry, `version ${expected} was expected`);
+    if (current !== expected) {
+      throw this.#conflict(opcode, entry, `version ${expected} was expected`);
+    }
     // Live, if any: live() dropped a lapsed one.
     const pending: Pending | undefined = entry ? entry.pending : this.#records.first(id);
     if (pending && pending.proposal !== proposal) {
-      throw this.#conflict(entry, "another write is in progress", true);
+      throw this.#conflict(opcode, entry, "another write is in progress", true);
     }
-    this.#records.reserve(id, entry, pending, proposal, record, patch, peer);
+    this.#records.reserve(opcode, id, entry, pending, proposal, record, patch, peer);
   }
 
   /** Refuses a record that is not valid here: MALFORMED, TOO_LARGE or BAD_SIGNATURE. */
-  #check(record: Record): void {
+  #check(opcode: Opcode, record: Record): void {
     const found = recordProblem(record, this.#maxValueSize);
-    if (found) throw new Refusal(RECORD_REFUSALS[found.problem], found.message);
+    if (found) throw refusal(opcode, RECORD_REFUSALS[found.problem], found.message);
   }
 
-  #checkOwner(held: Record, owner: Uint8Array): void {
+  #checkOwner(opcode: Opcode, held: Record, owner: Uint8Array): void {
     if (held.owner.length > 0 && !bytesEqual(held.owner, owner)) {
-      throw new Refusal(
+      throw refusal(
+        opcode,
         NackReason.FORBIDDEN,
         `the key is owned by ${formatAddress(held.owner)}`,
       );
@@ -373,8 +431,9 @@ export class DhtStore {
     });
   }
 
-  #conflict(entry: Entry | undefined, why: string, busy = false): Refusal {
-    return new Refusal(
+  #conflict(opcode: Opcode, entry: Entry | undefined, why: string, busy = false): NackError {
+    return refusal(
+      opcode,
       NackReason.VERSION_CONFLICT,
       `Version conflict: ${why}; the replica holds version ${entry?.record.version ?? 0n}`,
       toBinary(VersionConflictSchema, this.#conflictData(entry, busy)),
