@@ -46,6 +46,7 @@ import {
 } from "../gen/carrier/v1/messaging_pb.ts";
 import { openWhisper, sealWhisper, type Whisper } from "./overlay/whisper.ts";
 import { Dht, type DhtHost, type DhtOptions } from "./dht/dht.ts";
+import { DHT_OPCODES } from "./dht/opcodes.ts";
 
 import type { MessageOf, Schema } from "./_protobuf.ts";
 import { type Clock, systemClock } from "./clock.ts";
@@ -465,7 +466,7 @@ export class Node extends EventTarget implements AsyncDisposable {
   /** The DHT: `get`, `put`, `cas`, `lock`, `unlock`, `patch`, `changes` (see {@linkcode Dht}). */
   readonly dht: Dht;
   readonly #manager: ConnectionManager;
-  readonly #registry = new OpcodeRegistry();
+  readonly #registry = new OpcodeRegistry(DHT_OPCODES);
   readonly #handlers = new Map<number, AnyHandler>();
   readonly #components: readonly Component[];
   readonly #locks = new Map<string, PeerLock>();

@@ -93,6 +93,7 @@ import {
   type DhtKey,
   dhtKey,
 } from "./record.ts";
+import { isDhtOpcode } from "./opcodes.ts";
 import { refusal } from "./refusal.ts";
 import { DhtStore } from "./store.ts";
 import type { DhtStoreOptions } from "./defaults.ts";
@@ -468,17 +469,6 @@ export interface DhtLookup {
   queries: number;
 }
 
-const DHT_OPCODES: ReadonlySet<number> = new Set([
-  Opcode.FIND_NODE,
-  Opcode.FIND_VALUE,
-  Opcode.STORE,
-  Opcode.DHT_CAS,
-  Opcode.DHT_LOCK,
-  Opcode.DHT_UNLOCK,
-  Opcode.DHT_PATCH,
-  Opcode.DHT_CHANGES,
-]);
-
 /**
  * A node's DHT: see the module doc for what each call guarantees. Reach it
  * as `node.dht`.
@@ -559,7 +549,7 @@ export class Dht {
 
   /** Whether `opcode` is one the DHT answers ({@linkcode Dht.serve}). */
   static handles(opcode: number): boolean {
-    return DHT_OPCODES.has(opcode);
+    return isDhtOpcode(opcode);
   }
 
   /** Starts republishing (the node calls this when it starts). */

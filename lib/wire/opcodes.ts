@@ -2,8 +2,10 @@
  * The opcode registry: which Protobuf message each opcode carries, and what
  * its ACK and NACK carry.
  *
- * The protocol's own opcodes (0–999, from `proto/carrier/v1/frame.proto`)
- * are built in. Applications register theirs from
+ * The protocol's core opcodes (0–999, from `proto/carrier/v1/frame.proto`)
+ * are built in; those of the protocol's services (the DHT's:
+ * `lib/dht/opcodes.ts`) are given to the registry by the node that runs
+ * them, and `lib/opcodes.ts` gathers the whole table. Applications register theirs from
  * {@linkcode APPLICATION_OPCODE_MIN} (1000) up, each with the schema of its
  * payload from the application's own generated code.
  *
@@ -11,24 +13,6 @@
  */
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { MessageOf, Schema } from "../_protobuf.ts";
-import {
-  CasRequestSchema,
-  ChangesReplySchema,
-  ChangesRequestSchema,
-  FindNodeReplySchema,
-  FindNodeRequestSchema,
-  FindValueReplySchema,
-  FindValueRequestSchema,
-  LockGrantSchema,
-  LockHeldSchema,
-  LockRequestSchema,
-  PatchRequestSchema,
-  StoreReplySchema,
-  StoreRequestSchema,
-  UnlockReplySchema,
-  UnlockRequestSchema,
-  VersionConflictSchema,
-} from "../../gen/carrier/v1/dht_pb.ts";
 import {
   DisconnectSchema,
   KeepaliveSchema,
@@ -108,7 +92,21 @@ export interface OpcodeSpec<
   readonly oneWay: boolean;
 }
 
-function spec(
+/**
+ * A protocol opcode's definition (0–999, from `proto/carrier/v1/frame.proto`):
+ * what the core and each protocol service declare. Applications use
+ * {@linkcode defineOpcode} instead.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Opcode, protocolOpcode } from "./opcodes.ts";
+ * import { PingSchema } from "../protocol.ts";
+ * const ping = protocolOpcode(Opcode.PING, PingSchema, { reply: PingSchema });
+ * assert.equal(ping.name, "PING");
+ * ```
+ */
+export function protocolOpcode(
   opcode: Opcode,
   request: Schema,
   options: { reply?: Schema; nack?: Schema; oneWay?: boolean } = {},
@@ -124,53 +122,33 @@ function spec(
 }
 
 /**
- * The protocol's opcodes, as `proto/carrier/v1/frame.proto` documents them.
+ * The protocol's core opcodes: every one but the DHT's (which the DHT
+ * service declares: `DHT_OPCODES`, in `lib/dht/opcodes.ts`). The whole
+ * table is `PROTOCOL_OPCODES` (`lib/opcodes.ts`).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { Opcode, PROTOCOL_OPCODES } from "@carrier/p2p";
- * const ping = PROTOCOL_OPCODES.find((s) => s.opcode === Opcode.PING)!;
+ * import { CORE_OPCODES, Opcode } from "./opcodes.ts";
+ * const ping = CORE_OPCODES.find((s) => s.opcode === Opcode.PING)!;
  * assert.equal(ping.name, "PING");
- * assert.equal(ping.oneWay, false);
+ * assert.equal(CORE_OPCODES.find((s) => s.opcode === Opcode.STORE), undefined); // the DHT's
  * ```
  */
-export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze([
-  spec(Opcode.ACK, AckSchema, { oneWay: true }),
-  spec(Opcode.NACK, NackSchema, { oneWay: true }),
-  spec(Opcode.PING, PingSchema, { reply: PingSchema }),
-  spec(Opcode.SET_CONNECTION_OPT, SetConnectionOptSchema, {
+export const CORE_OPCODES: readonly OpcodeSpec[] = Object.freeze([
+  protocolOpcode(Opcode.ACK, AckSchema, { oneWay: true }),
+  protocolOpcode(Opcode.NACK, NackSchema, { oneWay: true }),
+  protocolOpcode(Opcode.PING, PingSchema, { reply: PingSchema }),
+  protocolOpcode(Opcode.SET_CONNECTION_OPT, SetConnectionOptSchema, {
     reply: SetConnectionOptSchema,
     nack: SetConnectionOptSchema,
   }),
-  spec(Opcode.SHOUT, ShoutSchema), // ACKed per hop, with no data
-  spec(Opcode.SPEAK, SpeakSchema, { oneWay: true }),
-  spec(Opcode.WHISPER, WhisperSchema, { reply: WhisperAckSchema }),
-  spec(Opcode.FIND_NODE, FindNodeRequestSchema, { reply: FindNodeReplySchema }),
-  spec(Opcode.FIND_VALUE, FindValueRequestSchema, {
-    reply: FindValueReplySchema,
-  }),
-  spec(Opcode.STORE, StoreRequestSchema, {
-    reply: StoreReplySchema,
-    nack: VersionConflictSchema,
-  }),
-  spec(Opcode.KEEPALIVE, KeepaliveSchema, { reply: KeepaliveSchema }),
-  spec(Opcode.DISCONNECT, DisconnectSchema, { oneWay: true }),
-  spec(Opcode.METRICS, MetricsRequestSchema, { reply: MetricsSchema }),
-  spec(Opcode.DHT_CAS, CasRequestSchema, {
-    reply: StoreReplySchema,
-    nack: VersionConflictSchema,
-  }),
-  spec(Opcode.DHT_LOCK, LockRequestSchema, {
-    reply: LockGrantSchema,
-    nack: LockHeldSchema,
-  }),
-  spec(Opcode.DHT_UNLOCK, UnlockRequestSchema, { reply: UnlockReplySchema, nack: LockHeldSchema }),
-  spec(Opcode.DHT_PATCH, PatchRequestSchema, {
-    reply: StoreReplySchema,
-    nack: VersionConflictSchema,
-  }),
-  spec(Opcode.DHT_CHANGES, ChangesRequestSchema, { reply: ChangesReplySchema }),
+  protocolOpcode(Opcode.SHOUT, ShoutSchema), // ACKed per hop, with no data
+  protocolOpcode(Opcode.SPEAK, SpeakSchema, { oneWay: true }),
+  protocolOpcode(Opcode.WHISPER, WhisperSchema, { reply: WhisperAckSchema }),
+  protocolOpcode(Opcode.KEEPALIVE, KeepaliveSchema, { reply: KeepaliveSchema }),
+  protocolOpcode(Opcode.DISCONNECT, DisconnectSchema, { oneWay: true }),
+  protocolOpcode(Opcode.METRICS, MetricsRequestSchema, { reply: MetricsSchema }),
 ]);
 
 /**
@@ -261,9 +239,31 @@ export function defineOpcode<Request extends Schema, Reply extends Schema = Sche
 export class OpcodeRegistry {
   readonly #specs = new Map<number, OpcodeSpec>();
 
-  /** Creates a registry holding the protocol's opcodes. */
-  constructor() {
-    for (const s of PROTOCOL_OPCODES) this.#specs.set(s.opcode, s);
+  /**
+   * Creates a registry holding the protocol's core opcodes and `services`,
+   * the protocol opcodes of the services a node runs (the DHT's:
+   * `DHT_OPCODES`).
+   *
+   * @throws {OpcodeRegistryError} for a service opcode that is not the
+   * protocol's (not below 1000, or named otherwise than its `Opcode`) or
+   * that is registered already.
+   */
+  constructor(services: readonly OpcodeSpec[] = []) {
+    for (const s of CORE_OPCODES) this.#specs.set(s.opcode, s);
+    for (const s of services) {
+      if (s.opcode >= APPLICATION_OPCODE_MIN || Opcode[s.opcode] !== s.name) {
+        throw new OpcodeRegistryError(
+          `Cannot register ${s.name} (${s.opcode}) as a protocol opcode: not one of proto/'s`,
+        );
+      }
+      const existing = this.#specs.get(s.opcode);
+      if (existing) {
+        throw new OpcodeRegistryError(
+          `Cannot register opcode ${s.opcode}: already registered as ${existing.name}`,
+        );
+      }
+      this.#specs.set(s.opcode, s);
+    }
   }
 
   /**

@@ -26,7 +26,8 @@ import {
   x25519PublicKeyFromEd25519,
 } from "../../lib/overlay/whisper.ts";
 import { createHandshake, x25519KeyPairFromPrivateKey } from "../../lib/secure/noise.ts";
-import { encodePayload, Opcode, PROTOCOL_OPCODES } from "../../lib/wire/opcodes.ts";
+import { encodePayload, Opcode } from "../../lib/wire/opcodes.ts";
+import { PROTOCOL_OPCODES } from "../../lib/opcodes.ts";
 
 const [alice, bob, carol] = Array.from(
   { length: 3 },
