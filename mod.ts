@@ -283,6 +283,7 @@ export {
 } from "./lib/dht/dht.ts";
 export type { DhtStoreOptions } from "./lib/dht/store.ts";
 export { DHT_OPCODES, isDhtOpcode } from "./lib/dht/opcodes.ts";
+export { dht, type DhtService } from "./lib/services/dht.ts";
 export { DEFAULT_MAX_VALUE_SIZE, DHT_KEY_LENGTH, type DhtKey, dhtKey } from "./lib/dht/record.ts";
 export {
   applyJsonPatch,

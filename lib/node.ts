@@ -45,8 +45,9 @@ import {
   WhisperSchema,
 } from "../gen/carrier/v1/messaging_pb.ts";
 import { openWhisper, sealWhisper, type Whisper } from "./overlay/whisper.ts";
-import { Dht, type DhtHost, type DhtOptions } from "./dht/dht.ts";
-import { DHT_OPCODES } from "./dht/opcodes.ts";
+import type { Dht, DhtHost, DhtOptions } from "./dht/dht.ts";
+import { DHT_OPCODES, isDhtOpcode } from "./dht/opcodes.ts";
+import { dht, type DhtService } from "./services/dht.ts";
 
 import type { MessageOf, Schema } from "./_protobuf.ts";
 import { type Clock, systemClock } from "./clock.ts";
@@ -465,6 +466,9 @@ export class Node extends EventTarget implements AsyncDisposable {
   readonly identity: Identity;
   /** The DHT: `get`, `put`, `cas`, `lock`, `unlock`, `patch`, `changes` (see {@linkcode Dht}). */
   readonly dht: Dht;
+  readonly #dhtService: DhtService;
+  /** Aborted (a NodeClosedError) as the node starts closing: what services see as `host.signal`. */
+  readonly #closing = new AbortController();
   readonly #manager: ConnectionManager;
   readonly #registry = new OpcodeRegistry(DHT_OPCODES);
   readonly #handlers = new Map<number, AnyHandler>();
@@ -555,10 +559,13 @@ export class Node extends EventTarget implements AsyncDisposable {
       identity,
       table: this.#table,
       clock: this.#clock,
+      signal: this.#closing.signal,
       request: (contact, opcode, payload, options) =>
-        this.#requestContact(contact, opcode, payload, options),
+        this.#requestContact(contact, opcode, payload, options ?? {}),
+      error: (error, source) => this.#error(error, source),
     };
-    this.dht = new Dht(host, options.dht);
+    this.#dhtService = dht(options.dht)(host);
+    this.dht = this.#dhtService.client;
   }
 
   /** Listens for one of the node's events ({@linkcode NodeEventMap}). */
@@ -661,7 +668,7 @@ export class Node extends EventTarget implements AsyncDisposable {
     if (this.#state !== "new") throw new NodeClosedError("Node already started");
     this.#state = "running";
     await this.#manager.start();
-    this.dht.start();
+    this.#dhtService.startup();
     for (const component of this.#components) {
       try {
         await component.startup?.(this);
@@ -764,6 +771,7 @@ export class Node extends EventTarget implements AsyncDisposable {
         const i = bucketIndex(this.identity.nodeId, target);
         if (i >= 0) this.#table.markRefreshed(i);
       } catch (err) {
+        if (err instanceof NodeClosedError) return; // the DHT refuses once the node closes
         this.#error(err, "routing table refresh");
       }
     }
@@ -1457,7 +1465,8 @@ export class Node extends EventTarget implements AsyncDisposable {
     if (this.#state === "closing" || this.#state === "closed") return;
     this.#state = "closing";
     if (this.#refreshTimer !== undefined) this.#clock.clearTimeout(this.#refreshTimer);
-    this.dht.close();
+    this.#closing.abort(new NodeClosedError("The node is closed"));
+    this.#dhtService.cleanup();
     await this.#manager.close();
     await Promise.allSettled([...this.#tasks]);
     for (const component of [...this.#components].reverse()) {
@@ -1584,7 +1593,7 @@ export class Node extends EventTarget implements AsyncDisposable {
       case Opcode.SHOUT:
         return this.#onShout(frame, peer);
     }
-    if (Dht.handles(frame.opcode)) return this.#onDht(frame, peer);
+    if (isDhtOpcode(frame.opcode)) return this.#dhtService.receive({ frame, peer });
     const handler = this.#handlers.get(frame.opcode);
     if (handler) return this.#runHandler(handler, frame, peer);
     if (frame.id !== 0) {
@@ -1712,21 +1721,6 @@ export class Node extends EventTarget implements AsyncDisposable {
     peer.nack(frame, reason, message).catch(() => {});
   }
 
-  #onDht(frame: Frame, peer: PeerConnection): void {
-    if (frame.id === 0) return;
-    try {
-      const data = this.dht.serve(frame.opcode, frame.payload, peer.address);
-      peer.ack(frame, data).catch(() => {});
-    } catch (err) {
-      if (err instanceof NackError) {
-        peer.nack(frame, err.reason, err.message, err.data).catch(() => {});
-      } else {
-        this.#error(err, `DHT opcode ${frame.opcode}`);
-        this.#refuse(frame, peer, NackReason.INTERNAL, (err as Error).message);
-      }
-    }
-  }
-
   /** Offers a newly connected peer to the routing table (see {@linkcode Node.routingTable}). */
   #learn(peer: PeerConnection): void {
     const { remote } = peer.channel;
@@ -1749,7 +1743,7 @@ export class Node extends EventTarget implements AsyncDisposable {
   /** Adds a contact to the routing table; a new one is offered the DHT values it should hold. */
   #offer(contact: Contact): AddResult {
     const result = this.#table.add(contact);
-    if (result.status === "added") this.dht.noticeContact(contact);
+    if (result.status === "added") this.#dhtService.contactAdded(contact);
     return result;
   }
 
