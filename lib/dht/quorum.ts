@@ -31,7 +31,7 @@ import { iterativeLookup, type LookupResult } from "../overlay/lookup.ts";
 import type { Contact } from "../overlay/routing_table.ts";
 import { decodePayload } from "../wire/opcodes.ts";
 import { DHT_DEFAULTS } from "./defaults.ts";
-import { checkRecord } from "./record.ts";
+import { checkRecord, PROPOSAL_LENGTH } from "./record.ts";
 import { chooseRecord, contactsOf, failure, majority, valueOf } from "./replies.ts";
 import type { DhtReplica } from "./replica.ts";
 import type { DhtHost, DhtOptions, DhtValue, DhtWriteResult } from "./types.ts";
@@ -236,7 +236,7 @@ export class Quorum {
   ): Promise<DhtWriteResult> {
     const replicas = await this.replicasOf(record.key, signal);
     if (replicas.length === 0) throw new QuorumError("No replica of the key can be reached");
-    const proposal = crypto.getRandomValues(new Uint8Array(16));
+    const proposal = crypto.getRandomValues(new Uint8Array(PROPOSAL_LENGTH));
     const quorum = majority(replicas.length);
     const started = this.#host.clock.now();
     const [opcode, payload] = prepare(proposal);

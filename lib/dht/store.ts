@@ -71,6 +71,7 @@ import { refusal } from "./refusal.ts";
 import {
   DEFAULT_MAX_VALUE_SIZE,
   DHT_KEY_LENGTH,
+  PROPOSAL_LENGTH,
   type RecordProblem,
   recordProblem,
 } from "./record.ts";
@@ -190,8 +191,12 @@ export class DhtStore {
         `DHT_CAS needs a record with a 32-byte key`,
       );
     }
-    if (request.proposal.length !== 16) {
-      throw refusal(Opcode.DHT_CAS, NackReason.MALFORMED, `DHT_CAS proposal must be 16 bytes`);
+    if (request.proposal.length !== PROPOSAL_LENGTH) {
+      throw refusal(
+        Opcode.DHT_CAS,
+        NackReason.MALFORMED,
+        `DHT_CAS proposal must be ${PROPOSAL_LENGTH} bytes`,
+      );
     }
     const id = toHex(record.key);
     const proposal = toHex(request.proposal);
@@ -283,8 +288,12 @@ export class DhtStore {
         "DHT_PATCH needs a 32-byte key and a patch",
       );
     }
-    if (request.proposal.length !== 16) {
-      throw refusal(Opcode.DHT_PATCH, NackReason.MALFORMED, `DHT_PATCH proposal must be 16 bytes`);
+    if (request.proposal.length !== PROPOSAL_LENGTH) {
+      throw refusal(
+        Opcode.DHT_PATCH,
+        NackReason.MALFORMED,
+        `DHT_PATCH proposal must be ${PROPOSAL_LENGTH} bytes`,
+      );
     }
     if (patch.version <= patch.baseVersion) {
       throw refusal(
