@@ -127,8 +127,8 @@ export {
   OPCODE_MAX,
   OpcodeRegistry,
   type OpcodeSpec,
-  PROTOCOL_OPCODES,
 } from "./lib/wire/opcodes.ts";
+export { PROTOCOL_OPCODES } from "./lib/opcodes.ts";
 export {
   CasPhase,
   Compression,
@@ -312,6 +312,8 @@ export {
   type DhtWriteResult,
 } from "./lib/dht/dht.ts";
 export type { DhtStoreOptions } from "./lib/dht/store.ts";
+export { DHT_OPCODES, isDhtOpcode } from "./lib/dht/opcodes.ts";
+export { dht, type DhtService } from "./lib/services/dht.ts";
 export { DEFAULT_MAX_VALUE_SIZE, DHT_KEY_LENGTH, type DhtKey, dhtKey } from "./lib/dht/record.ts";
 export {
   applyJsonPatch,

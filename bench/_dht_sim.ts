@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { Dht } from "../lib/dht/dht.ts";
-import { Refusal } from "../lib/errors.ts";
-import { NackError, TimeoutError } from "../lib/errors.ts";
+import type { Dht } from "../lib/dht/dht.ts";
+import { dht, type DhtService, replicaOf } from "../lib/services/dht.ts";
+import { TimeoutError } from "../lib/errors.ts";
 import { formatAddress } from "../lib/identity/address.ts";
 import { bucketIndex, randomIdInBucket } from "../lib/identity/node_id.ts";
 import { type Contact, contactOf, RoutingTable } from "../lib/overlay/routing_table.ts";
@@ -28,6 +28,7 @@ export interface SimulateOptions {
 interface SimNode {
   contact: Contact;
   table: RoutingTable;
+  service: DhtService;
   dht: Dht;
 }
 
@@ -38,6 +39,8 @@ class SimNetwork {
   readonly dead = new Set<string>();
   requests = 0;
   readonly #rng: Rng;
+  /** Never aborted: a simulated node does not close. */
+  readonly #running = new AbortController();
 
   constructor(rng: Rng) {
     this.#rng = rng;
@@ -53,12 +56,17 @@ class SimNetwork {
     const contact = contactOf(key, formatAddress(key), [`sim:${this.nodes.length}`]);
     const table = new RoutingTable(contact.nodeId, { k: K, clock: systemClock });
     const node = { contact, table } as SimNode;
-    node.dht = new Dht({
+    node.service = dht({ replicas: K })({
       contact,
       table,
       clock: systemClock,
+      signal: this.#running.signal,
       request: (to, opcode, payload) => this.#request(node, to, opcode, payload),
-    }, { replicas: K });
+      error: (error) => {
+        throw error;
+      },
+    });
+    node.dht = node.service.client;
     const live = this.live;
     this.nodes.push(node);
     this.#byAddress.set(contact.address, node);
@@ -92,18 +100,13 @@ class SimNetwork {
     }
     this.#learn(target, from.contact);
     this.#learn(from, target.contact);
-    try {
-      return target.dht.serve(opcode, payload, from.contact.address);
-    } catch (err) {
-      if (!(err instanceof Refusal)) throw err;
-      throw new NackError(err.message, { opcode, reason: err.reason, data: err.data });
-    }
+    return replicaOf(target.dht).serve(opcode, payload, from.contact.address); // NackError: a refusal
   }
 
   #learn(at: SimNode, contact: Contact): void {
     if (contact.address === at.contact.address) return;
     const result = at.table.add(contact);
-    if (result.status === "added") at.dht.noticeContact(contact);
+    if (result.status === "added") at.service.contactAdded(contact);
   }
 }
 

@@ -5,7 +5,7 @@
  * Every simulated node runs the library's own {@linkcode Dht} (lookups,
  * replica store, quorum rules, hand-off to newcomers, republishing) and
  * {@linkcode RoutingTable}; only the transport is simulated: a request is a
- * function call to the target's `Dht.serve` (both sides learn each other, as
+ * function call to the target replica's `serve` (both sides learn each other, as
  * a connection does), and a request to a crashed node fails at once (a
  * timeout without the wait). No sockets, no handshakes, no latency: the
  * figures are hops and delivery, not time.

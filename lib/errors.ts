@@ -888,32 +888,3 @@ export class ReplicationError extends QuorumError {
     this.asked = options.asked;
   }
 }
-
-/**
- * A replica refused a DHT request (thrown by `Dht.serve`, which a node turns
- * into a NACK): the NACK's reason, message and typed data.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, NackReason, Opcode, Refusal } from "@carrier/p2p";
- * await using net = new MemoryNetwork();
- * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
- * assert.throws(
- *   () => node.dht.serve(Opcode.STORE, new Uint8Array([0xff]), node.address), // not a StoreRequest
- *   (error) => error instanceof Refusal && error.reason === NackReason.MALFORMED,
- * );
- * ```
- */
-export class Refusal extends CarrierError {
-  /** The `NackReason` value. */
-  readonly reason: number;
-  /** The NACK's data (a serialized `VersionConflict` or `LockHeld`), or empty. */
-  readonly data: Uint8Array;
-  /** Creates the refusal. */
-  constructor(reason: number, message: string, data: Uint8Array = new Uint8Array(0)) {
-    super(message);
-    this.reason = reason;
-    this.data = data;
-  }
-}

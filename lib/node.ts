@@ -30,17 +30,16 @@
  * @module
  */
 import { toBinary } from "@bufbuild/protobuf";
-import { NackReason } from "../gen/carrier/v1/frame_pb.ts";
 import type { MessageOf, Schema } from "./_protobuf.ts";
 import { type ResourceBudget, resourceBudget } from "./budget.ts";
 import { NODE_LIMITS } from "./budget.ts";
 import { type Clock, systemClock } from "./clock.ts";
-import { Dht, type DhtHost } from "./dht/dht.ts";
-import { ConnectionClosedError, NodeClosedError, NodeStateError, Refusal } from "./errors.ts";
+import type { Dht } from "./dht/client.ts";
+import { ConnectionClosedError, NodeClosedError, NodeStateError } from "./errors.ts";
 import { type NodeEventMap, TypedEventTarget } from "./events.ts";
 import { generateIdentity, type Identity } from "./identity/keys.ts";
 import { DEFAULT_PUZZLE_DIFFICULTY } from "./identity/puzzle.ts";
-import { Dispatcher, type OpcodeOwner } from "./node/dispatch.ts";
+import { Dispatcher } from "./node/dispatch.ts";
 import { ApplicationHandlers, type Handler } from "./node/handlers.ts";
 import type { NodeOptions } from "./node/options.ts";
 import { type ReceiveLock, type ReceiveLockOptions, ReceiveLocks } from "./node/receive_lock.ts";
@@ -56,8 +55,8 @@ import type {
   PeerConnection,
   RequestOptions,
 } from "./peer/connection.ts";
+import { dht } from "./services/dht.ts";
 import { metrics, type MetricsService, type NodeMetrics } from "./services/metrics.ts";
-import { refuse } from "./services/refuse.ts";
 import type { ServiceHost } from "./services/service.ts";
 import { shout, type ShoutOptions, type ShoutResult, type ShoutService } from "./services/shout.ts";
 import { speak, type SpeakOptions, type SpeakService } from "./services/speak.ts";
@@ -218,30 +217,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     this.#metrics = dispatcher.add(
       metrics({ serve: options.serveMetrics, snapshot: () => this.metrics() })(host),
     );
-    const dhtHost: DhtHost = host;
-    this.dht = new Dht(dhtHost, options.dht);
-    // Interim until the DHT is a service: its opcodes go to dht.serve.
-    const dhtOwner: OpcodeOwner = {
-      name: "dht",
-      receive: ({ frame, peer }) => {
-        if (frame.id === 0) return;
-        try {
-          peer.ack(frame, this.dht.serve(frame.opcode, frame.payload, peer.address)).catch(
-            () => {},
-          );
-        } catch (err) {
-          if (err instanceof Refusal) {
-            peer.nack(frame, err.reason, err.message, err.data).catch(() => {});
-          } else {
-            this.#error(err, `DHT opcode ${frame.opcode}`);
-            refuse(frame, peer, NackReason.INTERNAL, (err as Error).message);
-          }
-        }
-      },
-    };
-    for (const spec of this.#registry.list()) {
-      if (Dht.handles(spec.opcode)) dispatcher.route(spec.opcode, dhtOwner);
-    }
+    this.dht = dispatcher.add(dht(options.dht)(host)).client;
     this.#handlers = new ApplicationHandlers(host);
     for (const factory of options.services ?? []) dispatcher.add(factory(host));
     this.#upkeep = new TableUpkeep({
@@ -249,10 +225,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       table: this.#table,
       connections: manager,
       lookup: (target, s) => this.dht.findClosest(target, { signal: s }),
-      added: (contact) => {
-        this.dht.noticeContact(contact);
-        dispatcher.hook("contactAdded", (s) => s.contactAdded?.(contact));
-      },
+      added: (contact) => dispatcher.hook("contactAdded", (s) => s.contactAdded?.(contact)),
       error: (err, source) => this.#error(err, source),
       signal,
       clock,
@@ -313,7 +286,6 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     }
     this.#state = "running";
     await this.#manager.start();
-    this.dht.start();
     await this.#dispatcher.startup();
     const bootstraps = (this.#options.bootstrap ?? []).map((entry) => {
       const peer = typeof entry === "string" ? parsePeerAddress(entry) : entry;
@@ -567,7 +539,6 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     if (this.#state === "closing" || this.#state === "closed") return;
     this.#state = "closing";
     this.#closing.abort(new NodeClosedError("Node closed"));
-    this.dht.close();
     await this.#manager.close();
     await Promise.allSettled([...this.#tasks]);
     await this.#dispatcher.cleanup();

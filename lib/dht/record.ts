@@ -33,6 +33,9 @@ import { type Identity, sign, verify } from "../identity/keys.ts";
  */
 export const DHT_KEY_LENGTH = 32;
 
+/** Length of an atomic write's proposal id (a DHT_CAS or DHT_PATCH `proposal`), in bytes. */
+export const PROPOSAL_LENGTH = 16;
+
 /**
  * The default largest value a node stores, in bytes (64 KiB).
  *

@@ -2,8 +2,12 @@
  * The opcode registry: which Protobuf message each opcode carries, and what
  * its ACK and NACK carry.
  *
- * The protocol's own opcodes (0–999, from `proto/carrier/v1/frame.proto`)
- * are built in. Applications register theirs from
+ * The link layer's opcodes (ACK, NACK, PING, SET_CONNECTION_OPT,
+ * KEEPALIVE, DISCONNECT: what every connection answers itself) are built
+ * in. Each service declares its own (SHOUT, WHISPER… in `lib/services/`,
+ * the DHT's in `lib/dht/opcodes.ts`) and the node adds them as it adds the
+ * service; `lib/opcodes.ts` gathers the whole table of
+ * `proto/carrier/v1/frame.proto`. Applications register theirs from
  * {@linkcode APPLICATION_OPCODE_MIN} (1000) up, each with the schema of its
  * payload from the application's own generated code.
  *
@@ -11,26 +15,14 @@
  */
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { MessageOf, Schema } from "../_protobuf.ts";
-import {
-  CasRequestSchema,
-  ChangesReplySchema,
-  ChangesRequestSchema,
-  FindNodeReplySchema,
-  FindNodeRequestSchema,
-  FindValueReplySchema,
-  FindValueRequestSchema,
-  LockGrantSchema,
-  LockHeldSchema,
-  LockRequestSchema,
-  PatchRequestSchema,
-  StoreReplySchema,
-  StoreRequestSchema,
-  UnlockReplySchema,
-  UnlockRequestSchema,
-  VersionConflictSchema,
-} from "../../gen/carrier/v1/dht_pb.ts";
 import { DisconnectSchema, KeepaliveSchema, PingSchema } from "../../gen/carrier/v1/control_pb.ts";
 import { AckSchema, NackSchema, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
+import {
+  ShoutSchema,
+  SpeakSchema,
+  WhisperAckSchema,
+  WhisperSchema,
+} from "../../gen/carrier/v1/messaging_pb.ts";
 import { SetConnectionOptSchema } from "../../gen/carrier/v1/options_pb.ts";
 import { OpcodeRegistryError, PayloadDecodeError, UnknownOpcodeError } from "../errors.ts";
 
@@ -98,7 +90,7 @@ export interface OpcodeSpec<
 
 /**
  * A protocol opcode's definition (0–999, from `proto/carrier/v1/frame.proto`):
- * what the link layer and each service declare. Applications use
+ * what the link layer and each protocol service declare. Applications use
  * {@linkcode defineOpcode} instead.
  *
  * @example
@@ -126,18 +118,21 @@ export function protocolOpcode(
 }
 
 /**
- * The protocol's opcodes, as `proto/carrier/v1/frame.proto` documents them.
+ * The link layer's opcodes: what every connection answers itself (ACK,
+ * NACK, PING, SET_CONNECTION_OPT, KEEPALIVE, DISCONNECT). The services
+ * declare the others; the whole table is `PROTOCOL_OPCODES`
+ * (`lib/opcodes.ts`).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { Opcode, PROTOCOL_OPCODES } from "@carrier/p2p";
- * const ping = PROTOCOL_OPCODES.find((s) => s.opcode === Opcode.PING)!;
+ * import { LINK_OPCODES, Opcode } from "@carrier/p2p/protocol";
+ * const ping = LINK_OPCODES.find((s) => s.opcode === Opcode.PING)!;
  * assert.equal(ping.name, "PING");
- * assert.equal(ping.oneWay, false);
+ * assert.equal(LINK_OPCODES.find((s) => s.opcode === Opcode.SHOUT), undefined); // a service's
  * ```
  */
-export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze([
+export const LINK_OPCODES: readonly OpcodeSpec[] = Object.freeze([
   protocolOpcode(Opcode.ACK, AckSchema, { oneWay: true }),
   protocolOpcode(Opcode.NACK, NackSchema, { oneWay: true }),
   protocolOpcode(Opcode.PING, PingSchema, { reply: PingSchema }),
@@ -145,33 +140,8 @@ export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze([
     reply: SetConnectionOptSchema,
     nack: SetConnectionOptSchema,
   }),
-  protocolOpcode(Opcode.FIND_NODE, FindNodeRequestSchema, { reply: FindNodeReplySchema }),
-  protocolOpcode(Opcode.FIND_VALUE, FindValueRequestSchema, {
-    reply: FindValueReplySchema,
-  }),
-  protocolOpcode(Opcode.STORE, StoreRequestSchema, {
-    reply: StoreReplySchema,
-    nack: VersionConflictSchema,
-  }),
   protocolOpcode(Opcode.KEEPALIVE, KeepaliveSchema, { reply: KeepaliveSchema }),
   protocolOpcode(Opcode.DISCONNECT, DisconnectSchema, { oneWay: true }),
-  protocolOpcode(Opcode.DHT_CAS, CasRequestSchema, {
-    reply: StoreReplySchema,
-    nack: VersionConflictSchema,
-  }),
-  protocolOpcode(Opcode.DHT_LOCK, LockRequestSchema, {
-    reply: LockGrantSchema,
-    nack: LockHeldSchema,
-  }),
-  protocolOpcode(Opcode.DHT_UNLOCK, UnlockRequestSchema, {
-    reply: UnlockReplySchema,
-    nack: LockHeldSchema,
-  }),
-  protocolOpcode(Opcode.DHT_PATCH, PatchRequestSchema, {
-    reply: StoreReplySchema,
-    nack: VersionConflictSchema,
-  }),
-  protocolOpcode(Opcode.DHT_CHANGES, ChangesRequestSchema, { reply: ChangesReplySchema }),
 ]);
 
 /**
@@ -262,9 +232,35 @@ export function defineOpcode<Request extends Schema, Reply extends Schema = Sche
 export class OpcodeRegistry {
   readonly #specs = new Map<number, OpcodeSpec>();
 
-  /** Creates a registry holding the protocol's opcodes. */
+  /**
+   * Creates a registry holding the link layer's opcodes
+   * ({@linkcode LINK_OPCODES}).
+   */
   constructor() {
-    for (const s of PROTOCOL_OPCODES) this.#specs.set(s.opcode, s);
+    for (const s of LINK_OPCODES) this.#specs.set(s.opcode, s);
+  }
+
+  /**
+   * Adds a definition a service declares: one of the protocol's opcodes
+   * (below 1000, named as its `Opcode`), or an application's made with
+   * {@linkcode defineOpcode}.
+   *
+   * @throws {OpcodeRegistryError} for an opcode below 1000 that is not one of
+   * proto/'s, or one registered already.
+   */
+  add(spec: OpcodeSpec): void {
+    if (spec.opcode < APPLICATION_OPCODE_MIN && Opcode[spec.opcode] !== spec.name) {
+      throw new OpcodeRegistryError(
+        `Cannot register ${spec.name} (${spec.opcode}) as a protocol opcode: not one of proto/'s`,
+      );
+    }
+    const existing = this.#specs.get(spec.opcode);
+    if (existing) {
+      throw new OpcodeRegistryError(
+        `Cannot register opcode ${spec.opcode} (${spec.name}): already registered as ${existing.name}`,
+      );
+    }
+    this.#specs.set(spec.opcode, spec);
   }
 
   /**
@@ -286,22 +282,6 @@ export class OpcodeRegistry {
     }
     this.#specs.set(opcode, s);
     return s;
-  }
-
-  /**
-   * Adds a definition a service declares (a protocol opcode, or an
-   * application's made with {@linkcode defineOpcode}).
-   *
-   * @throws {OpcodeRegistryError} if the opcode is already registered.
-   */
-  add(spec: OpcodeSpec): void {
-    const existing = this.#specs.get(spec.opcode);
-    if (existing) {
-      throw new OpcodeRegistryError(
-        `Cannot register opcode ${spec.opcode} (${spec.name}): already registered as ${existing.name}`,
-      );
-    }
-    this.#specs.set(spec.opcode, spec);
   }
 
   /** Removes an application opcode; returns whether it was registered. */

@@ -19,6 +19,7 @@ import {
   QuorumError,
 } from "../../mod.ts";
 import { createRecord } from "../../lib/dht/record.ts";
+import { replicaOf } from "../../lib/services/dht.ts";
 import { decodePayload } from "../../lib/wire/opcodes.ts";
 import {
   FindValueReplySchema,
@@ -37,7 +38,8 @@ const storeRequest = (key: Uint8Array) =>
 /** Whether `node` holds `key` (its own FIND_VALUE answer, no lookup). */
 function holds(node: Node, key: Uint8Array): boolean {
   const payload = toBinary(FindValueRequestSchema, create(FindValueRequestSchema, { key }));
-  const reply = decodePayload(FindValueReplySchema, node.dht.serve(Opcode.FIND_VALUE, payload, ""));
+  const data = replicaOf(node.dht).serve(Opcode.FIND_VALUE, payload, "");
+  const reply = decodePayload(FindValueReplySchema, data);
   return reply.record !== undefined;
 }
 

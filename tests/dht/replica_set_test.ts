@@ -8,6 +8,7 @@ import { MemoryNetwork } from "../../lib/transport/memory.ts";
 import { createRecord, dhtKey } from "../../lib/dht/record.ts";
 import { compareDistance } from "../../lib/identity/node_id.ts";
 import { decodePayload } from "../../lib/wire/opcodes.ts";
+import { replicaOf } from "../../lib/services/dht.ts";
 import {
   FindValueReplySchema,
   FindValueRequestSchema,
@@ -50,7 +51,8 @@ function truth(nodes: Node[], key: Uint8Array): string[] {
 /** The local copy a node holds of `key`, if any. */
 function localVersion(node: Node, key: Uint8Array): bigint | undefined {
   const payload = toBinary(FindValueRequestSchema, create(FindValueRequestSchema, { key }));
-  const reply = decodePayload(FindValueReplySchema, node.dht.serve(Opcode.FIND_VALUE, payload, ""));
+  const data = replicaOf(node.dht).serve(Opcode.FIND_VALUE, payload, "");
+  const reply = decodePayload(FindValueReplySchema, data);
   return reply.record?.version;
 }
 
@@ -102,7 +104,9 @@ Deno.test("DHT linearizable get writes the newest copy back to a majority before
     // copy only one replica claims is outvoted as a possible lie).
     const newer = createRecord({ key, value: new TextEncoder().encode("v2"), version: 2 });
     const store = toBinary(StoreRequestSchema, create(StoreRequestSchema, { record: newer }));
-    for (const replica of replicas.slice(0, 2)) replica.dht.serve(Opcode.STORE, store, "");
+    for (const replica of replicas.slice(0, 2)) {
+      replicaOf(replica.dht).serve(Opcode.STORE, store, "");
+    }
     const reader = nodes.find((n) => !replicas.includes(n))!;
     const read = await reader.dht.get(key);
     assert.equal(read?.version, 2);

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { ManualClock } from "../../lib/clock.ts";
-import { Dht, type DhtHost } from "../../lib/dht/dht.ts";
+import type { DhtHost } from "../../lib/dht/dht.ts";
+import { isDhtOpcode } from "../../lib/dht/opcodes.ts";
 import { createRecord, dhtKey } from "../../lib/dht/record.ts";
 import { NackError, RecordError } from "../../lib/errors.ts";
 import { generateIdentitySync, type Identity } from "../../lib/identity/keys.ts";
@@ -43,6 +44,7 @@ import { secureOutbound } from "../../lib/secure/channel.ts";
 import { MemoryNetwork } from "../../lib/transport/memory.ts";
 import { TcpTransport } from "../../lib/transport/tcp.ts";
 import { decodePayload } from "../../lib/wire/opcodes.ts";
+import { dht as dhtService, replicaOf } from "../../lib/services/dht.ts";
 
 const encode = (s: string) => new TextEncoder().encode(s);
 const decode = (b: Uint8Array | undefined) => new TextDecoder().decode(b);
@@ -90,7 +92,11 @@ async function nacked(request: Promise<unknown>, reason: NackReason, what: strin
 
 /** The record a node holds of `key` (its own store, no network). */
 function held(node: Node, key: Uint8Array): Record | undefined {
-  const data = node.dht.serve(Opcode.FIND_VALUE, payload(FindValueRequestSchema, { key }), "");
+  const data = replicaOf(node.dht).serve(
+    Opcode.FIND_VALUE,
+    payload(FindValueRequestSchema, { key }),
+    "",
+  );
   return decodePayload(FindValueReplySchema, data).record;
 }
 
@@ -134,7 +140,7 @@ class SilentPeer {
 
   /** The DHT requests it received, by opcode name. */
   dhtRequests(): string[] {
-    return this.received.filter((op) => Dht.handles(op)).map((op) => Opcode[op]);
+    return this.received.filter((op) => isDhtOpcode(op)).map((op) => Opcode[op]);
   }
 
   async close(): Promise<void> {
@@ -215,7 +221,11 @@ Deno.test("DHT over TCP: a peer that accepts no connections is never sent a DHT 
     await seed.dht.put(key, "old");
     const newer = createRecord({ key, value: encode("new"), version: 2 });
     for (const replica of listening.slice(0, 2)) {
-      replica.dht.serve(Opcode.STORE, payload(StoreRequestSchema, { record: newer }), "");
+      replicaOf(replica.dht).serve(
+        Opcode.STORE,
+        payload(StoreRequestSchema, { record: newer }),
+        "",
+      );
     }
     assert.equal(decode((await outbound.dht.get(key))?.value), "new");
     assert.equal(decode((await listening[3].dht.get(key, { consistency: "any" }))?.value), "new");
@@ -828,12 +838,17 @@ Deno.test("DHT writes refuse a ttl that is not an integer from 0 to 2^53 - 1 bef
     identity,
     table,
     clock: new ManualClock(),
+    signal: new AbortController().signal,
     request: (_contact, opcode) => {
       sent.push(opcode);
       return Promise.reject(new Error("not connected"));
     },
+    error: (error) => {
+      throw error;
+    },
   };
-  const dht = new Dht(host);
+  const service = dhtService()(host);
+  const dht = service.client;
   for (const ttl of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53]) {
     await assert.rejects(dht.put("k", "v", { ttl }), RecordError, `put, ttl ${ttl}`);
     await assert.rejects(dht.cas("k", "v", 0, { ttl }), RecordError, `cas, ttl ${ttl}`);
@@ -847,5 +862,5 @@ Deno.test("DHT writes refuse a ttl that is not an integer from 0 to 2^53 - 1 bef
   // A ttl above a replica's 24 h is no error here: it is sent, and each replica caps it.
   await dht.put("k", "v", { ttl: 25 * HOUR, minReplicas: 1 });
   assert.ok(sent.includes(Opcode.STORE));
-  dht.close();
+  service.cleanup();
 });

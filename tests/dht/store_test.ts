@@ -5,7 +5,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import fc from "fast-check";
 import { ManualClock } from "../../lib/clock.ts";
 import { DHT_ENTRY_OVERHEAD, DhtStore } from "../../lib/dht/store.ts";
-import { Refusal } from "../../lib/errors.ts";
+import { NackError } from "../../lib/errors.ts";
 import { createRecord, dhtKey } from "../../lib/dht/record.ts";
 import { generateIdentitySync } from "../../lib/identity/keys.ts";
 import {
@@ -25,7 +25,7 @@ const encode = (s: string) => new TextEncoder().encode(s);
 const record = (value: string, version: number, ttl?: number) =>
   createRecord({ key, value: encode(value), version, ttl });
 const refused = (reason: NackReason) => (err: unknown) =>
-  err instanceof Refusal && err.reason === reason;
+  err instanceof NackError && err.reason === reason;
 const proposal = (n: number) => new Uint8Array(16).fill(n);
 const cas = (store: DhtStore, r: Record, expected: number, p: number, phase: CasPhase) =>
   store.cas(create(CasRequestSchema, {
@@ -393,7 +393,7 @@ Deno.test("DhtStore: random writes from a few peers stay within the limits and c
           } else if (o.kind === "unlock") store.unlock(k, 0n, who);
           else clock.advance(o.size);
         } catch (err) {
-          if (!(err instanceof Refusal)) throw err;
+          if (!(err instanceof NackError)) throw err;
         }
         assert.ok(store.bytes <= limits.maxBytes, `${store.bytes} bytes`);
         assert.ok(store.size <= limits.maxRecords);

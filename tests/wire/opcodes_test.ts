@@ -3,12 +3,8 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Opcode, OpcodeSchema } from "../../lib/protocol.ts";
 import { PingSchema } from "../../lib/protocol.ts";
 import { StoreRequestSchema } from "../../lib/protocol.ts";
-import {
-  APPLICATION_OPCODE_MIN,
-  decodePayload,
-  OpcodeRegistry,
-  PROTOCOL_OPCODES,
-} from "../../lib/wire/opcodes.ts";
+import { APPLICATION_OPCODE_MIN, decodePayload, OpcodeRegistry } from "../../lib/wire/opcodes.ts";
+import { PROTOCOL_OPCODES } from "../../lib/opcodes.ts";
 import { OpcodeRegistryError, PayloadDecodeError, UnknownOpcodeError } from "../../lib/errors.ts";
 
 Deno.test("PROTOCOL_OPCODES covers every Opcode in proto/ exactly once", () => {
