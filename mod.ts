@@ -54,6 +54,8 @@
  */
 
 export * from "./lib/errors.ts";
+export * from "./lib/secure/errors.ts";
+export * from "./lib/dht/errors.ts";
 export { type BudgetLine, type ResourceBudget, resourceBudget } from "./lib/budget.ts";
 
 export {

@@ -16,7 +16,7 @@ import {
   PatchSchema,
 } from "../../gen/carrier/v1/dht_pb.ts";
 import { bytesEqual } from "../_bytes.ts";
-import { PatchError } from "../errors.ts";
+import { PatchError } from "./errors.ts";
 import { decodePayload } from "../wire/opcodes.ts";
 import { parseJsonPatch } from "./json_patch.ts";
 import { applyPatch, splicesOf } from "./patch.ts";

@@ -21,7 +21,8 @@ import {
 } from "../../gen/carrier/v1/dht_pb.ts";
 import { NackReason, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import { toHex } from "../_bytes.ts";
-import { NackError, RecordError, ReplicationError, VersionConflictError } from "../errors.ts";
+import { NackError } from "../errors.ts";
+import { RecordError, ReplicationError, VersionConflictError } from "./errors.ts";
 import type { LookupResult } from "../overlay/lookup.ts";
 import type { Contact } from "../overlay/routing_table.ts";
 import { patchMessage, readChanges } from "./changes.ts";

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { PatchError } from "../errors.ts";
+import { PatchError } from "./errors.ts";
 import {
   checkMaxSize,
   DEFAULT_MAX_PATCH_RESULT_SIZE,

@@ -17,7 +17,8 @@ import {
 } from "../../gen/carrier/v1/dht_pb.ts";
 import { NackReason, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import type { Clock } from "../clock.ts";
-import { NackError, QuorumError } from "../errors.ts";
+import { NackError } from "../errors.ts";
+import { QuorumError } from "./errors.ts";
 import type { Contact } from "../overlay/routing_table.ts";
 import { decodePayload } from "../wire/opcodes.ts";
 import type { Quorum } from "./quorum.ts";

@@ -56,7 +56,7 @@
  * @module
  */
 import { type ByteSplice, type Patch, PatchFormat } from "../../gen/carrier/v1/dht_pb.ts";
-import { PatchError } from "../errors.ts";
+import { PatchError } from "./errors.ts";
 import { applyJsonPatchToBytes, parseJsonPatch } from "./json_patch.ts";
 import { applySplices, type Splice } from "./splice.ts";
 

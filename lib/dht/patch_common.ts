@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { PatchError } from "../errors.ts";
+import { PatchError } from "./errors.ts";
 
 /**
  * Operations in one patch at most: JSON Patch operations or byte splices. A

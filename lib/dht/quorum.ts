@@ -25,7 +25,7 @@ import {
 } from "../../gen/carrier/v1/dht_pb.ts";
 import { Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import { bytesEqual } from "../_bytes.ts";
-import { QuorumError } from "../errors.ts";
+import { QuorumError } from "./errors.ts";
 import { compareDistance } from "../identity/node_id.ts";
 import { iterativeLookup, type LookupResult } from "../overlay/lookup.ts";
 import type { Contact } from "../overlay/routing_table.ts";

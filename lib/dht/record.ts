@@ -17,7 +17,7 @@ import { create } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { type Record, RecordSchema } from "../../gen/carrier/v1/dht_pb.ts";
 import { concatBytes } from "../_bytes.ts";
-import { RecordError } from "../errors.ts";
+import { RecordError } from "./errors.ts";
 import { type Identity, sign, verify } from "../identity/keys.ts";
 
 /**

@@ -16,7 +16,8 @@ import {
 } from "../../gen/carrier/v1/dht_pb.ts";
 import { NackReason } from "../../gen/carrier/v1/frame_pb.ts";
 import { toHex } from "../_bytes.ts";
-import { LockHeldError, NackError, QuorumError, VersionConflictError } from "../errors.ts";
+import { LockHeldError, QuorumError, VersionConflictError } from "./errors.ts";
+import { NackError } from "../errors.ts";
 import { formatAddress } from "../identity/address.ts";
 import { type Contact, contactOf } from "../overlay/routing_table.ts";
 import { decodePayload } from "../wire/opcodes.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 import { concatBytes } from "../_bytes.ts";
-import { PatchError } from "../errors.ts";
+import { PatchError } from "./errors.ts";
 import {
   checkMaxSize,
   DEFAULT_MAX_PATCH_RESULT_SIZE,

@@ -11,7 +11,8 @@ import {
   WhisperEnvelopeSchema,
   WhisperSchema,
 } from "../../gen/carrier/v1/messaging_pb.ts";
-import { AddressError, ArgumentError, HandshakeError, SizeLimitError } from "../errors.ts";
+import { AddressError, ArgumentError, SizeLimitError } from "../errors.ts";
+import { HandshakeError } from "../secure/errors.ts";
 import { assertAddressBytes, formatAddress } from "../identity/address.ts";
 import { type Identity, sign } from "../identity/keys.ts";
 import { x25519PublicKeyFromEd25519 } from "./ed25519_x25519.ts";

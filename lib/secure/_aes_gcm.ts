@@ -13,7 +13,8 @@
 
 import { gcm } from "@noble/ciphers/aes.js";
 import { createCipheriv, createDecipheriv } from "node:crypto";
-import { ArgumentError, DecryptError } from "../errors.ts";
+import { ArgumentError } from "../errors.ts";
+import { DecryptError } from "./errors.ts";
 
 /** Key length of AES-256, in bytes. */
 export const KEY_LENGTH = 32;

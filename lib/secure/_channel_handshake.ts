@@ -12,7 +12,8 @@
 
 import { create, toBinary } from "@bufbuild/protobuf";
 import { HandshakePayloadSchema } from "../../gen/carrier/v1/handshake_pb.ts";
-import { HandshakeError, TimeoutError } from "../errors.ts";
+import { HandshakeError } from "./errors.ts";
+import { TimeoutError } from "../errors.ts";
 import type { ByteStream } from "../transport/types.ts";
 import {
   type ChannelSettings,

@@ -15,7 +15,7 @@ import {
   HandshakePayloadSchema,
 } from "../../gen/carrier/v1/handshake_pb.ts";
 import { bytesEqual } from "../_bytes.ts";
-import { type HandshakeError, IdentityMismatchError } from "../errors.ts";
+import { type HandshakeError, IdentityMismatchError } from "./errors.ts";
 import { ADDRESS_LENGTH, formatAddress } from "../identity/address.ts";
 import { type Identity, sign, verify } from "../identity/keys.ts";
 import { assertPuzzle } from "../identity/puzzle.ts";

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { ArgumentError, DecryptError, NonceExhaustedError, SizeLimitError } from "../errors.ts";
+import { ArgumentError, SizeLimitError } from "../errors.ts";
+import { DecryptError, NonceExhaustedError } from "./errors.ts";
 import { checkLength } from "./_check_length.ts";
 import {
   type AesGcm,

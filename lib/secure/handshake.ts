@@ -7,7 +7,8 @@
  */
 
 import { concatBytes, toHex } from "../_bytes.ts";
-import { ArgumentError, HandshakeError } from "../errors.ts";
+import { ArgumentError } from "../errors.ts";
+import { HandshakeError } from "./errors.ts";
 import { checkLength } from "./_check_length.ts";
 import { type HandshakePattern, parsePattern, type Token } from "./_patterns.ts";
 import { SymmetricState } from "./_symmetric_state.ts";

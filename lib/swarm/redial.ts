@@ -6,7 +6,7 @@
  * @module
  */
 import type { Clock } from "../clock.ts";
-import { IdentityMismatchError } from "../errors.ts";
+import { IdentityMismatchError } from "../secure/errors.ts";
 import type { PeerAddress } from "../overlay/peer_address.ts";
 import { DEFAULT_MAX_RECONNECT_DELAY, DEFAULT_RECONNECT_DELAY } from "./limits.ts";
 

@@ -4,11 +4,11 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { createNode, type Node } from "../../mod.ts";
 import {
   LockHeldError,
-  NackError,
   QuorumError,
   RecordError,
   VersionConflictError,
-} from "../../lib/errors.ts";
+} from "../../lib/dht/errors.ts";
+import { NackError } from "../../lib/errors.ts";
 import { applyChanges, type DhtLease } from "../../lib/dht/dht.ts";
 import { createRecord, dhtKey } from "../../lib/dht/record.ts";
 import { generateIdentitySync } from "../../lib/identity/keys.ts";

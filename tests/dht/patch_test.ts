@@ -13,7 +13,7 @@ import {
   parseJsonPatch,
   type Splice,
 } from "../../lib/dht/patch.ts";
-import { PatchError } from "../../lib/errors.ts";
+import { PatchError } from "../../lib/dht/errors.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -14,12 +14,8 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { DisconnectSchema } from "../../lib/protocol.ts";
 import { ByteSpliceSchema } from "../../lib/protocol.ts";
-import {
-  CompressionError,
-  FrameDecodeError,
-  FrameTooLargeError,
-  PatchError,
-} from "../../lib/errors.ts";
+import { CompressionError, FrameDecodeError, FrameTooLargeError } from "../../lib/errors.ts";
+import { PatchError } from "../../lib/dht/errors.ts";
 import { compress, decompress } from "../../lib/wire/compression.ts";
 import {
   applyJsonPatch,

@@ -18,7 +18,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { HandshakePayloadSchema } from "../../lib/protocol.ts";
-import { DecryptError, HandshakeError } from "../../lib/errors.ts";
+import { DecryptError, HandshakeError } from "../../lib/secure/errors.ts";
 import {
   type CipherState,
   createHandshake,

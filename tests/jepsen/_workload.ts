@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { LockHeldError, RecordError, VersionConflictError } from "../../lib/errors.ts";
+import { LockHeldError, RecordError, VersionConflictError } from "../../lib/dht/errors.ts";
 import type { Node } from "../../mod.ts";
 import { Rng } from "./_faults.ts";
 import { majority, type Member, Swarm } from "./_swarm.ts";

@@ -2,15 +2,13 @@ import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { HandshakePayloadSchema } from "../../lib/protocol.ts";
 import { ManualClock } from "../../lib/clock.ts";
+import { ConnectionClosedError, PuzzleError, TimeoutError } from "../../lib/errors.ts";
 import {
-  ConnectionClosedError,
   DecryptError,
   HandshakeError,
   IdentityMismatchError,
   NonceExhaustedError,
-  PuzzleError,
-  TimeoutError,
-} from "../../lib/errors.ts";
+} from "../../lib/secure/errors.ts";
 import { generateIdentitySync, type Identity, sign } from "../../lib/identity/keys.ts";
 import { puzzleWork } from "../../lib/identity/puzzle.ts";
 import {

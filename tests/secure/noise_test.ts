@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DecryptError, HandshakeError, NonceExhaustedError } from "../../lib/errors.ts";
+import { DecryptError, HandshakeError, NonceExhaustedError } from "../../lib/secure/errors.ts";
 import {
   type AesGcmBackend,
   CipherState,
