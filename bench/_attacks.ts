@@ -33,11 +33,10 @@ import {
   nodeIdOf,
   Opcode,
   parseAddress,
-  PeerConnection,
   type SecureChannel,
-  secureOutbound,
   TcpTransport,
 } from "../mod.ts";
+import { PeerConnection, secureOutbound } from "../protocol.ts";
 import { DisconnectReason, NackReason } from "../lib/protocol.ts";
 import { createRecord } from "../lib/dht/record.ts";
 import {

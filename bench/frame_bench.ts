@@ -1,6 +1,6 @@
 // Frame encode and decode at 64 B, 1 KiB and 64 KiB payloads, against JSON
 // of the same content (payload as base64, the usual way to put bytes in JSON).
-import { createFrame, encodeFrame, FrameDecoder } from "../mod.ts";
+import { createFrame, encodeFrame, FrameDecoder } from "../protocol.ts";
 
 const SIZES: [string, number][] = [["64 B", 64], ["1 KiB", 1024], ["64 KiB", 64 * 1024]];
 

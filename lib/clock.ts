@@ -12,7 +12,8 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ManualClock, type TimerHandle } from "@carrier/p2p";
+ * import { type TimerHandle } from "@carrier/p2p";
+ * import { ManualClock } from "@carrier/p2p/testing";
  * const clock = new ManualClock();
  * const handle: TimerHandle = clock.setTimeout(() => assert.fail("cancelled"), 100);
  * clock.clearTimeout(handle);
@@ -28,13 +29,9 @@ export type TimerHandle = number;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   type Clock,
- *   contactOf,
- *   generateIdentitySync,
- *   ManualClock,
- *   RoutingTable,
- * } from "@carrier/p2p";
+ * import { type Clock, generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf, RoutingTable } from "@carrier/p2p/protocol";
+ * import { ManualClock } from "@carrier/p2p/testing";
  * const clock: Clock = new ManualClock(5_000); // `systemClock` outside tests
  * const me = generateIdentitySync({ difficulty: 0 });
  * const table = new RoutingTable(me.nodeId, { clock });
@@ -82,7 +79,7 @@ interface Timer {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ManualClock } from "@carrier/p2p";
+ * import { ManualClock } from "@carrier/p2p/testing";
  * const clock = new ManualClock();
  * let fired = false;
  * clock.setTimeout(() => (fired = true), 100);

@@ -161,7 +161,8 @@ export class SizeLimitError extends CarrierError {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createFrame, encodeFrame, FrameTooLargeError } from "@carrier/p2p";
+ * import { FrameTooLargeError } from "@carrier/p2p";
+ * import { createFrame, encodeFrame } from "@carrier/p2p/protocol";
  * const frame = createFrame({ opcode: 1000, payload: new Uint8Array(100) });
  * assert.throws(() => encodeFrame(frame, { maxFrameSize: 64 }), FrameTooLargeError);
  * ```
@@ -174,7 +175,8 @@ export class FrameTooLargeError extends SizeLimitError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { FrameDecodeError, FrameDecoder } from "@carrier/p2p";
+ * import { FrameDecodeError } from "@carrier/p2p";
+ * import { FrameDecoder } from "@carrier/p2p/protocol";
  * const decoder = new FrameDecoder();
  * decoder.push(new Uint8Array([5, 0x08])); // a 5-byte frame, 1 byte of it
  * assert.throws(() => decoder.end(), FrameDecodeError); // the stream ends inside it
@@ -189,7 +191,8 @@ export class FrameDecodeError extends CarrierError {}
  * ```ts
  * import assert from "node:assert/strict";
  * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
- * import { decodePayload, PayloadDecodeError } from "@carrier/p2p";
+ * import { PayloadDecodeError } from "@carrier/p2p";
+ * import { decodePayload } from "@carrier/p2p/protocol";
  * const truncated = new Uint8Array([0x0a, 5, 0x68]); // a 5-byte string, 1 byte of it
  * assert.throws(() => decodePayload(StringValueSchema, truncated), PayloadDecodeError);
  * ```
@@ -202,7 +205,8 @@ export class PayloadDecodeError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { OpcodeRegistry, UnknownOpcodeError } from "@carrier/p2p";
+ * import { UnknownOpcodeError } from "@carrier/p2p";
+ * import { OpcodeRegistry } from "@carrier/p2p/protocol";
  * assert.throws(() => new OpcodeRegistry().lookup(4242), UnknownOpcodeError);
  * ```
  */
@@ -228,7 +232,8 @@ export class OpcodeRegistryError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { Compression, CompressionError, decompress } from "@carrier/p2p";
+ * import { CompressionError } from "@carrier/p2p";
+ * import { Compression, decompress } from "@carrier/p2p/protocol";
  * const garbage = new Uint8Array([1, 2, 3]);
  * const options = { maxOutputSize: 1024 };
  * assert.throws(() => decompress(Compression.GZIP, garbage, options), CompressionError);
@@ -242,13 +247,8 @@ export class CompressionError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   compress,
- *   Compression,
- *   CompressionError,
- *   decompress,
- *   DecompressionLimitError,
- * } from "@carrier/p2p";
+ * import { CompressionError, DecompressionLimitError } from "@carrier/p2p";
+ * import { compress, Compression, decompress } from "@carrier/p2p/protocol";
  * const bomb = compress(Compression.ZLIB, new Uint8Array(1 << 20)); // 1 MiB of zeros, about 1 KiB
  * const options = { maxOutputSize: 4096 };
  * assert.throws(() => decompress(Compression.ZLIB, bomb, options), DecompressionLimitError);
@@ -263,7 +263,8 @@ export class DecompressionLimitError extends CompressionError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getCodec, UnsupportedCompressionError } from "@carrier/p2p";
+ * import { UnsupportedCompressionError } from "@carrier/p2p";
+ * import { getCodec } from "@carrier/p2p/protocol";
  * assert.throws(() => getCodec(99), UnsupportedCompressionError);
  * ```
  */
@@ -275,13 +276,9 @@ export class UnsupportedCompressionError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   ManualClock,
- *   MemoryNetwork,
- *   secureOutbound,
- *   TimeoutError,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync, TimeoutError } from "@carrier/p2p";
+ * import { secureOutbound } from "@carrier/p2p/protocol";
+ * import { ManualClock, MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * const listener = await net.transport().listen("mem:0"); // accepts nothing: the handshake stalls
  * const stream = await net.transport().dial(listener.address);
@@ -300,7 +297,8 @@ export class TimeoutError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ConnectionClosedError, MemoryNetwork } from "@carrier/p2p";
+ * import { ConnectionClosedError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * const listener = await net.transport().listen("mem:0");
  * const stream = await net.transport().dial(listener.address);
@@ -316,7 +314,8 @@ export class ConnectionClosedError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, SendBufferFullError } from "@carrier/p2p";
+ * import { createNode, SendBufferFullError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * const connection = { maxSendBuffer: 64 }; // bytes
@@ -336,7 +335,8 @@ export class SendBufferFullError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { NodeIdError, xorDistance } from "@carrier/p2p";
+ * import { NodeIdError } from "@carrier/p2p";
+ * import { xorDistance } from "@carrier/p2p/protocol";
  * assert.throws(() => xorDistance(new Uint8Array(20), new Uint8Array(32)), NodeIdError);
  * ```
  */
@@ -360,7 +360,8 @@ export class SecretKeyError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseHostPort, TransportAddressError } from "@carrier/p2p";
+ * import { TransportAddressError } from "@carrier/p2p";
+ * import { parseHostPort } from "@carrier/p2p/protocol";
  * assert.throws(() => parseHostPort("127.0.0.1"), TransportAddressError); // no port
  * assert.throws(() => parseHostPort("::1:4000"), TransportAddressError); // IPv6 needs brackets
  * ```
@@ -373,7 +374,8 @@ export class TransportAddressError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DialError, MemoryNetwork } from "@carrier/p2p";
+ * import { DialError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await assert.rejects(net.transport().dial("mem:nobody"), DialError);
  * ```
@@ -386,7 +388,8 @@ export class DialError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ListenError, MemoryNetwork } from "@carrier/p2p";
+ * import { ListenError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await net.transport().listen("mem:alice");
  * await assert.rejects(net.transport().listen("mem:alice"), ListenError); // in use
@@ -405,11 +408,11 @@ export class ListenError extends CarrierError {}
  * import {
  *   createNode,
  *   defineOpcode,
- *   MemoryNetwork,
  *   NackError,
  *   type NackErrorOptions,
  *   NackReason,
  * } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const ECHO = defineOpcode(1000, { request: StringValueSchema, reply: StringValueSchema });
  * const options: NackErrorOptions = { opcode: ECHO.opcode, reason: NackReason.FORBIDDEN };
  * await using net = new MemoryNetwork();
@@ -438,7 +441,8 @@ export interface NackErrorOptions extends CarrierErrorOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, NackError, NackReason, Opcode } from "@carrier/p2p";
+ * import { createNode, NackError, NackReason, Opcode } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });
@@ -470,7 +474,8 @@ export class NackError extends CarrierError {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ConnectionLimitError, createNode, MemoryNetwork } from "@carrier/p2p";
+ * import { ConnectionLimitError, createNode } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport(), maxOutbound: 0 });
@@ -501,7 +506,8 @@ export class PeerAddressError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, NodeClosedError } from "@carrier/p2p";
+ * import { createNode, NodeClosedError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * const b = await createNode({ transport: net.transport() });
@@ -569,7 +575,8 @@ export interface WhisperErrorOptions extends CarrierErrorOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, openWhisper, sealWhisper, WhisperError } from "@carrier/p2p";
+ * import { generateIdentitySync, WhisperError } from "@carrier/p2p";
+ * import { openWhisper, sealWhisper } from "@carrier/p2p/protocol";
  * const [alice, bob, carol] = Array.from(Array(3), () => generateIdentitySync({ difficulty: 0 }));
  * const whisper = await sealWhisper(alice, bob.publicKey, new Uint8Array([1]));
  * await assert.rejects(

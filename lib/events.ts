@@ -70,7 +70,8 @@ export class TypedEventTarget<Events extends { [K in keyof Events]: Event }> ext
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, type PeerEventDetail } from "@carrier/p2p";
+ * import { createNode, type PeerEventDetail } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });
@@ -97,7 +98,8 @@ export interface PeerEventDetail {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, type MessageEventDetail, Opcode } from "@carrier/p2p";
+ * import { createNode, type MessageEventDetail, Opcode } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });
@@ -164,7 +166,8 @@ export interface ErrorEventDetail {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, type Node, type NodeEventMap } from "@carrier/p2p";
+ * import { createNode, type Node, type NodeEventMap } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * function next<K extends keyof NodeEventMap>(node: Node, type: K): Promise<NodeEventMap[K]> {
  *   return new Promise((resolve) => node.addEventListener(type, resolve, { once: true }));
  * }

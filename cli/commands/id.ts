@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { loadKeyFile, puzzleWork } from "../../mod.ts";
+import { loadKeyFile } from "../../mod.ts";
+import { puzzleWork } from "../../protocol.ts";
 import type { Command } from "../command.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { flagOf, JSON_OPTION, noPositionals, stringOf } from "../options.ts";

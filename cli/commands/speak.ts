@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { type Node, Opcode, PROTOCOL_OPCODES } from "../../mod.ts";
+import { type Node, Opcode } from "../../mod.ts";
+import { PROTOCOL_OPCODES } from "../../protocol.ts";
 import type { NodeCommand } from "../node_command.ts";
 import { addressOf, defaultedString, flagOf, textOf, TOPIC_OPTION } from "../options.ts";
 

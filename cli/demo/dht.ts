@@ -4,13 +4,8 @@
  *
  * @module
  */
-import {
-  LockHeldError,
-  type Node,
-  parseJsonPatch,
-  QuorumError,
-  VersionConflictError,
-} from "../../mod.ts";
+import { LockHeldError, type Node, QuorumError, VersionConflictError } from "../../mod.ts";
+import { parseJsonPatch } from "../../protocol.ts";
 import type { CliOutput } from "../output.ts";
 
 /**

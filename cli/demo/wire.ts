@@ -4,18 +4,16 @@
  *
  * @module
  */
+import { type CompressionName, generateIdentity, Opcode } from "../../mod.ts";
 import {
   compress,
   COMPRESSION_SETTINGS,
-  type CompressionName,
   createFrame,
   decompress,
   encodeFrame,
   FrameDecoder,
-  generateIdentity,
-  Opcode,
   puzzleWork,
-} from "../../mod.ts";
+} from "../../protocol.ts";
 import { type CliOutput, hex, opcodeName } from "../output.ts";
 
 /** Part of the demo: an Ed25519 key that passes the static puzzle. */

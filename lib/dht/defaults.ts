@@ -87,7 +87,8 @@ export const DHT_STORE_LIMITS = {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtStoreOptions, MemoryNetwork, RecordError } from "@carrier/p2p";
+ * import { createNode, type DhtStoreOptions, RecordError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const dht: DhtStoreOptions = { maxValueSize: 16, maxRecords: 100, maxRecordsPerPeer: 10 };
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"], dht });

@@ -24,7 +24,8 @@ export class RecordError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { applyJsonPatch, PatchError } from "@carrier/p2p";
+ * import { PatchError } from "@carrier/p2p";
+ * import { applyJsonPatch } from "@carrier/p2p/protocol";
  * assert.throws(() => applyJsonPatch({ a: 1 }, [{ op: "remove", path: "/b" }]), PatchError);
  * ```
  */
@@ -57,7 +58,8 @@ export interface VersionConflictErrorOptions extends CarrierErrorOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, VersionConflictError } from "@carrier/p2p";
+ * import { createNode, VersionConflictError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await node.dht.put("counter", "1");
@@ -106,7 +108,8 @@ export interface LockHeldErrorOptions extends CarrierErrorOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, LockHeldError, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, LockHeldError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });
@@ -139,7 +142,8 @@ export class LockHeldError extends CarrierError {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, QuorumError } from "@carrier/p2p";
+ * import { createNode, QuorumError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport() }); // listens: no replica
  * await assert.rejects(node.dht.put("key", "value"), QuorumError);
@@ -180,7 +184,8 @@ export interface ReplicationErrorOptions extends CarrierErrorOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, QuorumError, ReplicationError } from "@carrier/p2p";
+ * import { createNode, QuorumError, ReplicationError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * const error = await node.dht.put("key", "value", { minReplicas: 2 }).catch((e) => e);

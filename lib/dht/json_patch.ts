@@ -42,7 +42,8 @@ import { escapeToken, importJson, isObject } from "./json_value.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { applyJsonPatch, PatchError } from "@carrier/p2p";
+ * import { PatchError } from "@carrier/p2p";
+ * import { applyJsonPatch } from "@carrier/p2p/protocol";
  * const doc = { a: { b: "c" } };
  * const next = applyJsonPatch(doc, [
  *   { op: "move", from: "/a/b", path: "/d" },
@@ -77,7 +78,8 @@ export function applyJsonPatch(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseJsonPatch, PatchError } from "@carrier/p2p";
+ * import { PatchError } from "@carrier/p2p";
+ * import { parseJsonPatch } from "@carrier/p2p/protocol";
  * const ops = parseJsonPatch('[{"op":"add","path":"/a","value":1,"note":"ignored"}]');
  * assert.deepEqual(ops, [{ op: "add", path: "/a", value: 1 }]);
  * assert.throws(
@@ -136,7 +138,8 @@ export function parseJsonPatch(text: string): JsonPatchOperation[] {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { applyJsonPatch, diffJson } from "@carrier/p2p";
+ * import { diffJson } from "@carrier/p2p";
+ * import { applyJsonPatch } from "@carrier/p2p/protocol";
  * const from = { name: "a", peers: [1, 2, 3], old: true };
  * const to = { name: "b", peers: [1, 2], "x/y": null };
  * const patch = diffJson(from, to);
@@ -184,7 +187,8 @@ export function diffJson(from: unknown, to: unknown): JsonPatchOperation[] {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { applyJsonPatchToBytes, PatchError } from "@carrier/p2p";
+ * import { PatchError } from "@carrier/p2p";
+ * import { applyJsonPatchToBytes } from "@carrier/p2p/protocol";
  * const value = new TextEncoder().encode('{ "count": 1 }');
  * const next = applyJsonPatchToBytes(value, [{ op: "replace", path: "/count", value: 2 }]);
  * assert.equal(new TextDecoder().decode(next), '{"count":2}');

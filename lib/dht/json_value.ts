@@ -14,7 +14,8 @@ import { messageOf, Problem, quote, typeName } from "./patch_common.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { applyJsonPatch, MAX_JSON_DEPTH, PatchError } from "@carrier/p2p";
+ * import { PatchError } from "@carrier/p2p";
+ * import { applyJsonPatch, MAX_JSON_DEPTH } from "@carrier/p2p/protocol";
  * let deep: unknown = 0;
  * for (let i = 0; i < MAX_JSON_DEPTH + 1; i++) deep = [deep];
  * assert.throws(

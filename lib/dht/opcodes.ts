@@ -34,7 +34,8 @@ import { type OpcodeSpec, protocolOpcode } from "../wire/opcodes.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DHT_OPCODES, Opcode } from "@carrier/p2p";
+ * import { Opcode } from "@carrier/p2p";
+ * import { DHT_OPCODES } from "@carrier/p2p/protocol";
  * const store = DHT_OPCODES.find((s) => s.opcode === Opcode.STORE)!;
  * assert.equal(store.name, "STORE");
  * assert.equal(store.nack?.typeName, "carrier.v1.VersionConflict"); // a lost write's NACK data
@@ -75,7 +76,8 @@ const DHT_OPCODE_SET: ReadonlySet<number> = new Set(DHT_OPCODES.map((s) => s.opc
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { isDhtOpcode, Opcode } from "@carrier/p2p";
+ * import { Opcode } from "@carrier/p2p";
+ * import { isDhtOpcode } from "@carrier/p2p/protocol";
  * assert.ok(isDhtOpcode(Opcode.FIND_NODE));
  * assert.ok(!isDhtOpcode(Opcode.PING));
  * ```

@@ -34,7 +34,8 @@
  * @example Both formats
  * ```ts
  * import assert from "node:assert/strict";
- * import { applyJsonPatch, applySplices, diffBytes, diffJson } from "@carrier/p2p";
+ * import { diffBytes, diffJson } from "@carrier/p2p";
+ * import { applyJsonPatch, applySplices } from "@carrier/p2p/protocol";
  *
  * const before = { name: "carrier", tags: ["p2p"] };
  * const patch = diffJson(before, { name: "carrier", tags: ["p2p", "dht"] });

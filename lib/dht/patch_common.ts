@@ -14,7 +14,8 @@ import { PatchError } from "./errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { MAX_PATCH_OPERATIONS, parseJsonPatch, PatchError } from "@carrier/p2p";
+ * import { PatchError } from "@carrier/p2p";
+ * import { MAX_PATCH_OPERATIONS, parseJsonPatch } from "@carrier/p2p/protocol";
  * const tooLong = JSON.stringify(
  *   Array.from({ length: MAX_PATCH_OPERATIONS + 1 }, () => ({ op: "test", path: "", value: 1 })),
  * );
@@ -32,7 +33,7 @@ export const MAX_PATCH_OPERATIONS = 1024;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DEFAULT_MAX_PATCH_RESULT_SIZE } from "@carrier/p2p";
+ * import { DEFAULT_MAX_PATCH_RESULT_SIZE } from "@carrier/p2p/protocol";
  * assert.equal(DEFAULT_MAX_PATCH_RESULT_SIZE, 64 * 1024 * 1024);
  * ```
  */

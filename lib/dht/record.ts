@@ -26,7 +26,8 @@ import { type Identity, sign, verify } from "../identity/keys.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DHT_KEY_LENGTH, dhtKey, RecordError } from "@carrier/p2p";
+ * import { dhtKey, RecordError } from "@carrier/p2p";
+ * import { DHT_KEY_LENGTH } from "@carrier/p2p/protocol";
  * assert.equal(dhtKey("config").length, DHT_KEY_LENGTH);
  * assert.throws(() => dhtKey(new Uint8Array(DHT_KEY_LENGTH - 1)), RecordError);
  * ```
@@ -42,7 +43,8 @@ export const PROPOSAL_LENGTH = 16;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, DEFAULT_MAX_VALUE_SIZE, MemoryNetwork, RecordError } from "@carrier/p2p";
+ * import { createNode, DEFAULT_MAX_VALUE_SIZE, RecordError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await node.dht.put("big", new Uint8Array(DEFAULT_MAX_VALUE_SIZE));
@@ -58,7 +60,8 @@ export const DEFAULT_MAX_VALUE_SIZE = 64 * 1024;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtKey, dhtKey, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type DhtKey, dhtKey } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * const byName: DhtKey = "config";

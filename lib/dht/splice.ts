@@ -26,7 +26,8 @@ import {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { applySplices, type Splice } from "@carrier/p2p";
+ * import { type Splice } from "@carrier/p2p";
+ * import { applySplices } from "@carrier/p2p/protocol";
  * const splices: Splice[] = [
  *   { offset: 0, deleteCount: 1, insert: new Uint8Array([9, 9]) }, // [1, 2, 3] → [9, 9, 2, 3]
  *   { offset: 4, deleteCount: 0, insert: new Uint8Array([4]) }, // → [9, 9, 2, 3, 4]
@@ -58,7 +59,8 @@ export interface Splice {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { applySplices, PatchError } from "@carrier/p2p";
+ * import { PatchError } from "@carrier/p2p";
+ * import { applySplices } from "@carrier/p2p/protocol";
  * const value = new Uint8Array([1, 2, 3, 4]);
  * const out = applySplices(value, [{ offset: 1, deleteCount: 2, insert: new Uint8Array([7]) }]);
  * assert.deepEqual(out, new Uint8Array([1, 7, 4]));
@@ -149,7 +151,8 @@ function spliceAll(value: Uint8Array, splices: readonly Splice[], maxSize: numbe
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { applySplices, diffBytes } from "@carrier/p2p";
+ * import { diffBytes } from "@carrier/p2p";
+ * import { applySplices } from "@carrier/p2p/protocol";
  * const from = new Uint8Array([1, 2, 3, 4, 5]);
  * const to = new Uint8Array([1, 2, 9, 5]);
  * const splices = diffBytes(from, to);

@@ -20,14 +20,11 @@ import type { Splice } from "./splice.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   contactOf,
- *   dht,
- *   type DhtHost,
- *   generateIdentitySync,
- *   ManualClock,
- *   RoutingTable,
- * } from "@carrier/p2p";
+ * import { type DhtHost } from "./dht.ts";
+ * import { dht } from "../services/dht.ts";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf, RoutingTable } from "@carrier/p2p/protocol";
+ * import { ManualClock } from "@carrier/p2p/testing";
  * const identity = generateIdentitySync({ difficulty: 0 });
  * const host: DhtHost = {
  *   contact: contactOf(identity.publicKey, identity.address, ["mem:me"]), // it listens: a replica
@@ -53,7 +50,8 @@ export type DhtHost =
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtOptions, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type DhtOptions } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const dht: DhtOptions = { replicas: 3, readQuorum: 2, requestTimeout: 2_000 };
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"], dht });
@@ -84,7 +82,8 @@ export interface DhtOptions extends Omit<DhtStoreOptions, "clock" | "nodeId" | "
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtCallOptions, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type DhtCallOptions } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * const options: DhtCallOptions = { signal: AbortSignal.abort(new Error("cancelled")) };
@@ -102,7 +101,8 @@ export interface DhtCallOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtGetOptions, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type DhtGetOptions } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await node.dht.put("config", "v1");
@@ -126,7 +126,8 @@ export interface DhtGetOptions extends DhtCallOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtWriteOptions, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type DhtWriteOptions } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * const options: DhtWriteOptions = { owned: true, ttl: 60_000 };
@@ -157,7 +158,8 @@ export interface DhtWriteOptions extends DhtCallOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtPutOptions, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type DhtPutOptions } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * const options: DhtPutOptions = { version: 10, owned: true, ttl: 60_000 };
@@ -183,7 +185,8 @@ export interface DhtPutOptions extends DhtWriteOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtLockOptions, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type DhtLockOptions } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * const options: DhtLockOptions = { ttl: 2_000 };
@@ -203,7 +206,8 @@ export interface DhtLockOptions extends DhtCallOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, dhtKey, type DhtValue, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, dhtKey, type DhtValue } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await node.dht.put("greeting", "hello");
@@ -230,7 +234,8 @@ export interface DhtValue {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtWriteResult, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type DhtWriteResult } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * const result: DhtWriteResult = await node.dht.cas("counter", "1", 0);
@@ -250,7 +255,8 @@ export interface DhtWriteResult {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtLease, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type DhtLease } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * const lease: DhtLease = await node.dht.lock("job");
@@ -277,7 +283,8 @@ export interface DhtLease {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtPatch, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type DhtPatch } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await node.dht.put("doc", JSON.stringify({ n: 1 }));
@@ -294,7 +301,8 @@ export type DhtPatch = { json: JsonPatchOperation[] } | { splices: Splice[] };
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtChange, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type DhtChange } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await node.dht.put("log", new Uint8Array([1, 2, 3]));
@@ -322,7 +330,8 @@ export interface DhtChange {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { applyChanges, createNode, type DhtChanges, MemoryNetwork } from "@carrier/p2p";
+ * import { applyChanges, createNode, type DhtChanges } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using node = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await node.dht.put("doc", "[1]");
@@ -348,7 +357,8 @@ export interface DhtChanges {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type DhtLookup, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type DhtLookup } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });

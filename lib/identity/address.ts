@@ -23,7 +23,8 @@ import { describeValue, typeName } from "./_bytes.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ADDRESS_LENGTH, generateIdentitySync, parseAddress } from "@carrier/p2p";
+ * import { generateIdentitySync, parseAddress } from "@carrier/p2p";
+ * import { ADDRESS_LENGTH } from "@carrier/p2p/protocol";
  * const { address } = generateIdentitySync({ difficulty: 0 });
  * assert.equal(parseAddress(address).length, ADDRESS_LENGTH);
  * ```
@@ -36,7 +37,8 @@ export const ADDRESS_LENGTH = 32;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatAddress, MAX_ADDRESS_TEXT_LENGTH } from "@carrier/p2p";
+ * import { formatAddress } from "@carrier/p2p";
+ * import { MAX_ADDRESS_TEXT_LENGTH } from "@carrier/p2p/protocol";
  * const longest = formatAddress(new Uint8Array(32).fill(0xff));
  * assert.equal(longest.length, MAX_ADDRESS_TEXT_LENGTH);
  * ```
@@ -49,7 +51,8 @@ export const MAX_ADDRESS_TEXT_LENGTH = 44;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { BASE58_ALPHABET, generateIdentitySync } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { BASE58_ALPHABET } from "@carrier/p2p/protocol";
  * const { address } = generateIdentitySync({ difficulty: 0 });
  * assert([...address].every((char) => BASE58_ALPHABET.includes(char)));
  * assert(!BASE58_ALPHABET.includes("0") && !BASE58_ALPHABET.includes("l"));
@@ -70,7 +73,7 @@ const EXCLUDED_HINT = " (base58 has no 0, O, I or l)";
  *
  * @example
  * ```ts
- * import { assertAddressBytes } from "@carrier/p2p";
+ * import { assertAddressBytes } from "@carrier/p2p/protocol";
  * assertAddressBytes(new Uint8Array(32)); // ok
  * ```
  */

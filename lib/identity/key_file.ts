@@ -37,7 +37,8 @@ import { type Identity, identityFromSecretKey } from "./keys.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, KEY_FILE_MAGIC, saveKeyFile } from "@carrier/p2p";
+ * import { generateIdentitySync, saveKeyFile } from "@carrier/p2p";
+ * import { KEY_FILE_MAGIC } from "@carrier/p2p/protocol";
  * const path = await Deno.makeTempFile();
  * await saveKeyFile(path, generateIdentitySync({ difficulty: 0 }), { overwrite: true });
  * const bytes = await Deno.readFile(path);
@@ -58,7 +59,8 @@ const MAGIC: Uint8Array = KEY_FILE_MAGIC.slice();
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, KEY_FILE_SIZE, saveKeyFile } from "@carrier/p2p";
+ * import { generateIdentitySync, saveKeyFile } from "@carrier/p2p";
+ * import { KEY_FILE_SIZE } from "@carrier/p2p/protocol";
  * const path = await Deno.makeTempFile();
  * await saveKeyFile(path, generateIdentitySync({ difficulty: 0 }), { overwrite: true });
  * const { size } = await Deno.stat(path);

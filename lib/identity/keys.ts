@@ -33,7 +33,8 @@ import { describeValue } from "./_bytes.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { identityFromSecretKey, SECRET_KEY_LENGTH } from "@carrier/p2p";
+ * import { identityFromSecretKey } from "@carrier/p2p";
+ * import { SECRET_KEY_LENGTH } from "@carrier/p2p/protocol";
  * const seed = crypto.getRandomValues(new Uint8Array(SECRET_KEY_LENGTH));
  * assert.deepEqual(identityFromSecretKey(seed).secretKey, seed);
  * ```
@@ -46,7 +47,8 @@ export const SECRET_KEY_LENGTH = 32;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, sign, SIGNATURE_LENGTH } from "@carrier/p2p";
+ * import { generateIdentitySync, sign } from "@carrier/p2p";
+ * import { SIGNATURE_LENGTH } from "@carrier/p2p/protocol";
  * const identity = generateIdentitySync({ difficulty: 0 });
  * assert.equal(sign(identity, new Uint8Array([1, 2, 3])).length, SIGNATURE_LENGTH);
  * ```
@@ -133,7 +135,8 @@ export interface GenerateIdentityOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentity, verifyPuzzle } from "@carrier/p2p";
+ * import { generateIdentity } from "@carrier/p2p";
+ * import { verifyPuzzle } from "@carrier/p2p/protocol";
  * const identity = await generateIdentity({
  *   difficulty: 4,
  *   signal: AbortSignal.timeout(10_000),
@@ -172,7 +175,8 @@ export async function generateIdentity(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, puzzleWork } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { puzzleWork } from "@carrier/p2p/protocol";
  * const identity = generateIdentitySync({ difficulty: 2 });
  * assert.ok(puzzleWork(identity.publicKey) >= 2);
  * ```

@@ -21,7 +21,8 @@ import { describeValue } from "./_bytes.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, NODE_ID_LENGTH, nodeIdOf } from "@carrier/p2p";
+ * import { generateIdentitySync, nodeIdOf } from "@carrier/p2p";
+ * import { NODE_ID_LENGTH } from "@carrier/p2p/protocol";
  * const identity = generateIdentitySync({ difficulty: 0 });
  * assert.equal(nodeIdOf(identity.address).length, NODE_ID_LENGTH);
  * ```
@@ -34,7 +35,7 @@ export const NODE_ID_LENGTH = 32;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { bucketIndex, NODE_ID_BITS } from "@carrier/p2p";
+ * import { bucketIndex, NODE_ID_BITS } from "@carrier/p2p/protocol";
  * const self = new Uint8Array(32);
  * const farthest = new Uint8Array(32).fill(0xff);
  * assert.equal(bucketIndex(self, farthest), NODE_ID_BITS - 1);
@@ -52,7 +53,7 @@ export const NODE_ID_BITS = 256;
  *
  * @example
  * ```ts
- * import { assertNodeId } from "@carrier/p2p";
+ * import { assertNodeId } from "@carrier/p2p/protocol";
  * assertNodeId(new Uint8Array(32)); // ok
  * ```
  */
@@ -101,7 +102,7 @@ export function nodeIdOf(address: Uint8Array | string): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { xorDistance } from "@carrier/p2p";
+ * import { xorDistance } from "@carrier/p2p/protocol";
  * const a = new Uint8Array(32);
  * const b = new Uint8Array(32).fill(0xff);
  * assert.deepEqual(xorDistance(a, b), new Uint8Array(32).fill(0xff));
@@ -127,7 +128,7 @@ export function xorDistance(a: Uint8Array, b: Uint8Array): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { compareDistance } from "@carrier/p2p";
+ * import { compareDistance } from "@carrier/p2p/protocol";
  * const target = new Uint8Array(32);
  * const near = new Uint8Array(32).fill(1);
  * const far = new Uint8Array(32).fill(2);
@@ -169,7 +170,7 @@ export function compareDistance(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { bucketIndex } from "@carrier/p2p";
+ * import { bucketIndex } from "@carrier/p2p/protocol";
  * const self = new Uint8Array(32);
  * const top = new Uint8Array(32);
  * top[0] = 0x80;
@@ -199,7 +200,7 @@ export function bucketIndex(self: Uint8Array, other: Uint8Array): number {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { leadingZeroBits } from "@carrier/p2p";
+ * import { leadingZeroBits } from "@carrier/p2p/protocol";
  * assert.equal(leadingZeroBits(new Uint8Array([0, 0x10, 0xff])), 11);
  * assert.equal(leadingZeroBits(new Uint8Array(4)), 32);
  * ```

@@ -30,7 +30,8 @@ import { leadingZeroBits } from "./node_id.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DEFAULT_PUZZLE_DIFFICULTY, generateIdentity, verifyPuzzle } from "@carrier/p2p";
+ * import { DEFAULT_PUZZLE_DIFFICULTY, generateIdentity } from "@carrier/p2p";
+ * import { verifyPuzzle } from "@carrier/p2p/protocol";
  * const identity = await generateIdentity(); // at DEFAULT_PUZZLE_DIFFICULTY
  * assert(verifyPuzzle(identity.publicKey, DEFAULT_PUZZLE_DIFFICULTY));
  * ```
@@ -43,7 +44,8 @@ export const DEFAULT_PUZZLE_DIFFICULTY = 8;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ArgumentError, assertPuzzleDifficulty, MAX_PUZZLE_DIFFICULTY } from "@carrier/p2p";
+ * import { ArgumentError } from "@carrier/p2p";
+ * import { assertPuzzleDifficulty, MAX_PUZZLE_DIFFICULTY } from "@carrier/p2p/protocol";
  * assertPuzzleDifficulty(MAX_PUZZLE_DIFFICULTY); // ok
  * assert.throws(() => assertPuzzleDifficulty(MAX_PUZZLE_DIFFICULTY + 1), ArgumentError);
  * ```
@@ -57,7 +59,7 @@ export const MAX_PUZZLE_DIFFICULTY = 256;
  *
  * @example
  * ```ts
- * import { assertPuzzleDifficulty } from "@carrier/p2p";
+ * import { assertPuzzleDifficulty } from "@carrier/p2p/protocol";
  * assertPuzzleDifficulty(8); // ok
  * ```
  */
@@ -84,7 +86,7 @@ export function assertPuzzleDifficulty(difficulty: number): void {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { puzzleHash } from "@carrier/p2p";
+ * import { puzzleHash } from "@carrier/p2p/protocol";
  * assert.equal(puzzleHash(new Uint8Array(32)).length, 32);
  * ```
  */
@@ -104,7 +106,8 @@ export function puzzleHash(publicKey: Uint8Array): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, puzzleWork } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { puzzleWork } from "@carrier/p2p/protocol";
  * const identity = generateIdentitySync({ difficulty: 4 });
  * assert.ok(puzzleWork(identity.publicKey) >= 4);
  * ```
@@ -125,7 +128,8 @@ export function puzzleWork(publicKey: Uint8Array): number {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, verifyPuzzle } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { verifyPuzzle } from "@carrier/p2p/protocol";
  * const identity = generateIdentitySync({ difficulty: 4 });
  * assert.ok(verifyPuzzle(identity.publicKey, 4));
  * assert.ok(verifyPuzzle(identity.publicKey, 0));
@@ -147,7 +151,8 @@ export function verifyPuzzle(publicKey: Uint8Array, c1: number): boolean {
  *
  * @example
  * ```ts
- * import { assertPuzzle, generateIdentitySync } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { assertPuzzle } from "@carrier/p2p/protocol";
  * const identity = generateIdentitySync({ difficulty: 4 });
  * assertPuzzle(identity.publicKey, 4); // ok
  * ```

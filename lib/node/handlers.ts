@@ -25,7 +25,8 @@ import { decodePayload, type OpcodeSpec } from "../wire/opcodes.ts";
  * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
- * import { createNode, defineOpcode, type HandlerContext, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, defineOpcode, type HandlerContext } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const WHO = defineOpcode(1000, { request: StringValueSchema, reply: StringValueSchema });
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
@@ -53,7 +54,8 @@ export interface HandlerContext {
  * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
- * import { createNode, defineOpcode, type Handler, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, defineOpcode, type Handler } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const ECHO = defineOpcode(1000, { request: StringValueSchema, reply: StringValueSchema });
  * const upper: Handler<typeof StringValueSchema, typeof StringValueSchema> = (message) =>
  *   create(StringValueSchema, { value: message.value.toUpperCase() });

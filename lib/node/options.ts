@@ -19,7 +19,8 @@ import type { Transport } from "../transport/types.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, type NodeOptions } from "@carrier/p2p";
+ * import { createNode, type NodeOptions } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork(); // in-process; `new TcpTransport()` by default
  * const options: NodeOptions = { transport: net.transport(), listen: ["mem:0"], maxOutbound: 4 };
  * await using node = await createNode(options);

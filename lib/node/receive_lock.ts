@@ -19,13 +19,8 @@ import type { Frame } from "../wire/frame.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   createNode,
- *   ManualClock,
- *   MemoryNetwork,
- *   type ReceiveLockOptions,
- *   TimeoutError,
- * } from "@carrier/p2p";
+ * import { createNode, type ReceiveLockOptions, TimeoutError } from "@carrier/p2p";
+ * import { ManualClock, MemoryNetwork } from "@carrier/p2p/testing";
  * const clock = new ManualClock();
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"], clock });
@@ -53,7 +48,8 @@ export interface ReceiveLockOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, type ReceiveLock } from "@carrier/p2p";
+ * import { createNode, type ReceiveLock } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });

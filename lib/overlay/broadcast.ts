@@ -112,7 +112,7 @@ import { ArgumentError } from "../errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ORIGIN_HEIGHT } from "@carrier/p2p";
+ * import { ORIGIN_HEIGHT } from "./broadcast.ts";
  * assert.equal(ORIGIN_HEIGHT, 256);
  * ```
  */
@@ -125,13 +125,9 @@ export const ORIGIN_HEIGHT: number = NODE_ID_BITS;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   type BroadcastCandidates,
- *   contactOf,
- *   generateIdentitySync,
- *   planForward,
- *   RoutingTable,
- * } from "@carrier/p2p";
+ * import { type BroadcastCandidates, planForward } from "./broadcast.ts";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf, RoutingTable } from "@carrier/p2p/protocol";
  * const ids = Array.from({ length: 8 }, () => generateIdentitySync({ difficulty: 0 }));
  * const everyone: BroadcastCandidates = ids.map((id) => contactOf(id.publicKey, id.address));
  * const table: BroadcastCandidates = new RoutingTable(ids[0].nodeId);
@@ -149,13 +145,9 @@ export type BroadcastCandidates = RoutingTable | readonly Contact[];
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   bucketIndex,
- *   contactOf,
- *   type ForwardTarget,
- *   generateIdentitySync,
- *   planForward,
- * } from "@carrier/p2p";
+ * import { type ForwardTarget, planForward } from "./broadcast.ts";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { bucketIndex, contactOf } from "@carrier/p2p/protocol";
  * const [me, ...others] = Array.from(Array(16), () => generateIdentitySync({ difficulty: 0 }));
  * const candidates = others.map((id) => contactOf(id.publicKey, id.address));
  * const targets: ForwardTarget[] = planForward({ self: me.nodeId, height: "origin", candidates });
@@ -185,7 +177,9 @@ export interface ForwardTarget {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type BucketChoice, contactOf, generateIdentitySync, planForward } from "@carrier/p2p";
+ * import { type BucketChoice, planForward } from "./broadcast.ts";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf } from "@carrier/p2p/protocol";
  * const ids = Array.from({ length: 16 }, () => generateIdentitySync({ difficulty: 0 }));
  * const candidates = ids.map((id) => contactOf(id.publicKey, id.address));
  * const seed = crypto.getRandomValues(new Uint8Array(32)); // the message id
@@ -203,12 +197,9 @@ export type BucketChoice = "balanced" | "uniform";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   contactOf,
- *   generateIdentitySync,
- *   planForward,
- *   type PlanForwardOptions,
- * } from "@carrier/p2p";
+ * import { planForward, type PlanForwardOptions } from "./broadcast.ts";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf } from "@carrier/p2p/protocol";
  * const [me, ...others] = Array.from(Array(32), () => generateIdentitySync({ difficulty: 0 }));
  * const candidates = others.map((id) => contactOf(id.publicKey, id.address));
  * const options: PlanForwardOptions = {
@@ -257,13 +248,9 @@ export interface PlanForwardOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   bucketIndex,
- *   contactOf,
- *   generateIdentitySync,
- *   nextInBucket,
- *   type NextInBucketOptions,
- * } from "@carrier/p2p";
+ * import { nextInBucket, type NextInBucketOptions } from "./broadcast.ts";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { bucketIndex, contactOf } from "@carrier/p2p/protocol";
  * const [me, ...others] = Array.from(Array(16), () => generateIdentitySync({ difficulty: 0 }));
  * const candidates = others.map((id) => contactOf(id.publicKey, id.address));
  * const tried = new Set<string>();
@@ -307,7 +294,9 @@ export interface NextInBucketOptions {
  * @example A broadcast over four nodes
  * ```ts
  * import assert from "node:assert/strict";
- * import { contactOf, generateIdentitySync, planForward, RoutingTable } from "@carrier/p2p";
+ * import { planForward } from "./broadcast.ts";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf, RoutingTable } from "@carrier/p2p/protocol";
  *
  * const ids = Array.from({ length: 4 }, () => generateIdentitySync({ difficulty: 0 }));
  * const tables = ids.map((me) => {
@@ -371,13 +360,9 @@ export function planForward(options: PlanForwardOptions): ForwardTarget[] {
  * @example Fall back when a peer does not acknowledge
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   contactOf,
- *   generateIdentitySync,
- *   nextInBucket,
- *   planForward,
- *   RoutingTable,
- * } from "@carrier/p2p";
+ * import { nextInBucket, planForward } from "./broadcast.ts";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf, RoutingTable } from "@carrier/p2p/protocol";
  *
  * const me = generateIdentitySync({ difficulty: 0 });
  * const table = new RoutingTable(me.nodeId);

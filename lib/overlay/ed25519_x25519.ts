@@ -65,7 +65,7 @@ export function x25519PublicKeyFromEd25519(publicKey: Uint8Array): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { x25519PrivateKeyFromEd25519 } from "@carrier/p2p";
+ * import { x25519PrivateKeyFromEd25519 } from "@carrier/p2p/protocol";
  * const key = x25519PrivateKeyFromEd25519(new Uint8Array(32));
  * assert.equal(key.length, 32);
  * assert.equal(key[0] & 7, 0); // clamped

@@ -30,12 +30,9 @@ import type { Contact } from "./routing_table.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   contactOf,
- *   generateIdentitySync,
- *   iterativeLookup,
- *   type LookupOptions,
- * } from "@carrier/p2p";
+ * import { iterativeLookup, type LookupOptions } from "./lookup.ts";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf } from "@carrier/p2p/protocol";
  * const ids = Array.from({ length: 30 }, () => generateIdentitySync({ difficulty: 0 }));
  * const contacts = ids.map((id) => contactOf(id.publicKey, id.address));
  * const options: LookupOptions = { k: 3, alpha: 1, maxQueries: 5 };
@@ -67,12 +64,9 @@ export interface LookupOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   contactOf,
- *   generateIdentitySync,
- *   iterativeLookup,
- *   type LookupResult,
- * } from "@carrier/p2p";
+ * import { iterativeLookup } from "./lookup.ts";
+ * import { generateIdentitySync, type LookupResult } from "@carrier/p2p";
+ * import { contactOf } from "@carrier/p2p/protocol";
  * const ids = Array.from({ length: 10 }, () => generateIdentitySync({ difficulty: 0 }));
  * const contacts = ids.map((id) => contactOf(id.publicKey, id.address));
  * const query = () => Promise.resolve(contacts); // every contact knows everyone
@@ -106,7 +100,9 @@ type State = "queried" | "answered" | "failed";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { contactOf, generateIdentitySync, iterativeLookup } from "@carrier/p2p";
+ * import { iterativeLookup } from "./lookup.ts";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf } from "@carrier/p2p/protocol";
  * const ids = Array.from({ length: 50 }, () => generateIdentitySync({ difficulty: 0 }));
  * const contacts = ids.map((id) => contactOf(id.publicKey, id.address));
  * // Every contact knows everyone: one hop finds the answer.

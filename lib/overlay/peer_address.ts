@@ -16,7 +16,8 @@ import { parseTransportAddress } from "../transport/address.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, parsePeerAddress, type PeerAddress } from "@carrier/p2p";
+ * import { createNode, parsePeerAddress, type PeerAddress } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });

@@ -27,7 +27,8 @@ import { ArgumentError } from "../errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type Contact, contactOf, generateIdentitySync, RoutingTable } from "@carrier/p2p";
+ * import { type Contact, generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf, RoutingTable } from "@carrier/p2p/protocol";
  * const me = generateIdentitySync({ difficulty: 0 });
  * const other = generateIdentitySync({ difficulty: 0 });
  * const table = new RoutingTable(me.nodeId);
@@ -56,13 +57,9 @@ export interface Contact {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   contactOf,
- *   generateIdentitySync,
- *   ManualClock,
- *   RoutingTable,
- *   type RoutingTableOptions,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync, type RoutingTableOptions } from "@carrier/p2p";
+ * import { contactOf, RoutingTable } from "@carrier/p2p/protocol";
+ * import { ManualClock } from "@carrier/p2p/testing";
  * const me = generateIdentitySync({ difficulty: 0 });
  * const options: RoutingTableOptions = { k: 4, maxPerSubnet: 1, clock: new ManualClock() };
  * const table = new RoutingTable(me.nodeId, options);
@@ -93,7 +90,8 @@ export interface RoutingTableOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type AddResult, contactOf, generateIdentitySync, RoutingTable } from "@carrier/p2p";
+ * import { type AddResult, generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf, RoutingTable } from "@carrier/p2p/protocol";
  * const [me, other] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * const table = new RoutingTable(me.nodeId);
  * const add = (id: typeof me): AddResult => table.add(contactOf(id.publicKey, id.address));
@@ -113,7 +111,8 @@ export type AddResult =
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { contactOf, generateIdentitySync } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf } from "@carrier/p2p/protocol";
  * const identity = generateIdentitySync({ difficulty: 0 });
  * const contact = contactOf(identity.publicKey, identity.address, ["10.0.0.1:4000"]);
  * assert.deepEqual(contact.nodeId, identity.nodeId); // SHA-256 of the key
@@ -141,7 +140,8 @@ interface Bucket {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { contactOf, generateIdentitySync, RoutingTable } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf, RoutingTable } from "@carrier/p2p/protocol";
  * const me = generateIdentitySync({ difficulty: 0 });
  * const table = new RoutingTable(me.nodeId, { k: 20 });
  * const other = generateIdentitySync({ difficulty: 0 });

@@ -13,7 +13,8 @@ import { ArgumentError } from "../errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ManualClock, SeenCache, type SeenCacheOptions } from "@carrier/p2p";
+ * import { SeenCache, type SeenCacheOptions } from "./seen_cache.ts";
+ * import { ManualClock } from "@carrier/p2p/testing";
  * const clock = new ManualClock();
  * const options: SeenCacheOptions = { maxEntries: 1_000, maxAge: 60_000, clock };
  * const seen = new SeenCache(options);
@@ -39,7 +40,7 @@ export interface SeenCacheOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SeenCache } from "@carrier/p2p";
+ * import { SeenCache } from "./seen_cache.ts";
  * const seen = new SeenCache({ maxEntries: 2 });
  * assert.equal(seen.add("a"), true);
  * assert.equal(seen.add("a"), false);

@@ -42,7 +42,8 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, openWhisper, sealWhisper } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { openWhisper, sealWhisper } from "@carrier/p2p/protocol";
  *
  * const alice = generateIdentitySync({ difficulty: 0 });
  * const bob = generateIdentitySync({ difficulty: 0 });
@@ -83,12 +84,8 @@ export type Whisper = MessageOf<typeof WhisperSchema>;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   sealWhisper,
- *   verify,
- *   WHISPER_SIGNATURE_CONTEXT,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync, verify } from "@carrier/p2p";
+ * import { sealWhisper, WHISPER_SIGNATURE_CONTEXT } from "@carrier/p2p/protocol";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * const whisper = await sealWhisper(alice, bob.publicKey, new Uint8Array(4), { encrypted: false });
  * const context = new TextEncoder().encode(WHISPER_SIGNATURE_CONTEXT);
@@ -104,7 +101,7 @@ export const WHISPER_SIGNATURE_CONTEXT = "carrier/v1 whisper:";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { PROLOGUE, WHISPER_PROLOGUE } from "@carrier/p2p";
+ * import { PROLOGUE, WHISPER_PROLOGUE } from "@carrier/p2p/protocol";
  * // Bound into every encrypted whisper's Noise message, and distinct from the channel's prologue.
  * assert.equal(new TextEncoder().encode(WHISPER_PROLOGUE).length, 18);
  * assert(WHISPER_PROLOGUE.startsWith(`${PROLOGUE} `)); // same protocol version
@@ -121,7 +118,8 @@ export const WHISPER_NOISE_PATTERN = "X";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DEFAULT_WHISPER_TTL, generateIdentitySync, sealWhisper } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { DEFAULT_WHISPER_TTL, sealWhisper } from "@carrier/p2p/protocol";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * const body = new Uint8Array(1);
  * assert.equal((await sealWhisper(alice, bob.publicKey, body)).ttl, DEFAULT_WHISPER_TTL);
@@ -138,13 +136,8 @@ export const DEFAULT_WHISPER_TTL = 16;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   DEFAULT_MAX_WHISPER_BODY_SIZE,
- *   generateIdentitySync,
- *   openWhisper,
- *   sealWhisper,
- *   WhisperError,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync, WhisperError } from "@carrier/p2p";
+ * import { DEFAULT_MAX_WHISPER_BODY_SIZE, openWhisper, sealWhisper } from "@carrier/p2p/protocol";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * const body = new Uint8Array(DEFAULT_MAX_WHISPER_BODY_SIZE + 1);
  * const whisper = await sealWhisper(alice, bob.publicKey, body, { encrypted: false });
@@ -160,7 +153,8 @@ export const DEFAULT_MAX_WHISPER_BODY_SIZE = 1024 * 1024;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, sealWhisper, WHISPER_NOISE_OVERHEAD } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { sealWhisper, WHISPER_NOISE_OVERHEAD } from "@carrier/p2p/protocol";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * const body = new Uint8Array(8);
  * const same = { nonce: 1n, timestampMs: 1 };
@@ -208,7 +202,8 @@ const PROLOGUE_BYTES = encoder.encode(WHISPER_PROLOGUE);
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, sealWhisper, whisperHash } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { sealWhisper, whisperHash } from "@carrier/p2p/protocol";
  *
  * const alice = generateIdentitySync({ difficulty: 0 });
  * const whisper = await sealWhisper(alice, alice.publicKey, new Uint8Array(8));

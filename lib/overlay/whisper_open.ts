@@ -32,13 +32,8 @@ import {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   openWhisper,
- *   type OpenWhisperOptions,
- *   sealWhisper,
- *   WhisperError,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync, WhisperError } from "@carrier/p2p";
+ * import { openWhisper, type OpenWhisperOptions, sealWhisper } from "@carrier/p2p/protocol";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * const whisper = await sealWhisper(alice, bob.publicKey, new Uint8Array(5));
  * const options: OpenWhisperOptions = { maxBodySize: 4 };
@@ -66,12 +61,8 @@ export interface OpenWhisperOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   openWhisper,
- *   sealWhisper,
- *   type WhisperContent,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { openWhisper, sealWhisper, type WhisperContent } from "@carrier/p2p/protocol";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * const whisper = await sealWhisper(alice, bob.publicKey, new TextEncoder().encode("hi"));
  * const content: WhisperContent = await openWhisper(bob, whisper);
@@ -130,13 +121,8 @@ export interface WhisperContent {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   openWhisper,
- *   sealWhisper,
- *   WhisperError,
- *   whisperHash,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync, WhisperError } from "@carrier/p2p";
+ * import { openWhisper, sealWhisper, whisperHash } from "@carrier/p2p/protocol";
  *
  * const [alice, bob, carol] = Array.from({ length: 3 }, () => generateIdentitySync({ difficulty: 0 }));
  * const whisper = await sealWhisper(alice, bob.publicKey, new Uint8Array([1, 2, 3]));

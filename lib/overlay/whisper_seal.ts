@@ -33,12 +33,8 @@ const UINT64_MAX = 0xffff_ffff_ffff_ffffn;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   openWhisper,
- *   sealWhisper,
- *   type SealWhisperOptions,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { openWhisper, sealWhisper, type SealWhisperOptions } from "@carrier/p2p/protocol";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * const options: SealWhisperOptions = { topic: "chat", ttl: 3, nonce: 42n };
  * const whisper = await sealWhisper(alice, bob.publicKey, new TextEncoder().encode("hi"), options);
@@ -109,7 +105,8 @@ export interface SealWhisperOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateIdentitySync, openWhisper, sealWhisper } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { openWhisper, sealWhisper } from "@carrier/p2p/protocol";
  *
  * const alice = generateIdentitySync({ difficulty: 0 });
  * const bob = generateIdentitySync({ difficulty: 0 });

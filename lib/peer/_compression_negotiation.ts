@@ -18,7 +18,8 @@ import type { HandshakeInfo } from "../secure/channel.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { chooseCompression, Compression } from "@carrier/p2p";
+ * import { chooseCompression } from "./connection.ts";
+ * import { Compression } from "@carrier/p2p/protocol";
  * const { GZIP, SNAPPY } = Compression;
  * const initiator = { preferred: SNAPPY, decodes: [SNAPPY, GZIP] };
  * const responder = { preferred: GZIP, decodes: [GZIP] };

@@ -99,12 +99,8 @@ export const DEFAULT_SEND_BUFFER_POLICY: SendBufferPolicy = "wait";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   createNode,
- *   MemoryNetwork,
- *   SendBufferFullError,
- *   type SendBufferPolicy,
- * } from "@carrier/p2p";
+ * import { createNode, SendBufferFullError, type SendBufferPolicy } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const sendBufferPolicy: SendBufferPolicy = "error"; // fail at once rather than wait for room
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
@@ -133,12 +129,8 @@ export const PEER_CONNECTION_LIMITS = {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   createNode,
- *   MemoryNetwork,
- *   type PeerConnectionOptions,
- *   SendBufferFullError,
- * } from "@carrier/p2p";
+ * import { createNode, type PeerConnectionOptions, SendBufferFullError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const connection: PeerConnectionOptions = { maxPendingRequests: 1, requestTimeout: 5_000 };
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
@@ -220,12 +212,8 @@ export interface PeerConnectionOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   createNode,
- *   MemoryNetwork,
- *   type MessageEventDetail,
- *   type SendOptions,
- * } from "@carrier/p2p";
+ * import { createNode, type MessageEventDetail, type SendOptions } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });
@@ -249,7 +237,8 @@ export interface SendOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, MemoryNetwork, type RequestOptions } from "@carrier/p2p";
+ * import { createNode, type RequestOptions } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });
@@ -271,7 +260,8 @@ export interface RequestOptions extends SendOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type CloseInfo, createNode, DisconnectReason, MemoryNetwork } from "@carrier/p2p";
+ * import { type CloseInfo, createNode, DisconnectReason } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });
@@ -296,7 +286,8 @@ export interface CloseInfo {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type ConnectionCounters, createNode, MemoryNetwork } from "@carrier/p2p";
+ * import { type ConnectionCounters, createNode } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });

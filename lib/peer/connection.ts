@@ -86,7 +86,8 @@ export * from "./_types.ts";
  *
  * @example
  * ```ts ignore
- * import { PeerConnection, secureOutbound, TcpTransport } from "@carrier/p2p";
+ * import { TcpTransport } from "@carrier/p2p";
+ * import { PeerConnection, secureOutbound } from "@carrier/p2p/protocol";
  * const stream = await new TcpTransport().dial("127.0.0.1:4000");
  * const channel = await secureOutbound(stream, { identity });
  * const peer = new PeerConnection(channel);

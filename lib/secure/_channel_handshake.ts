@@ -38,7 +38,7 @@ import { createHandshake } from "./handshake.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { PROLOGUE, WHISPER_PROLOGUE } from "@carrier/p2p";
+ * import { PROLOGUE, WHISPER_PROLOGUE } from "@carrier/p2p/protocol";
  * // Bound into every handshake hash: a peer of another version fails to authenticate.
  * assert.equal(new TextEncoder().encode(PROLOGUE).length, 10);
  * assert.notEqual(PROLOGUE, WHISPER_PROLOGUE);
@@ -52,7 +52,7 @@ export const PROLOGUE = "carrier/v1";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { NOISE_PROTOCOL_NAME } from "@carrier/p2p";
+ * import { NOISE_PROTOCOL_NAME } from "@carrier/p2p/protocol";
  * const [, pattern, dh, cipher, hash] = NOISE_PROTOCOL_NAME.split("_");
  * assert.deepEqual([pattern, dh, cipher, hash], ["XX", "25519", "AESGCM", "SHA256"]);
  * ```

@@ -26,14 +26,9 @@ import { ArgumentError } from "../errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   DEFAULT_HANDSHAKE_TIMEOUT,
- *   generateIdentitySync,
- *   ManualClock,
- *   MemoryNetwork,
- *   secureOutbound,
- *   TimeoutError,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync, TimeoutError } from "@carrier/p2p";
+ * import { DEFAULT_HANDSHAKE_TIMEOUT, secureOutbound } from "@carrier/p2p/protocol";
+ * import { ManualClock, MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * const listener = await net.transport().listen("mem:0"); // accepts nothing: the handshake stalls
  * const stream = await net.transport().dial(listener.address);
@@ -56,13 +51,9 @@ const UINT32_MAX = 0xffff_ffff;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   MemoryNetwork,
- *   type SecureChannelOptions,
- *   secureInbound,
- *   secureOutbound,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { type SecureChannelOptions, secureInbound, secureOutbound } from "@carrier/p2p/protocol";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * await using net = new MemoryNetwork();
  * const listener = await net.transport().listen("mem:bob");

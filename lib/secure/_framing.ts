@@ -22,14 +22,9 @@ export const LENGTH_PREFIX_LENGTH = 2;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   MAX_PLAINTEXT,
- *   MemoryNetwork,
- *   secureInbound,
- *   secureOutbound,
- *   SizeLimitError,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync, SizeLimitError } from "@carrier/p2p";
+ * import { MAX_PLAINTEXT, secureInbound, secureOutbound } from "@carrier/p2p/protocol";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * await using net = new MemoryNetwork();
  * const listener = await net.transport().listen("mem:bob");

@@ -31,13 +31,8 @@ import type { X25519KeyPair } from "./x25519.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   generateX25519KeyPair,
- *   IDENTITY_SIGNATURE_CONTEXT,
- *   sign,
- *   verify,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync, sign, verify } from "@carrier/p2p";
+ * import { generateX25519KeyPair, IDENTITY_SIGNATURE_CONTEXT } from "@carrier/p2p/protocol";
  * const identity = generateIdentitySync({ difficulty: 0 });
  * const context = new TextEncoder().encode(IDENTITY_SIGNATURE_CONTEXT);
  * // What a node signs in its handshake: the context, then its Noise static key.
@@ -56,7 +51,8 @@ const CONTEXT_BYTES = new TextEncoder().encode(IDENTITY_SIGNATURE_CONTEXT);
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createNode, type HandshakeInfo, MemoryNetwork } from "@carrier/p2p";
+ * import { createNode, type HandshakeInfo } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * const agent = "demo/1.0";
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"], agent });

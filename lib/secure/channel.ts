@@ -74,12 +74,9 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   MemoryNetwork,
- *   secureInbound,
- *   secureOutbound,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { secureInbound, secureOutbound } from "@carrier/p2p/protocol";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  *
  * await using net = new MemoryNetwork();
  * const alice = generateIdentitySync({ difficulty: 0 });
@@ -147,12 +144,9 @@ const READ_AHEAD = 8;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   MemoryNetwork,
- *   secureInbound,
- *   secureOutbound,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { secureInbound, secureOutbound } from "@carrier/p2p/protocol";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  *
  * await using net = new MemoryNetwork();
  * const server = generateIdentitySync({ difficulty: 0 });
@@ -201,7 +195,8 @@ export function secureOutbound(
  *
  * @example
  * ```ts
- * import { type Identity, type Listener, type SecureChannel, secureInbound } from "@carrier/p2p";
+ * import { type Identity, type Listener, type SecureChannel } from "@carrier/p2p";
+ * import { secureInbound } from "@carrier/p2p/protocol";
  *
  * async function serve(
  *   listener: Listener,

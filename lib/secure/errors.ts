@@ -13,12 +13,9 @@ import { CarrierError } from "../errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   HandshakeError,
- *   MemoryNetwork,
- *   secureOutbound,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync, HandshakeError } from "@carrier/p2p";
+ * import { secureOutbound } from "@carrier/p2p/protocol";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * const server = net.transport();
  * const listener = await server.listen("mem:0");
@@ -36,12 +33,8 @@ export class HandshakeError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   createNode,
- *   generateIdentitySync,
- *   IdentityMismatchError,
- *   MemoryNetwork,
- * } from "@carrier/p2p";
+ * import { createNode, generateIdentitySync, IdentityMismatchError } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });
@@ -57,13 +50,9 @@ export class IdentityMismatchError extends HandshakeError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   DecryptError,
- *   generateIdentitySync,
- *   MemoryNetwork,
- *   secureInbound,
- *   secureOutbound,
- * } from "@carrier/p2p";
+ * import { DecryptError, generateIdentitySync } from "@carrier/p2p";
+ * import { secureInbound, secureOutbound } from "@carrier/p2p/protocol";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * await using net = new MemoryNetwork();
  * const listener = await net.transport().listen("mem:bob");
@@ -85,13 +74,9 @@ export class DecryptError extends CarrierError {}
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   generateIdentitySync,
- *   MemoryNetwork,
- *   NonceExhaustedError,
- *   secureInbound,
- *   secureOutbound,
- * } from "@carrier/p2p";
+ * import { generateIdentitySync, NonceExhaustedError } from "@carrier/p2p";
+ * import { secureInbound, secureOutbound } from "@carrier/p2p/protocol";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const [alice, bob] = Array.from(Array(2), () => generateIdentitySync({ difficulty: 0 }));
  * await using net = new MemoryNetwork();
  * const listener = await net.transport().listen("mem:bob");

@@ -19,12 +19,12 @@ export const DH_LENGTH = 32;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
+ * import { generateIdentitySync } from "@carrier/p2p";
  * import {
- *   generateIdentitySync,
  *   generateX25519KeyPair,
  *   type SecureChannelOptions,
  *   type X25519KeyPair,
- * } from "@carrier/p2p";
+ * } from "@carrier/p2p/protocol";
  * // One static Noise key for all of a node's channels (fresh per channel by default).
  * const noiseStaticKeyPair: X25519KeyPair = generateX25519KeyPair();
  * const options: SecureChannelOptions = { identity: generateIdentitySync(), noiseStaticKeyPair };
@@ -45,7 +45,7 @@ export interface X25519KeyPair {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateX25519KeyPair } from "@carrier/p2p";
+ * import { generateX25519KeyPair } from "@carrier/p2p/protocol";
  * const { publicKey, privateKey } = generateX25519KeyPair();
  * assert.equal(publicKey.length, 32);
  * assert.equal(privateKey.length, 32);

@@ -27,15 +27,10 @@ export type { DhtHost } from "../dht/types.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   contactOf,
- *   dht,
- *   DHT_OPCODES,
- *   type DhtService,
- *   generateIdentitySync,
- *   ManualClock,
- *   RoutingTable,
- * } from "@carrier/p2p";
+ * import { dht, type DhtService } from "./dht.ts";
+ * import { generateIdentitySync } from "@carrier/p2p";
+ * import { contactOf, DHT_OPCODES, RoutingTable } from "@carrier/p2p/protocol";
+ * import { ManualClock } from "@carrier/p2p/testing";
  * const identity = generateIdentitySync({ difficulty: 0 });
  * const closing = new AbortController();
  * const service: DhtService = dht({ replicas: 3 })({
@@ -84,7 +79,8 @@ export interface DhtService extends Service {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { dht, type DhtService, type ServiceFactory } from "@carrier/p2p";
+ * import { dht, type DhtService } from "./dht.ts";
+ * import { type ServiceFactory } from "@carrier/p2p";
  * const factory: ServiceFactory<DhtService> = dht({ replicas: 5, requestTimeout: 2_000 });
  * assert.equal(typeof factory, "function");
  * ```

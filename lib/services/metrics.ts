@@ -65,7 +65,8 @@ export interface NodeMetrics {
  *
  * @example
  * ```ts
- * import type { MetricsInit, NodeMetrics } from "@carrier/p2p";
+ * import type { MetricsInit } from "./metrics.ts";
+ * import type { NodeMetrics } from "@carrier/p2p";
  * const snapshot = (): NodeMetrics => {
  *   throw new Error("the node's");
  * };
@@ -95,7 +96,8 @@ export interface MetricsService extends Service {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { metrics, type NodeMetrics } from "@carrier/p2p";
+ * import { metrics } from "./metrics.ts";
+ * import { type NodeMetrics } from "@carrier/p2p";
  * const factory = metrics({ serve: false, snapshot: (): NodeMetrics => ({} as NodeMetrics) });
  * assert.equal(typeof factory, "function");
  * ```

@@ -28,7 +28,16 @@ import { decodePayload, protocolOpcode } from "../wire/opcodes.ts";
 import { bodyBytes, refuse, staleMessage } from "./refuse.ts";
 import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "./service.ts";
 
-/** The ASCII context string a SHOUT's origin signs, followed by the envelope. */
+/**
+ * The ASCII context string a SHOUT's origin signs, followed by the envelope.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SHOUT_CONTEXT } from "@carrier/p2p/protocol";
+ * assert.equal(new TextDecoder().decode(SHOUT_CONTEXT), "carrier/v1 shout:");
+ * ```
+ */
 export const SHOUT_CONTEXT: Uint8Array = new TextEncoder().encode("carrier/v1 shout:");
 
 /** SHOUT's opcode: a request, ACKed per hop with no data. */
@@ -40,7 +49,7 @@ export const SHOUT_OPCODE = protocolOpcode(Opcode.SHOUT, ShoutSchema);
  *
  * @example
  * ```ts
- * import type { ShoutInit } from "@carrier/p2p";
+ * import type { ShoutInit } from "./shout.ts";
  * const init: ShoutInit = { ackTimeout: 1_000, maxPerOriginPerSecond: 50 };
  * void init;
  * ```
@@ -148,7 +157,7 @@ const SHOUT_FRAME_OVERHEAD = 64;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { shout } from "@carrier/p2p";
+ * import { shout } from "./shout.ts";
  * const factory = shout({ ackTimeout: 1_000 });
  * assert.equal(typeof factory, "function");
  * ```

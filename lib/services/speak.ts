@@ -26,7 +26,7 @@ export const SPEAK_OPCODE = protocolOpcode(Opcode.SPEAK, SpeakSchema, { oneWay: 
  *
  * @example
  * ```ts
- * import type { SpeakInit } from "@carrier/p2p";
+ * import type { SpeakInit } from "./speak.ts";
  * const init: SpeakInit = { forward: true };
  * void init;
  * ```
@@ -74,7 +74,7 @@ export interface SpeakService extends Service {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { speak } from "@carrier/p2p";
+ * import { speak } from "./speak.ts";
  * assert.equal(typeof speak({ forward: false }), "function");
  * ```
  */

@@ -48,7 +48,7 @@ export const MAX_RELAYED_WHISPER_TTL = 64;
  *
  * @example
  * ```ts
- * import type { WhisperInit } from "@carrier/p2p";
+ * import type { WhisperInit } from "./whisper.ts";
  * const init: WhisperInit = { encrypt: false };
  * void init;
  * ```
@@ -147,7 +147,7 @@ export interface WhisperService extends Service {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { whisper } from "@carrier/p2p";
+ * import { whisper } from "./whisper.ts";
  * assert.equal(typeof whisper({ encrypt: true }), "function");
  * ```
  */

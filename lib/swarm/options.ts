@@ -14,7 +14,8 @@ import type { Transport } from "../transport/types.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type ConnectionManagerOptions, createNode, MemoryNetwork } from "@carrier/p2p";
+ * import { type ConnectionManagerOptions, createNode } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * // A node takes the connection manager's options (all but identity, transports and callbacks).
  * type Limits = Pick<ConnectionManagerOptions, "maxInbound" | "maxPendingHandshakes">;
  * const limits: Limits = { maxInbound: 1, maxPendingHandshakes: 4 };
@@ -103,7 +104,9 @@ export interface ConnectionManagerOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type ConnectOptions, createNode, MemoryNetwork } from "@carrier/p2p";
+ * import { type ConnectOptions } from "./mod.ts";
+ * import { createNode } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });
@@ -132,7 +135,8 @@ export interface ConnectOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type ConnectionStats, createNode, MemoryNetwork } from "@carrier/p2p";
+ * import { type ConnectionStats, createNode } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using a = await createNode({ transport: net.transport(), listen: ["mem:0"] });
  * await using b = await createNode({ transport: net.transport() });

@@ -17,7 +17,7 @@ import { compareBytes } from "../_bytes.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { preferConnection } from "@carrier/p2p";
+ * import { preferConnection } from "./mod.ts";
  * const low = new Uint8Array(32); // the lower address
  * const high = new Uint8Array(32).fill(1);
  * assert.equal(preferConnection({ initiator: high }, { initiator: low }), "incoming");

@@ -26,7 +26,8 @@ import { TransportAddressError } from "../errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseTransportAddress, TCP_SCHEME, TcpTransport } from "@carrier/p2p";
+ * import { parseTransportAddress, TcpTransport } from "@carrier/p2p";
+ * import { TCP_SCHEME } from "@carrier/p2p/protocol";
  * assert.equal(parseTransportAddress("127.0.0.1:4000").scheme, TCP_SCHEME);
  * assert.deepEqual(new TcpTransport().schemes, [TCP_SCHEME]);
  * ```
@@ -39,7 +40,9 @@ export const TCP_SCHEME = "tcp";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { MEMORY_SCHEME, MemoryNetwork, parseTransportAddress } from "@carrier/p2p";
+ * import { parseTransportAddress } from "@carrier/p2p";
+ * import { MEMORY_SCHEME } from "@carrier/p2p/protocol";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * assert.equal(parseTransportAddress("mem:alice").scheme, MEMORY_SCHEME);
  * assert.deepEqual(new MemoryNetwork().transport().schemes, [MEMORY_SCHEME]);
  * ```

@@ -114,7 +114,7 @@ function ipOfHost(host: string | undefined): IpBytes | undefined {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ipPrefixOf } from "@carrier/p2p";
+ * import { ipPrefixOf } from "./ip.ts";
  * assert.equal(ipPrefixOf("192.168.1.20:4000", 4, 4), "192.168.1.20"); // the host
  * assert.equal(ipPrefixOf("[2001:db8::5]:4000", 4, 4), "2001:db8:0:0"); // its /64
  * assert.equal(ipPrefixOf("[::1]:4000", 4, 8), "0:0:0:0:0:0:0:1");
@@ -147,7 +147,7 @@ export function ipPrefixOf(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { subnetOf } from "@carrier/p2p";
+ * import { subnetOf } from "./ip.ts";
  * assert.equal(subnetOf("192.168.1.20:4000"), "192.168.1"); // IPv4 /24
  * assert.equal(subnetOf("[2001:db8:1::5]:4000"), "2001:db8:1"); // IPv6 /48
  * assert.equal(subnetOf("mem:alice"), undefined);
@@ -168,7 +168,7 @@ export function subnetOf(address: string | TransportAddress): string | undefined
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { hostPrefixOf } from "@carrier/p2p";
+ * import { hostPrefixOf } from "./ip.ts";
  * assert.equal(hostPrefixOf("192.168.1.20:4000"), "192.168.1.20");
  * assert.equal(hostPrefixOf("[2001:db8::5]:4000"), "2001:db8:0:0");
  * assert.equal(hostPrefixOf("[::ffff:192.168.1.20]:4000"), "192.168.1.20"); // IPv4-mapped
@@ -187,7 +187,7 @@ export function hostPrefixOf(address: string | TransportAddress): string | undef
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { isLoopback } from "@carrier/p2p";
+ * import { isLoopback } from "./ip.ts";
  * assert(isLoopback("127.0.0.2:4000") && isLoopback("[::1]:4000"));
  * assert(!isLoopback("10.0.0.1:4000") && !isLoopback("mem:a"));
  * ```

@@ -29,7 +29,8 @@ import type { ByteStream, DialOptions, Listener, ListenOptions, Transport } from
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DialError, MemoryNetwork, type MemoryNetworkOptions } from "@carrier/p2p";
+ * import { DialError } from "@carrier/p2p";
+ * import { MemoryNetwork, type MemoryNetworkOptions } from "@carrier/p2p/testing";
  * const options: MemoryNetworkOptions = { backlog: 1, bufferSize: 16 * 1024 };
  * await using net = new MemoryNetwork(options);
  * const listener = await net.transport().listen("mem:0"); // never accepts
@@ -60,7 +61,7 @@ export interface MemoryNetworkOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DEFAULT_MEMORY_BUFFER_SIZE, MemoryNetwork } from "@carrier/p2p";
+ * import { DEFAULT_MEMORY_BUFFER_SIZE, MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * const listener = await net.transport().listen("mem:0");
  * const accepting = (async () => {
@@ -83,7 +84,8 @@ export const DEFAULT_MEMORY_BUFFER_SIZE = 256 * 1024;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DEFAULT_MEMORY_BACKLOG, DialError, MemoryNetwork } from "@carrier/p2p";
+ * import { DialError } from "@carrier/p2p";
+ * import { DEFAULT_MEMORY_BACKLOG, MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * const listener = await net.transport().listen("mem:busy"); // never accepts
  * const client = net.transport();
@@ -105,7 +107,7 @@ export const DEFAULT_MEMORY_BACKLOG = 128;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseMemoryAddress } from "@carrier/p2p";
+ * import { parseMemoryAddress } from "@carrier/p2p/testing";
  * assert.equal(parseMemoryAddress("mem:alice"), "alice");
  * ```
  */
@@ -291,7 +293,7 @@ class Switchboard {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { MemoryNetwork, type MemoryTransport } from "@carrier/p2p";
+ * import { MemoryNetwork, type MemoryTransport } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * const host: MemoryTransport = net.transport();
  * const listener = await host.listen("mem:0");
@@ -441,7 +443,7 @@ function checkPositiveInteger(key: string, value: number): void {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { MemoryNetwork } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork({ bufferSize: 64 * 1024 });
  * const alice = net.transport();
  * const bob = net.transport();

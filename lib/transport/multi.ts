@@ -22,7 +22,9 @@ import type { ByteStream, DialOptions, Listener, ListenOptions, Transport } from
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { MemoryNetwork, MultiTransport, TcpTransport, TransportAddressError } from "@carrier/p2p";
+ * import { TcpTransport, TransportAddressError } from "@carrier/p2p";
+ * import { MultiTransport } from "@carrier/p2p/protocol";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * await using transport = new MultiTransport([new TcpTransport(), net.transport()]);
  * assert.deepEqual(transport.schemes, ["tcp", "mem"]);
@@ -131,7 +133,9 @@ export class MultiTransport implements Transport, AsyncDisposable {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { combineTransports, MemoryNetwork, MultiTransport, TcpTransport } from "@carrier/p2p";
+ * import { TcpTransport } from "@carrier/p2p";
+ * import { combineTransports, MultiTransport } from "@carrier/p2p/protocol";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const tcp = new TcpTransport();
  * assert.equal(combineTransports([tcp]), tcp);
  * assert.ok(combineTransports([tcp, new MemoryNetwork().transport()]) instanceof MultiTransport);

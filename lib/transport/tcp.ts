@@ -21,7 +21,7 @@ import type { ByteStream, DialOptions, Listener, ListenOptions, Transport } from
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatHostPort, type HostPort, parseHostPort } from "@carrier/p2p";
+ * import { formatHostPort, type HostPort, parseHostPort } from "@carrier/p2p/protocol";
  * const { hostname, port }: HostPort = parseHostPort("[::1]:4000");
  * assert.equal(formatHostPort(hostname, port + 1), "[::1]:4001");
  * ```
@@ -45,7 +45,7 @@ export interface HostPort {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseHostPort } from "@carrier/p2p";
+ * import { parseHostPort } from "@carrier/p2p/protocol";
  * assert.deepEqual(parseHostPort("[::1]:4000"), { hostname: "::1", port: 4000 });
  * ```
  */
@@ -67,7 +67,7 @@ export function parseHostPort(address: string): HostPort {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatHostPort } from "@carrier/p2p";
+ * import { formatHostPort } from "@carrier/p2p/protocol";
  * assert.equal(formatHostPort("::1", 4000), "[::1]:4000");
  * assert.equal(formatHostPort("127.0.0.1", 80), "127.0.0.1:80");
  * ```

@@ -105,7 +105,8 @@ export interface Listener extends AsyncIterable<ByteStream> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type DialOptions, MemoryNetwork } from "@carrier/p2p";
+ * import { type DialOptions } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * const listener = await net.transport().listen("mem:server");
  * const options: DialOptions = { signal: AbortSignal.abort(new Error("gave up")) };
@@ -129,7 +130,8 @@ export interface DialOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type ListenOptions, MemoryNetwork } from "@carrier/p2p";
+ * import { type ListenOptions } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * const controller = new AbortController();
  * const options: ListenOptions = { signal: controller.signal };
@@ -154,7 +156,8 @@ export interface ListenOptions {
  *
  * @example
  * ```ts
- * import { type Transport, MemoryNetwork } from "@carrier/p2p";
+ * import { type Transport } from "@carrier/p2p";
+ * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const transport: Transport = new MemoryNetwork().transport();
  * const listener = await transport.listen("mem:0");
  * const stream = await transport.dial(listener.address);

@@ -49,7 +49,7 @@
  * @example Round trip through a negotiated setting
  * ```ts
  * import assert from "node:assert/strict";
- * import { COMPRESSION_SETTINGS, compress, decompress } from "@carrier/p2p";
+ * import { compress, COMPRESSION_SETTINGS, decompress } from "@carrier/p2p/protocol";
  *
  * const setting = COMPRESSION_SETTINGS.zlib;
  * const data = new TextEncoder().encode("hello ".repeat(100));
@@ -96,7 +96,7 @@ export type CompressionName = "bz2" | "gzip" | "lzma" | "zlib" | "snappy";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { COMPRESSION_SETTINGS } from "@carrier/p2p";
+ * import { COMPRESSION_SETTINGS } from "@carrier/p2p/protocol";
  * assert.equal(COMPRESSION_SETTINGS.snappy, 4);
  * ```
  */
@@ -115,7 +115,7 @@ export const COMPRESSION_SETTINGS: Readonly<Record<CompressionName, number>> = O
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { SUPPORTED_COMPRESSIONS } from "@carrier/p2p";
+ * import { SUPPORTED_COMPRESSIONS } from "@carrier/p2p/protocol";
  * assert.deepEqual(SUPPORTED_COMPRESSIONS, [0, 1, 2, 3, 4]);
  * ```
  */
@@ -129,7 +129,7 @@ export const SUPPORTED_COMPRESSIONS: readonly number[] = Object.freeze(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { DecompressOptions } from "@carrier/p2p";
+ * import type { DecompressOptions } from "@carrier/p2p/protocol";
  * const options: DecompressOptions = { maxOutputSize: 64 * 1024 };
  * assert.equal(options.maxOutputSize, 65536);
  * ```
@@ -150,7 +150,7 @@ export interface DecompressOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getCodec } from "@carrier/p2p";
+ * import { getCodec } from "@carrier/p2p/protocol";
  * const codec = getCodec(4);
  * const data = new Uint8Array(1000).fill(7);
  * const back = codec.decompress(codec.compress(data), { maxOutputSize: 1000 });
@@ -339,7 +339,7 @@ const CODECS: readonly Codec[] = (
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getCodec } from "@carrier/p2p";
+ * import { getCodec } from "@carrier/p2p/protocol";
  * assert.equal(getCodec(2).name, "lzma");
  * ```
  */
@@ -364,7 +364,7 @@ export function getCodec(setting: number): Codec {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { compress } from "@carrier/p2p";
+ * import { compress } from "@carrier/p2p/protocol";
  * const packed = compress(1, new TextEncoder().encode("hi"));
  * assert.deepEqual(packed.subarray(0, 2), new Uint8Array([0x1f, 0x8b])); // gzip magic
  * ```
@@ -386,7 +386,8 @@ export function compress(setting: number, data: Uint8Array): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { compress, decompress, DecompressionLimitError } from "@carrier/p2p";
+ * import { DecompressionLimitError } from "@carrier/p2p";
+ * import { compress, decompress } from "@carrier/p2p/protocol";
  *
  * const bomb = compress(0, new Uint8Array(1 << 20)); // 1 MiB of zeros
  * assert.throws(() => decompress(0, bomb, { maxOutputSize: 4096 }), DecompressionLimitError);

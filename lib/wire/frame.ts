@@ -25,7 +25,8 @@ export { FrameFlag };
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createFrame, type Frame, isCompressed, Opcode } from "@carrier/p2p";
+ * import { type Frame, Opcode } from "@carrier/p2p";
+ * import { createFrame, isCompressed } from "@carrier/p2p/protocol";
  * function describe(frame: Frame): string {
  *   const name = Opcode[frame.opcode] ?? `APP_${frame.opcode}`;
  *   return `${name} #${frame.id}${isCompressed(frame) ? " (compressed)" : ""}`;
@@ -53,12 +54,8 @@ export interface Frame {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   createFrame,
- *   DEFAULT_MAX_FRAME_SIZE,
- *   encodeFrame,
- *   FrameTooLargeError,
- * } from "@carrier/p2p";
+ * import { FrameTooLargeError } from "@carrier/p2p";
+ * import { createFrame, DEFAULT_MAX_FRAME_SIZE, encodeFrame } from "@carrier/p2p/protocol";
  * const frame = createFrame({ opcode: 1000, payload: new Uint8Array(DEFAULT_MAX_FRAME_SIZE) });
  * assert.throws(() => encodeFrame(frame), FrameTooLargeError);
  * encodeFrame(frame, { maxFrameSize: 2 * DEFAULT_MAX_FRAME_SIZE }); // ok
@@ -72,7 +69,8 @@ export const DEFAULT_MAX_FRAME_SIZE = 1024 * 1024;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ArgumentError, FrameDecoder, MAX_FRAME_SIZE_LIMIT } from "@carrier/p2p";
+ * import { ArgumentError } from "@carrier/p2p";
+ * import { FrameDecoder, MAX_FRAME_SIZE_LIMIT } from "@carrier/p2p/protocol";
  * new FrameDecoder({ maxFrameSize: MAX_FRAME_SIZE_LIMIT }); // the largest allowed
  * assert.throws(() => new FrameDecoder({ maxFrameSize: MAX_FRAME_SIZE_LIMIT + 1 }), ArgumentError);
  * ```
@@ -85,7 +83,13 @@ export const MAX_FRAME_SIZE_LIMIT = 64 * 1024 * 1024;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { compress, Compression, createFrame, type FrameInit, isCompressed } from "@carrier/p2p";
+ * import {
+ *   compress,
+ *   Compression,
+ *   createFrame,
+ *   type FrameInit,
+ *   isCompressed,
+ * } from "@carrier/p2p/protocol";
  * const payload = compress(Compression.GZIP, new TextEncoder().encode("hello ".repeat(100)));
  * const init: FrameInit = { opcode: 1000, id: 5, payload, compression: Compression.GZIP };
  * const frame = createFrame(init);
@@ -109,13 +113,13 @@ export interface FrameInit {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
+ * import { FrameTooLargeError } from "@carrier/p2p";
  * import {
  *   createFrame,
  *   encodeFrame,
  *   FrameDecoder,
  *   type FrameLimitOptions,
- *   FrameTooLargeError,
- * } from "@carrier/p2p";
+ * } from "@carrier/p2p/protocol";
  * const limits: FrameLimitOptions = { maxFrameSize: 64 };
  * const big = encodeFrame(createFrame({ opcode: 1000, payload: new Uint8Array(100) }));
  * assert.throws(() => new FrameDecoder(limits).push(big), FrameTooLargeError);
@@ -150,7 +154,8 @@ function checkUint32(name: string, value: number): void {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createFrame, Opcode } from "@carrier/p2p";
+ * import { Opcode } from "@carrier/p2p";
+ * import { createFrame } from "@carrier/p2p/protocol";
  * const frame = createFrame({ opcode: Opcode.PING, id: 1 });
  * assert.equal(frame.opcode, 2);
  * assert.equal(frame.flags, 0);
@@ -176,7 +181,8 @@ export function createFrame(init: FrameInit): Frame {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { Compression, createFrame, isCompressed, Opcode } from "@carrier/p2p";
+ * import { Opcode } from "@carrier/p2p";
+ * import { Compression, createFrame, isCompressed } from "@carrier/p2p/protocol";
  * assert(!isCompressed(createFrame({ opcode: Opcode.PING })));
  * assert(isCompressed(createFrame({ opcode: 1000, compression: Compression.SNAPPY })));
  * ```
@@ -192,7 +198,8 @@ export function isCompressed(frame: Frame): boolean {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createFrame, encodeFrame, Opcode } from "@carrier/p2p";
+ * import { Opcode } from "@carrier/p2p";
+ * import { createFrame, encodeFrame } from "@carrier/p2p/protocol";
  * const bytes = encodeFrame(createFrame({ opcode: Opcode.PING, id: 7 }));
  * assert.equal(bytes[0], bytes.length - 1);
  * ```
@@ -255,7 +262,8 @@ export function encodeFrame(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createFrame, decodeFrameMessage, encodeFrame, Opcode } from "@carrier/p2p";
+ * import { Opcode } from "@carrier/p2p";
+ * import { createFrame, decodeFrameMessage, encodeFrame } from "@carrier/p2p/protocol";
  * const bytes = encodeFrame(createFrame({ opcode: Opcode.PING, id: 9 }));
  * const frame = decodeFrameMessage(bytes.subarray(1)); // without the 1-byte length prefix
  * assert.equal(frame.opcode, Opcode.PING);
@@ -287,7 +295,8 @@ export function decodeFrameMessage(bytes: Uint8Array): Frame {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createFrame, encodeFrame, FrameDecoder, Opcode } from "@carrier/p2p";
+ * import { Opcode } from "@carrier/p2p";
+ * import { createFrame, encodeFrame, FrameDecoder } from "@carrier/p2p/protocol";
  * const bytes = encodeFrame(createFrame({ opcode: Opcode.PING, id: 1 }));
  * const decoder = new FrameDecoder();
  * const frames = [...decoder.push(bytes.subarray(0, 2)), ...decoder.push(bytes.subarray(2))];

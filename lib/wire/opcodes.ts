@@ -50,7 +50,8 @@ export const APPLICATION_OPCODE_MIN = 1000;
  * ```ts
  * import assert from "node:assert/strict";
  * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
- * import { defineOpcode, OPCODE_MAX, OpcodeRegistryError } from "@carrier/p2p";
+ * import { defineOpcode, OpcodeRegistryError } from "@carrier/p2p";
+ * import { OPCODE_MAX } from "@carrier/p2p/protocol";
  * const init = { request: StringValueSchema };
  * assert.equal(defineOpcode(OPCODE_MAX, init).opcode, 2 ** 32 - 1);
  * assert.throws(() => defineOpcode(OPCODE_MAX + 1, init), OpcodeRegistryError);
@@ -64,7 +65,8 @@ export const OPCODE_MAX = 0xffff_ffff;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { OpcodeRegistry, type OpcodeSpec } from "@carrier/p2p";
+ * import { type OpcodeSpec } from "@carrier/p2p";
+ * import { OpcodeRegistry } from "@carrier/p2p/protocol";
  * const oneWay: OpcodeSpec[] = new OpcodeRegistry().list().filter((spec) => spec.oneWay);
  * const names = oneWay.map((spec) => spec.name);
  * assert.deepEqual(names, ["ACK", "NACK", "SPEAK", "DISCONNECT"]);
@@ -151,7 +153,8 @@ export const LINK_OPCODES: readonly OpcodeSpec[] = Object.freeze([
  * ```ts
  * import assert from "node:assert/strict";
  * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
- * import { type ApplicationOpcodeInit, OpcodeRegistry } from "@carrier/p2p";
+ * import { type ApplicationOpcodeInit } from "@carrier/p2p";
+ * import { OpcodeRegistry } from "@carrier/p2p/protocol";
  * const init: ApplicationOpcodeInit<typeof StringValueSchema, typeof StringValueSchema> = {
  *   name: "NOTE",
  *   request: StringValueSchema,
@@ -221,7 +224,7 @@ export function defineOpcode<Request extends Schema, Reply extends Schema = Sche
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { OpcodeRegistry } from "@carrier/p2p";
+ * import { OpcodeRegistry } from "@carrier/p2p/protocol";
  * // Any protoc-gen-es schema: usually the application's own generated code.
  * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
  * const registry = new OpcodeRegistry();
@@ -338,7 +341,7 @@ export class OpcodeRegistry {
  * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
- * import { decodePayload, encodePayload } from "@carrier/p2p";
+ * import { decodePayload, encodePayload } from "@carrier/p2p/protocol";
  * const bytes = encodePayload(StringValueSchema, create(StringValueSchema, { value: "hi" }));
  * assert.equal(decodePayload(StringValueSchema, bytes).value, "hi");
  * ```
@@ -368,7 +371,7 @@ export function decodePayload<Desc extends Schema>(
  * import assert from "node:assert/strict";
  * import { create } from "@bufbuild/protobuf";
  * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
- * import { encodePayload } from "@carrier/p2p";
+ * import { encodePayload } from "@carrier/p2p/protocol";
  * const bytes = encodePayload(StringValueSchema, create(StringValueSchema, { value: "hi" }));
  * assert.deepEqual(bytes, new Uint8Array([0x0a, 2, 0x68, 0x69])); // field 1, 2 bytes, "hi"
  * ```

@@ -8,7 +8,6 @@
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
-  compareDistance,
   createNode,
   dhtKey,
   NackError,
@@ -18,6 +17,7 @@ import {
   type PeerConnection,
   QuorumError,
 } from "../../mod.ts";
+import { compareDistance } from "../../protocol.ts";
 import { createRecord } from "../../lib/dht/record.ts";
 import { replicaOf } from "../../lib/services/dht.ts";
 import { decodePayload } from "../../lib/wire/opcodes.ts";

@@ -4,7 +4,8 @@
 // real TCP on 127.0.0.1.
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { createNode, dhtKey, ManualClock, NackError, NackReason, Opcode } from "../../mod.ts";
+import { createNode, dhtKey, NackError, NackReason, Opcode } from "../../mod.ts";
+import { ManualClock } from "../../testing.ts";
 import { createRecord } from "../../lib/dht/record.ts";
 import { CasPhase, CasRequestSchema } from "../../lib/protocol.ts";
 

@@ -1,7 +1,8 @@
 // Issue 11, item 1: one reset connection must not stop the listener, and a
 // listener that fails is reported and restarted, never silently lost.
 import assert from "node:assert/strict";
-import { createNode, type ErrorEventDetail, ListenError, MemoryNetwork } from "../../mod.ts";
+import { createNode, type ErrorEventDetail, ListenError } from "../../mod.ts";
+import { MemoryNetwork } from "../../testing.ts";
 import type { ByteStream, Listener, Transport } from "../../lib/transport/types.ts";
 import { legitPing, listeningNode, until } from "./_attack.ts";
 

@@ -21,21 +21,23 @@ import {
   WhisperSchema,
 } from "../../lib/protocol.ts";
 import {
+  type Frame,
+  generateIdentity,
+  type Identity,
+  type Node,
+  type SecureChannel,
+  TcpTransport,
+} from "../../mod.ts";
+import {
   createFrame,
   decompress,
   encodeFrame,
-  type Frame,
   FrameDecoder,
-  generateIdentity,
-  type Identity,
   isCompressed,
   MAX_PLAINTEXT,
-  type Node,
-  type SecureChannel,
   secureOutbound,
-  TcpTransport,
   whisperHash,
-} from "../../mod.ts";
+} from "../../protocol.ts";
 
 /** The largest frame the client decodes, whatever it announced (to see a node's oversized reply). */
 const DECODE_LIMIT = 64 * 1024 * 1024;

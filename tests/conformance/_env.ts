@@ -22,12 +22,12 @@ import {
   createNode,
   defineOpcode,
   type Identity,
-  ManualClock,
   type MessageEventDetail,
   NackError,
   type Node,
   sign,
 } from "../../mod.ts";
+import { ManualClock } from "../../testing.ts";
 import {
   describe,
   type FrameFields,

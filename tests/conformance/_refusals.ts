@@ -31,21 +31,18 @@ import {
 import { createRecord, recordSigningBytes } from "../../lib/dht/record.ts";
 import { fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { createHandshake, x25519KeyPairFromPrivateKey } from "../../lib/secure/noise.ts";
+import { DEFAULT_MAX_VALUE_SIZE, generateIdentity, type Identity, sign } from "../../mod.ts";
 import {
   compress,
   DEFAULT_MAX_FRAME_SIZE,
-  DEFAULT_MAX_VALUE_SIZE,
   DEFAULT_MAX_WHISPER_BODY_SIZE,
-  generateIdentity,
-  type Identity,
   sealWhisper,
-  sign,
   WHISPER_PROLOGUE,
   WHISPER_SIGNATURE_CONTEXT,
   whisperHash,
   x25519PrivateKeyFromEd25519,
   x25519PublicKeyFromEd25519,
-} from "../../mod.ts";
+} from "../../protocol.ts";
 import { ackBytes, frameBytes, type RawClient, type Reply } from "./_client.ts";
 import { until } from "../attack/_attack.ts";
 import { concatBytes } from "../../lib/_bytes.ts";

@@ -14,25 +14,27 @@ import { AckSchema, NackReason, NackSchema, Opcode } from "../../lib/protocol.ts
 import { HandshakePayloadSchema } from "../../lib/protocol.ts";
 import { PingSchema } from "../../lib/protocol.ts";
 import {
-  createFrame,
   createNode,
+  type Frame,
+  type Identity,
+  type Node,
+  type SecureChannel,
+  sign,
+  type Transport,
+} from "../../mod.ts";
+import {
+  createFrame,
   decompress,
   encodeFrame,
-  type Frame,
   FrameDecoder,
   generateX25519KeyPair,
-  type Identity,
   IDENTITY_SIGNATURE_CONTEXT,
   isCompressed,
   MAX_PLAINTEXT,
-  type Node,
   PROLOGUE,
-  type SecureChannel,
   secureOutbound,
-  sign,
-  type Transport,
   type X25519KeyPair,
-} from "../../mod.ts";
+} from "../../protocol.ts";
 import type { ByteStream } from "../../lib/transport/types.ts";
 import { type CipherState, createHandshake } from "../../lib/secure/noise.ts";
 

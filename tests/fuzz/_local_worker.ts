@@ -14,7 +14,8 @@
  *
  * @module
  */
-import { CarrierError, createNode, MemoryNetwork } from "../../mod.ts";
+import { CarrierError, createNode } from "../../mod.ts";
+import { MemoryNetwork } from "../../testing.ts";
 import { LOCAL_INPUTS, prepareLocal, Violation } from "./_local.ts";
 import { material, nodeIdentity } from "./_material.ts";
 import { Rng } from "./_rng.ts";

@@ -7,7 +7,8 @@
  * @module
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { type Identity, identityFromSecretKey, verifyPuzzle } from "../../mod.ts";
+import { type Identity, identityFromSecretKey } from "../../mod.ts";
+import { verifyPuzzle } from "../../protocol.ts";
 import { x25519KeyPairFromPrivateKey } from "../../lib/secure/noise.ts";
 import { type FuzzIdentity, fuzzIdentity } from "./_harness.ts";
 import { Rng } from "./_rng.ts";

@@ -5,15 +5,9 @@ import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { FindValueRequestSchema, RecordSchema, StoreRequestSchema } from "../../lib/protocol.ts";
 import { ShoutEnvelopeSchema, ShoutSchema, WhisperAckSchema } from "../../lib/protocol.ts";
-import {
-  CarrierError,
-  Compression,
-  createNode,
-  MemoryNetwork,
-  NackError,
-  Opcode,
-  sign,
-} from "../../mod.ts";
+import { CarrierError, createNode, NackError, Opcode, sign } from "../../mod.ts";
+import { Compression } from "../../protocol.ts";
+import { MemoryNetwork } from "../../testing.ts";
 import { FrameDecoder } from "../../lib/wire/frame.ts";
 import { FrameDecodeError } from "../../lib/errors.ts";
 
