@@ -149,6 +149,7 @@ export interface ServiceHost {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
+ * import { create } from "@bufbuild/protobuf";
  * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
  * import { createNode, defineOpcode, type Service, type ServiceHost } from "@carrier/p2p";
  * import { MemoryNetwork } from "@carrier/p2p/testing";
@@ -170,7 +171,7 @@ export interface ServiceHost {
  * });
  * await using b = await createNode({ transport: net.transport() });
  * await b.connect(a.peerAddresses[0]);
- * await b.send(a.address, NOTE, { value: "hi" });
+ * await b.send(a.address, NOTE, create(StringValueSchema, { value: "hi" }));
  * while (notes.length === 0) await new Promise((r) => setTimeout(r, 5));
  * assert.deepEqual(notes, ["hi"]);
  * ```

@@ -99,7 +99,7 @@ export interface OpcodeSpec<
  * ```ts
  * import assert from "node:assert/strict";
  * import { Opcode, protocolOpcode } from "@carrier/p2p/protocol";
- * import { PingSchema } from "@carrier/p2p/protocol";
+ * import { PingSchema } from "../../gen/carrier/v1/control_pb.ts";
  * const ping = protocolOpcode(Opcode.PING, PingSchema, { reply: PingSchema });
  * assert.equal(ping.name, "PING");
  * ```
