@@ -12,7 +12,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type TimerHandle } from "@carrier/p2p";
+ * import type { TimerHandle } from "@carrier/p2p";
  * import { ManualClock } from "@carrier/p2p/testing";
  * const clock = new ManualClock();
  * const handle: TimerHandle = clock.setTimeout(() => assert.fail("cancelled"), 100);

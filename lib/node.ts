@@ -41,7 +41,7 @@ import { generateIdentity, type Identity } from "./identity/keys.ts";
 import { DEFAULT_PUZZLE_DIFFICULTY } from "./identity/puzzle.ts";
 import { Dispatcher } from "./node/dispatch.ts";
 import { ApplicationHandlers, type Handler } from "./node/handlers.ts";
-import type { NodeOptions } from "./node/options.ts";
+import { connectionOptions, type NodeOptions } from "./node/options.ts";
 import { type ReceiveLock, type ReceiveLockOptions, ReceiveLocks } from "./node/receive_lock.ts";
 import { CONNECTION_LIMITS, ConnectionManager } from "./swarm/mod.ts";
 import { ContactRequester } from "./overlay/contacts.ts";
@@ -49,12 +49,7 @@ import type { LookupResult } from "./overlay/lookup.ts";
 import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
 import { type Contact, contactOf, RoutingTable } from "./overlay/routing_table.ts";
 import { TableUpkeep } from "./overlay/upkeep.ts";
-import type {
-  CloseInfo,
-  ConnectionCounters,
-  PeerConnection,
-  RequestOptions,
-} from "./peer/connection.ts";
+import type { CloseInfo, PeerConnection, RequestOptions } from "./peer/connection.ts";
 import { dht } from "./services/dht.ts";
 import { metrics, type MetricsService, type NodeMetrics } from "./services/metrics.ts";
 import type { ServiceHost } from "./services/service.ts";
@@ -66,7 +61,6 @@ import {
   type WhisperResult,
   type WhisperService,
 } from "./services/whisper.ts";
-import { TcpTransport } from "./transport/tcp.ts";
 import type { Frame } from "./wire/frame.ts";
 import { decodePayload, OpcodeRegistry, type OpcodeSpec } from "./wire/opcodes.ts";
 
@@ -103,14 +97,6 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
   readonly #metrics: MetricsService;
   readonly #dispatcher: Dispatcher;
   readonly #tasks = new Set<Promise<unknown>>();
-  readonly #totals: ConnectionCounters = {
-    bytesSent: 0,
-    bytesReceived: 0,
-    framesSent: 0,
-    framesReceived: 0,
-    drops: 0,
-    rtt: 0,
-  };
   #state: "new" | "running" | "closing" | "closed" = "new";
 
   /** Use {@linkcode createNode}. */
@@ -126,27 +112,8 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       limitLoopback: options.limitLoopback,
     });
     const manager = this.#manager = new ConnectionManager({
+      ...connectionOptions(options),
       identity,
-      transports: options.transport === undefined && !options.transports?.length
-        ? [new TcpTransport()]
-        : [...(options.transport ? [options.transport] : []), ...(options.transports ?? [])],
-      listen: options.listen ?? [],
-      maxOutbound: options.maxOutbound,
-      maxInbound: options.maxInbound,
-      maxPendingHandshakes: options.maxPendingHandshakes,
-      maxPendingHandshakesPerIp: options.maxPendingHandshakesPerIp,
-      maxInboundPerIp: options.maxInboundPerIp,
-      limitLoopback: options.limitLoopback,
-      dialTimeout: options.dialTimeout,
-      handshakeTimeout: options.handshakeTimeout,
-      puzzleDifficulty: options.puzzleDifficulty ?? DEFAULT_PUZZLE_DIFFICULTY,
-      reconnectDelay: options.reconnectDelay,
-      maxReconnectDelay: options.maxReconnectDelay,
-      ephemeralIdleTimeout: options.ephemeralIdleTimeout,
-      preferredCompression: options.preferredCompression,
-      maxFrameSize: options.maxFrameSize,
-      agent: options.agent,
-      connection: options.connection,
       clock,
       isOneWay: (opcode) => this.#registry.get(opcode)?.oneWay ?? false,
       onFrame: (frame, peer) => {
@@ -215,7 +182,14 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     );
     this.#speak = dispatcher.add(speak({ forward: options.forwardSpeak, maxFrameSize })(host));
     this.#metrics = dispatcher.add(
-      metrics({ serve: options.serveMetrics, snapshot: () => this.metrics() })(host),
+      metrics({
+        serve: options.serveMetrics,
+        counters: () => ({
+          connections: manager.stats,
+          shouts: this.#shout.counters(),
+          whispers: this.#whisper.counters(),
+        }),
+      })(host),
     );
     this.dht = dispatcher.add(dht(options.dht)(host)).client;
     this.#handlers = new ApplicationHandlers(host);
@@ -486,22 +460,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
 
   /** This node's counters. */
   metrics(): NodeMetrics {
-    const totals = { ...this.#totals };
-    const peers = this.peers().map((p) => ({ address: p.address, counters: p.counters }));
-    for (const { counters } of peers) {
-      totals.bytesSent += counters.bytesSent;
-      totals.bytesReceived += counters.bytesReceived;
-      totals.framesSent += counters.framesSent;
-      totals.framesReceived += counters.framesReceived;
-      totals.drops += counters.drops;
-    }
-    return {
-      totals,
-      connections: this.#manager.stats,
-      peers,
-      shouts: this.#shout.counters(),
-      whispers: this.#whisper.counters(),
-    };
+    return this.#metrics.snapshot();
   }
 
   /**
@@ -602,12 +561,6 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
   }
 
   #onDisconnect(peer: PeerConnection, info: CloseInfo): void {
-    const c = peer.counters;
-    this.#totals.bytesSent += c.bytesSent;
-    this.#totals.bytesReceived += c.bytesReceived;
-    this.#totals.framesSent += c.framesSent;
-    this.#totals.framesReceived += c.framesReceived;
-    this.#totals.drops += c.drops;
     this.#locks.peerGone(peer, info);
     this.#dispatcher.hook("peerDisconnect", (s) => s.peerDisconnect?.(peer, info));
     this.#emit("peer:disconnect", { address: peer.address, connection: peer, info });

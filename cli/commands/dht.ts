@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type DhtChange, type Splice } from "../../mod.ts";
+import type { DhtChange, Splice } from "../../mod.ts";
 import { parseJsonPatch } from "../../protocol.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import type { NodeCommand, NodeCommandGroup, Outcome } from "../node_command.ts";

@@ -44,7 +44,7 @@ import {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type JsonPatchOperation } from "@carrier/p2p";
+ * import type { JsonPatchOperation } from "@carrier/p2p";
  * import { applyJsonPatch } from "@carrier/p2p/protocol";
  * const ops: JsonPatchOperation[] = [
  *   { op: "test", path: "/version", value: 1 },

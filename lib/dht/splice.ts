@@ -26,7 +26,7 @@ import {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type Splice } from "@carrier/p2p";
+ * import type { Splice } from "@carrier/p2p";
  * import { applySplices } from "@carrier/p2p/protocol";
  * const splices: Splice[] = [
  *   { offset: 0, deleteCount: 1, insert: new Uint8Array([9, 9]) }, // [1, 2, 3] → [9, 9, 2, 3]

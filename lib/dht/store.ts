@@ -61,7 +61,7 @@ import {
 import { NackReason, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import { bytesEqual, toHex } from "../_bytes.ts";
 import { type Clock, systemClock } from "../clock.ts";
-import { type NackError } from "../errors.ts";
+import type { NackError } from "../errors.ts";
 import { PatchError } from "./errors.ts";
 import { formatAddress } from "../identity/address.ts";
 import type { DhtStoreOptions } from "./defaults.ts";

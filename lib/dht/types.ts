@@ -20,7 +20,7 @@ import type { Splice } from "./splice.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type DhtHost } from "./dht.ts";
+ * import type { DhtHost } from "./dht.ts";
  * import { dht } from "../services/dht.ts";
  * import { generateIdentitySync } from "@carrier/p2p";
  * import { contactOf, RoutingTable } from "@carrier/p2p/protocol";

@@ -6,7 +6,9 @@
 import type { Clock } from "../clock.ts";
 import type { DhtOptions } from "../dht/dht.ts";
 import type { Identity } from "../identity/keys.ts";
+import { DEFAULT_PUZZLE_DIFFICULTY } from "../identity/puzzle.ts";
 import type { ConnectionManagerOptions } from "../swarm/mod.ts";
+import { TcpTransport } from "../transport/tcp.ts";
 import type { PeerAddress } from "../overlay/peer_address.ts";
 import type { ServiceFactory } from "../services/service.ts";
 import type { Transport } from "../transport/types.ts";
@@ -99,4 +101,35 @@ export interface NodeOptions extends
   dht?: DhtOptions;
   /** Source of time. @default {systemClock} */
   clock?: Clock;
+}
+
+/**
+ * The connection manager's options from a node's: its transports (TCP when
+ * none is given), listen addresses and limits, and the puzzle difficulty
+ * the node requires.
+ */
+export function connectionOptions(
+  options: NodeOptions,
+): Omit<ConnectionManagerOptions, "identity"> {
+  const given = [...(options.transport ? [options.transport] : []), ...(options.transports ?? [])];
+  return {
+    transports: given.length > 0 ? given : [new TcpTransport()],
+    listen: options.listen ?? [],
+    maxOutbound: options.maxOutbound,
+    maxInbound: options.maxInbound,
+    maxPendingHandshakes: options.maxPendingHandshakes,
+    maxPendingHandshakesPerIp: options.maxPendingHandshakesPerIp,
+    maxInboundPerIp: options.maxInboundPerIp,
+    limitLoopback: options.limitLoopback,
+    dialTimeout: options.dialTimeout,
+    handshakeTimeout: options.handshakeTimeout,
+    puzzleDifficulty: options.puzzleDifficulty ?? DEFAULT_PUZZLE_DIFFICULTY,
+    reconnectDelay: options.reconnectDelay,
+    maxReconnectDelay: options.maxReconnectDelay,
+    ephemeralIdleTimeout: options.ephemeralIdleTimeout,
+    preferredCompression: options.preferredCompression,
+    maxFrameSize: options.maxFrameSize,
+    agent: options.agent,
+    connection: options.connection,
+  };
 }

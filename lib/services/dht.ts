@@ -80,7 +80,7 @@ export interface DhtService extends Service {
  * ```ts
  * import assert from "node:assert/strict";
  * import { dht, type DhtService } from "./dht.ts";
- * import { type ServiceFactory } from "@carrier/p2p";
+ * import type { ServiceFactory } from "@carrier/p2p";
  * const factory: ServiceFactory<DhtService> = dht({ replicas: 5, requestTimeout: 2_000 });
  * assert.equal(typeof factory, "function");
  * ```

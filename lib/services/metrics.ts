@@ -15,7 +15,7 @@ import {
 import { NackReason, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import { ConnectionClosedError } from "../errors.ts";
 import { formatAddress } from "../identity/address.ts";
-import type { ConnectionCounters, RequestOptions } from "../peer/connection.ts";
+import type { ConnectionCounters, PeerConnection, RequestOptions } from "../peer/connection.ts";
 import type { ConnectionStats } from "../swarm/mod.ts";
 import { decodePayload, protocolOpcode } from "../wire/opcodes.ts";
 import { refuse } from "./refuse.ts";
@@ -61,7 +61,8 @@ export interface NodeMetrics {
 }
 
 /**
- * Options of the METRICS service (the node passes `serveMetrics` and its counters).
+ * Options of the METRICS service (the node passes `serveMetrics` and the
+ * counters it does not keep here).
  *
  * @example
  * ```ts
@@ -77,12 +78,14 @@ export interface NodeMetrics {
 export interface MetricsInit {
   /** Answer peers' METRICS requests (otherwise NACK `FORBIDDEN`). @default {false} */
   serve?: boolean;
-  /** The node's counters now. */
-  snapshot(): NodeMetrics;
+  /** The counters other parts of the node keep: connections, SHOUTs, WHISPERs. */
+  counters(): Pick<NodeMetrics, "connections" | "shouts" | "whispers">;
 }
 
 /** The METRICS service (see the module documentation). */
 export interface MetricsService extends Service {
+  /** This node's counters now: the totals over every connection it has had, and each open one's. */
+  snapshot(): NodeMetrics;
   /**
    * Asks a connected peer for its metrics; the peer answers only if it runs
    * with `serveMetrics`, else the request fails with NACK `FORBIDDEN`.
@@ -97,8 +100,8 @@ export interface MetricsService extends Service {
  * ```ts
  * import assert from "node:assert/strict";
  * import { metrics } from "./metrics.ts";
- * import { type NodeMetrics } from "@carrier/p2p";
- * const factory = metrics({ serve: false, snapshot: (): NodeMetrics => ({} as NodeMetrics) });
+ * import type { NodeMetrics } from "@carrier/p2p";
+ * const factory = metrics({ serve: false, counters: () => ({} as NodeMetrics) });
  * assert.equal(typeof factory, "function");
  * ```
  */
@@ -123,10 +126,26 @@ class Metrics implements MetricsService {
   readonly opcodes = [METRICS_OPCODE];
   readonly #host: ServiceHost;
   readonly #init: MetricsInit;
+  /** Counters of the connections that have closed. */
+  readonly #closed: ConnectionCounters = zeroCounters();
 
   constructor(host: ServiceHost, init: MetricsInit) {
     this.#host = host;
     this.#init = init;
+  }
+
+  snapshot(): NodeMetrics {
+    const totals = { ...this.#closed };
+    const peers = this.#host.connections.all().map((p) => ({
+      address: p.address,
+      counters: p.counters,
+    }));
+    for (const { counters } of peers) add(totals, counters);
+    return { totals, peers, ...this.#init.counters() };
+  }
+
+  peerDisconnect(peer: PeerConnection): void {
+    add(this.#closed, peer.counters);
   }
 
   async request(address: string, options: RequestOptions = {}): Promise<NodeMetrics> {
@@ -141,7 +160,7 @@ class Metrics implements MetricsService {
     const signal = options.signal ? AbortSignal.any([host.signal, options.signal]) : host.signal;
     const data = await peer.request(Opcode.METRICS, payload, { ...options, signal });
     const m = decodePayload(MetricsSchema, data);
-    const counters = (c?: typeof m.node): ConnectionCounters => ({
+    const counters = (c?: typeof m.node): ConnectionCounters => ({ // rtt: not sent
       bytesSent: Number(c?.bytesSent ?? 0),
       bytesReceived: Number(c?.bytesReceived ?? 0),
       framesSent: Number(c?.framesSent ?? 0),
@@ -181,7 +200,7 @@ class Metrics implements MetricsService {
       refuse(frame, peer, NackReason.FORBIDDEN, "metrics are not served by this node");
       return;
     }
-    const m = this.#init.snapshot();
+    const m = this.snapshot();
     const counters = (c: ConnectionCounters) =>
       create(CountersSchema, {
         bytesSent: BigInt(c.bytesSent),
@@ -208,4 +227,18 @@ class Metrics implements MetricsService {
     });
     peer.ack(frame, toBinary(MetricsSchema, reply)).catch(() => {});
   }
+}
+
+/** Counters at zero. */
+function zeroCounters(): ConnectionCounters {
+  return { bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, drops: 0, rtt: 0 };
+}
+
+/** Adds `counters` (but its rtt) to `totals`. */
+function add(totals: ConnectionCounters, counters: ConnectionCounters): void {
+  totals.bytesSent += counters.bytesSent;
+  totals.bytesReceived += counters.bytesReceived;
+  totals.framesSent += counters.framesSent;
+  totals.framesReceived += counters.framesReceived;
+  totals.drops += counters.drops;
 }

@@ -104,7 +104,7 @@ export interface ConnectionManagerOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type ConnectOptions } from "./mod.ts";
+ * import type { ConnectOptions } from "./mod.ts";
  * import { createNode } from "@carrier/p2p";
  * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();

@@ -105,7 +105,7 @@ export interface Listener extends AsyncIterable<ByteStream> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type DialOptions } from "@carrier/p2p";
+ * import type { DialOptions } from "@carrier/p2p";
  * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * const listener = await net.transport().listen("mem:server");
@@ -130,7 +130,7 @@ export interface DialOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type ListenOptions } from "@carrier/p2p";
+ * import type { ListenOptions } from "@carrier/p2p";
  * import { MemoryNetwork } from "@carrier/p2p/testing";
  * await using net = new MemoryNetwork();
  * const controller = new AbortController();
@@ -156,7 +156,7 @@ export interface ListenOptions {
  *
  * @example
  * ```ts
- * import { type Transport } from "@carrier/p2p";
+ * import type { Transport } from "@carrier/p2p";
  * import { MemoryNetwork } from "@carrier/p2p/testing";
  * const transport: Transport = new MemoryNetwork().transport();
  * const listener = await transport.listen("mem:0");

@@ -17,12 +17,6 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { MessageOf, Schema } from "../_protobuf.ts";
 import { DisconnectSchema, KeepaliveSchema, PingSchema } from "../../gen/carrier/v1/control_pb.ts";
 import { AckSchema, NackSchema, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
-import {
-  ShoutSchema,
-  SpeakSchema,
-  WhisperAckSchema,
-  WhisperSchema,
-} from "../../gen/carrier/v1/messaging_pb.ts";
 import { SetConnectionOptSchema } from "../../gen/carrier/v1/options_pb.ts";
 import { OpcodeRegistryError, PayloadDecodeError, UnknownOpcodeError } from "../errors.ts";
 
@@ -65,7 +59,7 @@ export const OPCODE_MAX = 0xffff_ffff;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type OpcodeSpec } from "@carrier/p2p";
+ * import type { OpcodeSpec } from "@carrier/p2p";
  * import { OpcodeRegistry } from "@carrier/p2p/protocol";
  * const oneWay: OpcodeSpec[] = new OpcodeRegistry().list().filter((spec) => spec.oneWay);
  * const names = oneWay.map((spec) => spec.name);
@@ -153,7 +147,7 @@ export const LINK_OPCODES: readonly OpcodeSpec[] = Object.freeze([
  * ```ts
  * import assert from "node:assert/strict";
  * import { StringValueSchema } from "@bufbuild/protobuf/wkt";
- * import { type ApplicationOpcodeInit } from "@carrier/p2p";
+ * import type { ApplicationOpcodeInit } from "@carrier/p2p";
  * import { OpcodeRegistry } from "@carrier/p2p/protocol";
  * const init: ApplicationOpcodeInit<typeof StringValueSchema, typeof StringValueSchema> = {
  *   name: "NOTE",

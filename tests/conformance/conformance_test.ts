@@ -36,7 +36,7 @@ import {
   UnlockRequestSchema,
   WhisperSchema,
 } from "../../lib/protocol.ts";
-import { type MessageEventDetail } from "../../mod.ts";
+import type { MessageEventDetail } from "../../mod.ts";
 import { PROTOCOL_OPCODES, sealWhisper, whisperHash } from "../../protocol.ts";
 import { ackBytes, describe, type FrameFields, nackBytes, type RawClient } from "./_client.ts";
 import { until } from "../attack/_attack.ts";

@@ -26,7 +26,7 @@ import { HandshakePayloadSchema } from "../../lib/protocol.ts";
 import { MetricsRequestSchema } from "../../lib/protocol.ts";
 import { WhisperSchema } from "../../lib/protocol.ts";
 import { StringValueSchema } from "@bufbuild/protobuf/wkt";
-import { type Identity, type Transport } from "../../mod.ts";
+import type { Identity, Transport } from "../../mod.ts";
 import { compress, PROLOGUE, PROTOCOL_OPCODES } from "../../protocol.ts";
 import {
   type CipherState,
