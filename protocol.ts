@@ -101,7 +101,7 @@ export {
 export { generateX25519KeyPair, type X25519KeyPair } from "./lib/secure/noise.ts";
 export { PeerConnection } from "./lib/peer/connection.ts";
 export { SHOUT_CONTEXT } from "./lib/services/shout.ts";
-export { contactOf, RoutingTable } from "./lib/overlay/routing_table.ts";
+export { contactOf, DEFAULT_K, RoutingTable } from "./lib/overlay/routing_table.ts";
 export {
   DEFAULT_MAX_WHISPER_BODY_SIZE,
   DEFAULT_WHISPER_TTL,

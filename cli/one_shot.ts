@@ -174,7 +174,7 @@ async function runOneShot(
     if (!action.routesItself) {
       const target = action.reach ? nodeIdOf(parseAddress(action.reach)) : node.identity.nodeId;
       try {
-        await node.lookup(target, { signal: deadline.signal });
+        await node.findClosest(target, { signal: deadline.signal });
       } catch {
         if (deadline.signal.aborted) throw deadline.signal.reason;
       }

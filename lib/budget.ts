@@ -20,6 +20,8 @@
 import { DEFAULT_MAX_VALUE_SIZE } from "./dht/record.ts";
 import { DHT_STORE_LIMITS } from "./dht/store.ts";
 import type { NodeOptions } from "./node/options.ts";
+import { DEFAULT_K } from "./overlay/routing_table.ts";
+import { SHOUT_DEFAULTS } from "./services/shout.ts";
 import { CONNECTION_LIMITS } from "./swarm/mod.ts";
 import { PEER_CONNECTION_LIMITS } from "./peer/connection.ts";
 import { MAX_MESSAGE_LENGTH } from "./secure/noise.ts";
@@ -121,7 +123,7 @@ export function resourceBudget(options: NodeOptions = {}): ResourceBudget {
   const inHand = c.maxInboundRequests ?? PEER_CONNECTION_LIMITS.maxInboundRequests;
   const maxValue = dht.maxValueSize ?? DEFAULT_MAX_VALUE_SIZE;
   const held = options.maxHeldMessages ?? NODE_LIMITS.maxHeldMessages;
-  const k = options.k ?? 20;
+  const k = options.k ?? DEFAULT_K;
   const connections = maxInbound + maxOutbound;
   const reply = maxValue + REPLY_OVERHEAD;
   const storeBytes = dht.maxBytes ?? DHT_STORE_LIMITS.maxBytes;
@@ -194,8 +196,8 @@ export function resourceBudget(options: NodeOptions = {}): ResourceBudget {
     {
       resource: "SHOUTs from one peer per second",
       option: "maxShoutsPerPeerPerSecond",
-      limit: options.maxShoutsPerPeerPerSecond ?? 1_000,
-      perPeer: options.maxShoutsPerPeerPerSecond ?? 1_000,
+      limit: options.maxShoutsPerPeerPerSecond ?? SHOUT_DEFAULTS.maxPerPeerPerSecond,
+      perPeer: options.maxShoutsPerPeerPerSecond ?? SHOUT_DEFAULTS.maxPerPeerPerSecond,
       bytes: 0,
       note: "paced, not refused: the peer's frames wait in hand, then unread",
     },

@@ -207,7 +207,7 @@ export class PayloadDecodeError extends CarrierError {}
  * import assert from "node:assert/strict";
  * import { UnknownOpcodeError } from "@carrier/p2p";
  * import { OpcodeRegistry } from "@carrier/p2p/protocol";
- * assert.throws(() => new OpcodeRegistry().lookup(4242), UnknownOpcodeError);
+ * assert.throws(() => new OpcodeRegistry().require(4242), UnknownOpcodeError);
  * ```
  */
 export class UnknownOpcodeError extends CarrierError {}

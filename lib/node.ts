@@ -47,7 +47,7 @@ import { CONNECTION_LIMITS, ConnectionManager } from "./swarm/mod.ts";
 import { ContactRequester } from "./overlay/contacts.ts";
 import type { LookupResult } from "./overlay/lookup.ts";
 import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
-import { type Contact, contactOf, RoutingTable } from "./overlay/routing_table.ts";
+import { type Contact, contactOf, DEFAULT_K, RoutingTable } from "./overlay/routing_table.ts";
 import { TableUpkeep } from "./overlay/upkeep.ts";
 import type { CloseInfo, PeerConnection, RequestOptions } from "./peer/connection.ts";
 import { dht } from "./services/dht.ts";
@@ -107,7 +107,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     const clock = this.#clock = options.clock ?? systemClock;
     const signal = this.#closing.signal;
     this.#table = new RoutingTable(identity.nodeId, {
-      k: options.k ?? 20,
+      k: options.k ?? DEFAULT_K,
       clock,
       limitLoopback: options.limitLoopback,
     });
@@ -284,7 +284,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
    * connection (not counted against ℓ, closed once idle for 10 s). Every
    * contact that answers joins the routing table.
    */
-  async lookup(
+  async findClosest(
     target: Uint8Array,
     options: { signal?: AbortSignal; alpha?: number } = {},
   ): Promise<LookupResult> {

@@ -525,7 +525,7 @@ Deno.test("nodes bootstrapping from one seed find each other by lookup and conne
     }
     // A lookup from any node finds the true closest nodes to a target.
     const target = swarm[5].identity.nodeId;
-    const result = await swarm[11].lookup(target);
+    const result = await swarm[11].findClosest(target);
     const truth = all.filter((n) => n !== swarm[11]).map((n) => n.address)
       .sort((a, b) =>
         compareDistance(target, nodeIdOf(parseAddress(a)), nodeIdOf(parseAddress(b)))

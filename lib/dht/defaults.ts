@@ -8,6 +8,7 @@
  * @module
  */
 import type { Clock } from "../clock.ts";
+import { DEFAULT_ALPHA } from "../overlay/lookup.ts";
 
 /**
  * The defaults of the DHT's parameters and times (see `DhtOptions` and
@@ -27,7 +28,7 @@ import type { Clock } from "../clock.ts";
 export const DHT_DEFAULTS = Object.freeze(
   {
     /** Queries in flight per lookup path (α). */
-    alpha: 3,
+    alpha: DEFAULT_ALPHA,
     /** Disjoint lookup paths (S/Kademlia's d). */
     disjointPaths: 1,
     /** Time each DHT request has for its reply, in ms. */

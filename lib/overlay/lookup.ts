@@ -22,7 +22,10 @@
  * @module
  */
 import { compareDistance } from "../identity/node_id.ts";
-import type { Contact } from "./routing_table.ts";
+import { type Contact, DEFAULT_K } from "./routing_table.ts";
+
+/** Kademlia's α: FIND_NODE requests in flight during a lookup. */
+export const DEFAULT_ALPHA = 3;
 
 /**
  * Options of {@linkcode iterativeLookup}.
@@ -117,8 +120,8 @@ export async function iterativeLookup(
   query: (contact: Contact) => Promise<Contact[]>,
   options: LookupOptions = {},
 ): Promise<LookupResult> {
-  const k = options.k ?? 20;
-  const alpha = options.alpha ?? 3;
+  const k = options.k ?? DEFAULT_K;
+  const alpha = options.alpha ?? DEFAULT_ALPHA;
   const paths = Math.max(1, Math.floor(options.disjointPaths ?? 1));
   const maxQueries = options.maxQueries ?? k * 8;
   const exclude = options.exclude ?? (() => false);

@@ -52,6 +52,19 @@ export interface Contact {
 }
 
 /**
+ * Kademlia's k: contacts per bucket, peers per FIND_NODE reply, replicas
+ * per key (`NodeOptions.k`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_K } from "@carrier/p2p/protocol";
+ * assert.equal(DEFAULT_K, 20);
+ * ```
+ */
+export const DEFAULT_K = 20;
+
+/**
  * Options of a {@linkcode RoutingTable}.
  *
  * @example
@@ -162,7 +175,7 @@ export class RoutingTable {
   /** Creates an empty table for the node with id `self`. */
   constructor(self: Uint8Array, options: RoutingTableOptions = {}) {
     this.#self = self;
-    this.#k = options.k ?? 20;
+    this.#k = options.k ?? DEFAULT_K;
     this.#maxPerSubnet = options.maxPerSubnet ?? 2;
     this.#maxReplacements = options.replacements ?? this.#k;
     this.#limitLoopback = options.limitLoopback ?? false;

@@ -20,7 +20,7 @@ import {
   resolveChannelOptions,
   type SecureChannelOptions,
 } from "./_channel_options.ts";
-import { errorMessage } from "./_error_message.ts";
+import { errorMessage } from "../_error_message.ts";
 import {
   LENGTH_PREFIX_LENGTH,
   MAX_READ_BUFFER,

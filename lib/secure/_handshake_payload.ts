@@ -19,7 +19,7 @@ import { type HandshakeError, IdentityMismatchError } from "./errors.ts";
 import { ADDRESS_LENGTH, formatAddress } from "../identity/address.ts";
 import { type Identity, sign, verify } from "../identity/keys.ts";
 import { assertPuzzle } from "../identity/puzzle.ts";
-import { errorMessage } from "./_error_message.ts";
+import { errorMessage } from "../_error_message.ts";
 import type { Handshake } from "./handshake.ts";
 import type { X25519KeyPair } from "./x25519.ts";
 

@@ -108,7 +108,7 @@ import { ArgumentError, ConnectionClosedError, SizeLimitError } from "../errors.
 import type { ByteStream } from "../transport/types.ts";
 import { type ChannelInit, establishChannel } from "./_channel_handshake.ts";
 import type { SecureChannelOptions } from "./_channel_options.ts";
-import { errorMessage } from "./_error_message.ts";
+import { errorMessage } from "../_error_message.ts";
 import { MAX_PLAINTEXT, type MessageReader } from "./_framing.ts";
 import type { HandshakeInfo } from "./_handshake_payload.ts";
 import { MessageWriter } from "./_message_writer.ts";

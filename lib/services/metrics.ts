@@ -68,10 +68,10 @@ export interface NodeMetrics {
  * ```ts
  * import type { MetricsInit } from "./metrics.ts";
  * import type { NodeMetrics } from "@carrier/p2p";
- * const snapshot = (): NodeMetrics => {
+ * const counters = (): Pick<NodeMetrics, "connections" | "shouts" | "whispers"> => {
  *   throw new Error("the node's");
  * };
- * const init: MetricsInit = { serve: true, snapshot };
+ * const init: MetricsInit = { serve: true, counters };
  * void init;
  * ```
  */

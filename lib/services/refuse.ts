@@ -19,6 +19,12 @@ export function refuse(
   peer.nack(frame, reason, message).catch(() => {});
 }
 
+/**
+ * How far from this node's clock a new SHOUT's or a delivered WHISPER's
+ * timestamp may be, in ms (`maxShoutAge`, `maxWhisperAge`): 10 minutes.
+ */
+export const DEFAULT_MAX_MESSAGE_AGE = 600_000;
+
 /** A STALE refusal's message: how far the timestamp is from this node's clock, and which way. */
 export function staleMessage(what: string, skew: number, window: number): string {
   const side = skew > 0 ? "before" : "after";

@@ -25,7 +25,7 @@ import { type Contact, contactOf } from "../overlay/routing_table.ts";
 import type { PeerConnection } from "../peer/connection.ts";
 import { DEFAULT_MAX_FRAME_SIZE } from "../wire/frame.ts";
 import { decodePayload, protocolOpcode } from "../wire/opcodes.ts";
-import { bodyBytes, refuse, staleMessage } from "./refuse.ts";
+import { bodyBytes, DEFAULT_MAX_MESSAGE_AGE, refuse, staleMessage } from "./refuse.ts";
 import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "./service.ts";
 
 /**
@@ -39,6 +39,16 @@ import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "./ser
  * ```
  */
 export const SHOUT_CONTEXT: Uint8Array = new TextEncoder().encode("carrier/v1 shout:");
+
+/** The SHOUT service's defaults (each a `NodeOptions` field: `shoutAckTimeout`, `maxShoutsPerSecond`, `maxShoutsPerPeerPerSecond`). */
+export const SHOUT_DEFAULTS = Object.freeze({
+  /** Time a next hop has to acknowledge, in ms. */
+  ackTimeout: 2_000,
+  /** SHOUTs accepted per origin per second. */
+  maxPerOriginPerSecond: 100,
+  /** SHOUT frames handled per second from one peer. */
+  maxPerPeerPerSecond: 1_000,
+});
 
 /** SHOUT's opcode: a request, ACKed per hop with no data. */
 export const SHOUT_OPCODE = protocolOpcode(Opcode.SHOUT, ShoutSchema);
@@ -206,10 +216,10 @@ class Shout implements ShoutService {
 
   constructor(host: ServiceHost, init: ShoutInit) {
     this.#host = host;
-    this.#ackTimeout = init.ackTimeout ?? 2_000;
-    this.#perOrigin = init.maxPerOriginPerSecond ?? 100;
-    this.#perPeer = init.maxPerPeerPerSecond ?? 1_000;
-    this.#maxAge = init.maxAge ?? 600_000;
+    this.#ackTimeout = init.ackTimeout ?? SHOUT_DEFAULTS.ackTimeout;
+    this.#perOrigin = init.maxPerOriginPerSecond ?? SHOUT_DEFAULTS.maxPerOriginPerSecond;
+    this.#perPeer = init.maxPerPeerPerSecond ?? SHOUT_DEFAULTS.maxPerPeerPerSecond;
+    this.#maxAge = init.maxAge ?? DEFAULT_MAX_MESSAGE_AGE;
     this.#maxFrameSize = init.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE;
   }
 

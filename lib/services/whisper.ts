@@ -31,7 +31,7 @@ import { sealWhisper } from "../overlay/whisper_seal.ts";
 import type { PeerConnection } from "../peer/connection.ts";
 import { DEFAULT_MAX_FRAME_SIZE } from "../wire/frame.ts";
 import { decodePayload, protocolOpcode } from "../wire/opcodes.ts";
-import { bodyBytes, refuse, staleMessage } from "./refuse.ts";
+import { bodyBytes, DEFAULT_MAX_MESSAGE_AGE, refuse, staleMessage } from "./refuse.ts";
 import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "./service.ts";
 
 /** WHISPER's opcode: a request, ACKed by the recipient with the envelope's hash. */
@@ -264,7 +264,7 @@ class WhisperRouter implements WhisperService {
     }
     // A replay outlives the bounded (sender, nonce) memory only inside the window.
     const skew = Date.now() - content.timestampMs;
-    const window = this.#init.maxAge ?? 600_000;
+    const window = this.#init.maxAge ?? DEFAULT_MAX_MESSAGE_AGE;
     if (Math.abs(skew) > window) {
       this.#counters.rejected++;
       refuse(frame, peer, NackReason.STALE, staleMessage("WHISPER", skew, window));

@@ -8,11 +8,7 @@
 
 import { ConnectionClosedError } from "../errors.ts";
 import type { ByteStream } from "./types.ts";
-
-/** The message of an error, for use after a colon in another message. */
-export function reasonOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
+import { errorMessage } from "../_error_message.ts";
 
 /**
  * A {@linkcode ByteStream} with the shared close semantics: `write` rejects

@@ -12,7 +12,8 @@
 
 import { ConnectionClosedError, DialError, ListenError } from "../errors.ts";
 import { formatTransportAddress, parseTransportAddress, TCP_SCHEME } from "./address.ts";
-import { closeOnAbort, reasonOf, StreamBase } from "./_stream.ts";
+import { closeOnAbort, StreamBase } from "./_stream.ts";
+import { errorMessage } from "../_error_message.ts";
 import type { ByteStream, DialOptions, Listener, ListenOptions, Transport } from "./types.ts";
 
 /**
@@ -158,7 +159,7 @@ export class TcpTransport implements Transport, AsyncDisposable {
       if (this.#closed) {
         throw new DialError(`Cannot dial ${address}: the transport is closed`);
       }
-      throw new DialError(`Cannot dial ${address}: ${reasonOf(error)}`, {
+      throw new DialError(`Cannot dial ${address}: ${errorMessage(error)}`, {
         cause: error,
       });
     }
@@ -197,7 +198,7 @@ export class TcpTransport implements Transport, AsyncDisposable {
     try {
       inner = Deno.listen({ hostname, port, transport: "tcp" });
     } catch (error) {
-      throw new ListenError(`Cannot listen on ${address}: ${reasonOf(error)}`, {
+      throw new ListenError(`Cannot listen on ${address}: ${errorMessage(error)}`, {
         cause: error,
       });
     }
@@ -254,7 +255,7 @@ class TcpByteStream extends StreamBase {
     } catch (error) {
       if (this.closed) return null;
       throw new ConnectionClosedError(
-        `Cannot read from ${this.remoteAddress}: ${reasonOf(error)}`,
+        `Cannot read from ${this.remoteAddress}: ${errorMessage(error)}`,
         { cause: error },
       );
     }
@@ -269,7 +270,7 @@ class TcpByteStream extends StreamBase {
     } catch (error) {
       throw new ConnectionClosedError(
         `Cannot write to ${this.remoteAddress}: ${
-          this.closed ? "the stream was closed" : reasonOf(error)
+          this.closed ? "the stream was closed" : errorMessage(error)
         }`,
         { cause: error },
       );
@@ -282,7 +283,7 @@ class TcpByteStream extends StreamBase {
     } catch (error) {
       if (this.closed) return;
       throw new ConnectionClosedError(
-        `Cannot close ${this.remoteAddress} for writing: ${reasonOf(error)}`,
+        `Cannot close ${this.remoteAddress} for writing: ${errorMessage(error)}`,
         { cause: error },
       );
     }
@@ -334,7 +335,7 @@ class TcpListener implements Listener, AsyncDisposable {
           error instanceof Deno.errors.NotConnected
         ) continue;
         throw new ListenError(
-          `Cannot accept on ${this.address}: ${reasonOf(error)}`,
+          `Cannot accept on ${this.address}: ${errorMessage(error)}`,
           { cause: error },
         );
       }

@@ -297,7 +297,7 @@ export class OpcodeRegistry {
    *
    * @throws {UnknownOpcodeError} if nobody registered it.
    */
-  lookup(opcode: number): OpcodeSpec {
+  require(opcode: number): OpcodeSpec {
     const s = this.#specs.get(opcode);
     if (!s) {
       throw new UnknownOpcodeError(`Unknown opcode ${opcode}: not registered`);
@@ -320,7 +320,7 @@ export class OpcodeRegistry {
     opcode: number,
     payload: Uint8Array,
   ): MessageOf<Schema> {
-    const s = this.lookup(opcode);
+    const s = this.require(opcode);
     return decodePayload(s.request, payload, s.name);
   }
 }

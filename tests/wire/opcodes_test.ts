@@ -28,7 +28,7 @@ Deno.test("OpcodeRegistry registers an application opcode and decodes its payloa
     reply: PingSchema,
   });
   assert.equal(spec.oneWay, false);
-  assert.equal(registry.lookup(1000).name, "ECHO");
+  assert.equal(registry.require(1000).name, "ECHO");
   const bytes = toBinary(
     PingSchema,
     create(PingSchema, { data: new Uint8Array([9]) }),
@@ -71,7 +71,7 @@ Deno.test("OpcodeRegistry refuses reserved values, duplicates and non-uint32 opc
 
 Deno.test("OpcodeRegistry.lookup throws UnknownOpcodeError for an unregistered opcode", () => {
   const registry = new OpcodeRegistry();
-  assert.throws(() => registry.lookup(1001), UnknownOpcodeError);
+  assert.throws(() => registry.require(1001), UnknownOpcodeError);
   assert.throws(
     () => registry.decodeRequest(20, new Uint8Array()),
     /Unknown opcode 20/,

@@ -1,7 +1,6 @@
 /**
- * How the secure channel quotes an error inside its own messages.
- *
- * Private to `lib/secure/`.
+ * How carrier quotes an error inside its own messages. Shared across
+ * `lib/`; not exported from the package's entry points.
  *
  * @module
  */
