@@ -20,7 +20,7 @@ import type { ConnectionStats } from "../swarm/mod.ts";
 import { decodePayload, protocolOpcode } from "../wire/opcodes.ts";
 import { refuse } from "./refuse.ts";
 import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "./service.ts";
-import type { ShoutCounters } from "./shout.ts";
+import { noShouts, type ShoutCounters } from "./shout.ts";
 import type { WhisperCounters } from "./whisper.ts";
 
 /** METRICS's opcode: a request, ACKed with the node's `Metrics`. */
@@ -109,18 +109,6 @@ export function metrics(init: MetricsInit): ServiceFactory<MetricsService> {
   return (host) => new Metrics(host, init);
 }
 
-/** Shout counters at zero (a peer's metrics do not carry them). */
-const NO_SHOUTS: Readonly<ShoutCounters> = Object.freeze({
-  originated: 0,
-  delivered: 0,
-  sent: 0,
-  duplicates: 0,
-  unacknowledged: 0,
-  rejected: 0,
-  rateLimited: 0,
-  paced: 0,
-});
-
 class Metrics implements MetricsService {
   readonly name = "metrics";
   readonly opcodes = [METRICS_OPCODE];
@@ -182,7 +170,7 @@ class Metrics implements MetricsService {
         counters: { ...counters(p.counters), rtt: p.rttMicros / 1000 },
       })),
       whispers: { delivered: 0, relayed: 0, rejected: 0 },
-      shouts: { ...NO_SHOUTS },
+      shouts: noShouts(), // a peer's metrics do not carry them
     };
   }
 

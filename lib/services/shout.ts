@@ -202,16 +202,7 @@ class Shout implements ShoutService {
   /** SHOUTs per origin in the current one-second window; bounded. */
   readonly #rate = new Map<string, RateWindow>();
   readonly #pace = new WeakMap<PeerConnection, Pace>();
-  readonly #counters: ShoutCounters = {
-    originated: 0,
-    delivered: 0,
-    sent: 0,
-    duplicates: 0,
-    unacknowledged: 0,
-    rejected: 0,
-    rateLimited: 0,
-    paced: 0,
-  };
+  readonly #counters: ShoutCounters = noShouts();
   #sequence = 0n;
 
   constructor(host: ServiceHost, init: ShoutInit) {
@@ -459,4 +450,18 @@ function withinRate(window: RateWindow, now: number, limit: number): boolean {
     window.count = 0;
   }
   return ++window.count <= limit;
+}
+
+/** SHOUT counters at zero. */
+export function noShouts(): ShoutCounters {
+  return {
+    originated: 0,
+    delivered: 0,
+    sent: 0,
+    duplicates: 0,
+    unacknowledged: 0,
+    rejected: 0,
+    rateLimited: 0,
+    paced: 0,
+  };
 }

@@ -60,8 +60,8 @@ export const OPCODE_MAX = 0xffff_ffff;
  * ```ts
  * import assert from "node:assert/strict";
  * import type { OpcodeSpec } from "@carrier/p2p";
- * import { OpcodeRegistry } from "@carrier/p2p/protocol";
- * const oneWay: OpcodeSpec[] = new OpcodeRegistry().list().filter((spec) => spec.oneWay);
+ * import { PROTOCOL_OPCODES } from "@carrier/p2p/protocol";
+ * const oneWay: OpcodeSpec[] = PROTOCOL_OPCODES.filter((spec) => spec.oneWay);
  * const names = oneWay.map((spec) => spec.name);
  * assert.deepEqual(names, ["ACK", "NACK", "SPEAK", "DISCONNECT"]);
  * ```
