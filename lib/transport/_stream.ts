@@ -8,7 +8,6 @@
 
 import { ConnectionClosedError } from "../errors.ts";
 import type { ByteStream } from "./types.ts";
-import { errorMessage } from "../_error_message.ts";
 
 /**
  * A {@linkcode ByteStream} with the shared close semantics: `write` rejects
