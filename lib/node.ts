@@ -41,7 +41,7 @@ import { generateIdentity, type Identity } from "./identity/keys.ts";
 import { DEFAULT_PUZZLE_DIFFICULTY } from "./identity/puzzle.ts";
 import { Dispatcher } from "./node/dispatch.ts";
 import { ApplicationHandlers, type Handler } from "./node/handlers.ts";
-import { connectionOptions, type NodeOptions } from "./node/options.ts";
+import { connectionOptions, type NodeOptions, serviceInits } from "./node/options.ts";
 import { type ReceiveLock, type ReceiveLockOptions, ReceiveLocks } from "./node/receive_lock.ts";
 import { CONNECTION_LIMITS, ConnectionManager } from "./swarm/mod.ts";
 import { ContactRequester } from "./overlay/contacts.ts";
@@ -162,25 +162,10 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       error: (err, source) => this.#error(err, source),
       track: (task) => this.#track(task),
     };
-    const maxFrameSize = options.maxFrameSize;
-    this.#shout = dispatcher.add(
-      shout({
-        ackTimeout: options.shoutAckTimeout,
-        maxPerOriginPerSecond: options.maxShoutsPerSecond,
-        maxPerPeerPerSecond: options.maxShoutsPerPeerPerSecond,
-        maxAge: options.maxShoutAge,
-        maxFrameSize,
-      })(host),
-    );
-    this.#whisper = dispatcher.add(
-      whisper({
-        encrypt: options.encryptWhispers,
-        maxAge: options.maxWhisperAge,
-        maxBodySize: options.maxWhisperBodySize,
-        maxFrameSize,
-      })(host),
-    );
-    this.#speak = dispatcher.add(speak({ forward: options.forwardSpeak, maxFrameSize })(host));
+    const inits = serviceInits(options);
+    this.#shout = dispatcher.add(shout(inits.shout)(host));
+    this.#whisper = dispatcher.add(whisper(inits.whisper)(host));
+    this.#speak = dispatcher.add(speak(inits.speak)(host));
     this.#metrics = dispatcher.add(
       metrics({
         serve: options.serveMetrics,

@@ -11,6 +11,9 @@ import type { ConnectionManagerOptions } from "../swarm/mod.ts";
 import { TcpTransport } from "../transport/tcp.ts";
 import type { PeerAddress } from "../overlay/peer_address.ts";
 import type { ServiceFactory } from "../services/service.ts";
+import type { ShoutInit } from "../services/shout.ts";
+import type { SpeakInit } from "../services/speak.ts";
+import type { WhisperInit } from "../services/whisper.ts";
 import type { Transport } from "../transport/types.ts";
 
 /**
@@ -131,5 +134,28 @@ export function connectionOptions(
     maxFrameSize: options.maxFrameSize,
     agent: options.agent,
     connection: options.connection,
+  };
+}
+
+/** The built-in services' options from a node's (flat, as `NodeOptions` has them). */
+export function serviceInits(
+  options: NodeOptions,
+): { shout: ShoutInit; whisper: WhisperInit; speak: SpeakInit } {
+  const { maxFrameSize } = options;
+  return {
+    shout: {
+      ackTimeout: options.shoutAckTimeout,
+      maxPerOriginPerSecond: options.maxShoutsPerSecond,
+      maxPerPeerPerSecond: options.maxShoutsPerPeerPerSecond,
+      maxAge: options.maxShoutAge,
+      maxFrameSize,
+    },
+    whisper: {
+      encrypt: options.encryptWhispers,
+      maxAge: options.maxWhisperAge,
+      maxBodySize: options.maxWhisperBodySize,
+      maxFrameSize,
+    },
+    speak: { forward: options.forwardSpeak, maxFrameSize },
   };
 }
