@@ -130,7 +130,7 @@ export type {
   ServiceConnections,
   ServiceFactory,
   ServiceHost,
-} from "./lib/services/service.ts";
+} from "./lib/service.ts";
 export type { ConnectionManagerOptions, ConnectionStats } from "./lib/swarm/mod.ts";
 export {
   formatPeerAddress,

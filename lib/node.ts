@@ -52,7 +52,7 @@ import { TableUpkeep } from "./overlay/upkeep.ts";
 import type { CloseInfo, PeerConnection, RequestOptions } from "./peer/connection.ts";
 import { dht } from "./services/dht.ts";
 import { metrics, type MetricsService, type NodeMetrics } from "./services/metrics.ts";
-import type { ServiceHost } from "./services/service.ts";
+import type { ServiceHost } from "./service.ts";
 import { shout, type ShoutOptions, type ShoutResult, type ShoutService } from "./services/shout.ts";
 import { speak, type SpeakOptions, type SpeakService } from "./services/speak.ts";
 import {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { ServiceHost } from "../services/service.ts";
+import type { ServiceHost } from "../service.ts";
 import type { DhtStoreOptions } from "./defaults.ts";
 import type { JsonPatchOperation } from "./json_operations.ts";
 import type { Splice } from "./splice.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 import type { PeerConnection } from "../peer/connection.ts";
-import type { ReceiveContext, Service } from "../services/service.ts";
+import type { ReceiveContext, Service } from "../service.ts";
 import type { Frame } from "../wire/frame.ts";
 import type { OpcodeRegistry, OpcodeSpec } from "../wire/opcodes.ts";
 import type { ReceiveLocks } from "./receive_lock.ts";

@@ -13,7 +13,7 @@ import type { MessageOf, Schema } from "../_protobuf.ts";
 import { ConnectionClosedError, NackError } from "../errors.ts";
 import type { PeerConnection } from "../peer/connection.ts";
 import { refuse } from "../services/refuse.ts";
-import type { ReceiveContext, ServiceHost } from "../services/service.ts";
+import type { ReceiveContext, ServiceHost } from "../service.ts";
 import type { Frame } from "../wire/frame.ts";
 import { decodePayload, type OpcodeSpec } from "../wire/opcodes.ts";
 

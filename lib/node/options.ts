@@ -10,7 +10,7 @@ import { DEFAULT_PUZZLE_DIFFICULTY } from "../identity/puzzle.ts";
 import type { ConnectionManagerOptions } from "../swarm/mod.ts";
 import { TcpTransport } from "../transport/tcp.ts";
 import type { PeerAddress } from "../overlay/peer_address.ts";
-import type { ServiceFactory } from "../services/service.ts";
+import type { ServiceFactory } from "../service.ts";
 import type { ShoutInit } from "../services/shout.ts";
 import type { SpeakInit } from "../services/speak.ts";
 import type { WhisperInit } from "../services/whisper.ts";

@@ -17,7 +17,7 @@ import type { DhtHost, DhtOptions } from "../dht/types.ts";
 import { NackError } from "../errors.ts";
 import type { Contact } from "../overlay/routing_table.ts";
 import type { OpcodeSpec } from "../wire/opcodes.ts";
-import type { ReceiveContext, Service } from "./service.ts";
+import type { ReceiveContext, Service } from "../service.ts";
 
 export type { DhtHost } from "../dht/types.ts";
 

@@ -19,7 +19,7 @@ import type { ConnectionCounters, PeerConnection, RequestOptions } from "../peer
 import type { ConnectionStats } from "../swarm/mod.ts";
 import { decodePayload, protocolOpcode } from "../wire/opcodes.ts";
 import { refuse } from "./refuse.ts";
-import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "./service.ts";
+import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "../service.ts";
 import { noShouts, type ShoutCounters } from "./shout.ts";
 import type { WhisperCounters } from "./whisper.ts";
 

@@ -26,7 +26,7 @@ import type { PeerConnection } from "../peer/connection.ts";
 import { DEFAULT_MAX_FRAME_SIZE } from "../wire/frame.ts";
 import { decodePayload, protocolOpcode } from "../wire/opcodes.ts";
 import { bodyBytes, DEFAULT_MAX_MESSAGE_AGE, refuse, staleMessage } from "./refuse.ts";
-import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "./service.ts";
+import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "../service.ts";
 
 /**
  * The ASCII context string a SHOUT's origin signs, followed by the envelope.

@@ -16,7 +16,7 @@ import { SeenCache } from "../overlay/seen_cache.ts";
 import { DEFAULT_MAX_FRAME_SIZE } from "../wire/frame.ts";
 import { decodePayload, protocolOpcode } from "../wire/opcodes.ts";
 import { bodyBytes } from "./refuse.ts";
-import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "./service.ts";
+import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "../service.ts";
 
 /** SPEAK's opcode: one-way. */
 export const SPEAK_OPCODE = protocolOpcode(Opcode.SPEAK, SpeakSchema, { oneWay: true });

@@ -32,7 +32,7 @@ import type { PeerConnection } from "../peer/connection.ts";
 import { DEFAULT_MAX_FRAME_SIZE } from "../wire/frame.ts";
 import { decodePayload, protocolOpcode } from "../wire/opcodes.ts";
 import { bodyBytes, DEFAULT_MAX_MESSAGE_AGE, refuse, staleMessage } from "./refuse.ts";
-import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "./service.ts";
+import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "../service.ts";
 
 /** WHISPER's opcode: a request, ACKed by the recipient with the envelope's hash. */
 export const WHISPER_OPCODE = protocolOpcode(Opcode.WHISPER, WhisperSchema, {

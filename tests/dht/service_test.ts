@@ -18,7 +18,7 @@ import {
   Opcode,
 } from "../../lib/protocol.ts";
 import { dht, type DhtService } from "../../lib/services/dht.ts";
-import type { ServiceFactory } from "../../lib/services/service.ts";
+import type { ServiceFactory } from "../../lib/service.ts";
 import { MemoryNetwork } from "../../lib/transport/memory.ts";
 import { createFrame } from "../../lib/wire/frame.ts";
 import { decodePayload } from "../../lib/wire/opcodes.ts";

@@ -16,13 +16,13 @@
  *
  * @module
  */
-import type { Clock } from "../clock.ts";
-import type { NodeEventMap } from "../events.ts";
-import type { Identity } from "../identity/keys.ts";
-import type { Contact, RoutingTable } from "../overlay/routing_table.ts";
-import type { CloseInfo, PeerConnection } from "../peer/connection.ts";
-import type { Frame } from "../wire/frame.ts";
-import type { OpcodeSpec } from "../wire/opcodes.ts";
+import type { Clock } from "./clock.ts";
+import type { NodeEventMap } from "./events.ts";
+import type { Identity } from "./identity/keys.ts";
+import type { Contact, RoutingTable } from "./overlay/routing_table.ts";
+import type { CloseInfo, PeerConnection } from "./peer/connection.ts";
+import type { Frame } from "./wire/frame.ts";
+import type { OpcodeSpec } from "./wire/opcodes.ts";
 
 /**
  * What a frame handed to a service's `receive` came with.
