@@ -161,6 +161,6 @@ export {
   type DhtWriteOptions,
   type DhtWriteResult,
 } from "./lib/dht/dht.ts";
-export type { DhtStoreOptions } from "./lib/dht/store.ts";
+export type { DhtStoreOptions } from "./lib/dht/defaults.ts";
 export { DEFAULT_MAX_VALUE_SIZE, type DhtKey, dhtKey } from "./lib/dht/record.ts";
 export { diffBytes, diffJson, type JsonPatchOperation, type Splice } from "./lib/dht/patch.ts";

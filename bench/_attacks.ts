@@ -155,7 +155,7 @@ export interface Attack {
 // Sizes. The machine has 2 cores for the node, the attacker and the bench:
 // each attack is paced so the attacker stays well under one core.
 
-/** The node's defaults this bench leans on (see lib/swarm/limits.ts, lib/dht/store.ts). */
+/** The node's defaults this bench leans on (see lib/swarm/limits.ts, lib/dht/defaults.ts). */
 const MAX_PENDING_HANDSHAKES = 16;
 const MAX_INBOUND = 64;
 const PUZZLE_DIFFICULTY = 8;

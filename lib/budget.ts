@@ -18,7 +18,7 @@
  * @module
  */
 import { DEFAULT_MAX_VALUE_SIZE } from "./dht/record.ts";
-import { DHT_STORE_LIMITS } from "./dht/store.ts";
+import { DHT_STORE_LIMITS } from "./dht/defaults.ts";
 import type { NodeOptions } from "./node/options.ts";
 import { DEFAULT_K } from "./overlay/routing_table.ts";
 import { SHOUT_DEFAULTS } from "./services/shout.ts";

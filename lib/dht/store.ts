@@ -78,10 +78,6 @@ import {
 } from "./record.ts";
 import { type Entry, type Pending, RecordTable } from "./records.ts";
 
-export { DHT_STORE_LIMITS, type DhtStoreOptions } from "./defaults.ts";
-export { DHT_ENTRY_OVERHEAD, DHT_PATCH_OVERHEAD, DHT_SPLICE_OVERHEAD } from "./footprint.ts";
-export { applyPatch, splicesOf } from "./patch.ts";
-
 /** The refusal of each way a record is not valid (README, Refusals: `store-*`). */
 const RECORD_REFUSALS: Readonly<{ [P in RecordProblem]: NackReason }> = {
   "malformed": NackReason.MALFORMED,

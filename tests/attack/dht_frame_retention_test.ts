@@ -4,7 +4,7 @@
 // field of the record, over real TCP on 127.0.0.1.
 import assert from "node:assert/strict";
 import { createNode, dhtKey, NackError, NackReason, Opcode } from "../../mod.ts";
-import * as store from "../../lib/dht/store.ts"; // a namespace: runs against older stores too
+import { DHT_ENTRY_OVERHEAD } from "../../lib/dht/footprint.ts";
 import { paddedStore } from "./_attack.ts";
 
 const PADDING = 256 * 1024;
@@ -48,7 +48,7 @@ Deno.test("DHT replica keeps its own copies of padded STOREs and counts them wit
     `held values retain ${retained} bytes, over maxBytes ${maxBytes}`,
   );
   // The accounting counts what is retained, with the per-entry overhead.
-  const perRecord = store.DHT_ENTRY_OVERHEAD + 32 + 1;
+  const perRecord = DHT_ENTRY_OVERHEAD + 32 + 1;
   assert.equal(replica.dht.size, held);
   assert.equal(replica.dht.bytes, held * perRecord);
   assert.ok(replica.dht.bytes <= maxBytes, `${replica.dht.bytes} bytes counted`);

@@ -24,7 +24,7 @@ import {
   diffJson,
   parseJsonPatch,
 } from "../../lib/dht/patch.ts";
-import { splicesOf } from "../../lib/dht/store.ts";
+import { splicesOf } from "../../lib/dht/patch.ts";
 import {
   createFrame,
   decodeFrameMessage,

@@ -528,7 +528,7 @@ async function storeBases(c: Campaign, session: FrameSession, name: string): Pro
         ) {
           continue;
         }
-        const { applyPatch } = await import("../../lib/dht/store.ts");
+        const { applyPatch } = await import("../../lib/dht/patch.ts");
         try {
           result = applyPatch(base.value, request.patch!, 65_536);
           if (!bytesEqual(sha256(result), request.patch!.valueHash)) result = undefined;
