@@ -160,7 +160,6 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
         }),
       emit: (type, detail) => this.#emit(type, detail),
       error: (err, source) => this.#error(err, source),
-      track: (task) => this.#track(task),
     };
     const inits = serviceInits(options);
     this.#shout = dispatcher.add(shout(inits.shout)(host));
@@ -392,7 +391,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
    * @throws {SizeLimitError} when the SHOUT would be over `maxFrameSize`.
    */
   shout(body: Uint8Array | string, options: ShoutOptions = {}): Promise<ShoutResult> {
-    return this.#call(() => this.#shout.shout(body, options));
+    return this.#shout.shout(body, options);
   }
 
   /**
@@ -412,7 +411,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     body: Uint8Array | string,
     options: WhisperOptions = {},
   ): Promise<WhisperResult> {
-    return this.#call(() => this.#whisper.whisper(recipient, body, options));
+    return this.#whisper.whisper(recipient, body, options);
   }
 
   /**
@@ -423,15 +422,15 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
    * @throws {SizeLimitError} when the SPEAK would be over `maxFrameSize`.
    */
   speak(body: Uint8Array | string, options: SpeakOptions = {}): Promise<number> {
-    return this.#call(() => this.#speak.speak(body, options));
+    return this.#speak.speak(body, options);
   }
 
   /**
    * Asks a peer for its metrics (METRICS); the peer answers only if it runs
    * with `serveMetrics`, else the request fails with NACK `FORBIDDEN`.
    */
-  requestMetrics(address: string, options: RequestOptions = {}): Promise<NodeMetrics> {
-    return this.#call(() => this.#metrics.request(address, options));
+  async requestMetrics(address: string, options: RequestOptions = {}): Promise<NodeMetrics> {
+    return await this.#metrics.request(this.#connected(address), options);
   }
 
   /**
@@ -462,17 +461,13 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
    * const third = await lock.next(STEP.opcode);
    * ```
    */
-  receiveLock(
+  async receiveLock(
     address: string,
     opcode: number,
     options: ReceiveLockOptions = {},
   ): Promise<ReceiveLock> {
-    return this.#call(() =>
-      this.#locks.acquire(this.#connected(address), opcode, {
-        ...options,
-        signal: this.#signal(options),
-      })
-    );
+    const peer = this.#connected(address);
+    return await this.#locks.acquire(peer, opcode, { ...options, signal: this.#signal(options) });
   }
 
   /**
@@ -499,12 +494,6 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
   /** @throws {NodeClosedError} once the node is closing or closed. */
   #open(): void {
     if (this.#closing.signal.aborted) throw this.#closing.signal.reason;
-  }
-
-  /** Runs `call` on an open node; a closed node rejects it with `NodeClosedError`. */
-  async #call<T>(call: () => Promise<T>): Promise<T> {
-    this.#open();
-    return await call();
   }
 
   /** The call's signal combined with the node's: either aborts it. */

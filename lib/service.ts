@@ -133,8 +133,6 @@ export interface ServiceHost {
   emit<K extends keyof NodeEventMap>(type: K, detail: NodeEventMap[K]["detail"]): void;
   /** Reports a failure that does not stop the node (an `error` event). */
   error(error: unknown, source: string): void;
-  /** Runs `task` in the background; the node waits for it when it closes. */
-  track(task: Promise<unknown>): void;
 }
 
 /**

@@ -73,11 +73,6 @@ export class Dispatcher {
     this.#owners.set(spec.opcode, owner);
   }
 
-  /** Hands the frames of an opcode already registered to `owner`. */
-  route(opcode: number, owner: OpcodeOwner): void {
-    this.#owners.set(opcode, owner);
-  }
-
   /**
    * A frame for the layer above the connection. What is still being handled
    * is returned as a promise, so the connection counts it against its

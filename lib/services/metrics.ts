@@ -13,7 +13,6 @@ import {
   MetricsSchema,
 } from "../../gen/carrier/v1/control_pb.ts";
 import { NackReason, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
-import { ConnectionClosedError } from "../errors.ts";
 import { formatAddress } from "../identity/address.ts";
 import type { ConnectionCounters, PeerConnection, RequestOptions } from "../peer/connection.ts";
 import type { ConnectionStats } from "../swarm/mod.ts";
@@ -87,10 +86,10 @@ export interface MetricsService extends Service {
   /** This node's counters now: the totals over every connection it has had, and each open one's. */
   snapshot(): NodeMetrics;
   /**
-   * Asks a connected peer for its metrics; the peer answers only if it runs
-   * with `serveMetrics`, else the request fails with NACK `FORBIDDEN`.
+   * Asks a peer for its metrics; it answers only if it runs with
+   * `serveMetrics`, else the request fails with NACK `FORBIDDEN`.
    */
-  request(address: string, options?: RequestOptions): Promise<NodeMetrics>;
+  request(peer: PeerConnection, options?: RequestOptions): Promise<NodeMetrics>;
 }
 
 /**
@@ -136,11 +135,9 @@ class Metrics implements MetricsService {
     add(this.#closed, peer.counters);
   }
 
-  async request(address: string, options: RequestOptions = {}): Promise<NodeMetrics> {
+  async request(peer: PeerConnection, options: RequestOptions = {}): Promise<NodeMetrics> {
     const host = this.#host;
     if (host.signal.aborted) throw host.signal.reason;
-    const peer = host.connections.get(address);
-    if (!peer) throw new ConnectionClosedError(`Not connected to ${address}`);
     const payload = toBinary(
       MetricsRequestSchema,
       create(MetricsRequestSchema, { includeConnections: true }),

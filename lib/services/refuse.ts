@@ -1,6 +1,6 @@
 /**
- * Answering a request with NACK from a service, and the wording shared by
- * services' refusals.
+ * What the services share: answering a request with NACK, the wording and
+ * the window of STALE refusals, and a message body from text.
  *
  * @module
  */

@@ -12,7 +12,7 @@ import { NackReason, Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import { ShoutEnvelopeSchema, ShoutSchema } from "../../gen/carrier/v1/messaging_pb.ts";
 import { bytesEqual, concatBytes, toHex } from "../_bytes.ts";
 import { NODE_LIMITS } from "../budget.ts";
-import { NodeClosedError, PayloadDecodeError, SizeLimitError } from "../errors.ts";
+import { PayloadDecodeError, SizeLimitError } from "../errors.ts";
 import { formatAddress } from "../identity/address.ts";
 import { sign, verify } from "../identity/keys.ts";
 import {
@@ -381,7 +381,7 @@ class Shout implements ShoutService {
     const tried = new Set<string>();
     let contact: Contact | undefined = target.contact;
     while (contact !== undefined) {
-      if (signal.aborted) throw signal.reason ?? new NodeClosedError("Node closed");
+      if (signal.aborted) throw signal.reason;
       tried.add(contact.address);
       try {
         // Unreachable and not connected: it leaves the table (its
