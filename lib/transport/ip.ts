@@ -198,3 +198,56 @@ export function isLoopback(address: string | TransportAddress): boolean {
   if (ip.length === 4) return ip[0] === 127;
   return ip.subarray(0, 15).every((b) => b === 0) && ip[15] === 1;
 }
+
+/**
+ * What an IP address can be reached from, for the address rules (which
+ * addresses a node announces, which a peer keeps) and the double-NAT check:
+ *
+ * - `unspecified`: a wildcard (`0.0.0.0`, `::`), never an address to dial;
+ * - `loopback`: this host only (127/8, `::1`);
+ * - `link-local`: this link only (169.254/16, fe80::/10);
+ * - `private`: a site behind NAT (10/8, 172.16/12, 192.168/16, fc00::/7) or
+ *   carrier-grade NAT space (100.64/10, RFC 6598);
+ * - `public`: anything else.
+ */
+export type IpScope = "unspecified" | "loopback" | "link-local" | "private" | "public";
+
+/**
+ * The {@linkcode IpScope} of an address: a bare IP literal (`10.0.0.1`,
+ * `::1`) or a transport address (`10.0.0.1:4000`, `[::1]:4000`);
+ * `undefined` when it names no IP (a host name, a memory address).
+ *
+ * @param address An IP literal or a transport address, as text or parsed.
+ * @returns The scope, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ipScope } from "./ip.ts";
+ * assert.equal(ipScope("0.0.0.0:4000"), "unspecified");
+ * assert.equal(ipScope("[::]:4000"), "unspecified");
+ * assert.equal(ipScope("100.64.0.7"), "private"); // CGNAT space
+ * assert.equal(ipScope("192.168.1.2:4000"), "private");
+ * assert.equal(ipScope("fe80::1"), "link-local");
+ * assert.equal(ipScope("80.100.100.1:4000"), "public");
+ * assert.equal(ipScope("mem:a"), undefined);
+ * ```
+ */
+export function ipScope(address: string | TransportAddress): IpScope | undefined {
+  const ip = typeof address === "string" ? ipOfHost(address) ?? ipOf(address) : ipOf(address);
+  if (ip === undefined) return undefined;
+  if (ip.every((b) => b === 0)) return "unspecified";
+  if (ip.length === 4) {
+    const [a, b] = ip;
+    if (a === 127) return "loopback";
+    if (a === 0) return "unspecified";
+    if (a === 169 && b === 254) return "link-local";
+    if (a === 10 || (a === 172 && (b & 0xf0) === 16) || (a === 192 && b === 168)) return "private";
+    if (a === 100 && (b & 0xc0) === 64) return "private";
+    return "public";
+  }
+  if (ip.subarray(0, 15).every((b) => b === 0) && ip[15] === 1) return "loopback";
+  if (ip[0] === 0xfe && (ip[1] & 0xc0) === 0x80) return "link-local";
+  if ((ip[0] & 0xfe) === 0xfc) return "private";
+  return "public";
+}
