@@ -54,6 +54,14 @@
 export * from "./lib/errors.ts";
 export * from "./lib/secure/errors.ts";
 export * from "./lib/dht/errors.ts";
+export * from "./lib/nat/errors.ts";
+export type {
+  MappedTransport,
+  MappingProtocol,
+  MappingRequest,
+  PortMapper,
+  PortMapping,
+} from "./lib/nat/types.ts";
 export { type BudgetLine, type ResourceBudget, resourceBudget } from "./lib/budget.ts";
 export { addressEquals, formatAddress, parseAddress } from "./lib/identity/address.ts";
 export { nodeIdOf } from "./lib/identity/node_id.ts";
@@ -132,6 +140,13 @@ export type {
   ServiceHost,
 } from "./lib/service.ts";
 export type { ConnectionManagerOptions, ConnectionStats } from "./lib/swarm/mod.ts";
+export {
+  AddressBook,
+  type AddressBookOptions,
+  type AddressChange,
+  type AddressSnapshot,
+  type Reachability,
+} from "./lib/swarm/addresses.ts";
 export {
   formatPeerAddress,
   parsePeerAddress,

@@ -6,6 +6,7 @@
  * @module
  */
 import type { CloseInfo, PeerConnection } from "./peer/connection.ts";
+import type { AddressSnapshot } from "./swarm/addresses.ts";
 
 /**
  * An `EventTarget` whose `addEventListener` and `removeEventListener` know
@@ -188,4 +189,6 @@ export interface NodeEventMap {
   message: CustomEvent<MessageEventDetail>;
   /** Something failed without stopping the node. */
   error: CustomEvent<ErrorEventDetail>;
+  /** What the node announces changed (addresses, accepts inbound, reachability); its peers were told. */
+  addresses: CustomEvent<AddressSnapshot>;
 }

@@ -43,7 +43,9 @@ import { Dispatcher } from "./node/dispatch.ts";
 import { ApplicationHandlers, type Handler } from "./node/handlers.ts";
 import { connectionOptions, type NodeOptions, serviceInits } from "./node/options.ts";
 import { type ReceiveLock, type ReceiveLockOptions, ReceiveLocks } from "./node/receive_lock.ts";
-import { CONNECTION_LIMITS, ConnectionManager } from "./swarm/mod.ts";
+import { AddressBook, CONNECTION_LIMITS, ConnectionManager } from "./swarm/mod.ts";
+import { dialBack, type DialBackService } from "./services/dial_back.ts";
+import { identify, type IdentifyService } from "./services/identify.ts";
 import { ContactRequester } from "./overlay/contacts.ts";
 import type { LookupResult } from "./overlay/lookup.ts";
 import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
@@ -95,6 +97,9 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
   readonly #whisper: WhisperService;
   readonly #speak: SpeakService;
   readonly #metrics: MetricsService;
+  readonly #identify: IdentifyService;
+  readonly #dialBack: DialBackService;
+  readonly #addresses: AddressBook;
   readonly #dispatcher: Dispatcher;
   readonly #tasks = new Set<Promise<unknown>>();
   #state: "new" | "running" | "closing" | "closed" = "new";
@@ -111,10 +116,16 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       clock,
       limitLoopback: options.limitLoopback,
     });
+    const addresses = this.#addresses = new AddressBook({
+      announce: options.announce,
+      reachability: options.reachability,
+    });
     const manager = this.#manager = new ConnectionManager({
       ...connectionOptions(options),
       identity,
       clock,
+      addresses,
+      onDialBack: (nonce) => this.#dialBack.arrived(nonce),
       isOneWay: (opcode) => this.#registry.get(opcode)?.oneWay ?? false,
       onFrame: (frame, peer) => {
         this.#table.touch(peer.address);
@@ -147,10 +158,13 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       clock,
       table: this.#table,
       get contact() {
-        self.listenAddrs = manager.listenAddrs; // known once the node listens
+        // Known once the node listens; a node that accepts no connections is no replica.
+        self.listenAddrs = addresses.acceptsInbound ? addresses.listenAddrs : [];
         return self;
       },
       connections: manager,
+      addresses,
+      probe: (peer, nonce, o) => manager.probe(peer, nonce, o),
       signal,
       reach: (contact, o) => this.#contacts.reach(contact, o),
       request: (contact, opcode, payload, o = {}) =>
@@ -176,6 +190,8 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       })(host),
     );
     this.dht = dispatcher.add(dht(options.dht)(host)).client;
+    this.#identify = dispatcher.add(identify({ updated: (peer) => this.#identified(peer) })(host));
+    this.#dialBack = dispatcher.add(dialBack({ serve: options.serveDialBack })(host));
     this.#handlers = new ApplicationHandlers(host);
     for (const factory of options.services ?? []) dispatcher.add(factory(host));
     this.#upkeep = new TableUpkeep({
@@ -190,6 +206,14 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       maxOutbound: options.maxOutbound ?? CONNECTION_LIMITS.maxOutbound,
       refreshInterval: options.refreshInterval,
     });
+    addresses.onChange((snapshot, change) => {
+      this.#identify.push(snapshot);
+      this.#emit("addresses", snapshot);
+      // Closer nodes hear the new addresses in the handshakes of a self-lookup.
+      if (change !== "bound" && this.#state === "running" && manager.all().length > 0) {
+        this.#track(this.#upkeep.refresh([identity.nodeId]));
+      }
+    });
   }
 
   /** This node's address (base58 of its public key). */
@@ -197,14 +221,28 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     return this.identity.address;
   }
 
-  /** Where this node accepts connections (`HOST:PORT`); empty for an outbound-only node. */
+  /**
+   * Where this node listens, as bound (`HOST:PORT`, ports resolved; a
+   * wildcard host stays one); empty for an outbound-only node. What it
+   * tells peers is {@linkcode Node.addresses}.
+   */
   get listenAddrs(): string[] {
     return this.#manager.listenAddrs;
   }
 
-  /** `ADDRESS@HOST:PORT` for each listen address: what others pass to `connect`. */
+  /**
+   * What this node announces: its listen addresses with wildcards expanded
+   * (or the `announce` option), external addresses from port mapping and
+   * dial-backs first, whether it accepts inbound connections, and its
+   * reachability (see the README's address rules).
+   */
+  get addresses(): AddressBook {
+    return this.#addresses;
+  }
+
+  /** `ADDRESS@HOST:PORT` for each announced address: what others pass to `connect`. */
   get peerAddresses(): string[] {
-    return this.listenAddrs.map((a) => `${this.address}@${a}`);
+    return this.#addresses.listenAddrs.map((a) => `${this.address}@${a}`);
   }
 
   /** The opcode registry: the link layer's, the services' and the application's opcodes. */
@@ -526,6 +564,13 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       topic: "",
       body: frame.payload,
     });
+  }
+
+  /** A peer's IDENTIFY changed where it accepts connections: its contact follows. */
+  #identified(peer: PeerConnection): void {
+    const { remote } = peer.channel;
+    this.#table.setListenAddrs(peer.address, remote.acceptsInbound ? [...remote.listenAddrs] : []);
+    this.#upkeep.learn(peer);
   }
 
   #onConnect(peer: PeerConnection): void {

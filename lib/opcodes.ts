@@ -1,13 +1,15 @@
 /**
  * The protocol's opcode table, whole: the link layer's opcodes
  * (`lib/wire/opcodes.ts`) and those the protocol's services declare (SHOUT,
- * SPEAK, WHISPER, METRICS in `lib/services/`, the DHT's in
+ * SPEAK, WHISPER, METRICS, IDENTIFY, DIAL_BACK in `lib/services/`, the DHT's in
  * `lib/dht/opcodes.ts`), gathered here so that the wire layer depends on no
  * service.
  *
  * @module
  */
 import { DHT_OPCODES } from "./dht/opcodes.ts";
+import { DIAL_BACK_OPCODE } from "./services/dial_back.ts";
+import { IDENTIFY_OPCODE } from "./services/identify.ts";
 import { METRICS_OPCODE } from "./services/metrics.ts";
 import { SHOUT_OPCODE } from "./services/shout.ts";
 import { SPEAK_OPCODE } from "./services/speak.ts";
@@ -34,6 +36,8 @@ export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze(
     SPEAK_OPCODE,
     WHISPER_OPCODE,
     METRICS_OPCODE,
+    IDENTIFY_OPCODE,
+    DIAL_BACK_OPCODE,
     ...DHT_OPCODES,
   ].sort((a, b) => a.opcode - b.opcode),
 );

@@ -6,6 +6,7 @@
  *
  * @module
  */
+export * from "../gen/carrier/v1/addresses_pb.ts";
 export * from "../gen/carrier/v1/control_pb.ts";
 export * from "../gen/carrier/v1/dht_pb.ts";
 export * from "../gen/carrier/v1/frame_pb.ts";

@@ -21,6 +21,8 @@ import type { NodeEventMap } from "./events.ts";
 import type { Identity } from "./identity/keys.ts";
 import type { Contact, RoutingTable } from "./overlay/routing_table.ts";
 import type { CloseInfo, PeerConnection } from "./peer/connection.ts";
+import type { PeerAddress } from "./overlay/peer_address.ts";
+import type { AddressBook } from "./swarm/addresses.ts";
 import type { Frame } from "./wire/frame.ts";
 import type { OpcodeSpec } from "./wire/opcodes.ts";
 
@@ -101,6 +103,15 @@ export interface ServiceHost {
   readonly contact: Contact;
   /** The open connections. */
   readonly connections: ServiceConnections;
+  /** What the node binds and announces, what peers see it at, its reachability. */
+  readonly addresses: AddressBook;
+  /**
+   * Dials `peer` for a dial-back: a handshake carrying `nonce`, closed once
+   * done (never a peer connection).
+   *
+   * @throws {DialError} and the handshake's errors as the dial fails.
+   */
+  probe(peer: PeerAddress, nonce: Uint8Array, options?: { signal?: AbortSignal }): Promise<void>;
   /**
    * Aborted, with a `NodeClosedError` as its reason, as soon as the node
    * starts closing. A service passes it (or a signal combined with it) to

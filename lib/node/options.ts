@@ -56,6 +56,22 @@ export interface NodeOptions extends
   identity?: Identity;
   /** Peers to connect to and keep connected (redialed with backoff): `ADDRESS@HOST:PORT`. @default {[]} */
   bootstrap?: readonly (string | PeerAddress)[];
+  /**
+   * Addresses to announce instead of the listen addresses (`HOST:PORT`): a
+   * port forwarded by hand, a public address in front of a container.
+   * External addresses from port mapping still come first.
+   * @default {undefined} (the listen addresses, wildcard hosts expanded to this host's interfaces)
+   */
+  announce?: string[];
+  /**
+   * Whether the node accepts inbound connections as far as its peers are
+   * told: `auto` asks peers to dial it back (DIAL_BACK) and says `false`
+   * when none arrives; `public` and `private` say so without asking.
+   * @default {"auto"}
+   */
+  reachability?: "auto" | "public" | "private";
+  /** Answer peers' DIAL_BACK requests. @default {true} */
+  serveDialBack?: boolean;
   /** The transport. @default {new TcpTransport()} */
   transport?: Transport;
   /** More transports, one per address scheme (with `transport`, if given): each address is dialed and listened on with the one of its scheme. @default {[]} */

@@ -232,6 +232,17 @@ export class RoutingTable {
     return { status: "full", oldest: bucket.contacts[0] };
   }
 
+  /**
+   * Replaces where a contact says it accepts connections (an IDENTIFY);
+   * `[]` when it no longer accepts any. Nothing for an unknown contact.
+   */
+  setListenAddrs(address: string, listenAddrs: string[]): void {
+    const i = this.#index.get(address);
+    if (i === undefined) return;
+    const contact = this.#buckets[i].contacts.find((c) => c.address === address);
+    if (contact) contact.listenAddrs = listenAddrs;
+  }
+
   /** Marks a contact as just heard from. */
   touch(address: string): void {
     const i = this.#index.get(address);

@@ -115,6 +115,14 @@ export interface SecureChannelOptions {
    */
   listenAddrs?: string[];
   /**
+   * Sent to the remote (by an initiator only): the nonce of a dial-back
+   * probe, 16 bytes. A listener that receives one closes the connection
+   * after the handshake instead of making it a peer connection.
+   *
+   * @default {undefined} (not a probe)
+   */
+  dialBackNonce?: Uint8Array;
+  /**
    * Sent to the remote: software name and version, for diagnostics.
    *
    * @default {DEFAULT_AGENT}
@@ -259,6 +267,7 @@ export function resolveChannelOptions(
       listenAddrs: options.listenAddrs ?? [],
       observedAddr: stream.remoteAddress,
       agent: options.agent ?? DEFAULT_AGENT,
+      dialBackNonce: options.dialBackNonce ?? new Uint8Array(0),
       preferredCompression: options.preferredCompression as
         | Compression
         | undefined,

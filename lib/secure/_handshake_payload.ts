@@ -20,6 +20,7 @@ import { ADDRESS_LENGTH, formatAddress } from "../identity/address.ts";
 import { type Identity, sign, verify } from "../identity/keys.ts";
 import { assertPuzzle } from "../identity/puzzle.ts";
 import { errorMessage } from "../_error_message.ts";
+import { isAnnounceable } from "../transport/ip.ts";
 import type { Handshake } from "./handshake.ts";
 import type { X25519KeyPair } from "./x25519.ts";
 
@@ -76,16 +77,37 @@ export interface HandshakeInfo {
   preferredCompression?: number;
   /** The largest frame the remote accepts, in bytes; 0 stands for the protocol default. */
   maxFrameSize: number;
-  /** Addresses the remote says it listens on. */
+  /**
+   * Addresses the remote says it listens on (wildcards and unresolved ports
+   * dropped, at most {@linkcode MAX_REMOTE_LISTEN_ADDRS}); an IDENTIFY from
+   * the remote replaces them later, as it does `acceptsInbound`.
+   */
   listenAddrs: string[];
   /** The transport address the remote sees this side at. */
   observedAddr: string;
+  /**
+   * The dial-back nonce of a probe connection (16 bytes), empty for every
+   * other: a listener closes a probe after its handshake.
+   */
+  dialBackNonce: Uint8Array;
   /** The remote's software name and version (diagnostics only). */
   agent: string;
 }
 
 /** The fields of a `carrier.v1.HandshakePayload`. */
 export type PayloadFields = Omit<HandshakePayload, "$typeName" | "$unknown">;
+
+/** How many of a remote's listen addresses a receiver keeps. */
+export const MAX_REMOTE_LISTEN_ADDRS = 8;
+
+/**
+ * The listen addresses a receiver keeps of what a remote announced: those it
+ * may dial as written (no wildcard, no port 0), the first
+ * {@linkcode MAX_REMOTE_LISTEN_ADDRS}.
+ */
+export function keptListenAddrs(addresses: readonly string[]): string[] {
+  return addresses.filter(isAnnounceable).slice(0, MAX_REMOTE_LISTEN_ADDRS);
+}
 
 /** What the receiver of a payload checks it against. */
 export interface PayloadChecks {
@@ -111,8 +133,9 @@ export function handshakeInfo(
     compressions: [...payload.compressions],
     preferredCompression: payload.preferredCompression,
     maxFrameSize: payload.maxFrameSize,
-    listenAddrs: [...payload.listenAddrs],
+    listenAddrs: keptListenAddrs(payload.listenAddrs),
     observedAddr: payload.observedAddr,
+    dialBackNonce: payload.dialBackNonce,
     agent: payload.agent,
   };
 }

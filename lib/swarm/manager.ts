@@ -41,6 +41,7 @@ import { generateX25519KeyPair, type X25519KeyPair } from "../secure/noise.ts";
 import { parseTransportAddress } from "../transport/address.ts";
 import { combineTransports } from "../transport/multi.ts";
 import type { ByteStream, Listener, Transport } from "../transport/types.ts";
+import { AddressBook } from "./addresses.ts";
 import { Admission } from "./admission.ts";
 import {
   CONNECTION_LIMITS,
@@ -84,6 +85,7 @@ export class ConnectionManager {
   readonly #ephemeral = new Map<string, number>();
   #sweepTimer: number | undefined;
   #listenAddrs: string[] = [];
+  readonly #addresses: AddressBook;
   #rejected = 0;
   #state: "new" | "running" | "closed" = "new";
 
@@ -96,6 +98,7 @@ export class ConnectionManager {
     this.#o = options;
     this.#clock = options.clock ?? systemClock;
     this.#transport = combineTransports(options.transports);
+    this.#addresses = options.addresses ?? new AddressBook();
     this.#redial = new Redialer({
       clock: this.#clock,
       running: () => this.#state === "running",
@@ -113,9 +116,9 @@ export class ConnectionManager {
     return [...this.#listenAddrs];
   }
 
-  /** Whether this node accepts inbound connections. */
-  get acceptsInbound(): boolean {
-    return this.#listenAddrs.length > 0;
+  /** What the node announces (see {@linkcode AddressBook}). */
+  get addresses(): AddressBook {
+    return this.#addresses;
   }
 
   /** Connection counts. */
@@ -144,6 +147,7 @@ export class ConnectionManager {
       this.#listenAddrs.push(listener.address);
       this.#track(this.#serve(listener));
     }
+    this.#addresses.setBound(this.#listenAddrs);
   }
 
   /**
@@ -372,6 +376,12 @@ export class ConnectionManager {
       channel.close();
       return;
     }
+    if (channel.remote.dialBackNonce.length > 0) {
+      // A dial-back probe: proof that this address reaches us, never a peer.
+      channel.close();
+      this.#o.onDialBack?.(channel.remote.dialBackNonce, channel.remote.address);
+      return;
+    }
     if (
       admission.inboundCount() >= admission.maxInbound &&
       !this.#connections.has(channel.remote.address)
@@ -431,12 +441,47 @@ export class ConnectionManager {
     return this.#register(channel);
   }
 
+  /**
+   * Dials `peer` with a dial-back `nonce` in the handshake, to show it that
+   * the address reaches it; closes once the handshake is done. Not a peer
+   * connection: no limit counts it, nothing registers it.
+   *
+   * @throws {DialError}, {@linkcode HandshakeError}, {@linkcode IdentityMismatchError},
+   * {@linkcode TimeoutError} as the dial or handshake fails.
+   */
+  async probe(
+    peer: PeerAddress,
+    nonce: Uint8Array,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<void> {
+    if (this.#state !== "running") {
+      throw new NodeClosedError("Cannot dial back: the node is not running");
+    }
+    const signal = options.signal
+      ? AbortSignal.any([this.#abort.signal, options.signal])
+      : this.#abort.signal;
+    const stream = await this.#transport.dial(peer.transportAddress, { signal });
+    this.#streams.add(stream);
+    try {
+      const channel = await secureOutbound(stream, {
+        ...this.#channelOptions(),
+        expectedRemote: peer.identityKey,
+        dialBackNonce: nonce,
+        signal,
+      });
+      channel.close();
+    } finally {
+      this.#streams.delete(stream);
+      stream.close();
+    }
+  }
+
   #channelOptions() {
     return {
       identity: this.#o.identity,
       noiseStaticKeyPair: this.#staticKey,
-      acceptsInbound: this.#listenAddrs.length > 0,
-      listenAddrs: this.#listenAddrs,
+      acceptsInbound: this.#addresses.acceptsInbound,
+      listenAddrs: this.#addresses.listenAddrs,
       compressions: this.#o.compressions,
       preferredCompression: this.#o.preferredCompression,
       maxFrameSize: this.#o.maxFrameSize,

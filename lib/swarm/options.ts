@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { AddressBook } from "./addresses.ts";
 import type { Clock } from "../clock.ts";
 import type { Identity } from "../identity/keys.ts";
 import type { CloseInfo, PeerConnection, PeerConnectionOptions } from "../peer/connection.ts";
@@ -88,6 +89,17 @@ export interface ConnectionManagerOptions {
   onConnect?: (connection: PeerConnection) => void;
   /** A registered connection closed. */
   onDisconnect?: (connection: PeerConnection, info: CloseInfo) => void;
+  /**
+   * What the handshake announces (listen addresses, `accepts_inbound`).
+   *
+   * @default {new AddressBook()} (the bound addresses, wildcards expanded)
+   */
+  addresses?: AddressBook;
+  /**
+   * A dial-back probe arrived with `nonce` (from the node `address`) and
+   * was closed after its handshake (see {@linkcode ConnectionManager.probe}).
+   */
+  onDialBack?: (nonce: Uint8Array, address: string) => void;
   /** An inbound connection was refused or its handshake failed. */
   onRejected?: (reason: Error, remoteAddress: string) => void;
   /**

@@ -251,3 +251,32 @@ export function ipScope(address: string | TransportAddress): IpScope | undefined
   if ((ip[0] & 0xfe) === 0xfc) return "private";
   return "public";
 }
+
+/**
+ * Whether a node may announce `address` to others, and a receiver keep it:
+ * it parses, and it is not a wildcard (`0.0.0.0`, `::`) nor a port or a
+ * memory name still to be chosen (`:0`, `mem:0`). The handshake and
+ * IDENTIFY drop the others (the README's address rules).
+ *
+ * @param address A transport address.
+ * @returns `true` when it can be dialled as it is written.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isAnnounceable } from "./ip.ts";
+ * assert(isAnnounceable("80.100.100.1:4000") && isAnnounceable("mem:a"));
+ * assert(!isAnnounceable("0.0.0.0:4000") && !isAnnounceable("[::]:4000"));
+ * assert(!isAnnounceable("10.0.0.1:0") && !isAnnounceable("mem:0") && !isAnnounceable("nonsense"));
+ * ```
+ */
+export function isAnnounceable(address: string): boolean {
+  let parsed: TransportAddress;
+  try {
+    parsed = parseTransportAddress(address);
+  } catch {
+    return false;
+  }
+  if (parsed.port === 0 || parsed.name === "0") return false;
+  return ipScope(parsed) !== "unspecified";
+}

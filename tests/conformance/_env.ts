@@ -228,7 +228,7 @@ export function appPayload(value: string): Uint8Array {
  * - `main`: serves metrics, has application handlers, small per-peer DHT
  *   quotas, holds at most {@linkcode MAIN_MAX_HELD} frames of a locked peer,
  *   accepts 2 MiB frames.
- * - `quiet`: the defaults (no metrics, no handlers) but a manual clock, so
+ * - `quiet`: the defaults (no metrics, no handlers) but no dial-backs and a manual clock, so
  *   that a second never passes (the SHOUT rate window) and nothing times
  *   out, and a store of {@linkcode QUIET_MAX_RECORDS} records. It has no
  *   peers but the test's clients (a relay with no next hop).
@@ -289,6 +289,7 @@ export class Env {
       listen: ["127.0.0.1:0"],
       puzzleDifficulty: 0,
       clock: quietClock,
+      serveDialBack: false,
       dht: { maxRecords: QUIET_MAX_RECORDS, maxLocks: QUIET_MAX_LOCKS },
     }).catch(async (err) => {
       await main.close();

@@ -9,6 +9,7 @@
 import {
   CasRequestSchema,
   ChangesRequestSchema,
+  DialBackRequestSchema,
   FindNodeRequestSchema,
   FindValueRequestSchema,
   LockHeldSchema,
@@ -1052,6 +1053,75 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
     await cases.run("a node without serveMetrics", async () => {
       const payload = enc(MetricsRequestSchema, { includeConnections: true });
       await expectNack(c, row, { opcode: op("METRICS"), payload }, "METRICS");
+    });
+  },
+
+  "dial-back-malformed": async (env, row, cases) => {
+    const c = await env.connect(env.main);
+    const nonce = randomBytes(16);
+    const tries: [string, Uint8Array][] = [
+      ["no address", enc(DialBackRequestSchema, { addrs: [], nonce })],
+      [
+        "5 addresses",
+        enc(DialBackRequestSchema, {
+          addrs: ["1", "2", "3", "4", "5"].map((p) => `127.0.0.1:${p}`),
+          nonce,
+        }),
+      ],
+      [
+        "a nonce of 15 bytes",
+        enc(DialBackRequestSchema, { addrs: ["127.0.0.1:1"], nonce: randomBytes(15) }),
+      ],
+      ["no nonce", enc(DialBackRequestSchema, { addrs: ["127.0.0.1:1"] })],
+    ];
+    for (const [what, payload] of tries) {
+      await cases.run(what, async () => {
+        await expectNack(c, row, { opcode: op("DIAL_BACK"), payload }, what);
+      });
+    }
+  },
+
+  "dial-back-busy": async (env, row, cases) => {
+    const c = await env.connect(env.main);
+    // A listener that accepts and never answers the handshake keeps the first dial-back in flight.
+    const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const held: Deno.Conn[] = [];
+    const accepting = (async () => {
+      for await (const conn of silent) held.push(conn);
+    })();
+    try {
+      await cases.run("a second DIAL_BACK while the first dials", async () => {
+        const addrs = [`127.0.0.1:${silent.addr.port}`];
+        const first = c.request({
+          id: c.newId(),
+          opcode: op("DIAL_BACK"),
+          payload: enc(DialBackRequestSchema, { addrs, nonce: randomBytes(16) }),
+        }, 10_000);
+        await until(() => held.length > 0, "the node dials the silent listener");
+        await expectNack(c, row, {
+          opcode: op("DIAL_BACK"),
+          payload: enc(DialBackRequestSchema, { addrs, nonce: randomBytes(16) }),
+        }, "second DIAL_BACK");
+        const answer = await first;
+        if (answer?.ack === undefined) {
+          fail("the first DIAL_BACK got no ACK once its dial timed out");
+        }
+      });
+    } finally {
+      silent.close();
+      for (const conn of held) conn.close();
+      await accepting.catch(() => {});
+    }
+  },
+
+  "dial-back-off": async (env, row, cases) => {
+    const c = await env.connect(env.quiet);
+    await cases.run("a node with serveDialBack: false", async () => {
+      const payload = enc(DialBackRequestSchema, {
+        addrs: ["127.0.0.1:1"],
+        nonce: randomBytes(16),
+      });
+      await expectNack(c, row, { opcode: op("DIAL_BACK"), payload }, "DIAL_BACK");
     });
   },
 

@@ -22,9 +22,12 @@ import {
   AckSchema,
   CasRequestSchema,
   ChangesRequestSchema,
+  DialBackRequestSchema,
+  DialBackStatus,
   DisconnectSchema,
   FindNodeRequestSchema,
   FindValueRequestSchema,
+  IdentifySchema,
   LockRequestSchema,
   MetricsRequestSchema,
   NackSchema,
@@ -352,6 +355,24 @@ const REQUESTS: Record<string, Builder> = {
       payload: enc(MetricsRequestSchema, { includeConnections: true }),
       check: (reply) => check(reply.connections >= 1, "METRICS: no connections counted"),
     }),
+  DIAL_BACK: async () => {
+    // The client does not listen: a port nothing listens on, on its own host.
+    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const addr = `127.0.0.1:${closed.addr.port}`;
+    closed.close();
+    return {
+      payload: enc(DialBackRequestSchema, { addrs: ["10.9.9.9:1", addr], nonce: randomBytes(16) }),
+      check: (reply) => {
+        const statuses = reply.results.map((r: { status: number }) => r.status);
+        check(
+          statuses.length === 2 && statuses[0] === DialBackStatus.REFUSED &&
+            statuses[1] === DialBackStatus.DIAL_FAILED,
+          `DIAL_BACK: results ${JSON.stringify(statuses)}, expected [REFUSED, DIAL_FAILED] ` +
+            "(another host is never dialled; nothing listens on the client's port)",
+        );
+      },
+    };
+  },
   DHT_CAS: (_env, c) => {
     const key = freshKey();
     const proposal = randomBytes(16);
@@ -465,6 +486,29 @@ const ONE_WAY: Record<
         payload: enc(SpeakSchema, { topic: "t", body }),
       },
       handled: async () => check((await heard) !== undefined, "SPEAK with an id was not delivered"),
+    });
+  },
+  IDENTIFY: (env, c) => {
+    const listenAddrs = ["10.9.9.9:4000", "0.0.0.0:4001"];
+    return Promise.resolve({
+      frame: {
+        id: c.newId(),
+        opcode: op("IDENTIFY"),
+        payload: enc(IdentifySchema, { listenAddrs, acceptsInbound: true }),
+      },
+      handled: async () => {
+        await until(
+          () => env.main.peer(c.identity.address)?.channel.remote.acceptsInbound === true,
+          "the node takes the IDENTIFY's accepts_inbound",
+        );
+        const kept = env.main.peer(c.identity.address)?.channel.remote.listenAddrs;
+        check(
+          JSON.stringify(kept) === JSON.stringify(["10.9.9.9:4000"]),
+          `IDENTIFY: the node keeps ${
+            JSON.stringify(kept)
+          }, expected the address without the wildcard`,
+        );
+      },
     });
   },
   DISCONNECT: (_env, c) =>

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file carrier/v1/handshake.proto.
  */
 export const file_carrier_v1_handshake: GenFile = /*@__PURE__*/
-  fileDesc("ChpjYXJyaWVyL3YxL2hhbmRzaGFrZS5wcm90bxIKY2Fycmllci52MSK3AgoQSGFuZHNoYWtlUGF5bG9hZBIUCgxpZGVudGl0eV9rZXkYASABKAwSGgoSaWRlbnRpdHlfc2lnbmF0dXJlGAIgASgMEhcKD2FjY2VwdHNfaW5ib3VuZBgDIAEoCBItCgxjb21wcmVzc2lvbnMYBCADKA4yFy5jYXJyaWVyLnYxLkNvbXByZXNzaW9uEhYKDm1heF9mcmFtZV9zaXplGAUgASgNEhQKDGxpc3Rlbl9hZGRycxgGIAMoCRIVCg1vYnNlcnZlZF9hZGRyGAcgASgJEg0KBWFnZW50GAggASgJEjsKFXByZWZlcnJlZF9jb21wcmVzc2lvbhgJIAEoDjIXLmNhcnJpZXIudjEuQ29tcHJlc3Npb25IAIgBAUIYChZfcHJlZmVycmVkX2NvbXByZXNzaW9uYgZwcm90bzM", [file_carrier_v1_options]);
+  fileDesc("ChpjYXJyaWVyL3YxL2hhbmRzaGFrZS5wcm90bxIKY2Fycmllci52MSLQAgoQSGFuZHNoYWtlUGF5bG9hZBIUCgxpZGVudGl0eV9rZXkYASABKAwSGgoSaWRlbnRpdHlfc2lnbmF0dXJlGAIgASgMEhcKD2FjY2VwdHNfaW5ib3VuZBgDIAEoCBItCgxjb21wcmVzc2lvbnMYBCADKA4yFy5jYXJyaWVyLnYxLkNvbXByZXNzaW9uEhYKDm1heF9mcmFtZV9zaXplGAUgASgNEhQKDGxpc3Rlbl9hZGRycxgGIAMoCRIVCg1vYnNlcnZlZF9hZGRyGAcgASgJEg0KBWFnZW50GAggASgJEjsKFXByZWZlcnJlZF9jb21wcmVzc2lvbhgJIAEoDjIXLmNhcnJpZXIudjEuQ29tcHJlc3Npb25IAIgBARIXCg9kaWFsX2JhY2tfbm9uY2UYCiABKAxCGAoWX3ByZWZlcnJlZF9jb21wcmVzc2lvbmIGcHJvdG8z", [file_carrier_v1_options]);
 
 /**
  * Sent encrypted in the second (responder) and third (initiator) XX messages.
@@ -61,15 +61,18 @@ export type HandshakePayload = Message<"carrier.v1.HandshakePayload"> & {
   maxFrameSize: number;
 
   /**
-   * Addresses ("host:port", IPv6 in brackets) the node accepts connections on.
+   * Addresses ("host:port", IPv6 in brackets) the node accepts connections
+   * on: the addresses it announces, never a wildcard (0.0.0.0, ::) nor port
+   * 0 (a receiver drops such entries). At most 8 are kept by a receiver.
    *
    * @generated from field: repeated string listen_addrs = 6;
    */
   listenAddrs: string[];
 
   /**
-   * The transport address the sender sees the receiver at, so that a node
-   * behind NAT can learn its public address.
+   * The transport address the sender sees the receiver at ("host:port" of
+   * the socket's remote end), so that a node behind NAT can learn its
+   * public address. Empty when the transport has no such address.
    *
    * @generated from field: string observed_addr = 7;
    */
@@ -91,6 +94,17 @@ export type HandshakePayload = Message<"carrier.v1.HandshakePayload"> & {
    * @generated from field: optional carrier.v1.Compression preferred_compression = 9;
    */
   preferredCompression?: Compression | undefined;
+
+  /**
+   * Set only by the initiator of a dial-back probe (see DialBackRequest):
+   * the request's nonce, 16 bytes. A responder that receives a non-empty
+   * nonce does not make the connection a peer connection: it closes it
+   * after the handshake and takes the nonce as proof that the address it
+   * was dialled at reaches it. Empty in every other handshake.
+   *
+   * @generated from field: bytes dial_back_nonce = 10;
+   */
+  dialBackNonce: Uint8Array;
 };
 
 /**
