@@ -138,7 +138,8 @@ class DialBack implements DialBackService {
   /** Whether this node has anything a dial-back can check. */
   get #applies(): boolean {
     const { addresses } = this.#host;
-    return addresses.probing && addresses.bound.some(checkable);
+    return addresses.probing && addresses.bound.length > 0 &&
+      addresses.listenAddrs.some(checkable);
   }
 
   startup(): void {
@@ -214,7 +215,9 @@ class DialBack implements DialBackService {
       return true;
     });
     // Peers that accept connections first: they are the likeliest to be outside our NAT.
-    askable.sort((a, b) => Number(b.channel.remote.acceptsInbound) - Number(a.channel.remote.acceptsInbound));
+    askable.sort((a, b) =>
+      Number(b.channel.remote.acceptsInbound) - Number(a.channel.remote.acceptsInbound)
+    );
     const chosen = askable.slice(0, this.#init.peers ?? 3);
     const results = await Promise.all(chosen.map((p) => this.#ask(p).catch(() => undefined)));
     for (const r of results) {

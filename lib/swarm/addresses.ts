@@ -225,9 +225,7 @@ export class AddressBook {
       const host = hostOf(a);
       if (host !== undefined) counts.set(host, (counts.get(host) ?? 0) + 1);
     }
-    return [...counts].map(([host, peers]) => ({ host, peers })).sort((a, b) =>
-      b.peers - a.peers
-    );
+    return [...counts].map(([host, peers]) => ({ host, peers })).sort((a, b) => b.peers - a.peers);
   }
 
   /**
@@ -241,7 +239,9 @@ export class AddressBook {
       try {
         const parsed = parseTransportAddress(bound);
         if (parsed.scheme !== "tcp" || parsed.port === undefined) continue;
-        out.add(formatTransportAddress({ scheme: parsed.scheme, host: observedHost, port: parsed.port }));
+        out.add(
+          formatTransportAddress({ scheme: parsed.scheme, host: observedHost, port: parsed.port }),
+        );
       } catch {
         // a bound address that is not HOST:PORT has no dial-back
       }

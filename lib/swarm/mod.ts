@@ -6,7 +6,12 @@
  * @module
  */
 export { ConnectionManager } from "./manager.ts";
-export { AddressBook, type AddressBookOptions, type AddressSnapshot, type Reachability } from "./addresses.ts";
+export {
+  AddressBook,
+  type AddressBookOptions,
+  type AddressSnapshot,
+  type Reachability,
+} from "./addresses.ts";
 export type { ConnectionManagerOptions, ConnectionStats, ConnectOptions } from "./options.ts";
 export {
   CONNECTION_LIMITS,
