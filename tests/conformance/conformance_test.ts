@@ -355,12 +355,12 @@ const REQUESTS: Record<string, Builder> = {
       payload: enc(MetricsRequestSchema, { includeConnections: true }),
       check: (reply) => check(reply.connections >= 1, "METRICS: no connections counted"),
     }),
-  DIAL_BACK: async () => {
+  DIAL_BACK: () => {
     // The client does not listen: a port nothing listens on, on its own host.
     const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const addr = `127.0.0.1:${closed.addr.port}`;
     closed.close();
-    return {
+    return Promise.resolve({
       payload: enc(DialBackRequestSchema, { addrs: ["10.9.9.9:1", addr], nonce: randomBytes(16) }),
       check: (reply) => {
         const statuses = reply.results.map((r: { status: number }) => r.status);
@@ -371,7 +371,7 @@ const REQUESTS: Record<string, Builder> = {
             "(another host is never dialled; nothing listens on the client's port)",
         );
       },
-    };
+    });
   },
   DHT_CAS: (_env, c) => {
     const key = freshKey();
