@@ -45,7 +45,7 @@ export interface UdpExchangeOptions extends Schedule {
  * Reads a datagram from the gateway: a value when it answers the request, undefined to
  * ignore it; it throws to fail the request (a result code).
  */
-export type Matcher<T> = (datagram: Uint8Array) => T | undefined;
+export type Matcher<T> = (datagram: Uint8Array, firstSent: number) => T | undefined;
 
 interface Job {
   bytes: Uint8Array;
@@ -57,6 +57,7 @@ interface Job {
   onAbort?: () => void;
   timer?: TimerHandle;
   sent: number;
+  firstSent: number;
   waited: number;
 }
 
@@ -147,6 +148,7 @@ export class UdpExchange {
         reject,
         signal: options.signal,
         sent: 0,
+        firstSent: 0,
         waited: 0,
       };
       if (options.signal) {
@@ -227,7 +229,7 @@ export class UdpExchange {
     const socket = this.#socket;
     if (!socket) return;
     const schedule = this.#options;
-    job.sent++;
+    if (job.sent++ === 0) job.firstSent = this.#options.clock.now();
     socket.send(job.bytes, this.#options.port, this.#options.gateway, (error) => {
       if (error && this.#current === job) {
         this.#finish(job, () =>
@@ -264,7 +266,8 @@ export class UdpExchange {
     if (rinfo.address !== this.#options.gateway || rinfo.port !== this.#options.port) return;
     let value: unknown;
     try {
-      value = job.match(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      const datagram = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      value = job.match(datagram, job.firstSent);
     } catch (error) {
       this.#finish(job, () => job.reject(error));
       return;
@@ -295,31 +298,44 @@ export class UdpExchange {
  * the previous one plus 7/8 of the time elapsed on the client's clock, minus
  * 2 s. PCP (RFC 6887 §8.5): the value must not go back by more than 1 s, and
  * the server's and client's deltas must agree within 1/16 plus 2 s either way.
+ *
+ * The client's elapsed time is taken as an interval, not a point: the gateway
+ * read its clock somewhere between the request's first send and the answer's
+ * arrival. "Too slow" compares with the shortest interval (this request's first
+ * send minus the previous answer's arrival), "too fast" with the longest: a
+ * gateway that sat on a request for two minutes (miniupnpd searching 65535
+ * ports with debug logging does) is not taken for one that restarted.
  */
 export class EpochTracker {
   #clock: Clock;
   #rule: "natpmp" | "pcp";
-  #previous: { epoch: number; at: number } | undefined;
+  #previous: { epoch: number; sent: number; received: number } | undefined;
 
   constructor(clock: Clock, rule: "natpmp" | "pcp") {
     this.#clock = clock;
     this.#rule = rule;
   }
 
-  /** Records `epoch` (seconds); returns why it shows lost state, or undefined. */
-  update(epoch: number): string | undefined {
-    const at = this.#clock.now();
+  /**
+   * Records `epoch` (seconds) from an answer to a request first sent at
+   * `sent` (the clock's ms; now for an announcement); returns why it shows
+   * lost state, or undefined.
+   */
+  update(epoch: number, sent: number = this.#clock.now()): string | undefined {
+    const received = this.#clock.now();
     const previous = this.#previous;
-    this.#previous = { epoch, at };
+    this.#previous = { epoch, sent: Math.min(sent, received), received };
     if (!previous) return undefined;
-    const client = (at - previous.at) / 1000;
+    const shortest = Math.max(0, sent - previous.received) / 1000;
+    const longest = (received - previous.sent) / 1000;
     const server = epoch - previous.epoch;
     const lost = this.#rule === "natpmp"
-      ? epoch < previous.epoch + (7 / 8) * client - 2
-      : epoch + 1 < previous.epoch || client + 2 < server - server / 16 ||
-        server + 2 < client - client / 16;
+      ? epoch < previous.epoch + (7 / 8) * shortest - 2
+      : epoch + 1 < previous.epoch || longest + 2 < server - server / 16 ||
+        server + 2 < shortest - shortest / 16;
     if (!lost) return undefined;
-    return `epoch went from ${previous.epoch} s to ${epoch} s in ${client.toFixed(1)} s`;
+    const elapsed = ((received - previous.received) / 1000).toFixed(1);
+    return `epoch went from ${previous.epoch} s to ${epoch} s in ${elapsed} s`;
   }
 }
 

@@ -176,7 +176,7 @@ export class NatPmpClient implements PortMapper {
     this.#start();
     const address = await this.#exchange.request(
       Uint8Array.of(VERSION, OP_EXTERNAL_ADDRESS),
-      (datagram) => this.#readAddress(datagram),
+      (datagram, sent) => this.#readAddress(datagram, sent),
       { what: "NAT-PMP external address request", signal: options.signal },
     );
     this.#noteAddress(address);
@@ -264,8 +264,8 @@ export class NatPmpClient implements PortMapper {
     const what = lifetime === 0
       ? `NAT-PMP ${transportOf(opcode)} unmap of port ${internalPort}`
       : `NAT-PMP ${transportOf(opcode)} mapping request for port ${internalPort}`;
-    return this.#exchange.request(bytes, (datagram) => {
-      const header = this.#readHeader(datagram, opcode, what);
+    return this.#exchange.request(bytes, (datagram, sent) => {
+      const header = this.#readHeader(datagram, opcode, what, sent);
       if (header === undefined || datagram.length < 16) return undefined;
       const response = new DataView(datagram.buffer, datagram.byteOffset, datagram.byteLength);
       if (response.getUint16(8) !== internalPort) return undefined; // not this request's
@@ -274,8 +274,13 @@ export class NatPmpClient implements PortMapper {
   }
 
   /** The external address in an opcode-0 answer (or announcement); undefined: not one. */
-  #readAddress(datagram: Uint8Array): string | undefined {
-    const header = this.#readHeader(datagram, OP_EXTERNAL_ADDRESS, "NAT-PMP external address");
+  #readAddress(datagram: Uint8Array, sent?: number): string | undefined {
+    const header = this.#readHeader(
+      datagram,
+      OP_EXTERNAL_ADDRESS,
+      "NAT-PMP external address",
+      sent,
+    );
     if (header === undefined || datagram.length < 12) return undefined;
     return datagram.subarray(8, 12).join(".");
   }
@@ -284,13 +289,18 @@ export class NatPmpClient implements PortMapper {
    * Checks version, opcode and size, notes the epoch, and throws the result
    * code's error; undefined when the datagram is not an answer to `opcode`.
    */
-  #readHeader(datagram: Uint8Array, opcode: number, what: string): true | undefined {
+  #readHeader(
+    datagram: Uint8Array,
+    opcode: number,
+    what: string,
+    sent: number | undefined,
+  ): true | undefined {
     if (datagram.length < 8 || datagram[0] !== VERSION || datagram[1] !== 128 + opcode) {
       return undefined;
     }
     const view = new DataView(datagram.buffer, datagram.byteOffset, datagram.byteLength);
     const code = view.getUint16(2);
-    const reset = this.#epoch.update(view.getUint32(4));
+    const reset = this.#epoch.update(view.getUint32(4), sent);
     if (reset !== undefined) this.#reset(`NAT-PMP gateway ${this.#gateway} restarted: ${reset}`);
     if (code !== 0) {
       const name = NAT_PMP_RESULT_CODES[code] ?? "an unknown result code";

@@ -449,13 +449,14 @@ export class PcpClient implements PortMapper {
       : `PCP ${transport.toUpperCase()} MAP request for port ${internalPort}`;
     return exchange.request(
       bytes,
-      (datagram) => this.#readMap(datagram, nonce, transport, internalPort, what),
+      (datagram, sent) => this.#readMap(datagram, sent, nonce, transport, internalPort, what),
       { what, signal },
     );
   }
 
   #readMap(
     datagram: Uint8Array,
+    sent: number,
     nonce: Uint8Array,
     transport: MappedTransport,
     internalPort: number,
@@ -485,7 +486,7 @@ export class PcpClient implements PortMapper {
     } else if (code === 0) {
       return undefined; // a success too short to say what it granted
     }
-    this.#noteEpoch(view.getUint32(8));
+    this.#noteEpoch(view.getUint32(8), sent);
     if (code !== 0) {
       const name = PCP_RESULT_CODES[code] ?? "an unknown result code";
       throw new PortMappingError(`${what}: gateway ${this.#gateway} answered ${name} (${code})`, {
@@ -506,8 +507,8 @@ export class PcpClient implements PortMapper {
     this.#noteEpoch(new DataView(datagram.buffer, datagram.byteOffset).getUint32(8));
   }
 
-  #noteEpoch(epoch: number): void {
-    const lost = this.#epoch.update(epoch);
+  #noteEpoch(epoch: number, sent?: number): void {
+    const lost = this.#epoch.update(epoch, sent);
     if (lost === undefined || this.#closed) return;
     const reason = `PCP gateway ${this.#gateway} lost its mappings: ${lost}`;
     queueMicrotask(() => this.onReset?.(reason));

@@ -291,3 +291,18 @@ Deno.test("NatPmpClient refuses bad arguments, naming the value", async () => {
   assert.throws(() => new NatPmpClient({ gateway: "10.0.0.1", tries: 0 }), /tries .* got 0/);
   assert.equal(t.fake.requests.length, 0);
 });
+
+Deno.test("NatPmpClient does not take a gateway that sat on a request for a restart", async () => {
+  await using t = await setup();
+  const resets: string[] = [];
+  t.client.onReset = (reason) => resets.push(reason);
+  await t.client.externalAddress();
+  t.fake.hold = true; // the answer, stamped with the epoch of its arrival, comes 100 s late
+  const mapping = t.client.map({ transport: "tcp", internalPort: 4000, lifetime: 60 });
+  await t.fake.received(2);
+  t.clock.advance(100_000); // retransmissions go out (and are held too)
+  t.fake.release();
+  assert.equal((await mapping).externalPort, 4000);
+  await Promise.resolve();
+  assert.deepEqual(resets, []);
+});
