@@ -59,9 +59,11 @@ export type {
   MappedTransport,
   MappingProtocol,
   MappingRequest,
+  NatEventDetail,
   PortMapper,
   PortMapping,
 } from "./lib/nat/types.ts";
+export type { NatInit } from "./lib/services/nat.ts";
 export { type BudgetLine, type ResourceBudget, resourceBudget } from "./lib/budget.ts";
 export { addressEquals, formatAddress, parseAddress } from "./lib/identity/address.ts";
 export { nodeIdOf } from "./lib/identity/node_id.ts";

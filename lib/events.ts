@@ -7,6 +7,7 @@
  */
 import type { CloseInfo, PeerConnection } from "./peer/connection.ts";
 import type { AddressSnapshot } from "./swarm/addresses.ts";
+import type { NatEventDetail } from "./nat/types.ts";
 
 /**
  * An `EventTarget` whose `addEventListener` and `removeEventListener` know
@@ -191,4 +192,10 @@ export interface NodeEventMap {
   error: CustomEvent<ErrorEventDetail>;
   /** What the node announces changed (addresses, accepts inbound, reachability); its peers were told. */
   addresses: CustomEvent<AddressSnapshot>;
+  /** The gateway mapped a listen port (or mapped it again elsewhere); the node announces it. */
+  "nat:mapped": CustomEvent<NatEventDetail>;
+  /** A mapping could not be renewed; the node maps again. */
+  "nat:lost": CustomEvent<NatEventDetail>;
+  /** No protocol mapped a listen port (no gateway, refused, double NAT); tried again later. */
+  "nat:failed": CustomEvent<NatEventDetail>;
 }

@@ -46,6 +46,8 @@ import { type ReceiveLock, type ReceiveLockOptions, ReceiveLocks } from "./node/
 import { AddressBook, CONNECTION_LIMITS, ConnectionManager } from "./swarm/mod.ts";
 import { dialBack, type DialBackService } from "./services/dial_back.ts";
 import { identify, type IdentifyService } from "./services/identify.ts";
+import { nat, type NatService } from "./services/nat.ts";
+import type { PortMapping } from "./nat/types.ts";
 import { ContactRequester } from "./overlay/contacts.ts";
 import type { LookupResult } from "./overlay/lookup.ts";
 import { parsePeerAddress, type PeerAddress } from "./overlay/peer_address.ts";
@@ -99,6 +101,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
   readonly #metrics: MetricsService;
   readonly #identify: IdentifyService;
   readonly #dialBack: DialBackService;
+  readonly #nat: NatService | undefined;
   readonly #addresses: AddressBook;
   readonly #dispatcher: Dispatcher;
   readonly #tasks = new Set<Promise<unknown>>();
@@ -192,6 +195,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     this.dht = dispatcher.add(dht(options.dht)(host)).client;
     this.#identify = dispatcher.add(identify({ updated: (peer) => this.#identified(peer) })(host));
     this.#dialBack = dispatcher.add(dialBack({ serve: options.serveDialBack })(host));
+    this.#nat = options.nat === false ? undefined : dispatcher.add(nat(options.nat)(host));
     this.#handlers = new ApplicationHandlers(host);
     for (const factory of options.services ?? []) dispatcher.add(factory(host));
     this.#upkeep = new TableUpkeep({
@@ -238,6 +242,11 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
    */
   get addresses(): AddressBook {
     return this.#addresses;
+  }
+
+  /** The port mappings the gateway granted this node (see `NodeOptions.nat`). */
+  get portMappings(): PortMapping[] {
+    return this.#nat?.mappings() ?? [];
   }
 
   /** `ADDRESS@HOST:PORT` for each announced address: what others pass to `connect`. */

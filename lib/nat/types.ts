@@ -102,3 +102,25 @@ export interface PortMapper {
   /** Releases sockets; in-flight requests reject with an AbortError-like error. */
   close(): void;
 }
+
+/**
+ * Detail of the `nat:mapped`, `nat:lost` and `nat:failed` events.
+ *
+ * @example
+ * ```ts
+ * import type { NatEventDetail } from "@carrier/p2p";
+ * const show = (d: NatEventDetail) =>
+ *   d.mapping ? `${d.mapping.externalAddress}:${d.mapping.externalPort}` : String(d.error);
+ * void show;
+ * ```
+ */
+export interface NatEventDetail {
+  /** The listen address the mapping is for. */
+  bound: string;
+  /** `nat:mapped`: the mapping granted; `nat:lost`: the one lost. */
+  mapping?: PortMapping;
+  /** `nat:mapped`: ms from the first request to the mapping. */
+  elapsed?: number;
+  /** `nat:lost`, `nat:failed`: why (a `DoubleNatError` for double NAT). */
+  error?: Error;
+}

@@ -11,6 +11,7 @@ import type { ConnectionManagerOptions } from "../swarm/mod.ts";
 import { TcpTransport } from "../transport/tcp.ts";
 import type { PeerAddress } from "../overlay/peer_address.ts";
 import type { ServiceFactory } from "../service.ts";
+import type { NatInit } from "../services/nat.ts";
 import type { ShoutInit } from "../services/shout.ts";
 import type { SpeakInit } from "../services/speak.ts";
 import type { WhisperInit } from "../services/whisper.ts";
@@ -72,6 +73,12 @@ export interface NodeOptions extends
   reachability?: "auto" | "public" | "private";
   /** Answer peers' DIAL_BACK requests. @default {true} */
   serveDialBack?: boolean;
+  /**
+   * NAT port mapping (UPnP IGD, NAT-PMP, PCP) of the TCP listen ports on a
+   * wildcard or private host, or `false` for none.
+   * @default {{}} (on, every protocol: see NatInit)
+   */
+  nat?: NatInit | false;
   /** The transport. @default {new TcpTransport()} */
   transport?: Transport;
   /** More transports, one per address scheme (with `transport`, if given): each address is dialed and listened on with the one of its scheme. @default {[]} */
