@@ -10,7 +10,9 @@
 // "params":{"address":"…"}}` → `{"id":1,"ok":true,"result":{…}}` or
 // `{"id":1,"ok":false,"error":{"name":"…","message":"…"}}`.
 //
-// A new command is one entry in COMMANDS. Bytes travel as hex.
+// A new command is one entry in COMMANDS (`close` alone is served apart: it
+// waits for the commands in flight, closes the node and ends the process).
+// Bytes travel as hex.
 import { createNode, DisconnectReason, type Node, type NodeOptions } from "../../mod.ts";
 import type { PeerConnection } from "../../mod.ts";
 

@@ -30,7 +30,9 @@
 // started (nodes gracefully, then SIGTERM, then SIGKILL), then anything else
 // still running in its namespaces (`ip netns pids`), deletes the namespaces
 // and the temporary directory. `Lab.create()` first sweeps namespaces left
-// by a lab whose process is gone (a crashed run).
+// by a lab whose process is gone (a crashed run: its agents end by themselves
+// when their stdin closes, but miniupnpd would run on), and their temporary
+// directories.
 import { fileURLToPath } from "node:url";
 
 /** The prefix of every lab namespace: `clab-<pid base 36>-<n base 36>-<name>`. */
@@ -1056,7 +1058,35 @@ export async function sweepStaleNamespaces(): Promise<string[]> {
     if (!alive) stale.push(namespace);
   }
   for (const namespace of stale) await removeNamespace(namespace);
+  await sweepTempDirs(pattern);
   return stale;
+}
+
+/** Where `Deno.makeTempDir` puts the labs' directories. */
+function tempBase(): string {
+  try {
+    return Deno.env.get("TMPDIR") || "/tmp";
+  } catch {
+    return "/tmp"; // no --allow-env
+  }
+}
+
+/** Removes the temporary directories (`carrier-<prefix>-…`) of labs whose process is gone. */
+async function sweepTempDirs(pattern: RegExp): Promise<void> {
+  const base = tempBase();
+  try {
+    for await (const entry of Deno.readDir(base)) {
+      const match = entry.isDirectory && entry.name.startsWith("carrier-") &&
+        pattern.exec(entry.name.slice("carrier-".length));
+      if (!match) continue;
+      const [, prefix, owner] = match;
+      const pid = parseInt(owner, 36);
+      const alive = pid === Deno.pid ? live.has(prefix) : await labOwnerAlive(pid);
+      if (!alive) await Deno.remove(`${base}/${entry.name}`, { recursive: true }).catch(() => {});
+    }
+  } catch {
+    // An unreadable temporary directory: nothing to sweep.
+  }
 }
 
 /** A network lab. Make one with {@linkcode Lab.create}; dispose of it to remove everything. */
@@ -1106,7 +1136,7 @@ export class Lab implements AsyncDisposable {
     let lab: Lab | undefined;
     try {
       const swept = await sweepStaleNamespaces();
-      const tempDir = await Deno.makeTempDir({ prefix: `carrier-${prefix}-` });
+      const tempDir = await Deno.makeTempDir({ dir: tempBase(), prefix: `carrier-${prefix}-` });
       lab = new Lab(prefix, tempDir, swept);
       await lab.#addNamespace("wan");
       await ipBatch(lab.wan, ["link set lo up", "link add br0 type bridge", "link set br0 up"]);

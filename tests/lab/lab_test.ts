@@ -4,6 +4,7 @@
 // the reason printed ("network lab skipped: …").
 import assert from "node:assert/strict";
 import {
+  AgentCommandError,
   haveCommand,
   Lab,
   LAB_PREFIX,
@@ -67,6 +68,11 @@ Deno.test({
     assert.equal(inbound.acceptsInbound, true);
     const { rttMs } = await nb.request("ping", { address: na.address });
     assert.ok(rttMs >= 0);
+    await assert.rejects(nb.request("nonsense"), (err) => {
+      assert.ok(err instanceof AgentCommandError);
+      assert.match(err.message, /unknown command "nonsense"/);
+      return true;
+    });
   },
 });
 
