@@ -49,8 +49,12 @@ const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const AGENT = fileURLToPath(new URL("./_agent.ts", import.meta.url));
 const CONFIG = fileURLToPath(new URL("../../deno.json", import.meta.url));
 
-/** How long a node agent has to print `ready` (a cold `deno run` on a busy machine). */
-const READY_TIMEOUT = 30_000;
+/**
+ * How long a node agent has to print `ready`: a `deno run` that may wait for
+ * the module cache's lock or a loaded machine (30 s was seen to be too short
+ * at a load average of 7 on 2 cores).
+ */
+const READY_TIMEOUT = 60_000;
 /** How long a command sent to an agent may take. */
 const REQUEST_TIMEOUT = 20_000;
 /** How long `exec` lets a command run. */
@@ -417,7 +421,7 @@ export interface SpawnNodeOptions {
   bootstrap?: string[];
   /** More `createNode` options (JSON-serialisable). @default {{ puzzleDifficulty: 0 }} */
   options?: Record<string, unknown>;
-  /** How long to wait for `ready`, in ms. @default {30_000} */
+  /** How long to wait for `ready`, in ms. @default {60_000} */
   readyTimeoutMs?: number;
 }
 
@@ -465,7 +469,8 @@ export class NodeProcess implements AsyncDisposable {
     this.#process = new LabProcess(
       namespace,
       Deno.execPath(),
-      ["run", "-A", "--no-prompt", "--quiet", "--config", CONFIG, AGENT, JSON.stringify(agent)],
+      // No --quiet: "Blocking waiting for file lock…" belongs in the diagnostics.
+      ["run", "-A", "--no-prompt", "--config", CONFIG, AGENT, JSON.stringify(agent)],
       { stdin: true, cwd: REPO, onLine: (line) => this.#line(line) },
     );
   }
