@@ -5,7 +5,8 @@
 //
 // It prints JSON lines on stdout: first `{"event":"ready", address,
 // listenAddrs, peerAddresses}`, then the node's events (`peer:connect`,
-// `peer:disconnect`, `message`, `error`) and the replies to the commands it
+// `peer:disconnect`, `message`, `addresses`, `nat:mapped`, `nat:lost`,
+// `nat:failed`, `error`) and the replies to the commands it
 // reads on stdin, one JSON object a line: `{"id":1,"command":"ping",
 // "params":{"address":"…"}}` → `{"id":1,"ok":true,"result":{…}}` or
 // `{"id":1,"ok":false,"error":{"name":"…","message":"…"}}`.
@@ -108,6 +109,12 @@ export const COMMANDS: Record<string, Command> = {
       hops: result.hops,
     };
   },
+  addresses: (node) => ({
+    ...node.addresses.snapshot(),
+    bound: node.addresses.bound,
+    observedHosts: node.addresses.observedHosts(),
+    mappings: node.portMappings,
+  }),
   async whisper(node, params) {
     const options = typeof params.encrypted === "boolean" ? { encrypted: params.encrypted } : {};
     const result = await node.whisper(required(params, "to"), String(params.text ?? ""), options);
@@ -148,6 +155,15 @@ function forwardEvents(node: Node): void {
     const { from, opcode, topic, body, hops, encrypted } = e.detail;
     print({ event: "message", from, opcode, topic, text: text.decode(body), hops, encrypted });
   });
+  node.addEventListener("addresses", (e) => {
+    print({ event: "addresses", ...e.detail });
+  });
+  for (const type of ["nat:mapped", "nat:lost", "nat:failed"] as const) {
+    node.addEventListener(type, (e) => {
+      const { bound, mapping, elapsed, error } = e.detail;
+      print({ event: type, bound, mapping, elapsed, error: error && errorOf(error) });
+    });
+  }
   node.addEventListener("error", (e) => {
     print({ event: "error", source: e.detail.source, ...errorOf(e.detail.error) });
   });
