@@ -19,6 +19,11 @@ export interface FakeIgdOptions {
   version?: 1 | 2;
   /** Offer only WANPPPConnection:1 (an IGD v1). */
   ppp?: boolean;
+  /**
+   * A DSL router (IGD v1): a WANIPConnection:1 that fails every action (501) beside the
+   * WANPPPConnection:1 that works, at /ctl/PPPConn.
+   */
+  dslRouter?: boolean;
   /** What GetExternalIPAddress answers. Default "80.100.100.1". */
   externalAddress?: string;
   /** Fault 725 OnlyPermanentLeasesSupported on a non-zero lease. */
@@ -140,11 +145,11 @@ export class FakeIgd implements AsyncDisposable {
   }
 
   get #version(): 1 | 2 {
-    return this.options.ppp ? 1 : this.options.version ?? 2;
+    return this.options.ppp || this.options.dslRouter ? 1 : this.options.version ?? 2;
   }
 
   get #serviceType(): string {
-    return this.options.ppp
+    return this.options.ppp || this.options.dslRouter
       ? "urn:schemas-upnp-org:service:WANPPPConnection:1"
       : `urn:schemas-upnp-org:service:WANIPConnection:${this.#version}`;
   }
@@ -183,7 +188,15 @@ export class FakeIgd implements AsyncDisposable {
       ? `http://${this.options.controlUrlHost}:${this.httpPort}/ctl/IPConn`
       : this.options.urlBase
       ? "ctl/IPConn"
+      : this.options.dslRouter
+      ? "/ctl/PPPConn"
       : "/ctl/IPConn";
+    const down = this.options.dslRouter
+      ? `<service>
+    <serviceType>urn:schemas-upnp-org:service:WANIPConnection:1</serviceType>
+    <controlURL>/ctl/IPConn</controlURL>
+   </service>`
+      : "";
     const xml = `<?xml version="1.0"?>
 <root xmlns="urn:schemas-upnp-org:device-1-0">
 <specVersion><major>1</major><minor>1</minor></specVersion>${urlBase}
@@ -204,7 +217,7 @@ export class FakeIgd implements AsyncDisposable {
   </service></serviceList>
   <deviceList><device>
    <deviceType>urn:schemas-upnp-org:device:WANConnectionDevice:${v}</deviceType>
-   <serviceList><service>
+   <serviceList>${down}<service>
     <serviceType>${this.#serviceType}</serviceType>
     <serviceId>urn:upnp-org:serviceId:WANIPConn1</serviceId>
     <controlURL>${control}</controlURL>
@@ -256,7 +269,8 @@ export class FakeIgd implements AsyncDisposable {
     if (request.method === "GET" && path === "/rootDesc.xml") {
       return this.#reply(200, this.#description());
     }
-    if (request.method !== "POST" || !path.endsWith("/ctl/IPConn")) {
+    const control = this.options.dslRouter ? ["/ctl/IPConn", "/ctl/PPPConn"] : ["/ctl/IPConn"];
+    if (request.method !== "POST" || !control.some((end) => path.endsWith(end))) {
       return new Response("not found", { status: 404 });
     }
     const body = await request.text();
@@ -268,6 +282,7 @@ export class FakeIgd implements AsyncDisposable {
       args[name] = unescape(value);
     }
     this.calls.push({ path, soapAction, action, args, body });
+    if (this.options.dslRouter && path === "/ctl/IPConn") return this.#fault(501, "ActionFailed");
     if (this.options.hang) {
       await this.#closing.promise;
       return new Response("closing", { status: 503 });

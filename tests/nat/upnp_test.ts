@@ -103,6 +103,21 @@ Deno.test("UpnpClient uses WANPPPConnection:1 when it is the only WAN connection
   assert.ok(t.fake.calls.every((c) => !c.body.includes("WANIPConnection")));
 });
 
+Deno.test("UpnpClient picks the WAN connection service that reports an address (a DSL router)", async () => {
+  await using t = await setup({ dslRouter: true });
+  const service = await t.client.service();
+  assert.equal(service.serviceType, "urn:schemas-upnp-org:service:WANPPPConnection:1");
+  assert.equal(service.controlUrl, `http://127.0.0.1:${t.fake.httpPort}/ctl/PPPConn`);
+  const mapping = await t.client.map(TCP_4000);
+  assert.equal(mapping.externalAddress, "80.100.100.1");
+  assert.deepEqual(t.fake.calls.map((c) => `${c.path} ${c.action}`), [
+    "/ctl/IPConn GetExternalIPAddress", // preferred, but fails (501): not the connected one
+    "/ctl/PPPConn GetExternalIPAddress",
+    "/ctl/PPPConn GetExternalIPAddress",
+    "/ctl/PPPConn AddPortMapping",
+  ]);
+});
+
 Deno.test("UpnpClient retries with lease 0 after fault 725 and asks for 0 from then on", async () => {
   await using t = await setup({ version: 1, permanentOnly: true });
   const mapping = await t.client.map(TCP_4000);
