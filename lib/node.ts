@@ -210,9 +210,13 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       maxOutbound: options.maxOutbound ?? CONNECTION_LIMITS.maxOutbound,
       refreshInterval: options.refreshInterval,
     });
+    let told = "";
     addresses.onChange((snapshot, change) => {
-      this.#identify.push(snapshot);
       this.#emit("addresses", snapshot);
+      const announced = JSON.stringify([snapshot.listenAddrs, snapshot.acceptsInbound]);
+      if (announced === told) return; // reachability alone: nothing new for peers
+      told = announced;
+      this.#identify.push(snapshot);
       // Closer nodes hear the new addresses in the handshakes of a self-lookup.
       if (change !== "bound" && this.#state === "running" && manager.all().length > 0) {
         this.#track(this.#upkeep.refresh([identity.nodeId]));

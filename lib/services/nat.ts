@@ -354,19 +354,20 @@ class Nat implements NatService {
     const gateway = this.#init.gateway ??
       await defaultGateway({ signal: this.#host.signal }).catch(() => undefined);
     const attempts: Attempt[] = [];
-    const withClient = (make: () => PortMapper | Promise<PortMapper>): Attempt => async (signal) => {
-      const client = await make();
-      const onAbort = () => client.close();
-      signal.addEventListener("abort", onAbort, { once: true });
-      try {
-        return { client, mapping: await client.map(request(signal)) };
-      } catch (err) {
-        client.close();
-        throw err;
-      } finally {
-        signal.removeEventListener("abort", onAbort);
-      }
-    };
+    const withClient =
+      (make: () => PortMapper | Promise<PortMapper>): Attempt => async (signal) => {
+        const client = await make();
+        const onAbort = () => client.close();
+        signal.addEventListener("abort", onAbort, { once: true });
+        try {
+          return { client, mapping: await client.map(request(signal)) };
+        } catch (err) {
+          client.close();
+          throw err;
+        } finally {
+          signal.removeEventListener("abort", onAbort);
+        }
+      };
     let pmpAdded = false;
     for (const protocol of protocols) {
       if (protocol === "upnp") {
@@ -382,11 +383,13 @@ class Nat implements NatService {
         pmpAdded = true;
         const port = this.#init.pmpPort;
         const both = protocols.includes("pcp") && protocols.includes("natpmp");
-        attempts.push(withClient(() =>
-          protocol === "natpmp" && !both
-            ? new NatPmpClient({ gateway, port, clock: this.#host.clock })
-            : new PcpClient({ gateway, port, clock: this.#host.clock, fallback: both })
-        ));
+        attempts.push(
+          withClient(() =>
+            protocol === "natpmp" && !both
+              ? new NatPmpClient({ gateway, port, clock: this.#host.clock })
+              : new PcpClient({ gateway, port, clock: this.#host.clock, fallback: both })
+          ),
+        );
       }
     }
     return attempts;

@@ -283,7 +283,7 @@ export class AddressBook {
 
   #changed(change: AddressChange): void {
     const snapshot = this.snapshot();
-    const key = JSON.stringify([snapshot.listenAddrs, snapshot.acceptsInbound]);
+    const key = JSON.stringify(snapshot);
     if (key === this.#last) return;
     this.#last = key;
     for (const listener of this.#listeners) listener(snapshot, change);

@@ -851,6 +851,9 @@ export class NatRouter extends Namespace {
       "link add br0 type bridge",
       `addr add ${this.lanAddress}/${this.#subnet.length} dev br0`,
       "link set br0 up",
+      // Multicast goes to the LAN, as on a home router: miniupnpd's NAT-PMP
+      // and PCP announcements (224.0.0.1:5350) and SSDP answers need a route.
+      "route add 224.0.0.0/4 dev br0",
     ]);
     await this.exec("sh", ["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"], { check: true });
     await this.exec("nft", ["-f", "-"], { input: routerRules(this.lanSubnet), check: true });

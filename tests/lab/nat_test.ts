@@ -156,9 +156,11 @@ for (const protocol of ["natpmp", "pcp"]) {
         { protocols: [protocol], lifetime },
         async ({ router, node, mapped }) => {
           assert.equal(mapped.protocol, protocol);
+          // An epoch only tells a restart from a gateway that just started
+          // once it is past the RFCs' 2 s of tolerance.
+          await new Promise((r) => setTimeout(r, 4_000));
           await router.stopUpnp();
-          await router.startUpnp(); // chains emptied: a reboot
-          assert.deepEqual(await router.mappings(), []);
+          await router.startUpnp(); // chains emptied: a reboot (PCP may map again at once)
           const restarted = Date.now();
           await until(
             async () =>
