@@ -64,6 +64,27 @@ export type {
   PortMapping,
 } from "./lib/nat/types.ts";
 export type { NatInit } from "./lib/services/nat.ts";
+export { NatPmpClient, type NatPmpClientOptions } from "./lib/nat/natpmp.ts";
+export { PcpClient, type PcpClientOptions } from "./lib/nat/pcp.ts";
+export {
+  UpnpClient,
+  type UpnpClientOptions,
+  type UpnpDiscoverOptions,
+  type UpnpService,
+} from "./lib/nat/upnp.ts";
+export { defaultGateway, type DefaultGatewayOptions } from "./lib/nat/gateway.ts";
+export {
+  type SsdpResponse,
+  ssdpSearch,
+  type SsdpSearchOptions,
+  type SsdpSearchResult,
+} from "./lib/nat/ssdp.ts";
+export {
+  type GatewayReport,
+  probeGateway,
+  type ProbeGatewayOptions,
+  type ProtocolReport,
+} from "./lib/nat/probe.ts";
 export { type BudgetLine, type ResourceBudget, resourceBudget } from "./lib/budget.ts";
 export { addressEquals, formatAddress, parseAddress } from "./lib/identity/address.ts";
 export { nodeIdOf } from "./lib/identity/node_id.ts";

@@ -19,6 +19,7 @@ import { dhtNodeCommands } from "./commands/dht.ts";
 import { helpCommand } from "./commands/help.ts";
 import { idCommand } from "./commands/id.ts";
 import { keygenCommand } from "./commands/keygen.ts";
+import { natCommand } from "./commands/nat.ts";
 import { pingCommand } from "./commands/ping.ts";
 import { runCommand } from "./commands/run.ts";
 import { shoutNodeCommand } from "./commands/shout.ts";
@@ -35,6 +36,7 @@ const COMMANDS: CommandTable = {
   id: idCommand,
   run: runCommand,
   ping: pingCommand,
+  nat: natCommand,
   shout: oneShot(
     "shout",
     shoutNodeCommand,

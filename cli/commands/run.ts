@@ -3,7 +3,16 @@
  *
  * @module
  */
-import { CarrierError, createNode, Opcode, parsePeerAddress } from "../../mod.ts";
+import {
+  CarrierError,
+  createNode,
+  type MappingProtocol,
+  type NatInit,
+  type Node,
+  Opcode,
+  parsePeerAddress,
+  parseTransportAddress,
+} from "../../mod.ts";
 import type { Command } from "../command.ts";
 import { EXIT_CODES, UsageError } from "../errors.ts";
 import { identityFor } from "../identity.ts";
@@ -27,7 +36,7 @@ import { defaultBudgetText } from "./limits.ts";
 export const runCommand: Command = {
   summary: "run a node, reading commands from standard input until `quit` or its end",
   synopsis:
-    "[--listen HOST:PORT]... [--no-listen] [--bootstrap ADDRESS@HOST:PORT]... [--key FILE] [--difficulty N] [--serve-metrics] [--no-stdin] [--json]",
+    "[--listen HOST:PORT]... [--no-listen] [--announce HOST:PORT]... [--nat PROTOCOLS | --no-nat] [--bootstrap ADDRESS@HOST:PORT]... [--key FILE] [--difficulty N] [--serve-metrics] [--no-stdin] [--json]",
   options: {
     listen: {
       type: "string",
@@ -38,6 +47,20 @@ export const runCommand: Command = {
       otherwise: "0.0.0.0:0",
     },
     "no-listen": { type: "boolean", help: "accept no connections: dial out only" },
+    announce: {
+      type: "string",
+      multiple: true,
+      value: "HOST:PORT",
+      help: "tell peers to reach this node here (a forwarded port; repeatable)",
+      otherwise: "the listen addresses, 0.0.0.0 expanded to this host's interfaces",
+    },
+    nat: {
+      type: "string",
+      value: "PROTOCOLS",
+      help: "port-mapping protocols to try, in order (comma-separated: pcp, natpmp, upnp)",
+      default: "pcp,natpmp,upnp",
+    },
+    "no-nat": { type: "boolean", help: "map no port on the gateway" },
     bootstrap: {
       type: "string",
       short: "b",
@@ -84,22 +107,30 @@ export const runCommand: Command = {
     const listen = flagOf(parsed, "no-listen")
       ? []
       : (listenFlags.length > 0 ? listenFlags : ["0.0.0.0:0"]);
+    const announce = stringsOf(parsed, "announce");
+    for (const a of announce) parseTransportAddress(a); // a malformed one: exit code 4
+    const nat = natOption(parsed);
     const identity = await identityFor(stringOf(parsed, "key"), difficulty, io, json);
     const node = await createNode({
       identity,
       listen,
       bootstrap,
+      announce: announce.length > 0 ? announce : undefined,
+      nat,
       puzzleDifficulty: difficulty,
       serveMetrics: flagOf(parsed, "serve-metrics"),
     });
     const printer = new Printer(io, json);
     printer.event(
       "listening",
-      { address: node.address, listen: node.listenAddrs },
+      { address: node.address, listen: node.listenAddrs, announced: node.peerAddresses },
       node.listenAddrs.length > 0
-        ? `listening as ${node.address} on ${node.listenAddrs.join(", ")}`
+        ? `listening as ${node.address} on ${node.listenAddrs.join(", ")}; reach it at ${
+          node.peerAddresses.join(", ") || "(no address to announce)"
+        }`
         : `running as ${node.address} (outbound only)`,
     );
+    printAddressEvents(node, printer);
     node.addEventListener(
       "peer:connect",
       (e) =>
@@ -145,6 +176,68 @@ export const runCommand: Command = {
     return EXIT_CODES.OK;
   },
 };
+
+const PROTOCOLS: readonly MappingProtocol[] = ["pcp", "natpmp", "upnp"];
+
+/** `--nat PROTOCOLS` / `--no-nat` as the node's `nat` option. */
+function natOption(parsed: Parameters<Command["run"]>[0]): NatInit | false {
+  if (flagOf(parsed, "no-nat")) return false;
+  const protocols = (stringOf(parsed, "nat") ?? "").split(",").map((p) => p.trim()).filter(Boolean);
+  for (const p of protocols) {
+    if (!PROTOCOLS.includes(p as MappingProtocol)) {
+      throw new UsageError(`--nat takes ${PROTOCOLS.join(", ")}; got "${p}"`);
+    }
+  }
+  if (protocols.length === 0) {
+    throw new UsageError("--nat needs at least one protocol (or use --no-nat)");
+  }
+  return { protocols: protocols as MappingProtocol[] };
+}
+
+/** What the node announces and maps, as it changes. */
+function printAddressEvents(node: Node, printer: Printer): void {
+  node.addEventListener("addresses", (e) => {
+    const { listenAddrs, acceptsInbound, reachability } = e.detail;
+    const verdict = reachability === "unknown"
+      ? "reachability not known yet"
+      : reachability === "public"
+      ? "reachable (a peer's dial-back arrived)"
+      : "not reachable from its peers: accepts no inbound connections";
+    printer.event(
+      "addresses",
+      { listen: listenAddrs, acceptsInbound, reachability },
+      `announcing ${listenAddrs.join(", ") || "nothing"}; ${verdict}`,
+    );
+  });
+  node.addEventListener("nat:mapped", (e) => {
+    const { mapping, elapsed } = e.detail;
+    const external = `${mapping!.externalAddress}:${mapping!.externalPort}`;
+    printer.event(
+      "nat:mapped",
+      {
+        protocol: mapping!.protocol,
+        gateway: mapping!.gateway,
+        internalPort: mapping!.internalPort,
+        external,
+        lifetime: mapping!.lifetime,
+        ms: Math.round(elapsed ?? 0),
+      },
+      `mapped port ${mapping!.internalPort} with ${mapping!.protocol} on ${
+        mapping!.gateway
+      }: reach it at ${node.address}@${external}`,
+    );
+  });
+  for (const type of ["nat:lost", "nat:failed"] as const) {
+    node.addEventListener(type, (e) =>
+      printer.event(
+        type,
+        { bound: e.detail.bound, error: e.detail.error?.message ?? "" },
+        `${
+          type === "nat:lost" ? "lost the port mapping" : "no port mapping"
+        } for ${e.detail.bound}: ${e.detail.error?.message}`,
+      ));
+  }
+}
 
 /** A `message` event as printed: `shout`, `speak`, `whisper`, or `message` for other opcodes. */
 function describeMessage(

@@ -355,14 +355,3 @@ function checkExternal(address: string, gateway: string): string {
   }
   return address;
 }
-
-// The contract's types, re-exported so that this module documents (and `deno doc --lint`s) on
-// its own.
-export type { Clock, TimerHandle } from "../clock.ts";
-export type {
-  MappedTransport,
-  MappingProtocol,
-  MappingRequest,
-  PortMapper,
-  PortMapping,
-} from "./types.ts";
