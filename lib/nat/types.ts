@@ -12,10 +12,28 @@
  * @module
  */
 
-/** The port-mapping protocols carrier speaks. */
+/**
+ * The port-mapping protocols carrier speaks.
+ *
+ * @example
+ * ```ts
+ * import type { MappingProtocol } from "@carrier/p2p";
+ * const preferred: MappingProtocol[] = ["pcp", "natpmp", "upnp"];
+ * void preferred;
+ * ```
+ */
 export type MappingProtocol = "natpmp" | "pcp" | "upnp";
 
-/** The transport protocol of a mapping. */
+/**
+ * The transport protocol of a mapping.
+ *
+ * @example
+ * ```ts
+ * import type { MappedTransport } from "@carrier/p2p";
+ * const transport: MappedTransport = "tcp";
+ * void transport;
+ * ```
+ */
 export type MappedTransport = "tcp" | "udp";
 
 /**

@@ -25,6 +25,15 @@ import { formatTransportAddress, parseTransportAddress } from "../transport/addr
  * dial-backs tell (a node then accepts inbound connections, as before
  * reachability was known), `public` when one arrived, `private` when peers
  * dialled every announced address they could and none arrived.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, type Reachability } from "@carrier/p2p";
+ * await using node = await createNode({ listen: ["127.0.0.1:0"], nat: false });
+ * const reachability: Reachability = node.addresses.reachability;
+ * assert.equal(reachability, "unknown"); // nothing to ask about loopback
+ * ```
  */
 export type Reachability = "unknown" | "public" | "private";
 
@@ -62,10 +71,37 @@ export interface AddressBookOptions {
   interfaces?: () => string[];
 }
 
-/** What changed the announced addresses: listeners, an external source (a mapping), a dial-back verdict. */
+/**
+ * What changed the announced addresses: listeners, an external source (a
+ * mapping), a dial-back verdict.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AddressBook, type AddressChange } from "@carrier/p2p";
+ * const book = new AddressBook();
+ * const changes: AddressChange[] = [];
+ * book.onChange((_, change) => changes.push(change));
+ * book.setBound(["10.0.0.5:4000"]);
+ * book.setExternal("nat", ["80.100.100.1:4000"]);
+ * assert.deepEqual(changes, ["bound", "external"]);
+ * ```
+ */
 export type AddressChange = "bound" | "external" | "reachability";
 
-/** What a change of the announced addresses looks like. */
+/**
+ * What a node announces at one time (the detail of the `addresses` event).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AddressBook, type AddressSnapshot } from "@carrier/p2p";
+ * const book = new AddressBook();
+ * book.setBound(["10.0.0.5:4000"]);
+ * const snapshot: AddressSnapshot = book.snapshot();
+ * assert.deepEqual(snapshot, { listenAddrs: ["10.0.0.5:4000"], acceptsInbound: true, reachability: "unknown" });
+ * ```
+ */
 export interface AddressSnapshot {
   /** Where the node says it accepts connections, best first. */
   readonly listenAddrs: readonly string[];
