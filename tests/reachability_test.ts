@@ -21,7 +21,7 @@ async function withNodes(
   const nodes: Node[] = [];
   try {
     await fn(async (o = {}) => {
-      const n = await createNode({ listen: ["0.0.0.0:0"], puzzleDifficulty: 0, ...o });
+      const n = await createNode({ listen: ["0.0.0.0:0"], puzzleDifficulty: 0, nat: false, ...o });
       nodes.push(n);
       return n;
     });

@@ -20,6 +20,7 @@ import { LockHeldError, QuorumError, VersionConflictError } from "./errors.ts";
 import { NackError } from "../errors.ts";
 import { formatAddress } from "../identity/address.ts";
 import { type Contact, contactOf } from "../overlay/routing_table.ts";
+import { isAnnounceable } from "../transport/ip.ts";
 import { decodePayload } from "../wire/opcodes.ts";
 import type { DhtValue } from "./types.ts";
 
@@ -60,12 +61,12 @@ export function valueOf(record: Record): DhtValue {
  * The contacts of a FIND_NODE or FIND_VALUE reply: only nodes that accept
  * connections are listed (a reply that lists one that does not, or one
  * without a listen address, has it dropped: it is no replica and cannot be
- * dialed).
+ * dialed). A wildcard or port-0 address is dropped too (the address rules).
  */
 export function contactsOf(peers: readonly PeerInfo[]): Contact[] {
-  return peers.filter((p) =>
-    p.address.length === 32 && p.acceptsInbound && p.listenAddrs.length > 0
-  ).map((p) => contactOf(p.address, formatAddress(p.address), p.listenAddrs.slice(0, 4)));
+  return peers.map((p) => ({ p, addrs: p.listenAddrs.filter(isAnnounceable).slice(0, 4) }))
+    .filter(({ p, addrs }) => p.address.length === 32 && p.acceptsInbound && addrs.length > 0)
+    .map(({ p, addrs }) => contactOf(p.address, formatAddress(p.address), addrs));
 }
 
 /** The `LockHeld` data of the replicas that answered NACK `LOCK_HELD`. */

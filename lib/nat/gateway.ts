@@ -75,10 +75,12 @@ export function parseRouteTable(table: string): string | undefined {
 
 /**
  * The IPv4 default gateway of this host, from Linux's `/proc/net/route`;
- * `undefined` when there is none or the table cannot be read: on other
- * systems (macOS, Windows, the BSDs have no such file, and this function
- * does not run `route` or `netstat`), pass the gateway yourself. Needs
- * `--allow-read` for the table (a missing permission throws, as Deno does).
+ * `undefined` when there is none or it cannot be found. Deno lets only
+ * `--allow-all` read `/proc/net` (it is `/proc/self/net`), so without it the
+ * route comes from `ip -4 route show default` when `--allow-run` covers
+ * `ip`; with neither (and on other systems: macOS, Windows and the BSDs have
+ * no such file, and this function runs no `route` or `netstat`) it is
+ * `undefined`: pass the gateway yourself.
  *
  * @param options Where the table is, and a signal.
  * @returns The gateway's address, or `undefined`.
@@ -100,12 +102,33 @@ export async function defaultGateway(
   try {
     text = await Deno.readTextFile(routeTable, { signal });
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
-      return undefined;
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
+      return options.routeTable === undefined ? await fromIpRoute(signal) : undefined;
     }
     throw error;
   }
   return parseRouteTable(text);
+}
+
+/** The default route's gateway as `ip -4 route show default` prints it, when `ip` may run. */
+async function fromIpRoute(signal?: AbortSignal): Promise<string | undefined> {
+  if (Deno.permissions.querySync({ name: "run", command: "ip" }).state !== "granted") {
+    return undefined;
+  }
+  try {
+    const out = await new Deno.Command("ip", {
+      args: ["-4", "route", "show", "default"],
+      stdout: "piped",
+      stderr: "null",
+      signal,
+    }).output();
+    const match = /^default via (\d+\.\d+\.\d+\.\d+)/m.exec(new TextDecoder().decode(out.stdout));
+    return match?.[1];
+  } catch {
+    signal?.throwIfAborted();
+    return undefined; // no `ip` on this system
+  }
 }
 
 /**

@@ -7,7 +7,13 @@
  *
  * @module
  */
-import { ConnectionClosedError, DialError, NackError } from "../errors.ts";
+import {
+  ConnectionClosedError,
+  ConnectionLimitError,
+  DialError,
+  NackError,
+  NodeClosedError,
+} from "../errors.ts";
 import type { PeerConnection } from "../peer/connection.ts";
 import type { PeerAddress } from "./peer_address.ts";
 import type { Contact, RoutingTable } from "./routing_table.ts";
@@ -26,6 +32,9 @@ export interface ContactDialer {
     options: { signal?: AbortSignal; ephemeral?: boolean },
   ): Promise<PeerConnection>;
 }
+
+/** How many of a contact's addresses one reach tries, in order. */
+const MAX_ADDRESSES_TRIED = 3;
 
 /** How many times a request whose connection closed under it is sent again. */
 const CLOSED_CONNECTION_RETRIES = 2;
@@ -47,26 +56,40 @@ export class ContactRequester {
   /**
    * The connection to `contact`: the open one (unless it is short-lived and
    * the contact listens, so that it cannot close as idle under a request),
-   * else a short-lived one to the first of its listen addresses this node
-   * can dial.
+   * else a short-lived one to its listen addresses this node can dial, the
+   * first that connects of the first three.
    *
    * @throws {DialError} when it is not connected and accepts no connections.
    */
   async reach(contact: Contact, options: { signal?: AbortSignal } = {}): Promise<PeerConnection> {
     const open = this.#dialer.get(contact.address);
     if (open && !this.#dialer.isEphemeral(contact.address)) return open;
-    const transportAddress = contact.listenAddrs.find((a) => this.#dialer.canDial(a));
-    if (open && transportAddress === undefined) return open;
-    if (transportAddress === undefined) {
+    const dialable = contact.listenAddrs.filter((a) => this.#dialer.canDial(a))
+      .slice(0, MAX_ADDRESSES_TRIED);
+    if (open && dialable.length === 0) return open;
+    if (dialable.length === 0) {
       const why = contact.listenAddrs.length === 0
         ? "accepts no connections"
         : `listens only where this node cannot dial (${contact.listenAddrs.join(", ")})`;
       throw new DialError(`${contact.address} is not connected and ${why}`);
     }
-    return await this.#dialer.connect(
-      { identityKey: contact.identityKey, address: contact.address, transportAddress },
-      { signal: options.signal, ephemeral: true },
-    );
+    // Best first (an external address, then a LAN one, …); the next when one does not connect.
+    for (let i = 0;; i++) {
+      try {
+        return await this.#dialer.connect(
+          {
+            identityKey: contact.identityKey,
+            address: contact.address,
+            transportAddress: dialable[i],
+          },
+          { signal: options.signal, ephemeral: true },
+        );
+      } catch (err) {
+        // Another address may work where this one did not connect, or reached another node.
+        const final = err instanceof ConnectionLimitError || err instanceof NodeClosedError;
+        if (options.signal?.aborted || i === dialable.length - 1 || final) throw err;
+      }
+    }
   }
 
   /**

@@ -10,7 +10,9 @@
 import { create, type DescMessage, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
 import {
+  DialBackRequestSchema,
   DisconnectSchema,
+  IdentifySchema,
   KeepaliveSchema,
   MetricsRequestSchema,
   PingSchema,
@@ -503,6 +505,16 @@ function remember(ctx: SeedContext, proposal: Uint8Array): void {
   if (ctx.proposals.length > 64) ctx.proposals.shift();
 }
 
+/** A transport address, mostly well formed: loopback (dialled back), other hosts, wildcards, junk. */
+function addressSeed(rng: Rng): string {
+  return rng.weighted<() => string>([
+    [4, () => `127.0.0.1:${rng.int(65536)}`],
+    [2, () => `10.${rng.int(256)}.0.${rng.int(256)}:${rng.int(65536)}`],
+    [1, () => rng.pick(["0.0.0.0:4000", "[::]:4000", "127.0.0.1:0", "mem:0", "[::1]:1"])],
+    [1, () => rng.pick(["", ":", "host", "1.2.3.4:99999", "x".repeat(rng.int(600))])],
+  ])();
+}
+
 /** A seed for `opcode` (a protocol or application opcode), for the opcode targets. */
 export async function opcodeSeed(
   rng: Rng,
@@ -555,6 +567,17 @@ export async function opcodeSeed(
       return seed(DisconnectSchema, { reason: rng.int(10), message: "bye" });
     case 19:
       return seed(MetricsRequestSchema, { includeConnections: rng.chance(0.5) });
+    case 20:
+      return seed(IdentifySchema, {
+        listenAddrs: Array.from({ length: rng.int(12) }, () => addressSeed(rng)),
+        acceptsInbound: rng.chance(0.5),
+        observedAddr: rng.chance(0.7) ? addressSeed(rng) : "",
+      });
+    case 21:
+      return seed(DialBackRequestSchema, {
+        addrs: Array.from({ length: rng.int(6) }, () => addressSeed(rng)),
+        nonce: rng.chance(0.9) ? rng.bytes(16) : rng.bytes(rng.pick([0, 15, 17, 64])),
+      });
     case 64: {
       const phase = rng.weighted<() => number>([[4, () => 1], [3, () => 2], [2, () => 3], [
         1,
