@@ -40,8 +40,14 @@ const MAP_SIZE = HEADER_SIZE + 36;
 const UNSUPP_VERSION = 1;
 /** IANA protocol numbers. */
 const PROTOCOL_NUMBER: Record<MappedTransport, number> = { tcp: 6, udp: 17 };
-/** The discard port, which `externalAddress()` maps for a moment (RFC 6887 §11.6). */
-const DISCARD_PORT = 9;
+/**
+ * `externalAddress()` maps a random UDP port from the dynamic range for a
+ * moment. RFC 6887 §11.6 suggests the discard port (9), but gateways refuse
+ * ports below 1024 (miniupnpd's usual rules, after searching every port).
+ */
+function probePort(): number {
+  return 49_152 + Math.floor(Math.random() * 16_384);
+}
 /** The lifetime of that probe mapping, in seconds (deleted at once anyway). */
 const PROBE_LIFETIME = 120;
 
@@ -167,11 +173,12 @@ interface Granted {
  * answer's epoch is checked (§8.5), and so are ANNOUNCE messages; lost state
  * calls `onReset`.
  *
- * PCP has no external-address request: `externalAddress()` maps UDP port 9
- * (discard) for a moment and deletes it (RFC 6887 §11.6). Gateways that
- * refuse ports below 1024 (miniupnpd's usual rules) answer NOT_AUTHORIZED;
- * then the address of this client's latest mapping is returned if it has
- * one, else the error is thrown.
+ * PCP has no external-address request: `externalAddress()` maps a random
+ * UDP port of the dynamic range (49152–65535) for a moment and deletes it
+ * (RFC 6887 §11.6 suggests port 9, which gateways with miniupnpd's usual
+ * rules refuse). When the gateway refuses the probe, the address of this
+ * client's latest mapping is returned if it has one, else the error is
+ * thrown.
  *
  * With `fallback` (the default), an UNSUPP_VERSION answer (a NAT-PMP-only
  * gateway) makes the client delegate every call to a {@linkcode NatPmpClient}
@@ -239,8 +246,8 @@ export class PcpClient implements PortMapper {
   }
 
   /**
-   * The external address: a short MAP of UDP port 9, deleted at once (RFC
-   * 6887 §11.6); when the gateway refuses it, the address of this client's
+   * The external address: a short MAP of a random high UDP port, deleted at
+   * once (RFC 6887 §11.6); when the gateway refuses it, the address of this client's
    * latest mapping, if any. After a fallback, NAT-PMP's opcode 0.
    *
    * @throws {DoubleNatError} The address is private.
@@ -249,9 +256,10 @@ export class PcpClient implements PortMapper {
     const { signal } = options;
     if (this.#natpmp) return this.#natpmp.externalAddress(options);
     const nonce = randomNonce();
+    const port = probePort();
     let granted: Granted;
     try {
-      granted = await this.#mapRequest("udp", DISCARD_PORT, 0, PROBE_LIFETIME, nonce, signal);
+      granted = await this.#mapRequest("udp", port, 0, PROBE_LIFETIME, nonce, signal);
     } catch (error) {
       if (this.#fellBack(error)) return this.#natpmp!.externalAddress(options);
       if (
@@ -263,7 +271,7 @@ export class PcpClient implements PortMapper {
       throw error;
     }
     if (granted.lifetime > 0) {
-      await this.#mapRequest("udp", DISCARD_PORT, granted.externalPort, 0, nonce, signal);
+      await this.#mapRequest("udp", port, granted.externalPort, 0, nonce, signal);
     }
     return checkExternal(granted.externalAddress, this.#gateway);
   }

@@ -141,17 +141,7 @@ export async function probeGateway(options: ProbeGatewayOptions = {}): Promise<G
           if (gateway === undefined) return await noGateway();
           using client = new PcpClient({ gateway, tries, fallback: false, announcements: false });
           signal.addEventListener("abort", () => client.close(), { once: true });
-          // A high UDP port for a moment: gateways refuse low ones (miniupnpd
-          // then searches every port before it answers NOT_AUTHORIZED).
-          const internalPort = 49_152 + Math.floor(Math.random() * 16_000);
-          const mapping = await client.map({
-            transport: "udp",
-            internalPort,
-            lifetime: 120,
-            signal,
-          });
-          await client.unmap(mapping, { signal });
-          return { externalAddress: mapping.externalAddress };
+          return { externalAddress: await client.externalAddress({ signal }) };
         });
       case "upnp":
         return ask(protocol, async () => {

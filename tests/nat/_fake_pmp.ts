@@ -9,7 +9,7 @@
  */
 
 import dgram from "node:dgram";
-import type { Clock } from "../../lib/clock.ts";
+import { type Clock, ManualClock } from "../../lib/clock.ts";
 
 /** A request as the fake received it. */
 export interface Received {
@@ -258,4 +258,37 @@ export async function freeUdpPort(): Promise<number> {
 /** The big-endian reader of a request. */
 export function viewOf(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** What a client under test is built from: the fake's address and a manual clock. */
+export interface ClientBase {
+  gateway: string;
+  port: number;
+  clock: ManualClock;
+  announcements: false;
+}
+
+/** A fake gateway, a client of it, and their clock; disposing closes both. */
+export interface ClientSetup<C> extends AsyncDisposable {
+  clock: ManualClock;
+  fake: FakePmpServer;
+  client: C;
+}
+
+/** Starts a fake gateway and builds a client of it with `create`. */
+export async function clientOfFake<C extends { close(): void }>(
+  create: (base: ClientBase) => C,
+): Promise<ClientSetup<C>> {
+  const clock = new ManualClock(10_000);
+  const fake = await FakePmpServer.start(clock);
+  const client = create({ gateway: fake.address, port: fake.port, clock, announcements: false });
+  return {
+    clock,
+    fake,
+    client,
+    async [Symbol.asyncDispose]() {
+      client.close();
+      await fake.close();
+    },
+  };
 }

@@ -1,31 +1,12 @@
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
-import { ManualClock } from "../../lib/clock.ts";
 import { ArgumentError, TimeoutError } from "../../lib/errors.ts";
 import { DoubleNatError, PortMappingError } from "../../lib/nat/errors.ts";
 import { NatPmpClient, type NatPmpClientOptions } from "../../lib/nat/natpmp.ts";
-import { FakePmpServer, freeUdpPort, natPmpAddress, natPmpHeader, viewOf } from "./_fake_pmp.ts";
+import { clientOfFake, freeUdpPort, natPmpAddress, natPmpHeader, viewOf } from "./_fake_pmp.ts";
 
-async function setup(options: Partial<NatPmpClientOptions> = {}) {
-  const clock = new ManualClock(10_000);
-  const fake = await FakePmpServer.start(clock);
-  const client = new NatPmpClient({
-    gateway: fake.address,
-    port: fake.port,
-    clock,
-    announcements: false,
-    ...options,
-  });
-  return {
-    clock,
-    fake,
-    client,
-    async [Symbol.asyncDispose]() {
-      client.close();
-      await fake.close();
-    },
-  };
-}
+const setup = (options: Partial<NatPmpClientOptions> = {}) =>
+  clientOfFake((base) => new NatPmpClient({ ...base, ...options }));
 
 Deno.test("NatPmpClient.externalAddress sends opcode 0 and reads the address", async () => {
   await using t = await setup();
