@@ -594,3 +594,28 @@ export class WhisperError extends CarrierError {
     this.problem = options.problem;
   }
 }
+
+/**
+ * A relayed connection's circuit ended: the relay closed it (its limits,
+ * the other end gone) with a DISCONNECT whose reason this carries.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ConnectionClosedError, DisconnectReason, RelayClosedError } from "@carrier/p2p";
+ * const error = new RelayClosedError("over the relay's byte budget", {
+ *   reason: DisconnectReason.LIMIT_REACHED,
+ * });
+ * assert(error instanceof ConnectionClosedError);
+ * assert.equal(error.reason, DisconnectReason.LIMIT_REACHED);
+ * ```
+ */
+export class RelayClosedError extends ConnectionClosedError {
+  /** The `DisconnectReason` value the relay gave. */
+  readonly reason: number;
+  /** Creates the error. */
+  constructor(message: string, options: ErrorOptions & { reason: number }) {
+    super(message, options);
+    this.reason = options.reason;
+  }
+}

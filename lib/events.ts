@@ -198,4 +198,21 @@ export interface NodeEventMap {
   "nat:lost": CustomEvent<NatEventDetail>;
   /** No protocol mapped a listen port (no gateway, refused, double NAT); tried again later. */
   "nat:failed": CustomEvent<NatEventDetail>;
+  /** The relays this node holds reservations at changed (see `NodeOptions.relay`). */
+  relays: CustomEvent<RelaysEventDetail>;
+}
+
+/**
+ * Detail of the `relays` event.
+ *
+ * @example
+ * ```ts
+ * import type { RelaysEventDetail } from "@carrier/p2p";
+ * const detail: RelaysEventDetail = { relays: [] };
+ * void detail;
+ * ```
+ */
+export interface RelaysEventDetail {
+  /** The relays' addresses (base58), in the order they granted. */
+  relays: string[];
 }

@@ -35,7 +35,7 @@ import { type ResourceBudget, resourceBudget } from "./budget.ts";
 import { NODE_LIMITS } from "./budget.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import type { Dht } from "./dht/client.ts";
-import { ConnectionClosedError, NodeClosedError, NodeStateError } from "./errors.ts";
+import { ConnectionClosedError, DialError, NodeClosedError, NodeStateError } from "./errors.ts";
 import { type NodeEventMap, TypedEventTarget } from "./events.ts";
 import { generateIdentity, type Identity } from "./identity/keys.ts";
 import { DEFAULT_PUZZLE_DIFFICULTY } from "./identity/puzzle.ts";
@@ -47,6 +47,9 @@ import { AddressBook, CONNECTION_LIMITS, ConnectionManager } from "./swarm/mod.t
 import { dialBack, type DialBackService } from "./services/dial_back.ts";
 import { identify, type IdentifyService } from "./services/identify.ts";
 import { nat, type NatService } from "./services/nat.ts";
+import { formatAddress, parseAddress } from "./identity/address.ts";
+import { nodeIdOf } from "./identity/node_id.ts";
+import { relay, type RelayService } from "./services/relay.ts";
 import type { PortMapping } from "./nat/types.ts";
 import { ContactRequester } from "./overlay/contacts.ts";
 import type { LookupResult } from "./overlay/lookup.ts";
@@ -102,6 +105,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
   readonly #identify: IdentifyService;
   readonly #dialBack: DialBackService;
   readonly #nat: NatService | undefined;
+  readonly #relay: RelayService;
   readonly #addresses: AddressBook;
   readonly #dispatcher: Dispatcher;
   readonly #tasks = new Set<Promise<unknown>>();
@@ -129,6 +133,8 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       clock,
       addresses,
       onDialBack: (nonce) => this.#dialBack.arrived(nonce),
+      onCircuit: (channel) => this.#relay.circuit(channel),
+      servesRelay: options.relay?.serve !== undefined && options.relay.serve !== false,
       isOneWay: (opcode) => this.#registry.get(opcode)?.oneWay ?? false,
       onFrame: (frame, peer) => {
         this.#table.touch(peer.address);
@@ -196,6 +202,27 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     this.#identify = dispatcher.add(identify({ updated: (peer) => this.#identified(peer) })(host));
     this.#dialBack = dispatcher.add(dialBack({ serve: options.serveDialBack })(host));
     this.#nat = options.nat === false ? undefined : dispatcher.add(nat(options.nat)(host));
+    this.#relay = dispatcher.add(
+      relay(options.relay ?? {}, {
+        dialCircuit: (hint, s) => {
+          const transportAddress = hint.listenAddrs.find((a) => manager.canDial(a));
+          if (transportAddress === undefined) {
+            return Promise.reject(
+              new DialError(`The relay ${formatAddress(hint.identityKey)} has no address to dial`),
+            );
+          }
+          const address = formatAddress(hint.identityKey);
+          return manager.dialCircuit(
+            { identityKey: hint.identityKey, address, transportAddress },
+            s,
+          );
+        },
+        connectThrough: (peer, open, o) => manager.connectThrough(peer, open, o),
+        acceptThrough: (stream) => manager.acceptThrough(stream),
+      })(host),
+    );
+    this.#contacts.relayed = (contact, o) =>
+      this.#relay.connect(contact, contact.relays ?? [], { signal: o.signal });
     this.#handlers = new ApplicationHandlers(host);
     for (const factory of options.services ?? []) dispatcher.add(factory(host));
     this.#upkeep = new TableUpkeep({
@@ -213,7 +240,11 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     let told = "";
     addresses.onChange((snapshot, change) => {
       this.#emit("addresses", snapshot);
-      const announced = JSON.stringify([snapshot.listenAddrs, snapshot.acceptsInbound]);
+      const announced = JSON.stringify([
+        snapshot.listenAddrs,
+        snapshot.acceptsInbound,
+        snapshot.relays.map((r) => [formatAddress(r.identityKey), r.listenAddrs]),
+      ]);
       if (announced === told) return; // reachability alone: nothing new for peers
       told = announced;
       this.#identify.push(snapshot);
@@ -361,9 +392,14 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
   }
 
   /**
-   * Connects to a peer (`ADDRESS@HOST:PORT`), or returns the open connection.
+   * Connects to a peer, or returns the open connection: at `ADDRESS@HOST:PORT`,
+   * or by its `ADDRESS` alone, found in the routing table or the DHT and
+   * reached where it listens, else through one of its relays (a relayed
+   * connection: see `NodeOptions.relay`).
    *
    * @throws {PeerAddressError} for a malformed peer address.
+   * @throws {AddressError} for a malformed `ADDRESS`.
+   * @throws {DialError} when a node named by its address alone is not found, or accepts no connections and names no relay.
    * @throws {ConnectionLimitError} when ℓ outbound connections exist.
    */
   async connect(
@@ -371,8 +407,43 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     options: { signal?: AbortSignal; persistent?: boolean } = {},
   ): Promise<PeerConnection> {
     this.#open();
+    const signal = this.#signal(options);
+    if (typeof peer === "string" && !peer.includes("@")) {
+      return await this.#connectByKey(peer, signal);
+    }
     const target = typeof peer === "string" ? parsePeerAddress(peer) : peer;
-    return await this.#manager.connect(target, { ...options, signal: this.#signal(options) });
+    return await this.#manager.connect(target, { ...options, signal });
+  }
+
+  async #connectByKey(address: string, signal: AbortSignal): Promise<PeerConnection> {
+    const identityKey = parseAddress(address);
+    const open = this.#manager.get(address);
+    if (open) return open;
+    const reachable = (c: Contact | undefined) =>
+      c !== undefined && (c.listenAddrs.length > 0 || (c.relays?.length ?? 0) > 0);
+    let contact = this.#table.get(address);
+    if (!reachable(contact)) {
+      const found = await this.dht.findClosest(nodeIdOf(identityKey), { signal });
+      contact = found.target;
+    }
+    if (!reachable(contact)) {
+      throw new DialError(
+        contact === undefined
+          ? `${address} was not found in the network`
+          : `${address} accepts no connections and names no relay`,
+      );
+    }
+    const dialable = contact!.listenAddrs.filter((a) => this.#manager.canDial(a)).slice(0, 3);
+    for (const transportAddress of dialable) {
+      try {
+        return await this.#manager.connect({ identityKey, address, transportAddress }, { signal });
+      } catch (err) {
+        if (signal.aborted || !(contact!.relays?.length) && transportAddress === dialable.at(-1)) {
+          throw err;
+        }
+      }
+    }
+    return await this.#relay.connect(contact!, contact!.relays ?? [], { signal });
   }
 
   /** Sends PING to a connected peer; resolves the round-trip time in ms. */
@@ -582,7 +653,11 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
   /** A peer's IDENTIFY changed where it accepts connections: its contact follows. */
   #identified(peer: PeerConnection): void {
     const { remote } = peer.channel;
-    this.#table.setListenAddrs(peer.address, remote.acceptsInbound ? [...remote.listenAddrs] : []);
+    this.#table.setListenAddrs(
+      peer.address,
+      remote.acceptsInbound ? [...remote.listenAddrs] : [],
+      remote.relays,
+    );
     this.#upkeep.learn(peer);
   }
 

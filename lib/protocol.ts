@@ -13,3 +13,4 @@ export * from "../gen/carrier/v1/frame_pb.ts";
 export * from "../gen/carrier/v1/handshake_pb.ts";
 export * from "../gen/carrier/v1/messaging_pb.ts";
 export * from "../gen/carrier/v1/options_pb.ts";
+export * from "../gen/carrier/v1/relay_pb.ts";

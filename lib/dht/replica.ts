@@ -190,12 +190,16 @@ export class DhtReplica {
     return this.#host.table.closest(
       target,
       k,
-      (c) => c.address !== except && c.listenAddrs.length > 0,
+      (c) => c.address !== except && (c.listenAddrs.length > 0 || c.relays !== undefined),
     ).map((c) =>
       create(PeerInfoSchema, {
         address: c.identityKey,
         listenAddrs: c.listenAddrs,
         acceptsInbound: c.listenAddrs.length > 0,
+        relays: (c.relays ?? []).map((r) => ({
+          address: r.identityKey,
+          listenAddrs: r.listenAddrs,
+        })),
       })
     );
   }

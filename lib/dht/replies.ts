@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { keptRelays } from "../secure/_handshake_payload.ts";
 import { sha256 } from "@noble/hashes/sha2.js";
 import {
   type LockHeld,
@@ -64,9 +65,17 @@ export function valueOf(record: Record): DhtValue {
  * dialed). A wildcard or port-0 address is dropped too (the address rules).
  */
 export function contactsOf(peers: readonly PeerInfo[]): Contact[] {
-  return peers.map((p) => ({ p, addrs: p.listenAddrs.filter(isAnnounceable).slice(0, 4) }))
-    .filter(({ p, addrs }) => p.address.length === 32 && p.acceptsInbound && addrs.length > 0)
-    .map(({ p, addrs }) => contactOf(p.address, formatAddress(p.address), addrs));
+  return peers.map((p) => ({
+    p,
+    addrs: p.acceptsInbound ? p.listenAddrs.filter(isAnnounceable).slice(0, 4) : [],
+    relays: keptRelays(p.relays),
+  }))
+    .filter(({ p, addrs, relays }) =>
+      p.address.length === 32 && (addrs.length > 0 || relays.length > 0)
+    )
+    .map(({ p, addrs, relays }) =>
+      contactOf(p.address, formatAddress(p.address), addrs, 0, relays)
+    );
 }
 
 /** The `LockHeld` data of the replicas that answered NACK `LOCK_HELD`. */

@@ -12,6 +12,7 @@ import { TcpTransport } from "../transport/tcp.ts";
 import type { PeerAddress } from "../overlay/peer_address.ts";
 import type { ServiceFactory } from "../service.ts";
 import type { NatInit } from "../services/nat.ts";
+import type { RelayInit } from "../services/relay.ts";
 import type { ShoutInit } from "../services/shout.ts";
 import type { SpeakInit } from "../services/speak.ts";
 import type { WhisperInit } from "../services/whisper.ts";
@@ -79,6 +80,14 @@ export interface NodeOptions extends
    * @default {{}} (on, every protocol: see NatInit)
    */
   nat?: NatInit | false;
+  /**
+   * Relayed connections: `serve` makes this node a relay for others (off by
+   * default); a node that does not accept connections holds reservations at
+   * relays it is connected to (`maxRelays`, 2 by default) and can then be
+   * connected to by its key alone.
+   * @default {{}} (no relaying for others; reservations when unreachable)
+   */
+  relay?: RelayInit;
   /** The transport. @default {new TcpTransport()} */
   transport?: Transport;
   /** More transports, one per address scheme (with `transport`, if given): each address is dialed and listened on with the one of its scheme. @default {[]} */

@@ -46,6 +46,11 @@ const CLOSED_CONNECTION_RETRIES = 2;
 export class ContactRequester {
   readonly #dialer: ContactDialer;
   readonly #table: RoutingTable;
+  /**
+   * Connects to a contact that accepts no connections through one of its
+   * relays (the relay service's); unset, such a contact cannot be reached.
+   */
+  relayed?: (contact: Contact, options: { signal?: AbortSignal }) => Promise<PeerConnection>;
 
   /** Creates a requester over `dialer`, keeping `table` live. */
   constructor(dialer: ContactDialer, table: RoutingTable) {
@@ -67,6 +72,9 @@ export class ContactRequester {
     const dialable = contact.listenAddrs.filter((a) => this.#dialer.canDial(a))
       .slice(0, MAX_ADDRESSES_TRIED);
     if (open && dialable.length === 0) return open;
+    if (dialable.length === 0 && contact.relays?.length && this.relayed) {
+      return await this.relayed(contact, { signal: options.signal });
+    }
     if (dialable.length === 0) {
       const why = contact.listenAddrs.length === 0
         ? "accepts no connections"

@@ -93,6 +93,12 @@ export interface LookupResult {
   queries: number;
   /** Hops to the closest contact that answered (see the module doc). */
   hops: number;
+  /**
+   * The node whose id is the target itself, as the first reply that named it
+   * gave it, asked or not (a node that accepts no connections is never asked,
+   * but its contact names its relays): how to find a node by its key.
+   */
+  target?: Contact;
 }
 
 type State = "queried" | "answered" | "failed";
@@ -133,6 +139,7 @@ export async function iterativeLookup(
   const hops = new Map<string, number>();
   let queries = 0;
   let stopped = false;
+  let targetContact: Contact | undefined;
 
   const ordered = seeds.filter((c) => !exclude(c)).sort(byDistance);
   const runPath = async (pathSeeds: Contact[]): Promise<Contact[]> => {
@@ -162,6 +169,9 @@ export async function iterativeLookup(
         query(contact).then((found) => {
           state.set(contact.address, "answered");
           for (const c of found) {
+            if (targetContact === undefined && compareDistance(target, c.nodeId, target) === 0) {
+              targetContact = c;
+            }
             if (exclude(c)) continue;
             if (!known.has(c.address) && !state.has(c.address)) known.set(c.address, c);
             if (!hops.has(c.address)) hops.set(c.address, depth + 1);
@@ -197,6 +207,7 @@ export async function iterativeLookup(
   return {
     closest,
     unreachable,
+    ...(targetContact ? { target: targetContact } : {}),
     queries,
     hops: closest.length > 0 ? hops.get(closest[0].address)! : 0,
   };

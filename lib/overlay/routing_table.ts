@@ -16,6 +16,7 @@
  *
  * @module
  */
+import type { RelayHint } from "../secure/_handshake_payload.ts";
 import { type Clock, systemClock } from "../clock.ts";
 import { bucketIndex, compareDistance, NODE_ID_BITS, nodeIdOf } from "../identity/node_id.ts";
 import { isLoopback, subnetOf } from "../transport/ip.ts";
@@ -49,6 +50,8 @@ export interface Contact {
   listenAddrs: string[];
   /** When it was last heard from (clock milliseconds). */
   lastSeen: number;
+  /** Relays it holds reservations at (how to reach one that accepts no connections). */
+  relays?: RelayHint[];
 }
 
 /**
@@ -137,8 +140,17 @@ export function contactOf(
   address: string,
   listenAddrs: string[] = [],
   lastSeen = 0,
+  relays: RelayHint[] = [],
 ): Contact {
-  return { identityKey, address, nodeId: nodeIdOf(identityKey), listenAddrs, lastSeen };
+  const contact: Contact = {
+    identityKey,
+    address,
+    nodeId: nodeIdOf(identityKey),
+    listenAddrs,
+    lastSeen,
+  };
+  if (relays.length > 0) contact.relays = relays;
+  return contact;
 }
 
 interface Bucket {
@@ -215,6 +227,7 @@ export class RoutingTable {
       const existing = bucket.contacts[at];
       existing.lastSeen = Math.max(existing.lastSeen, contact.lastSeen);
       if (contact.listenAddrs.length > 0) existing.listenAddrs = contact.listenAddrs;
+      if (contact.relays?.length) existing.relays = contact.relays;
       bucket.contacts.splice(at, 1);
       bucket.contacts.push(existing);
       return { status: "updated" };
@@ -234,13 +247,17 @@ export class RoutingTable {
 
   /**
    * Replaces where a contact says it accepts connections (an IDENTIFY);
-   * `[]` when it no longer accepts any. Nothing for an unknown contact.
+   * `[]` when it no longer accepts any; and the relays it named. Nothing for
+   * an unknown contact.
    */
-  setListenAddrs(address: string, listenAddrs: string[]): void {
+  setListenAddrs(address: string, listenAddrs: string[], relays: RelayHint[] = []): void {
     const i = this.#index.get(address);
     if (i === undefined) return;
     const contact = this.#buckets[i].contacts.find((c) => c.address === address);
-    if (contact) contact.listenAddrs = listenAddrs;
+    if (!contact) return;
+    contact.listenAddrs = listenAddrs;
+    if (relays.length > 0) contact.relays = relays;
+    else delete contact.relays;
   }
 
   /** Marks a contact as just heard from. */

@@ -75,6 +75,7 @@ export class TableUpkeep {
       peer.address,
       remote.acceptsInbound ? [...remote.listenAddrs] : [],
       this.#o.clock.now(),
+      remote.relays,
     );
     const result = this.offer(contact);
     if (result.status === "full" && !this.#o.connections.get(result.oldest.address)) {

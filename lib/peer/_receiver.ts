@@ -25,7 +25,12 @@ import {
   SetConnectionOptSchema,
 } from "../../gen/carrier/v1/options_pb.ts";
 import type { Clock } from "../clock.ts";
-import { ConnectionClosedError, DecompressionLimitError, PayloadDecodeError } from "../errors.ts";
+import {
+  ConnectionClosedError,
+  DecompressionLimitError,
+  PayloadDecodeError,
+  RelayClosedError,
+} from "../errors.ts";
 import type { SecureChannel } from "../secure/channel.ts";
 import { decompress } from "../wire/compression.ts";
 import { DEFAULT_MAX_FRAME_SIZE, type Frame, FrameDecoder, isCompressed } from "../wire/frame.ts";
@@ -170,7 +175,11 @@ export class Receiver {
         }
       }
     } catch (err) {
-      if (!this.#closed) this.#host.fail(err as Error, DisconnectReason.PROTOCOL_ERROR);
+      if (this.#closed) return;
+      if (err instanceof RelayClosedError) {
+        // The relay ended the circuit under this connection, and said why.
+        this.#host.finish({ reason: err.reason, remote: true, error: err });
+      } else this.#host.fail(err as Error, DisconnectReason.PROTOCOL_ERROR);
     }
   }
 

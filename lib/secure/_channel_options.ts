@@ -15,7 +15,9 @@ import type { Identity } from "../identity/keys.ts";
 import { assertPuzzleDifficulty } from "../identity/puzzle.ts";
 import type { ByteStream } from "../transport/types.ts";
 import { SUPPORTED_COMPRESSIONS } from "../wire/compression.ts";
-import { type PayloadFields, signStaticKey } from "./_handshake_payload.ts";
+import { type PayloadFields, type RelayHint, signStaticKey } from "./_handshake_payload.ts";
+import { create } from "@bufbuild/protobuf";
+import { RelayInfoSchema } from "../../gen/carrier/v1/relay_pb.ts";
 import { MAX_NONCE } from "./cipher_state.ts";
 import { generateX25519KeyPair, type X25519KeyPair } from "./x25519.ts";
 import { ArgumentError } from "../errors.ts";
@@ -122,6 +124,17 @@ export interface SecureChannelOptions {
    * @default {undefined} (not a probe)
    */
   dialBackNonce?: Uint8Array;
+  /**
+   * Sent to the remote (by an initiator only): this connection is a circuit
+   * connection to a relay (see `relay.proto`), not a peer connection.
+   *
+   * @default {false}
+   */
+  relayCircuit?: boolean;
+  /** The relays this node holds reservations at, announced to the remote. @default {[]} */
+  relays?: readonly RelayHint[];
+  /** Announced to the remote: this node relays for others. @default {false} */
+  servesRelay?: boolean;
   /**
    * Sent to the remote: software name and version, for diagnostics.
    *
@@ -265,9 +278,15 @@ export function resolveChannelOptions(
       compressions: compressions as Compression[],
       maxFrameSize,
       listenAddrs: options.listenAddrs ?? [],
-      observedAddr: stream.remoteAddress,
+      // A circuit's far end is behind a relay: there is no address to report.
+      observedAddr: stream.relay === undefined ? stream.remoteAddress : "",
       agent: options.agent ?? DEFAULT_AGENT,
       dialBackNonce: options.dialBackNonce ?? new Uint8Array(0),
+      relayCircuit: options.relayCircuit ?? false,
+      servesRelay: options.servesRelay ?? false,
+      relays: (options.relays ?? []).map((r) =>
+        create(RelayInfoSchema, { address: r.identityKey, listenAddrs: r.listenAddrs })
+      ),
       preferredCompression: options.preferredCompression as
         | Compression
         | undefined,

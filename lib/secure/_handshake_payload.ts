@@ -90,8 +90,49 @@ export interface HandshakeInfo {
    * other: a listener closes a probe after its handshake.
    */
   dialBackNonce: Uint8Array;
+  /**
+   * Whether the remote opened a circuit connection (to this node as a relay):
+   * a listener hands it to its relay service, never making it a peer.
+   */
+  relayCircuit: boolean;
+  /**
+   * The relays the remote says it holds reservations at (at most
+   * {@linkcode MAX_REMOTE_RELAYS}, each with a 32-byte key and a dialable
+   * address); an IDENTIFY replaces them later.
+   */
+  relays: RelayHint[];
+  /** Whether the remote relays for others (takes RELAY reservations). */
+  servesRelay: boolean;
   /** The remote's software name and version (diagnostics only). */
   agent: string;
+}
+
+/** A relay a node holds a reservation at, as its handshake or IDENTIFY names it. */
+export interface RelayHint {
+  /** The relay's 32-byte Ed25519 public key. */
+  identityKey: Uint8Array;
+  /** Where the relay accepts connections (`HOST:PORT`), best first. */
+  listenAddrs: string[];
+}
+
+/** How many of a remote's relays a receiver keeps. */
+export const MAX_REMOTE_RELAYS = 4;
+
+/**
+ * The relays a receiver keeps of what a remote announced: a 32-byte key and
+ * at least one dialable address each, the first {@linkcode MAX_REMOTE_RELAYS}.
+ */
+export function keptRelays(
+  relays: readonly { address: Uint8Array; listenAddrs: readonly string[] }[],
+): RelayHint[] {
+  const kept: RelayHint[] = [];
+  for (const relay of relays) {
+    if (kept.length === MAX_REMOTE_RELAYS) break;
+    const listenAddrs = keptListenAddrs(relay.listenAddrs);
+    if (relay.address.length !== 32 || listenAddrs.length === 0) continue;
+    kept.push({ identityKey: relay.address, listenAddrs });
+  }
+  return kept;
 }
 
 /** The fields of a `carrier.v1.HandshakePayload`. */
@@ -136,6 +177,9 @@ export function handshakeInfo(
     listenAddrs: keptListenAddrs(payload.listenAddrs),
     observedAddr: payload.observedAddr,
     dialBackNonce: payload.dialBackNonce,
+    relayCircuit: payload.relayCircuit,
+    relays: keptRelays(payload.relays),
+    servesRelay: payload.servesRelay,
     agent: payload.agent,
   };
 }

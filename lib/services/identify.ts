@@ -13,7 +13,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { IdentifySchema } from "../../gen/carrier/v1/addresses_pb.ts";
 import { Opcode } from "../../gen/carrier/v1/frame_pb.ts";
 import type { PeerConnection } from "../peer/connection.ts";
-import { keptListenAddrs } from "../secure/_handshake_payload.ts";
+import { keptListenAddrs, keptRelays } from "../secure/_handshake_payload.ts";
 import type { AddressSnapshot } from "../swarm/addresses.ts";
 import { decodePayload, protocolOpcode } from "../wire/opcodes.ts";
 import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "../service.ts";
@@ -81,7 +81,13 @@ class Identify implements IdentifyService {
         create(IdentifySchema, {
           listenAddrs: [...snapshot.listenAddrs],
           acceptsInbound: snapshot.acceptsInbound,
-          observedAddr: peer.channel.stream.remoteAddress,
+          observedAddr: peer.channel.stream.relay === undefined
+            ? peer.channel.stream.remoteAddress
+            : "",
+          relays: snapshot.relays.map((r) => ({
+            address: r.identityKey,
+            listenAddrs: [...r.listenAddrs],
+          })),
         }),
       );
       peer.send(Opcode.IDENTIFY, payload, { signal }).catch((err) => {
@@ -100,6 +106,7 @@ class Identify implements IdentifyService {
     const remote = peer.channel.remote;
     remote.listenAddrs = keptListenAddrs(message.listenAddrs);
     remote.acceptsInbound = message.acceptsInbound;
+    remote.relays = keptRelays(message.relays);
     this.#host.addresses.observe(peer.address, message.observedAddr);
     this.#init.updated(peer);
   }

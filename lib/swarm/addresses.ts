@@ -17,6 +17,7 @@
  *
  * @module
  */
+import type { RelayHint } from "../secure/_handshake_payload.ts";
 import { ipScope, isAnnounceable } from "../transport/ip.ts";
 import { formatTransportAddress, parseTransportAddress } from "../transport/address.ts";
 
@@ -87,7 +88,7 @@ export interface AddressBookOptions {
  * assert.deepEqual(changes, ["bound", "external"]);
  * ```
  */
-export type AddressChange = "bound" | "external" | "reachability";
+export type AddressChange = "bound" | "external" | "reachability" | "relays";
 
 /**
  * What a node announces at one time (the detail of the `addresses` event).
@@ -99,7 +100,12 @@ export type AddressChange = "bound" | "external" | "reachability";
  * const book = new AddressBook();
  * book.setBound(["10.0.0.5:4000"]);
  * const snapshot: AddressSnapshot = book.snapshot();
- * assert.deepEqual(snapshot, { listenAddrs: ["10.0.0.5:4000"], acceptsInbound: true, reachability: "unknown" });
+ * assert.deepEqual(snapshot, {
+ *   listenAddrs: ["10.0.0.5:4000"],
+ *   acceptsInbound: true,
+ *   reachability: "unknown",
+ *   relays: [],
+ * });
  * ```
  */
 export interface AddressSnapshot {
@@ -109,6 +115,8 @@ export interface AddressSnapshot {
   readonly acceptsInbound: boolean;
   /** What dial-backs said. */
   readonly reachability: Reachability;
+  /** The relays the node holds reservations at. */
+  readonly relays: readonly RelayHint[];
 }
 
 /** How many peers' observed addresses are kept. */
@@ -150,6 +158,7 @@ export class AddressBook {
   readonly #observed = new Map<string, string>();
   #confirmed: string[] = [];
   #reachability: Reachability;
+  #relays: RelayHint[] = [];
   #last = "";
   readonly #listeners = new Set<(snapshot: AddressSnapshot, change: AddressChange) => void>();
 
@@ -194,6 +203,11 @@ export class AddressBook {
     return this.#reachability;
   }
 
+  /** The relays the node holds reservations at, announced with its addresses. */
+  get relays(): RelayHint[] {
+    return [...this.#relays];
+  }
+
   /**
    * Calls `listener` whenever what the node announces changes; returns the
    * function that stops it.
@@ -209,6 +223,7 @@ export class AddressBook {
       listenAddrs: this.listenAddrs,
       acceptsInbound: this.acceptsInbound,
       reachability: this.#reachability,
+      relays: this.relays,
     };
   }
 
@@ -236,9 +251,18 @@ export class AddressBook {
     this.#changed("reachability");
   }
 
-  /** Records the transport address `peer` (base58) sees this node at; bounded. */
+  /** Sets the relays the node holds reservations at (`[]`: none). */
+  setRelays(relays: readonly RelayHint[]): void {
+    this.#relays = [...relays];
+    this.#changed("relays");
+  }
+
+  /**
+   * Records the transport address `peer` (base58) sees this node at; bounded.
+   * A relayed circuit's address (`relay://…`) is not one.
+   */
   observe(peer: string, observedAddr: string): void {
-    if (observedAddr === "") return;
+    if (observedAddr === "" || observedAddr.startsWith("relay://")) return;
     this.#observed.delete(peer);
     this.#observed.set(peer, observedAddr);
     if (this.#observed.size > MAX_OBSERVERS) {

@@ -190,6 +190,14 @@ export class ConnectionManager {
    * {@linkcode TimeoutError} as the dial or handshake fails.
    */
   connect(peer: PeerAddress, options: ConnectOptions = {}): Promise<PeerConnection> {
+    return this.#connect(peer, options);
+  }
+
+  #connect(
+    peer: PeerAddress,
+    options: ConnectOptions,
+    open?: (signal?: AbortSignal) => Promise<PeerConnection>,
+  ): Promise<PeerConnection> {
     if (this.#state !== "running") {
       return Promise.reject(new NodeClosedError("Cannot connect: the node is not running"));
     }
@@ -216,14 +224,39 @@ export class ConnectionManager {
     if (!options.ephemeral && stats.outbound + stats.dialing >= maxOutbound) {
       return Promise.reject(overLimit());
     }
-    const dial = this.#dial(peer, options.signal).then((connection) => {
-      if (options.ephemeral && connection.channel.initiator) this.#markEphemeral(peer.address);
-      return connection;
-    }).finally(() => this.#dials.delete(peer.address));
+    const dial = (open ?? ((signal) => this.#dial(peer, signal)))(options.signal).then(
+      (connection) => {
+        if (options.ephemeral && connection.channel.initiator) this.#markEphemeral(peer.address);
+        return connection;
+      },
+    ).finally(() => this.#dials.delete(peer.address));
     this.#dials.set(peer.address, dial);
     // A persistent peer that cannot be reached now is retried with backoff.
-    this.#track(dial.catch(() => this.#redial.schedule(peer.address)));
+    if (open === undefined) this.#track(dial.catch(() => this.#redial.schedule(peer.address)));
     return dial;
+  }
+
+  /**
+   * Connects to `peer` over a stream that `open` makes (a relayed circuit):
+   * the handshake expects `peer`'s identity; the same rules as
+   * {@linkcode ConnectionManager.connect} for an existing connection, a dial
+   * in flight and ℓ. Never redialed.
+   */
+  connectThrough(
+    peer: Pick<PeerAddress, "identityKey" | "address">,
+    open: (signal: AbortSignal) => Promise<ByteStream>,
+    options: Omit<ConnectOptions, "persistent"> = {},
+  ): Promise<PeerConnection> {
+    const signalOf = (signal?: AbortSignal) =>
+      signal ? AbortSignal.any([this.#abort.signal, signal]) : this.#abort.signal;
+    return this.#connect(
+      { ...peer, transportAddress: "" },
+      options,
+      async (signal) => {
+        const s = signalOf(signal);
+        return await this.#secure(await open(s), peer.identityKey, s);
+      },
+    );
   }
 
   #markEphemeral(address: string): void {
@@ -352,24 +385,25 @@ export class ConnectionManager {
     this.#o.onRejected?.(reason, stream.remoteAddress);
   }
 
-  async #handshakeInbound(stream: ByteStream): Promise<void> {
+  async #handshakeInbound(stream: ByteStream, admitted = true): Promise<void> {
     this.#streams.add(stream);
     const admission = this.#admission;
     let channel: SecureChannel;
     try {
       channel = await secureInbound(stream, {
         ...this.#channelOptions(),
-        onHandshakeMessage: () => admission.progressed(stream),
+        onHandshakeMessage: admitted ? () => admission.progressed(stream) : undefined,
       });
     } catch (err) {
       // An evicted handshake was reported when it was evicted.
-      if (admission.isPending(stream)) {
+      if (!admitted || admission.isPending(stream)) {
         this.#rejected++;
         this.#o.onRejected?.(err as Error, stream.remoteAddress);
       }
+      stream.close();
       return;
     } finally {
-      admission.done(stream);
+      if (admitted) admission.done(stream);
       this.#streams.delete(stream);
     }
     if (this.#state !== "running") {
@@ -380,6 +414,12 @@ export class ConnectionManager {
       // A dial-back probe: proof that this address reaches us, never a peer.
       channel.close();
       this.#o.onDialBack?.(channel.remote.dialBackNonce, channel.remote.address);
+      return;
+    }
+    if (channel.remote.relayCircuit) {
+      // A circuit connection to this node as a relay: the relay service's.
+      if (admitted && this.#o.onCircuit) this.#o.onCircuit(channel);
+      else channel.close();
       return;
     }
     if (
@@ -423,14 +463,30 @@ export class ConnectionManager {
     } finally {
       this.#clock.clearTimeout(handle);
     }
+    return await this.#secure(
+      stream,
+      peer.identityKey,
+      signal ? AbortSignal.any([this.#abort.signal, signal]) : this.#abort.signal,
+    );
+  }
+
+  /** Runs the outbound handshake over `stream`, expecting `identityKey`, and registers it. */
+  async #secure(
+    stream: ByteStream,
+    identityKey: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<PeerConnection> {
     this.#streams.add(stream);
     let channel: SecureChannel;
     try {
       channel = await secureOutbound(stream, {
         ...this.#channelOptions(),
-        expectedRemote: peer.identityKey,
-        signal: signal ? AbortSignal.any([this.#abort.signal, signal]) : this.#abort.signal,
+        expectedRemote: identityKey,
+        signal,
       });
+    } catch (err) {
+      stream.close();
+      throw err;
     } finally {
       this.#streams.delete(stream);
     }
@@ -439,6 +495,52 @@ export class ConnectionManager {
       throw new NodeClosedError("The node closed during the dial");
     }
     return this.#register(channel);
+  }
+
+  /**
+   * Accepts a relayed circuit's stream (see `relay.proto`) as an inbound
+   * connection: the responder's handshake, then the inbound limit, as for a
+   * listener's stream (the relay applies the per-host shares).
+   */
+  acceptThrough(stream: ByteStream): Promise<void> {
+    if (this.#state !== "running") {
+      stream.close();
+      return Promise.reject(new NodeClosedError("Cannot accept: the node is not running"));
+    }
+    const task = this.#handshakeInbound(stream, false);
+    this.#track(task);
+    return task;
+  }
+
+  /**
+   * Dials `relay` for a circuit connection (`relay_circuit` in the
+   * handshake): a secure channel that is not a peer connection; the caller
+   * owns and closes it.
+   *
+   * @throws {DialError}, {@linkcode HandshakeError}, {@linkcode IdentityMismatchError},
+   * {@linkcode TimeoutError} as the dial or handshake fails.
+   */
+  async dialCircuit(relay: PeerAddress, signal?: AbortSignal): Promise<SecureChannel> {
+    if (this.#state !== "running") {
+      throw new NodeClosedError("Cannot open a circuit: the node is not running");
+    }
+    const s = signal ? AbortSignal.any([this.#abort.signal, signal]) : this.#abort.signal;
+    const stream = await this.#transport.dial(relay.transportAddress, { signal: s });
+    this.#streams.add(stream);
+    try {
+      const channel = await secureOutbound(stream, {
+        ...this.#channelOptions(),
+        expectedRemote: relay.identityKey,
+        relayCircuit: true,
+        signal: s,
+      });
+      return channel;
+    } catch (err) {
+      stream.close();
+      throw err;
+    } finally {
+      this.#streams.delete(stream);
+    }
   }
 
   /**
@@ -482,6 +584,8 @@ export class ConnectionManager {
       noiseStaticKeyPair: this.#staticKey,
       acceptsInbound: this.#addresses.acceptsInbound,
       listenAddrs: this.#addresses.listenAddrs,
+      relays: this.#addresses.relays,
+      servesRelay: this.#o.servesRelay ?? false,
       compressions: this.#o.compressions,
       preferredCompression: this.#o.preferredCompression,
       maxFrameSize: this.#o.maxFrameSize,

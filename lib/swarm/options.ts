@@ -4,6 +4,7 @@
  * @module
  */
 import type { AddressBook } from "./addresses.ts";
+import type { SecureChannel } from "../secure/channel.ts";
 import type { Clock } from "../clock.ts";
 import type { Identity } from "../identity/keys.ts";
 import type { CloseInfo, PeerConnection, PeerConnectionOptions } from "../peer/connection.ts";
@@ -100,6 +101,14 @@ export interface ConnectionManagerOptions {
    * was closed after its handshake (see {@linkcode ConnectionManager.probe}).
    */
   onDialBack?: (nonce: Uint8Array, address: string) => void;
+  /**
+   * A circuit connection arrived (`relay_circuit` in its handshake; see
+   * `relay.proto`): the callee owns `channel`. Without it, such a
+   * connection is closed after its handshake.
+   */
+  onCircuit?: (channel: SecureChannel) => void;
+  /** Announced in handshakes: this node relays for others. @default {false} */
+  servesRelay?: boolean;
   /** An inbound connection was refused or its handshake failed. */
   onRejected?: (reason: Error, remoteAddress: string) => void;
   /**

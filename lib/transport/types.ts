@@ -72,6 +72,11 @@ export interface ByteStream {
   readonly localAddress: string;
   /** The other end's address, in the same form as {@linkcode ByteStream.localAddress}. */
   readonly remoteAddress: string;
+  /**
+   * For a relayed circuit (see `relay.proto`): the relay's address (base58).
+   * Undefined for a transport's own streams.
+   */
+  readonly relay?: string;
 }
 
 /**

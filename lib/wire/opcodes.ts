@@ -63,7 +63,7 @@ export const OPCODE_MAX = 0xffff_ffff;
  * import { PROTOCOL_OPCODES } from "@carrier/p2p/protocol";
  * const oneWay: OpcodeSpec[] = PROTOCOL_OPCODES.filter((spec) => spec.oneWay);
  * const names = oneWay.map((spec) => spec.name);
- * assert.deepEqual(names, ["ACK", "NACK", "SPEAK", "DISCONNECT", "IDENTIFY"]);
+ * assert.deepEqual(names, ["ACK", "NACK", "SPEAK", "DISCONNECT", "IDENTIFY", "RELAY_DATA"]);
  * ```
  */
 export interface OpcodeSpec<

@@ -225,10 +225,10 @@ export function appPayload(value: string): Uint8Array {
 /**
  * The two nodes and the clients connected to them.
  *
- * - `main`: serves metrics, has application handlers, small per-peer DHT
+ * - `main`: serves metrics and relays, has application handlers, small per-peer DHT
  *   quotas, holds at most {@linkcode MAIN_MAX_HELD} frames of a locked peer,
  *   accepts 2 MiB frames.
- * - `quiet`: the defaults (no metrics, no handlers) but no dial-backs and a manual clock, so
+ * - `quiet`: the defaults (no metrics, no handlers, no relaying) but no dial-backs and a manual clock, so
  *   that a second never passes (the SHOUT rate window) and nothing times
  *   out, and a store of {@linkcode QUIET_MAX_RECORDS} records. It has no
  *   peers but the test's clients (a relay with no next hop).
@@ -280,6 +280,7 @@ export class Env {
       listen: ["127.0.0.1:0"],
       puzzleDifficulty: 0,
       serveMetrics: true,
+      relay: { serve: true },
       maxHeldMessages: MAIN_MAX_HELD,
       maxFrameSize: MAIN_MAX_FRAME,
       dht: { ...MAIN_QUOTAS },

@@ -9,13 +9,15 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { RelayInfo } from "./relay_pb.ts";
+import { file_carrier_v1_relay } from "./relay_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file carrier/v1/addresses.proto.
  */
 export const file_carrier_v1_addresses: GenFile = /*@__PURE__*/
-  fileDesc("ChpjYXJyaWVyL3YxL2FkZHJlc3Nlcy5wcm90bxIKY2Fycmllci52MSJQCghJZGVudGlmeRIUCgxsaXN0ZW5fYWRkcnMYASADKAkSFwoPYWNjZXB0c19pbmJvdW5kGAIgASgIEhUKDW9ic2VydmVkX2FkZHIYAyABKAkiLwoPRGlhbEJhY2tSZXF1ZXN0Eg0KBWFkZHJzGAEgAygJEg0KBW5vbmNlGAIgASgMIjwKDURpYWxCYWNrUmVwbHkSKwoHcmVzdWx0cxgBIAMoCzIaLmNhcnJpZXIudjEuRGlhbEJhY2tSZXN1bHQiWwoORGlhbEJhY2tSZXN1bHQSDAoEYWRkchgBIAEoCRIqCgZzdGF0dXMYAiABKA4yGi5jYXJyaWVyLnYxLkRpYWxCYWNrU3RhdHVzEg8KB21lc3NhZ2UYAyABKAkqiwEKDkRpYWxCYWNrU3RhdHVzEiAKHERJQUxfQkFDS19TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNESUFMX0JBQ0tfU1RBVFVTX09LEAESIAocRElBTF9CQUNLX1NUQVRVU19ESUFMX0ZBSUxFRBACEhwKGERJQUxfQkFDS19TVEFUVVNfUkVGVVNFRBADYgZwcm90bzM");
+  fileDesc("ChpjYXJyaWVyL3YxL2FkZHJlc3Nlcy5wcm90bxIKY2Fycmllci52MSJ3CghJZGVudGlmeRIUCgxsaXN0ZW5fYWRkcnMYASADKAkSFwoPYWNjZXB0c19pbmJvdW5kGAIgASgIEhUKDW9ic2VydmVkX2FkZHIYAyABKAkSJQoGcmVsYXlzGAQgAygLMhUuY2Fycmllci52MS5SZWxheUluZm8iLwoPRGlhbEJhY2tSZXF1ZXN0Eg0KBWFkZHJzGAEgAygJEg0KBW5vbmNlGAIgASgMIjwKDURpYWxCYWNrUmVwbHkSKwoHcmVzdWx0cxgBIAMoCzIaLmNhcnJpZXIudjEuRGlhbEJhY2tSZXN1bHQiWwoORGlhbEJhY2tSZXN1bHQSDAoEYWRkchgBIAEoCRIqCgZzdGF0dXMYAiABKA4yGi5jYXJyaWVyLnYxLkRpYWxCYWNrU3RhdHVzEg8KB21lc3NhZ2UYAyABKAkqiwEKDkRpYWxCYWNrU3RhdHVzEiAKHERJQUxfQkFDS19TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNESUFMX0JBQ0tfU1RBVFVTX09LEAESIAocRElBTF9CQUNLX1NUQVRVU19ESUFMX0ZBSUxFRBACEhwKGERJQUxfQkFDS19TVEFUVVNfUkVGVVNFRBADYgZwcm90bzM", [file_carrier_v1_relay]);
 
 /**
  * Payload of IDENTIFY (one-way, no reply; a frame with any id is not
@@ -50,6 +52,14 @@ export type Identify = Message<"carrier.v1.Identify"> & {
    * @generated from field: string observed_addr = 3;
    */
   observedAddr: string;
+
+  /**
+   * The relays the sender holds reservations at now (HandshakePayload
+   * field 12), replacing what the handshake said.
+   *
+   * @generated from field: repeated carrier.v1.RelayInfo relays = 4;
+   */
+  relays: RelayInfo[];
 };
 
 /**

@@ -8,13 +8,15 @@ import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Compression } from "./options_pb.ts";
 import { file_carrier_v1_options } from "./options_pb.ts";
+import type { RelayInfo } from "./relay_pb.ts";
+import { file_carrier_v1_relay } from "./relay_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file carrier/v1/handshake.proto.
  */
 export const file_carrier_v1_handshake: GenFile = /*@__PURE__*/
-  fileDesc("ChpjYXJyaWVyL3YxL2hhbmRzaGFrZS5wcm90bxIKY2Fycmllci52MSLQAgoQSGFuZHNoYWtlUGF5bG9hZBIUCgxpZGVudGl0eV9rZXkYASABKAwSGgoSaWRlbnRpdHlfc2lnbmF0dXJlGAIgASgMEhcKD2FjY2VwdHNfaW5ib3VuZBgDIAEoCBItCgxjb21wcmVzc2lvbnMYBCADKA4yFy5jYXJyaWVyLnYxLkNvbXByZXNzaW9uEhYKDm1heF9mcmFtZV9zaXplGAUgASgNEhQKDGxpc3Rlbl9hZGRycxgGIAMoCRIVCg1vYnNlcnZlZF9hZGRyGAcgASgJEg0KBWFnZW50GAggASgJEjsKFXByZWZlcnJlZF9jb21wcmVzc2lvbhgJIAEoDjIXLmNhcnJpZXIudjEuQ29tcHJlc3Npb25IAIgBARIXCg9kaWFsX2JhY2tfbm9uY2UYCiABKAxCGAoWX3ByZWZlcnJlZF9jb21wcmVzc2lvbmIGcHJvdG8z", [file_carrier_v1_options]);
+  fileDesc("ChpjYXJyaWVyL3YxL2hhbmRzaGFrZS5wcm90bxIKY2Fycmllci52MSKkAwoQSGFuZHNoYWtlUGF5bG9hZBIUCgxpZGVudGl0eV9rZXkYASABKAwSGgoSaWRlbnRpdHlfc2lnbmF0dXJlGAIgASgMEhcKD2FjY2VwdHNfaW5ib3VuZBgDIAEoCBItCgxjb21wcmVzc2lvbnMYBCADKA4yFy5jYXJyaWVyLnYxLkNvbXByZXNzaW9uEhYKDm1heF9mcmFtZV9zaXplGAUgASgNEhQKDGxpc3Rlbl9hZGRycxgGIAMoCRIVCg1vYnNlcnZlZF9hZGRyGAcgASgJEg0KBWFnZW50GAggASgJEjsKFXByZWZlcnJlZF9jb21wcmVzc2lvbhgJIAEoDjIXLmNhcnJpZXIudjEuQ29tcHJlc3Npb25IAIgBARIXCg9kaWFsX2JhY2tfbm9uY2UYCiABKAwSFQoNcmVsYXlfY2lyY3VpdBgLIAEoCBIlCgZyZWxheXMYDCADKAsyFS5jYXJyaWVyLnYxLlJlbGF5SW5mbxIUCgxzZXJ2ZXNfcmVsYXkYDSABKAhCGAoWX3ByZWZlcnJlZF9jb21wcmVzc2lvbmIGcHJvdG8z", [file_carrier_v1_options, file_carrier_v1_relay]);
 
 /**
  * Sent encrypted in the second (responder) and third (initiator) XX messages.
@@ -105,6 +107,30 @@ export type HandshakePayload = Message<"carrier.v1.HandshakePayload"> & {
    * @generated from field: bytes dial_back_nonce = 10;
    */
   dialBackNonce: Uint8Array;
+
+  /**
+   * Set only by a node opening a circuit connection to a relay (see
+   * relay.proto): the responder does not make the connection a peer
+   * connection but waits for one RELAY connect or accept on it.
+   *
+   * @generated from field: bool relay_circuit = 11;
+   */
+  relayCircuit: boolean;
+
+  /**
+   * The relays the node holds reservations at, for a node that does not
+   * accept connections (at most 4 are kept by a receiver).
+   *
+   * @generated from field: repeated carrier.v1.RelayInfo relays = 12;
+   */
+  relays: RelayInfo[];
+
+  /**
+   * Whether the node relays for others (takes RELAY reserve requests).
+   *
+   * @generated from field: bool serves_relay = 13;
+   */
+  servesRelay: boolean;
 };
 
 /**

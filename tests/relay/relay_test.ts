@@ -1,0 +1,157 @@
+// Relayed connections over real TCP on loopback: a node that does not listen
+// holds a reservation at a relay, and another node reaches it by its key
+// alone, Noise XX end to end inside the circuit. Across NAT routers: the
+// network lab (tests/lab/relay_test.ts).
+import assert from "node:assert/strict";
+import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  createNode,
+  defineOpcode,
+  DisconnectReason,
+  NackError,
+  NackReason,
+  type Node,
+  type NodeOptions,
+  Opcode,
+} from "../../mod.ts";
+import { RelayRequestSchema } from "../../lib/protocol.ts";
+
+const ECHO = defineOpcode(1000, {
+  name: "ECHO",
+  request: StringValueSchema,
+  reply: StringValueSchema,
+});
+
+const str = (value: string) => create(StringValueSchema, { value });
+
+async function withNodes(
+  fn: (make: (o?: NodeOptions) => Promise<Node>) => Promise<void>,
+): Promise<void> {
+  const nodes: Node[] = [];
+  try {
+    await fn(async (o = {}) => {
+      const n = await createNode({ puzzleDifficulty: 0, nat: false, ...o });
+      nodes.push(n);
+      return n;
+    });
+  } finally {
+    await Promise.all(nodes.map((n) => n.close()));
+  }
+}
+
+async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A relay, a hidden node (no listener) reserved at it, and a dialler. */
+async function topology(
+  make: (o?: NodeOptions) => Promise<Node>,
+  relayOptions: NodeOptions["relay"] = { serve: true },
+) {
+  const relay = await make({ listen: ["127.0.0.1:0"], relay: relayOptions });
+  const hidden = await make({ bootstrap: [relay.peerAddresses[0]] });
+  // Neither listens: they can only meet through the relay (as behind two NATs).
+  const dialler = await make({ bootstrap: [relay.peerAddresses[0]] });
+  for (const n of [relay, hidden, dialler]) {
+    n.addEventListener(
+      "error",
+      (e) => console.error("error event", e.detail.source, e.detail.error),
+    );
+  }
+  await until(() => hidden.addresses.relays.length === 1, "the hidden node's reservation");
+  // The relay's routing table learns the hidden node's relays (IDENTIFY).
+  await until(
+    () => relay.routingTable.get(hidden.address)?.relays?.length === 1,
+    "the relay's contact for the hidden node names its relay",
+  );
+  return { relay, hidden, dialler };
+}
+
+Deno.test("a node that does not listen is reached by its key through a relay: ping, request, WHISPER, DHT", async () => {
+  await withNodes(async (make) => {
+    const { relay, hidden, dialler } = await topology(make);
+    hidden.handle(ECHO, (m) => str(`echo ${m.value}`));
+    assert.equal(hidden.addresses.acceptsInbound, false);
+    assert.deepEqual(
+      hidden.addresses.relays.map((r) => r.listenAddrs[0]),
+      [relay.listenAddrs[0]],
+    );
+
+    const peer = await dialler.connect(hidden.address);
+    assert.equal(peer.address, hidden.address);
+    assert.equal(peer.channel.stream.relay, relay.address, "the connection is relayed");
+    await until(
+      () => hidden.peer(dialler.address) !== undefined,
+      "the hidden node sees the dialler",
+    );
+    assert.equal(hidden.peer(dialler.address)!.channel.initiator, false);
+    assert.equal(hidden.peer(dialler.address)!.channel.stream.relay, relay.address);
+
+    assert.ok(await dialler.ping(hidden.address) >= 0);
+    assert.equal((await dialler.request(hidden.address, ECHO, str("hi")))?.value, "echo hi");
+    // The hidden node reaches back over the same connection.
+    assert.ok(await hidden.ping(dialler.address) >= 0);
+
+    const got = new Promise<string>((resolve) =>
+      hidden.addEventListener("message", (e) => resolve(new TextDecoder().decode(e.detail.body)))
+    );
+    const sent = await dialler.whisper(hidden.address, "psst", { encrypted: true });
+    assert.equal(sent.hops, 1, "delivered over the direct (relayed) connection");
+    assert.equal(await got, "psst");
+
+    await hidden.dht.put("relayed-key", "from behind the relay");
+    assert.equal(
+      new TextDecoder().decode((await dialler.dht.get("relayed-key"))!.value),
+      "from behind the relay",
+    );
+  });
+});
+
+Deno.test("a relayed connection is closed with DISCONNECT LIMIT_REACHED over the relay's byte budget", async () => {
+  await withNodes(async (make) => {
+    const { hidden, dialler } = await topology(make, { serve: { maxCircuitBytes: 64 * 1024 } });
+    hidden.handle(ECHO, (m) => str(m.value));
+    const peer = await dialler.connect(hidden.address);
+    await dialler.request(hidden.address, ECHO, str("small"));
+    const closed = peer.closed;
+    await dialler.request(hidden.address, ECHO, str("x".repeat(100_000))).catch(() => {});
+    const info = await closed;
+    assert.equal(info.reason, DisconnectReason.LIMIT_REACHED, info.error?.message);
+    assert.equal(info.remote, true);
+    // Both nodes keep serving: the dialler can open a new circuit.
+    const again = await dialler.connect(hidden.address);
+    assert.notEqual(again, peer);
+    assert.ok(await dialler.ping(hidden.address) >= 0);
+  });
+});
+
+Deno.test("relay refusals are typed NACKs: FORBIDDEN when not relaying, NOT_FOUND without a reservation", async () => {
+  await withNodes(async (make) => {
+    const plain = await make({ listen: ["127.0.0.1:0"] });
+    const asker = await make({ listen: ["127.0.0.1:0"] });
+    await asker.connect(plain.peerAddresses[0]);
+    const reserve = toBinary(
+      RelayRequestSchema,
+      create(RelayRequestSchema, { kind: { case: "reserve", value: {} } }),
+    );
+    const forbidden = await asker.peer(plain.address)!.request(Opcode.RELAY, reserve).catch((e) =>
+      e
+    );
+    assert.ok(forbidden instanceof NackError, String(forbidden));
+    assert.equal(forbidden.reason, NackReason.FORBIDDEN);
+
+    // A node that does not listen and holds no reservation cannot be reached by key.
+    const relay = await make({ listen: ["127.0.0.1:0"], relay: { serve: true } });
+    const hidden = await make({ bootstrap: [relay.peerAddresses[0]], relay: { maxRelays: 0 } });
+    await until(() => relay.peer(hidden.address) !== undefined, "hidden connected to the relay");
+    const dialler = await make({ listen: ["127.0.0.1:0"], bootstrap: [relay.peerAddresses[0]] });
+    await until(() => dialler.peer(relay.address) !== undefined, "dialler connected");
+    await assert.rejects(dialler.connect(hidden.address), /accepts no connections|not found/);
+    assert.equal(hidden.addresses.relays.length, 0);
+  });
+});
