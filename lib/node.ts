@@ -195,6 +195,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
           connections: manager.stats,
           shouts: this.#shout.counters(),
           whispers: this.#whisper.counters(),
+          relay: this.#relay.counters(),
         }),
       })(host),
     );

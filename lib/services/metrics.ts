@@ -21,6 +21,7 @@ import { refuse } from "./refuse.ts";
 import type { ReceiveContext, Service, ServiceFactory, ServiceHost } from "../service.ts";
 import { noShouts, type ShoutCounters } from "./shout.ts";
 import type { WhisperCounters } from "./whisper.ts";
+import type { RelayCounters } from "./relay.ts";
 
 /** METRICS's opcode: a request, ACKed with the node's `Metrics`. */
 export const METRICS_OPCODE = protocolOpcode(Opcode.METRICS, MetricsRequestSchema, {
@@ -57,6 +58,8 @@ export interface NodeMetrics {
   shouts: ShoutCounters;
   /** WHISPERs delivered here, relayed for others, refused (zero in metrics read from a peer). */
   whispers: WhisperCounters;
+  /** Reservations and circuits, as a relay and as a client (zero in metrics read from a peer). */
+  relay: RelayCounters;
 }
 
 /**
@@ -67,7 +70,7 @@ export interface NodeMetrics {
  * ```ts
  * import type { MetricsInit } from "./metrics.ts";
  * import type { NodeMetrics } from "@carrier/p2p";
- * const counters = (): Pick<NodeMetrics, "connections" | "shouts" | "whispers"> => {
+ * const counters = (): Pick<NodeMetrics, "connections" | "shouts" | "whispers" | "relay"> => {
  *   throw new Error("the node's");
  * };
  * const init: MetricsInit = { serve: true, counters };
@@ -78,7 +81,7 @@ export interface MetricsInit {
   /** Answer peers' METRICS requests (otherwise NACK `FORBIDDEN`). @default {false} */
   serve?: boolean;
   /** The counters other parts of the node keep: connections, SHOUTs, WHISPERs. */
-  counters(): Pick<NodeMetrics, "connections" | "shouts" | "whispers">;
+  counters(): Pick<NodeMetrics, "connections" | "shouts" | "whispers" | "relay">;
 }
 
 /** The METRICS service (see the module documentation). */
@@ -168,6 +171,15 @@ class Metrics implements MetricsService {
       })),
       whispers: { delivered: 0, relayed: 0, rejected: 0 },
       shouts: noShouts(), // a peer's metrics do not carry them
+      relay: {
+        reservations: 0,
+        circuits: 0,
+        circuitsTotal: 0,
+        bytesRelayed: 0,
+        refused: 0,
+        relays: 0,
+        relayedConnections: 0,
+      },
     };
   }
 

@@ -118,8 +118,45 @@ const RESERVE_RETRY = 5_000;
 /** Peers that refused a reservation, remembered (bounded) so as not to ask again soon. */
 const MAX_REFUSED = 256;
 
+/**
+ * The relay service's counters (`node.metrics().relay`).
+ *
+ * @example
+ * ```ts
+ * import type { RelayCounters } from "@carrier/p2p";
+ * const none: RelayCounters = {
+ *   reservations: 0,
+ *   circuits: 0,
+ *   circuitsTotal: 0,
+ *   bytesRelayed: 0,
+ *   refused: 0,
+ *   relays: 0,
+ *   relayedConnections: 0,
+ * };
+ * void none;
+ * ```
+ */
+export interface RelayCounters {
+  /** As a relay: reservations held for others now. */
+  reservations: number;
+  /** As a relay: circuits open now. */
+  circuits: number;
+  /** As a relay: circuits bridged since start. */
+  circuitsTotal: number;
+  /** As a relay: RELAY_DATA bytes forwarded (both directions), since start. */
+  bytesRelayed: number;
+  /** As a relay: reservation and circuit requests refused, since start. */
+  refused: number;
+  /** As a client: relays this node holds reservations at now. */
+  relays: number;
+  /** As a client: relayed connections open now. */
+  relayedConnections: number;
+}
+
 /** What the node's relay service offers the node. */
 export interface RelayService extends Service {
+  /** Its counters. */
+  counters(): RelayCounters;
   /** The relays this node holds reservations at. */
   readonly relays: RelayHint[];
   /**
@@ -201,6 +238,10 @@ class Relay implements RelayService {
   readonly #refused = new Set<string>();
   #relayedInbound = 0;
   #retry: TimerHandle | undefined;
+  #circuitsTotal = 0;
+  #bridged = 0;
+  #bytesRelayed = 0;
+  #refusedCount = 0;
 
   constructor(host: ServiceHost, init: RelayInit, lend: RelayHost) {
     this.#host = host;
@@ -211,6 +252,19 @@ class Relay implements RelayService {
       : { ...DEFAULT_RELAY_LIMITS, ...(serve === true ? {} : serve) };
     this.#maxRelays = init.maxRelays ?? 2;
     this.#maxInbound = init.maxRelayedInbound ?? 16;
+  }
+
+  counters(): RelayCounters {
+    return {
+      reservations: this.#reservations.size,
+      circuits: this.#bridged,
+      circuitsTotal: this.#circuitsTotal,
+      bytesRelayed: this.#bytesRelayed,
+      refused: this.#refusedCount,
+      relays: this.#mine.size,
+      relayedConnections: this.#host.connections.all().filter((p) => p.channel.stream.relay)
+        .length,
+    };
   }
 
   get relays(): RelayHint[] {
@@ -481,9 +535,11 @@ class Relay implements RelayService {
   #grant(frame: Frame, peer: PeerConnection): void {
     const limits = this.#limits;
     if (limits === undefined) {
+      this.#refusedCount++;
       return refuse(frame, peer, NackReason.FORBIDDEN, "this node does not relay");
     }
     if (peer.channel.stream.relay !== undefined) {
+      this.#refusedCount++;
       return refuse(frame, peer, NackReason.FORBIDDEN, "no reservation over a relayed connection");
     }
     const now = this.#host.clock.now();
@@ -494,6 +550,7 @@ class Relay implements RelayService {
       !this.#reservations.has(peer.address) &&
       this.#reservations.size >= limits.maxReservations
     ) {
+      this.#refusedCount++;
       return refuse(frame, peer, NackReason.RATE_LIMITED, "reservations at limit");
     }
     this.#reservations.set(peer.address, { peer, expires: now + limits.reservationTtl * 1000 });
@@ -532,8 +589,10 @@ class Relay implements RelayService {
       () => new TimeoutError(`${from} sent no RELAY request on its circuit connection`),
     );
     if (first === null) throw new NackError(`${from} closed its circuit connection`, nackInit());
-    const answer = (reason: NackReason, message: string) =>
-      frames.write(nackFrame(first, reason, message)).finally(() => frames.close());
+    const answer = (reason: NackReason, message: string) => {
+      this.#refusedCount++;
+      return frames.write(nackFrame(first, reason, message)).finally(() => frames.close());
+    };
     if (first.opcode !== Opcode.RELAY || first.id === 0) {
       return await frames.disconnect(
         DisconnectReason.PROTOCOL_ERROR,
@@ -627,7 +686,13 @@ class Relay implements RelayService {
         toBinary(CircuitInfoSchema, create(CircuitInfoSchema, { peer, limits: circuitLimits }));
       await other.write(ackFrame(got.frame, info(frames.channel.remote.identityKey)));
       await frames.write(ackFrame(first, info(held.peer.identityKey)));
-      await this.#bridge(frames, other, limits);
+      this.#circuitsTotal++;
+      this.#bridged++;
+      try {
+        await this.#bridge(frames, other, limits);
+      } finally {
+        this.#bridged--;
+      }
     } finally {
       this.#waiting.delete(key);
       add(from, -1);
@@ -670,6 +735,7 @@ class Relay implements RelayService {
             return await end(DisconnectReason.PROTOCOL_ERROR, "only RELAY_DATA on a circuit");
           }
           bytes += frame.payload.length;
+          this.#bytesRelayed += frame.payload.length;
           if (limits.maxCircuitBytes > 0 && bytes > limits.maxCircuitBytes) {
             return await end(DisconnectReason.LIMIT_REACHED, "the circuit's byte limit");
           }

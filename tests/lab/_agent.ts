@@ -14,7 +14,27 @@
 // A new command is one entry in COMMANDS (`close` alone is served apart: it
 // waits for the commands in flight, closes the node and ends the process).
 // Bytes travel as hex.
-import { createNode, DisconnectReason, type Node, type NodeOptions } from "../../mod.ts";
+import { create } from "@bufbuild/protobuf";
+import { StringValueSchema } from "@bufbuild/protobuf/wkt";
+import {
+  createNode,
+  defineOpcode,
+  DisconnectReason,
+  formatAddress,
+  type Node,
+  type NodeOptions,
+  type RelayHint,
+} from "../../mod.ts";
+
+/** An application opcode every agent answers: the request's text, prefixed with "echo ". */
+const ECHO = defineOpcode(1000, {
+  name: "ECHO",
+  request: StringValueSchema,
+  reply: StringValueSchema,
+});
+
+const relaysOf = (relays: readonly RelayHint[]) =>
+  relays.map((r) => ({ address: formatAddress(r.identityKey), listenAddrs: [...r.listenAddrs] }));
 import type { PeerConnection } from "../../mod.ts";
 
 /** What the agent reads from its first argument. */
@@ -66,6 +86,8 @@ function describePeer(peer: PeerConnection): Record<string, unknown> {
     acceptsInbound: remote.acceptsInbound,
     observedAddr: remote.observedAddr,
     agent: remote.agent,
+    relay: stream.relay,
+    relays: relaysOf(remote.relays),
   };
 }
 
@@ -111,10 +133,31 @@ export const COMMANDS: Record<string, Command> = {
   },
   addresses: (node) => ({
     ...node.addresses.snapshot(),
+    relays: relaysOf(node.addresses.relays),
     bound: node.addresses.bound,
     observedHosts: node.addresses.observedHosts(),
     mappings: node.portMappings,
   }),
+  async echo(node, params) {
+    const reply = await node.request(
+      required(params, "address"),
+      ECHO,
+      create(StringValueSchema, { value: String(params.text ?? "") }),
+    );
+    return { text: reply?.value };
+  },
+  async dhtPut(node, params) {
+    const result = await node.dht.put(required(params, "key"), String(params.value ?? ""));
+    return { version: result.version, replicas: result.replicas };
+  },
+  async dhtGet(node, params) {
+    const found = await node.dht.get(required(params, "key"));
+    return { value: found === undefined ? null : text.decode(found.value) };
+  },
+  metrics: (node) => {
+    const { relay, connections } = node.metrics();
+    return { relay, connections };
+  },
   async whisper(node, params) {
     const options = typeof params.encrypted === "boolean" ? { encrypted: params.encrypted } : {};
     const result = await node.whisper(required(params, "to"), String(params.text ?? ""), options);
@@ -156,7 +199,10 @@ function forwardEvents(node: Node): void {
     print({ event: "message", from, opcode, topic, text: text.decode(body), hops, encrypted });
   });
   node.addEventListener("addresses", (e) => {
-    print({ event: "addresses", ...e.detail });
+    print({ event: "addresses", ...e.detail, relays: relaysOf(e.detail.relays) });
+  });
+  node.addEventListener("relays", (e) => {
+    print({ event: "relays", relays: e.detail.relays });
   });
   for (const type of ["nat:mapped", "nat:lost", "nat:failed"] as const) {
     node.addEventListener(type, (e) => {
@@ -226,6 +272,7 @@ async function main(): Promise<void> {
     bootstrap: agent.bootstrap ?? [],
   } as NodeOptions;
   const node = await createNode(options);
+  node.handle(ECHO, (m) => create(StringValueSchema, { value: `echo ${m.value}` }));
   forwardEvents(node);
   const stop = () => node.close().finally(() => Deno.exit(0));
   Deno.addSignalListener("SIGTERM", stop);

@@ -15,7 +15,47 @@ import {
   type NodeOptions,
   Opcode,
 } from "../../mod.ts";
-import { RelayRequestSchema } from "../../lib/protocol.ts";
+import { RelayDataSchema, RelayRequestSchema } from "../../lib/protocol.ts";
+import { FrameChannel } from "../../lib/swarm/circuit.ts";
+import { FrameDecoder } from "../../lib/wire/frame.ts";
+import { decodePayload } from "../../lib/wire/opcodes.ts";
+
+/**
+ * Every RELAY_DATA payload written on any circuit connection in this
+ * process (the ends' and the relay's forwarding), while `fn` runs.
+ */
+async function tapCircuits(fn: () => Promise<void>): Promise<Uint8Array> {
+  const seen: Uint8Array[] = [];
+  const write = FrameChannel.prototype.write;
+  const decoders = new WeakMap<FrameChannel, FrameDecoder>();
+  FrameChannel.prototype.write = function (bytes: Uint8Array) {
+    let decoder = decoders.get(this);
+    if (!decoder) decoders.set(this, decoder = new FrameDecoder({ maxFrameSize: 1 << 20 }));
+    for (const frame of decoder.push(bytes.slice())) {
+      if (frame.opcode === Opcode.RELAY_DATA) {
+        seen.push(decodePayload(RelayDataSchema, frame.payload).data);
+      }
+    }
+    return write.call(this, bytes);
+  };
+  try {
+    await fn();
+  } finally {
+    FrameChannel.prototype.write = write;
+  }
+  const all = new Uint8Array(seen.reduce((n, b) => n + b.length, 0));
+  let at = 0;
+  for (const b of seen) all.set(b, (at += b.length) - b.length);
+  return all;
+}
+
+function includes(haystack: Uint8Array, needle: Uint8Array): boolean {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return true;
+  }
+  return false;
+}
 
 const ECHO = defineOpcode(1000, {
   name: "ECHO",
@@ -93,7 +133,19 @@ Deno.test("a node that does not listen is reached by its key through a relay: pi
     assert.equal(hidden.peer(dialler.address)!.channel.stream.relay, relay.address);
 
     assert.ok(await dialler.ping(hidden.address) >= 0);
-    assert.equal((await dialler.request(hidden.address, ECHO, str("hi")))?.value, "echo hi");
+    // What crosses the relay is Noise ciphertext: a marker sent in a request
+    // arrives, but never appears in the bytes the circuit carried.
+    const marker = crypto.randomUUID();
+    let reply: string | undefined;
+    const carried = await tapCircuits(async () => {
+      reply = (await dialler.request(hidden.address, ECHO, str(marker)))?.value;
+    });
+    assert.equal(reply, `echo ${marker}`);
+    assert.ok(carried.length > marker.length, `the circuit carried ${carried.length} bytes`);
+    assert.ok(!includes(carried, new TextEncoder().encode(marker)), "plaintext crossed the relay");
+    assert.ok(relay.metrics().relay.bytesRelayed > 0);
+    assert.equal(relay.metrics().relay.circuits, 1);
+    assert.equal(dialler.metrics().relay.relayedConnections, 1);
     // The hidden node reaches back over the same connection.
     assert.ok(await hidden.ping(dialler.address) >= 0);
 
