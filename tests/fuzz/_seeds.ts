@@ -16,6 +16,8 @@ import {
   KeepaliveSchema,
   MetricsRequestSchema,
   PingSchema,
+  RelayDataSchema,
+  RelayRequestSchema,
 } from "../../lib/protocol.ts";
 import {
   CasRequestSchema,
@@ -573,6 +575,34 @@ export async function opcodeSeed(
         acceptsInbound: rng.chance(0.5),
         observedAddr: rng.chance(0.7) ? addressSeed(rng) : "",
       });
+    case 18:
+      return seed(
+        RelayRequestSchema,
+        rng.weighted<() => Record<string, unknown>>([
+          [4, () => ({ kind: { case: "reserve", value: {} } })],
+          [
+            2,
+            () => ({
+              kind: { case: "connect", value: { target: rng.bytes(rng.pick([32, 31, 0])) } },
+            }),
+          ],
+          [2, () => ({
+            kind: {
+              case: "incoming",
+              value: { circuitId: rng.bytes(16), from: rng.bytes(32) },
+            },
+          })],
+          [
+            1,
+            () => ({
+              kind: { case: "accept", value: { circuitId: rng.bytes(rng.pick([16, 0])) } },
+            }),
+          ],
+          [1, () => ({})],
+        ])(),
+      );
+    case 22:
+      return seed(RelayDataSchema, { data: rng.bytes(rng.length(4096)) });
     case 21:
       return seed(DialBackRequestSchema, {
         addrs: Array.from({ length: rng.int(6) }, () => addressSeed(rng)),
