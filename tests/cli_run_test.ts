@@ -330,3 +330,36 @@ Deno.test("carrier run without --json prints text; errors go to standard error",
     await a.process[Symbol.asyncDispose]();
   }
 });
+
+Deno.test("carrier run --relay relays: two outbound-only nodes connect by key alone through it", async () => {
+  const relay = await startNode("--relay");
+  const hidden = await startNode("--no-listen", "--bootstrap", relay.peerAddress!);
+  const dialler = await startNode("--no-listen", "--bootstrap", relay.peerAddress!);
+  try {
+    const reserved = await hidden.process.event("relays");
+    assert.deepEqual(reserved.relays, [relay.address]);
+    await dialler.process.event("relays");
+    // The relay's table learns the hidden node's relay from its IDENTIFY.
+    for (let i = 0; i < 100; i++) {
+      const connected = await dialler.process.command(`connect ${hidden.address}`);
+      if (connected.ok) {
+        assert.deepEqual(connected, {
+          command: "connect",
+          ok: true,
+          address: hidden.address,
+          relay: relay.address,
+        });
+        break;
+      }
+      assert.match(connected.error.message, /not found|names no relay/, JSON.stringify(connected));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const pong = await dialler.process.command(`ping ${hidden.address}`);
+    assert.ok(pong.ok && pong.rtt_ms >= 0, JSON.stringify(pong));
+    const metrics = await relay.process.command("metrics");
+    assert.equal(metrics.metrics.relay.reservations, 2);
+    assert.equal(metrics.metrics.relay.circuits, 1);
+  } finally {
+    for (const n of [dialler, hidden, relay]) await n.process[Symbol.asyncDispose]();
+  }
+});

@@ -36,7 +36,7 @@ import { defaultBudgetText } from "./limits.ts";
 export const runCommand: Command = {
   summary: "run a node, reading commands from standard input until `quit` or its end",
   synopsis:
-    "[--listen HOST:PORT]... [--no-listen] [--announce HOST:PORT]... [--nat PROTOCOLS | --no-nat] [--bootstrap ADDRESS@HOST:PORT]... [--key FILE] [--difficulty N] [--serve-metrics] [--no-stdin] [--json]",
+    "[--listen HOST:PORT]... [--no-listen] [--announce HOST:PORT]... [--nat PROTOCOLS | --no-nat] [--bootstrap ADDRESS@HOST:PORT]... [--key FILE] [--difficulty N] [--serve-metrics] [--relay] [--no-stdin] [--json]",
   options: {
     listen: {
       type: "string",
@@ -71,6 +71,11 @@ export const runCommand: Command = {
     key: KEY_OPTION,
     difficulty: DIFFICULTY_OPTION,
     "serve-metrics": { type: "boolean", help: "answer peers' METRICS requests" },
+    relay: {
+      type: "boolean",
+      help:
+        "relay for nodes that accept no connections (reservations and circuits, default limits)",
+    },
     "no-stdin": {
       type: "boolean",
       help: "read no commands: run until SIGINT or SIGTERM (for services)",
@@ -119,6 +124,7 @@ export const runCommand: Command = {
       nat,
       puzzleDifficulty: difficulty,
       serveMetrics: flagOf(parsed, "serve-metrics"),
+      relay: flagOf(parsed, "relay") ? { serve: true } : undefined,
     });
     const printer = new Printer(io, json);
     printer.event(
@@ -225,6 +231,18 @@ function printAddressEvents(node: Node, printer: Printer): void {
       `mapped port ${mapping!.internalPort} with ${mapping!.protocol} on ${
         mapping!.gateway
       }: reach it at ${node.address}@${external}`,
+    );
+  });
+  node.addEventListener("relays", (e) => {
+    const { relays } = e.detail;
+    printer.event(
+      "relays",
+      { relays },
+      relays.length > 0
+        ? `reachable by key through ${relays.length === 1 ? "relay" : "relays"} ${
+          relays.join(", ")
+        }`
+        : "holds no relay reservation",
     );
   });
   for (const type of ["nat:lost", "nat:failed"] as const) {
