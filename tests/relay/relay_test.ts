@@ -182,7 +182,7 @@ Deno.test("a relayed connection is closed with DISCONNECT LIMIT_REACHED over the
   });
 });
 
-Deno.test("relay refusals are typed NACKs: FORBIDDEN when not relaying, NOT_FOUND without a reservation", async () => {
+Deno.test("relay refusals: FORBIDDEN from a node that does not relay; a node without a reservation cannot be reached by key", async () => {
   await withNodes(async (make) => {
     const plain = await make({ listen: ["127.0.0.1:0"] });
     const asker = await make({ listen: ["127.0.0.1:0"] });
@@ -205,5 +205,43 @@ Deno.test("relay refusals are typed NACKs: FORBIDDEN when not relaying, NOT_FOUN
     await until(() => dialler.peer(relay.address) !== undefined, "dialler connected");
     await assert.rejects(dialler.connect(hidden.address), /accepts no connections|not found/);
     assert.equal(hidden.addresses.relays.length, 0);
+  });
+});
+
+Deno.test("a relay over its reservation limit refuses with RATE_LIMITED; the refused node keeps none", async () => {
+  await withNodes(async (make) => {
+    const relay = await make({ listen: ["127.0.0.1:0"], relay: { serve: { maxReservations: 1 } } });
+    const first = await make({ bootstrap: [relay.peerAddresses[0]] });
+    await until(() => first.addresses.relays.length === 1, "the first reservation");
+    const second = await make({ bootstrap: [relay.peerAddresses[0]] });
+    const errors: Error[] = [];
+    second.addEventListener("error", (e) => errors.push(e.detail.error));
+    await until(() => errors.length > 0, "the second node's refused reservation");
+    assert.ok(errors[0] instanceof NackError, String(errors[0]));
+    assert.equal((errors[0] as NackError).reason, NackReason.RATE_LIMITED);
+    assert.equal(second.addresses.relays.length, 0);
+    assert.equal(relay.metrics().relay.reservations, 1);
+    assert.ok(relay.metrics().relay.refused >= 1);
+    // The first one's reservation is gone with its connection, and the slot is free again.
+    await first.close();
+    await until(() => relay.metrics().relay.reservations === 0, "the reservation released");
+  });
+});
+
+Deno.test("a relay bridges at most maxCircuitsPerPeer circuits to one node: the next connect is RATE_LIMITED", async () => {
+  await withNodes(async (make) => {
+    const { relay, hidden } = await topology(make, { serve: { maxCircuitsPerPeer: 1 } });
+    const one = await make({ bootstrap: [relay.peerAddresses[0]] });
+    const two = await make({ bootstrap: [relay.peerAddresses[0]] });
+    await until(
+      () => two.peer(relay.address) !== undefined && one.peer(relay.address) !== undefined,
+      "joined",
+    );
+    await one.connect(hidden.address);
+    const refused = await two.connect(hidden.address).catch((e) => e);
+    assert.ok(refused instanceof NackError, String(refused));
+    assert.equal(refused.reason, NackReason.RATE_LIMITED);
+    assert.match(refused.message, /circuits per node/);
+    assert.ok(await one.ping(hidden.address) >= 0, "the first circuit still works");
   });
 });
