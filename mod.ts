@@ -64,7 +64,12 @@ export type {
   PortMapping,
 } from "./lib/nat/types.ts";
 export type { NatInit } from "./lib/services/nat.ts";
-export { DEFAULT_RELAY_LIMITS, type RelayInit, type RelayLimits } from "./lib/services/relay.ts";
+export {
+  DEFAULT_RELAY_LIMITS,
+  type RelayCounters,
+  type RelayInit,
+  type RelayLimits,
+} from "./lib/services/relay.ts";
 export type { RelayHint } from "./lib/secure/_handshake_payload.ts";
 export { NatPmpClient, type NatPmpClientOptions } from "./lib/nat/natpmp.ts";
 export { PcpClient, type PcpClientOptions } from "./lib/nat/pcp.ts";
