@@ -107,7 +107,18 @@ export interface HandshakeInfo {
   agent: string;
 }
 
-/** A relay a node holds a reservation at, as its handshake or IDENTIFY names it. */
+/**
+ * A relay a node holds a reservation at, as its handshake or IDENTIFY names it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateIdentity, type RelayHint } from "@carrier/p2p";
+ * const relay = await generateIdentity({ difficulty: 0 });
+ * const hint: RelayHint = { identityKey: relay.publicKey, listenAddrs: ["203.0.113.7:4000"] };
+ * assert.equal(hint.identityKey.length, 32);
+ * ```
+ */
 export interface RelayHint {
   /** The relay's 32-byte Ed25519 public key. */
   identityKey: Uint8Array;

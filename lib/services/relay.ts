@@ -54,7 +54,16 @@ export const RELAY_DATA_OPCODE = protocolOpcode(Opcode.RELAY_DATA, RelayDataSche
   oneWay: true,
 });
 
-/** What a relay allows (see {@linkcode RelayInit.serve}). */
+/**
+ * What a relay allows (see {@linkcode RelayInit.serve}).
+ *
+ * @example
+ * ```ts
+ * import type { RelayLimits } from "@carrier/p2p";
+ * const small: RelayLimits = { maxReservations: 16, maxCircuitBytes: 1 << 20 };
+ * void small;
+ * ```
+ */
 export interface RelayLimits {
   /** Reservations held at once. @default {128} */
   maxReservations?: number;
@@ -70,7 +79,16 @@ export interface RelayLimits {
   maxCircuitSeconds?: number;
 }
 
-/** The defaults of {@linkcode RelayLimits}. */
+/**
+ * The defaults of {@linkcode RelayLimits}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_RELAY_LIMITS } from "@carrier/p2p";
+ * assert.equal(DEFAULT_RELAY_LIMITS.maxCircuitsPerPeer, 4);
+ * ```
+ */
 export const DEFAULT_RELAY_LIMITS: Readonly<Required<RelayLimits>> = Object.freeze({
   maxReservations: 128,
   reservationTtl: 3600,
