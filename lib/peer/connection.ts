@@ -100,6 +100,7 @@ export class PeerConnection implements AsyncDisposable {
   readonly #clock: Clock;
   readonly #policy: SendBufferPolicy;
   readonly #requestTimeout: number;
+  readonly #writeTimeout: number;
   readonly #maxPending: number;
   readonly #threshold: number;
   readonly #remoteMaxFrame: number;
@@ -126,6 +127,7 @@ export class PeerConnection implements AsyncDisposable {
     const clock = this.#clock = options.clock ?? systemClock;
     this.#policy = options.sendBufferPolicy ?? DEFAULT_SEND_BUFFER_POLICY;
     this.#requestTimeout = options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT;
+    this.#writeTimeout = options.writeTimeout ?? DEFAULT_WRITE_TIMEOUT;
     this.#maxPending = options.maxPendingRequests ?? PEER_CONNECTION_LIMITS.maxPendingRequests;
     this.#threshold = options.compressionThreshold ?? DEFAULT_COMPRESSION_THRESHOLD;
     // What each side decodes, prefers and accepts is what it announced in the handshake.
@@ -140,7 +142,7 @@ export class PeerConnection implements AsyncDisposable {
     const fail = (error: Error, reason: DisconnectReason) => this.#fail(error, reason);
     this.#sendQueue = new SendQueue(channel, clock, {
       maxBytes: options.maxSendBuffer ?? PEER_CONNECTION_LIMITS.maxSendBuffer,
-      writeTimeout: options.writeTimeout ?? DEFAULT_WRITE_TIMEOUT,
+      writeTimeout: this.#writeTimeout,
     }, { address: this.address, isClosed, fail });
     this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
     this.#keepalive = new Keepalive(clock, {
@@ -456,19 +458,23 @@ export class PeerConnection implements AsyncDisposable {
 
   #fail(error: Error, reason: DisconnectReason): void {
     if (this.#closeInfo) return;
-    // Tell the peer why, if the channel still takes writes; don't wait for it.
-    const payload = toBinary(
-      DisconnectSchema,
-      create(DisconnectSchema, { reason, message: error.message.slice(0, 200) }),
-    );
-    if (!(error instanceof TimeoutError)) {
-      this.#channel.write(encodeFrame(createFrame({ opcode: Opcode.DISCONNECT, payload })))
+    // Tell the peer why, if the channel still takes writes: the channel
+    // closes once the DISCONNECT is written (the channel encrypts before it
+    // writes, so closing it now would drop the frame), within writeTimeout.
+    let told: Promise<void> | undefined;
+    if (!(error instanceof TimeoutError) && !this.#channel.closed) {
+      const payload = toBinary(
+        DisconnectSchema,
+        create(DisconnectSchema, { reason, message: error.message.slice(0, 200) }),
+      );
+      told = this.#channel.write(encodeFrame(createFrame({ opcode: Opcode.DISCONNECT, payload })))
         .catch(() => {});
     }
-    this.#finish({ reason, remote: false, error });
+    this.#finish({ reason, remote: false, error }, told);
   }
 
-  #finish(info: CloseInfo): void {
+  /** Closes: with `told`, the channel closes once it settles (at most writeTimeout later). */
+  #finish(info: CloseInfo, told?: Promise<void>): void {
     if (this.#closeInfo) return;
     this.#closeInfo = info;
     this.#keepalive.stop();
@@ -479,7 +485,14 @@ export class PeerConnection implements AsyncDisposable {
     this.#sendQueue.clear();
     this.#requests.slots.wakeAll();
     this.#receiver.release();
-    this.#channel.close();
+    if (told === undefined) this.#channel.close();
+    else {
+      const timer = this.#clock.setTimeout(() => this.#channel.close(), this.#writeTimeout);
+      void told.then(() => {
+        this.#clock.clearTimeout(timer);
+        this.#channel.close();
+      });
+    }
     this.#resolveClosed(info);
   }
 }

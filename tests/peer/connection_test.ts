@@ -13,9 +13,12 @@ import {
   Compression,
   ConnectionOption,
   DisconnectReason,
+  DisconnectSchema,
   NackReason,
+  Opcode,
   SetConnectionOptSchema,
 } from "../../lib/protocol.ts";
+import { FrameDecoder } from "../../lib/wire/frame.ts";
 import { chooseCompression, PeerConnection } from "../../lib/peer/connection.ts";
 import { channels, peers, TRANSPORTS } from "./_pair.ts";
 
@@ -150,6 +153,26 @@ for (const kind of TRANSPORTS) {
       const info = await pb.closed;
       assert.ok(info.error instanceof FrameTooLargeError, String(info.error));
       assert.equal(info.reason, DisconnectReason.PROTOCOL_ERROR);
+    } finally {
+      await pb.close();
+      await ch.close();
+    }
+  });
+
+  Deno.test(`a frame over the maximum gets a DISCONNECT PROTOCOL_ERROR before the close over ${kind}`, async () => {
+    const ch = await channels(kind, { b: { maxFrameSize: 1024 } });
+    const pb = new PeerConnection(ch.b);
+    try {
+      await ch.a.write(new Uint8Array([0x88, 0x27, 1, 2, 3]));
+      // What A reads until the end: the DISCONNECT, then the end of the stream.
+      const decoder = new FrameDecoder();
+      const frames = [];
+      for (let m; (m = await ch.a.read()) !== null;) frames.push(...decoder.push(m));
+      assert.deepEqual(frames.map((f) => f.opcode), [Opcode.DISCONNECT]);
+      const disconnect = fromBinary(DisconnectSchema, frames[0].payload);
+      assert.equal(disconnect.reason, DisconnectReason.PROTOCOL_ERROR);
+      assert.match(disconnect.message, /exceeds maxFrameSize 1024/);
+      assert.equal((await pb.closed).reason, DisconnectReason.PROTOCOL_ERROR);
     } finally {
       await pb.close();
       await ch.close();
