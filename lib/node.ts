@@ -222,8 +222,7 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
         acceptThrough: (stream) => manager.acceptThrough(stream),
       })(host),
     );
-    this.#contacts.relayed = (contact, o) =>
-      this.#relay.connect(contact, contact.relays ?? [], { signal: o.signal });
+    this.#contacts.relayed = (contact, o) => this.#relay.connect(contact, contact.relays ?? [], o);
     this.#handlers = new ApplicationHandlers(host);
     for (const factory of options.services ?? []) dispatcher.add(factory(host));
     this.#upkeep = new TableUpkeep({
@@ -434,17 +433,8 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
           : `${address} accepts no connections and names no relay`,
       );
     }
-    const dialable = contact!.listenAddrs.filter((a) => this.#manager.canDial(a)).slice(0, 3);
-    for (const transportAddress of dialable) {
-      try {
-        return await this.#manager.connect({ identityKey, address, transportAddress }, { signal });
-      } catch (err) {
-        if (signal.aborted || !(contact!.relays?.length) && transportAddress === dialable.at(-1)) {
-          throw err;
-        }
-      }
-    }
-    return await this.#relay.connect(contact!, contact!.relays ?? [], { signal });
+    // A regular connection, as to an ADDRESS@HOST:PORT: direct first, else through a relay.
+    return await this.#contacts.reach(contact!, { signal, ephemeral: false });
   }
 
   /** Sends PING to a connected peer; resolves the round-trip time in ms. */

@@ -50,7 +50,10 @@ export class ContactRequester {
    * Connects to a contact that accepts no connections through one of its
    * relays (the relay service's); unset, such a contact cannot be reached.
    */
-  relayed?: (contact: Contact, options: { signal?: AbortSignal }) => Promise<PeerConnection>;
+  relayed?: (
+    contact: Contact,
+    options: { signal?: AbortSignal; ephemeral?: boolean },
+  ) => Promise<PeerConnection>;
 
   /** Creates a requester over `dialer`, keeping `table` live. */
   constructor(dialer: ContactDialer, table: RoutingTable) {
@@ -66,23 +69,26 @@ export class ContactRequester {
    *
    * @throws {DialError} when it is not connected and accepts no connections.
    */
-  async reach(contact: Contact, options: { signal?: AbortSignal } = {}): Promise<PeerConnection> {
+  async reach(
+    contact: Contact,
+    options: { signal?: AbortSignal; ephemeral?: boolean } = {},
+  ): Promise<PeerConnection> {
+    const { signal, ephemeral = true } = options;
     const open = this.#dialer.get(contact.address);
     if (open && !this.#dialer.isEphemeral(contact.address)) return open;
     const dialable = contact.listenAddrs.filter((a) => this.#dialer.canDial(a))
       .slice(0, MAX_ADDRESSES_TRIED);
     if (open && dialable.length === 0) return open;
-    if (dialable.length === 0 && contact.relays?.length && this.relayed) {
-      return await this.relayed(contact, { signal: options.signal });
-    }
-    if (dialable.length === 0) {
+    const relayed = contact.relays?.length && this.relayed ? this.relayed : undefined;
+    if (dialable.length === 0 && relayed === undefined) {
       const why = contact.listenAddrs.length === 0
-        ? "accepts no connections"
+        ? "accepts no connections and names no relay"
         : `listens only where this node cannot dial (${contact.listenAddrs.join(", ")})`;
       throw new DialError(`${contact.address} is not connected and ${why}`);
     }
-    // Best first (an external address, then a LAN one, …); the next when one does not connect.
-    for (let i = 0;; i++) {
+    // Best first (an external address, then a LAN one, …); the next when one
+    // does not connect; its relays when none does.
+    for (let i = 0; i < dialable.length; i++) {
       try {
         return await this.#dialer.connect(
           {
@@ -90,14 +96,15 @@ export class ContactRequester {
             address: contact.address,
             transportAddress: dialable[i],
           },
-          { signal: options.signal, ephemeral: true },
+          { signal, ephemeral },
         );
       } catch (err) {
         // Another address may work where this one did not connect, or reached another node.
         const final = err instanceof ConnectionLimitError || err instanceof NodeClosedError;
-        if (options.signal?.aborted || i === dialable.length - 1 || final) throw err;
+        if (signal?.aborted || final || (i === dialable.length - 1 && !relayed)) throw err;
       }
     }
+    return await relayed!(contact, { signal, ephemeral });
   }
 
   /**

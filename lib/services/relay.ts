@@ -187,7 +187,7 @@ export interface RelayService extends Service {
   connect(
     contact: Pick<Contact, "identityKey" | "address">,
     relays: readonly RelayHint[],
-    options?: { signal?: AbortSignal },
+    options?: { signal?: AbortSignal; ephemeral?: boolean },
   ): Promise<PeerConnection>;
   /** A circuit connection arrived at this node (as a relay). */
   circuit(channel: SecureChannel): void;
@@ -413,7 +413,7 @@ class Relay implements RelayService {
   async connect(
     contact: Pick<Contact, "identityKey" | "address">,
     relays: readonly RelayHint[],
-    options: { signal?: AbortSignal } = {},
+    options: { signal?: AbortSignal; ephemeral?: boolean } = {},
   ): Promise<PeerConnection> {
     if (this.#host.signal.aborted) throw new NodeClosedError("Cannot connect: the node is closed");
     let last: unknown = new NackError(`${contact.address} names no relay`, {
@@ -425,7 +425,7 @@ class Relay implements RelayService {
         return await this.#lend.connectThrough(
           contact,
           (signal) => this.#openCircuit(r, contact, signal),
-          { signal: options.signal, ephemeral: true },
+          { signal: options.signal, ephemeral: options.ephemeral ?? true },
         );
       } catch (err) {
         last = err;
@@ -606,7 +606,12 @@ class Relay implements RelayService {
       CIRCUIT_TIMEOUT,
       () => new TimeoutError(`${from} sent no RELAY request on its circuit connection`),
     );
-    if (first === null) throw new NackError(`${from} closed its circuit connection`, nackInit());
+    if (first === null) {
+      throw new NackError(`${from} closed its circuit connection`, {
+        opcode: Opcode.RELAY,
+        reason: NackReason.UNSPECIFIED,
+      });
+    }
     const answer = (reason: NackReason, message: string) => {
       this.#refusedCount++;
       return frames.write(nackFrame(first, reason, message)).finally(() => frames.close());
@@ -769,10 +774,6 @@ class Relay implements RelayService {
       if (timer !== undefined) clock.clearTimeout(timer);
     }
   }
-}
-
-function nackInit() {
-  return { opcode: Opcode.RELAY, reason: NackReason.UNSPECIFIED };
 }
 
 function ackFrame(request: Frame, data: Uint8Array): Uint8Array {
