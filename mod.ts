@@ -71,6 +71,7 @@ export {
   type RelayLimits,
 } from "./lib/services/relay.ts";
 export type { RelayHint } from "./lib/secure/_handshake_payload.ts";
+export type { HolePunchInit } from "./lib/services/holepunch.ts";
 export { NatPmpClient, type NatPmpClientOptions } from "./lib/nat/natpmp.ts";
 export { PcpClient, type PcpClientOptions } from "./lib/nat/pcp.ts";
 export {
@@ -156,8 +157,10 @@ export type { SpeakOptions } from "./lib/services/speak.ts";
 export type { NodeMetrics } from "./lib/services/metrics.ts";
 export {
   type ErrorEventDetail,
+  type HolePunchEventDetail,
   type MessageEventDetail,
   type NodeEventMap,
+  type PathEventDetail,
   type PeerEventDetail,
   type RelaysEventDetail,
   TypedEventTarget,

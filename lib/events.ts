@@ -200,6 +200,68 @@ export interface NodeEventMap {
   "nat:failed": CustomEvent<NatEventDetail>;
   /** The relays this node holds reservations at changed (see `NodeOptions.relay`). */
   relays: CustomEvent<RelaysEventDetail>;
+  /**
+   * Which path a peer's connection takes: at each `peer:connect`, and when a
+   * direct connection replaces a relayed one (hole punching, or a direct dial).
+   */
+  "peer:path": CustomEvent<PathEventDetail>;
+  /** A hole punch with a peer ended (see `NodeOptions.holePunch`): direct, or still relayed. */
+  holepunch: CustomEvent<HolePunchEventDetail>;
+}
+
+/**
+ * Detail of the `peer:path` event.
+ *
+ * @example
+ * ```ts
+ * import type { PathEventDetail } from "@carrier/p2p";
+ * const describe = ({ address, path, relay }: PathEventDetail): string =>
+ *   path === "relayed" ? `${address} through ${relay}` : `${address} direct`;
+ * void describe;
+ * ```
+ */
+export interface PathEventDetail {
+  /** The peer's address (base58). */
+  address: string;
+  /** `"direct"` (a transport connection), or `"relayed"` (a circuit through a relay). */
+  path: "direct" | "relayed";
+  /** The relay's address (base58), on a relayed path. */
+  relay?: string;
+  /** The connection now. */
+  connection: PeerConnection;
+}
+
+/**
+ * Detail of the `holepunch` event: one hole punch's outcome, as this side
+ * saw it.
+ *
+ * @example
+ * ```ts
+ * import type { HolePunchEventDetail } from "@carrier/p2p";
+ * const line = (d: HolePunchEventDetail): string =>
+ *   d.direct ? `direct in ${d.ms} ms` : `still relayed: ${d.error}`;
+ * void line;
+ * ```
+ */
+export interface HolePunchEventDetail {
+  /** The peer's address (base58). */
+  address: string;
+  /** Whether the direct connection was made (and replaced the relayed one). */
+  direct: boolean;
+  /** Whether this side started it (the relayed connection's target does). */
+  initiator: boolean;
+  /** From the first HOLE_PUNCH message to the direct connection (or the failure), in ms. */
+  ms: number;
+  /** The round-trip time over the relayed connection, as the initiator measured it, in ms (0 on the other side). */
+  rtt: number;
+  /** Connection attempts this side made. */
+  attempts: number;
+  /** The peer's addresses this side dialled. */
+  dialled: string[];
+  /** The address that connected, when one did. */
+  connected?: string;
+  /** Why not, when it failed. */
+  error?: string;
 }
 
 /**

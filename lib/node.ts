@@ -50,6 +50,7 @@ import { nat, type NatService } from "./services/nat.ts";
 import { formatAddress, parseAddress } from "./identity/address.ts";
 import { nodeIdOf } from "./identity/node_id.ts";
 import { relay, type RelayService } from "./services/relay.ts";
+import { holePunch } from "./services/holepunch.ts";
 import type { PortMapping } from "./nat/types.ts";
 import { ContactRequester } from "./overlay/contacts.ts";
 import type { LookupResult } from "./overlay/lookup.ts";
@@ -142,6 +143,9 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       },
       onConnect: (peer) => this.#onConnect(peer),
       onDisconnect: (peer, info) => this.#onDisconnect(peer, info),
+      onMigrate: (_from, to) => this.#onMigrate(to),
+      onRetired: (peer, info) =>
+        this.#dispatcher.hook("peerDisconnect", (s) => s.peerDisconnect?.(peer, info)),
       onListenError: (error, address) => this.#error(error, `listener ${address}`),
       isUseful: (peer) => this.#table.get(peer.address) !== undefined,
     });
@@ -222,6 +226,14 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
         acceptThrough: (stream) => manager.acceptThrough(stream),
       })(host),
     );
+    if (options.holePunch !== false) {
+      dispatcher.add(
+        holePunch(options.holePunch ?? {}, {
+          connectOver: (identityKey, stream, s) => manager.connectOver({ identityKey }, stream, s),
+          acceptOver: (stream) => manager.acceptThrough(stream),
+        })(host),
+      );
+    }
     this.#contacts.relayed = (contact, o) => this.#relay.connect(contact, contact.relays ?? [], o);
     this.#handlers = new ApplicationHandlers(host);
     for (const factory of options.services ?? []) dispatcher.add(factory(host));
@@ -421,11 +433,10 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     if (open) return open;
     const reachable = (c: Contact | undefined) =>
       c !== undefined && (c.listenAddrs.length > 0 || (c.relays?.length ?? 0) > 0);
-    let contact = this.#table.get(address);
-    if (!reachable(contact)) {
-      const found = await this.dht.findClosest(nodeIdOf(identityKey), { signal });
-      contact = found.target;
-    }
+    const lookup = async () =>
+      (await this.dht.findClosest(nodeIdOf(identityKey), { signal })).target;
+    const known = this.#table.get(address);
+    const contact = reachable(known) ? known : await lookup();
     if (!reachable(contact)) {
       throw new DialError(
         contact === undefined
@@ -434,7 +445,16 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       );
     }
     // A regular connection, as to an ADDRESS@HOST:PORT: direct first, else through a relay.
-    return await this.#contacts.reach(contact!, { signal, ephemeral: false });
+    try {
+      return await this.#contacts.reach(contact!, { signal, ephemeral: false });
+    } catch (err) {
+      // The table's contact may be stale (the node since moved behind a
+      // relay): what the network says of it now, once.
+      if (contact !== known || signal.aborted) throw err;
+      const fresh = await lookup();
+      if (!reachable(fresh)) throw err;
+      return await this.#contacts.reach(fresh!, { signal, ephemeral: false });
+    }
   }
 
   /** Sends PING to a connected peer; resolves the round-trip time in ms. */
@@ -656,6 +676,24 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
     this.#upkeep.learn(peer);
     this.#dispatcher.hook("peerConnect", (s) => s.peerConnect?.(peer));
     this.#emit("peer:connect", { address: peer.address, connection: peer });
+    this.#emitPath(peer);
+  }
+
+  /** A direct connection replaced the peer's relayed one: services see a new connection; the app, a new path. */
+  #onMigrate(peer: PeerConnection): void {
+    this.#upkeep.learn(peer);
+    this.#dispatcher.hook("peerConnect", (s) => s.peerConnect?.(peer));
+    this.#emitPath(peer);
+  }
+
+  #emitPath(peer: PeerConnection): void {
+    const relay = peer.channel.stream.relay;
+    this.#emit(
+      "peer:path",
+      relay === undefined
+        ? { address: peer.address, path: "direct", connection: peer }
+        : { address: peer.address, path: "relayed", relay, connection: peer },
+    );
   }
 
   #onDisconnect(peer: PeerConnection, info: CloseInfo): void {

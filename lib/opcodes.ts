@@ -1,7 +1,8 @@
 /**
  * The protocol's opcode table, whole: the link layer's opcodes
  * (`lib/wire/opcodes.ts`) and those the protocol's services declare (SHOUT,
- * SPEAK, WHISPER, METRICS, IDENTIFY, DIAL_BACK, RELAY, RELAY_DATA in `lib/services/`, the DHT's in
+ * SPEAK, WHISPER, METRICS, IDENTIFY, DIAL_BACK, RELAY, RELAY_DATA, HOLE_PUNCH in
+ * `lib/services/`, the DHT's in
  * `lib/dht/opcodes.ts`), gathered here so that the wire layer depends on no
  * service.
  *
@@ -9,6 +10,7 @@
  */
 import { DHT_OPCODES } from "./dht/opcodes.ts";
 import { DIAL_BACK_OPCODE } from "./services/dial_back.ts";
+import { HOLE_PUNCH_OPCODE } from "./services/holepunch.ts";
 import { IDENTIFY_OPCODE } from "./services/identify.ts";
 import { METRICS_OPCODE } from "./services/metrics.ts";
 import { RELAY_DATA_OPCODE, RELAY_OPCODE } from "./services/relay.ts";
@@ -41,6 +43,7 @@ export const PROTOCOL_OPCODES: readonly OpcodeSpec[] = Object.freeze(
     DIAL_BACK_OPCODE,
     RELAY_OPCODE,
     RELAY_DATA_OPCODE,
+    HOLE_PUNCH_OPCODE,
     ...DHT_OPCODES,
   ].sort((a, b) => a.opcode - b.opcode),
 );

@@ -12,6 +12,7 @@ import { TcpTransport } from "../transport/tcp.ts";
 import type { PeerAddress } from "../overlay/peer_address.ts";
 import type { ServiceFactory } from "../service.ts";
 import type { NatInit } from "../services/nat.ts";
+import type { HolePunchInit } from "../services/holepunch.ts";
 import type { RelayInit } from "../services/relay.ts";
 import type { ShoutInit } from "../services/shout.ts";
 import type { SpeakInit } from "../services/speak.ts";
@@ -88,6 +89,13 @@ export interface NodeOptions extends
    * @default {{}} (no relaying for others; reservations when unreachable)
    */
   relay?: RelayInit;
+  /**
+   * Hole punching (see `holepunch.proto`): over a relayed connection this
+   * node is the target of, it tries a direct connection through both NATs
+   * and moves to it; `false` neither starts nor answers one.
+   * @default {{}} (on, a 10 s window)
+   */
+  holePunch?: HolePunchInit | false;
   /** The transport. @default {new TcpTransport()} */
   transport?: Transport;
   /** More transports, one per address scheme (with `transport`, if given): each address is dialed and listened on with the one of its scheme. @default {[]} */

@@ -183,6 +183,11 @@ export class Receiver {
     }
   }
 
+  /** Frames of the peer whose handlers are still running. */
+  get handling(): number {
+    return this.#handling;
+  }
+
   #mustPause(): boolean {
     return this.#repliesWaiting > 0 || this.#handling >= this.#maxInbound;
   }

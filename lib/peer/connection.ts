@@ -218,6 +218,11 @@ export class PeerConnection implements AsyncDisposable {
     return this.#requests.size > 0;
   }
 
+  /** Whether no request is in flight either way: none of this side awaits a reply, and none of the peer's is being handled. */
+  get idle(): boolean {
+    return this.#requests.size === 0 && this.#receiver.handling === 0;
+  }
+
   /** Whether the connection has closed. */
   get isClosed(): boolean {
     return this.#closeInfo !== undefined;

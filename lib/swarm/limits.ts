@@ -31,3 +31,6 @@ export const LISTEN_RETRY_DELAY = 100;
 
 /** Longest delay before listening again on the address of a listener that keeps failing, in ms. */
 export const MAX_LISTEN_RETRY_DELAY = 5_000;
+
+/** How long a relayed connection replaced by a direct one stays open at least, in ms, for the frames already on their way. */
+export const MIGRATION_LINGER = 1_000;

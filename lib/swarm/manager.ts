@@ -27,7 +27,10 @@
  *   `limitLoopback` is set (a swarm on one host shares 127.0.0.1), as
  *   go-libp2p's resource manager exempts them.
  *
- * One connection per pair: see `prefer.ts` ({@linkcode preferConnection}).
+ * One connection per pair: see `prefer.ts` ({@linkcode preferConnection}),
+ * between connections of one kind; a direct connection always replaces a
+ * relayed one (migration: the relayed one is closed once what is in flight
+ * on it is answered, see `holepunch.proto`).
  *
  * @module
  */
@@ -35,7 +38,7 @@ import { DisconnectReason } from "../../gen/carrier/v1/control_pb.ts";
 import { type Clock, systemClock } from "../clock.ts";
 import { ConnectionLimitError, ListenError, NodeClosedError } from "../errors.ts";
 import type { PeerAddress } from "../overlay/peer_address.ts";
-import { type CloseInfo, PeerConnection } from "../peer/connection.ts";
+import { type CloseInfo, DEFAULT_REQUEST_TIMEOUT, PeerConnection } from "../peer/connection.ts";
 import { type SecureChannel, secureInbound, secureOutbound } from "../secure/channel.ts";
 import { generateX25519KeyPair, type X25519KeyPair } from "../secure/noise.ts";
 import { parseTransportAddress } from "../transport/address.ts";
@@ -49,6 +52,7 @@ import {
   DEFAULT_EPHEMERAL_IDLE_TIMEOUT,
   LISTEN_RETRY_DELAY,
   MAX_LISTEN_RETRY_DELAY,
+  MIGRATION_LINGER,
 } from "./limits.ts";
 import type { ConnectionManagerOptions, ConnectionStats, ConnectOptions } from "./options.ts";
 import { preferConnection } from "./prefer.ts";
@@ -70,6 +74,8 @@ export class ConnectionManager {
   /** The transports as one: a {@linkcode MultiTransport} when there are several. */
   readonly #transport: Transport;
   readonly #connections = new Map<string, PeerConnection>();
+  /** Relayed connections a direct one replaced, until they close. */
+  readonly #retired = new Set<PeerConnection>();
   readonly #dials = new Map<string, Promise<PeerConnection>>();
   readonly #redial: Redialer;
   readonly #admission: Admission;
@@ -209,7 +215,10 @@ export class ConnectionManager {
         `Cannot connect to ${peer.address}: ${stats.outbound} connections and ${stats.dialing} dials reach maxOutbound (ℓ) ${maxOutbound}`,
       );
     const existing = this.#connections.get(peer.address);
-    if (existing) {
+    // A dial to where the peer listens goes on over a relayed connection: it migrates.
+    const upgrade = existing?.channel.stream.relay !== undefined && open === undefined &&
+      peer.transportAddress !== "";
+    if (existing && !upgrade) {
       if (options.ephemeral) {
         if (this.#ephemeral.has(peer.address)) this.#ephemeral.set(peer.address, this.#clock.now());
       } else if (this.#ephemeral.has(peer.address)) {
@@ -220,7 +229,8 @@ export class ConnectionManager {
       return Promise.resolve(existing);
     }
     const inFlight = this.#dials.get(peer.address);
-    if (inFlight) return inFlight;
+    // A dial of another path (a relayed circuit) waits for the one in flight, and goes on if it fails.
+    if (inFlight) return open ? inFlight.catch(() => this.#connect(peer, options, open)) : inFlight;
     if (!options.ephemeral && stats.outbound + stats.dialing >= maxOutbound) {
       return Promise.reject(overLimit());
     }
@@ -498,9 +508,33 @@ export class ConnectionManager {
   }
 
   /**
-   * Accepts a relayed circuit's stream (see `relay.proto`) as an inbound
+   * Runs the outbound handshake over `stream`, already open to `peer` (a
+   * punched hole, see `holepunch.proto`), expecting its identity, and
+   * registers the connection: a direct one replaces the pair's relayed one
+   * (migration).
+   *
+   * @throws {HandshakeError}, {@linkcode IdentityMismatchError},
+   * {@linkcode TimeoutError} as the handshake fails.
+   */
+  connectOver(
+    peer: Pick<PeerAddress, "identityKey">,
+    stream: ByteStream,
+    signal?: AbortSignal,
+  ): Promise<PeerConnection> {
+    if (this.#state !== "running") {
+      stream.close();
+      return Promise.reject(new NodeClosedError("Cannot connect: the node is not running"));
+    }
+    const s = signal ? AbortSignal.any([this.#abort.signal, signal]) : this.#abort.signal;
+    return this.#secure(stream, peer.identityKey, s);
+  }
+
+  /**
+   * Accepts a stream that no listener produced (a relayed circuit's, see
+   * `relay.proto`; a punched hole's, see `holepunch.proto`) as an inbound
    * connection: the responder's handshake, then the inbound limit, as for a
-   * listener's stream (the relay applies the per-host shares).
+   * listener's stream (without the per-host shares: the relay applies them,
+   * and a punched hole was asked for).
    */
   acceptThrough(stream: ByteStream): Promise<void> {
     if (this.#state !== "running") {
@@ -614,6 +648,17 @@ export class ConnectionManager {
     const incoming = this.#wrap(channel);
     const existing = this.#connections.get(address);
     if (existing) {
+      const relayed = (c: PeerConnection) => c.channel.stream.relay !== undefined;
+      if (relayed(existing) && !relayed(incoming)) {
+        this.#migrate(address, existing, incoming);
+        return incoming;
+      }
+      if (!relayed(existing) && relayed(incoming)) {
+        this.#track(
+          incoming.close(DisconnectReason.DUPLICATE_CONNECTION, "a direct connection exists"),
+        );
+        return existing;
+      }
       const initiatorOf = (c: PeerConnection) =>
         c.channel.initiator ? this.#o.identity.publicKey : c.identityKey;
       const keep = preferConnection(
@@ -631,10 +676,34 @@ export class ConnectionManager {
     return incoming;
   }
 
+  /** `to`, direct, replaces the relayed `from`, which closes once idle. */
+  #migrate(address: string, from: PeerConnection, to: PeerConnection): void {
+    if (this.#ephemeral.has(address)) this.#ephemeral.set(address, this.#clock.now());
+    this.#retired.add(from);
+    this.#adopt(address, to);
+    this.#o.onMigrate?.(from, to);
+    this.#track(this.#retire(from));
+  }
+
+  /**
+   * Closes a replaced connection after {@linkcode MIGRATION_LINGER} and once
+   * no request is in flight on it either way (at most the request timeout).
+   */
+  async #retire(connection: PeerConnection): Promise<void> {
+    const deadline = this.#clock.now() + MIGRATION_LINGER +
+      (this.#o.connection?.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT);
+    if (!await this.#sleep(MIGRATION_LINGER)) return;
+    while (!connection.isClosed && !connection.idle && this.#clock.now() < deadline) {
+      if (!await this.#sleep(50)) return;
+    }
+    await connection.close(DisconnectReason.DUPLICATE_CONNECTION, "moved to a direct connection");
+  }
+
   #adopt(address: string, connection: PeerConnection): void {
     this.#connections.set(address, connection);
     this.#redial.connected(address);
     this.#track(connection.closed.then((info: CloseInfo) => {
+      if (this.#retired.delete(connection)) return this.#o.onRetired?.(connection, info);
       if (this.#connections.get(address) !== connection) return;
       this.#connections.delete(address);
       this.#ephemeral.delete(address);

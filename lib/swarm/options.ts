@@ -91,6 +91,14 @@ export interface ConnectionManagerOptions {
   /** A registered connection closed. */
   onDisconnect?: (connection: PeerConnection, info: CloseInfo) => void;
   /**
+   * A direct connection replaced the pair's relayed one (hole punching, or
+   * a dial that reached the peer directly): `to` is the connection now, and
+   * `from` closes soon (see `holepunch.proto`, migration).
+   */
+  onMigrate?: (from: PeerConnection, to: PeerConnection) => void;
+  /** A connection replaced by {@linkcode ConnectionManagerOptions.onMigrate} closed. */
+  onRetired?: (connection: PeerConnection, info: CloseInfo) => void;
+  /**
    * What the handshake announces (listen addresses, `accepts_inbound`).
    *
    * @default {new AddressBook()} (the bound addresses, wildcards expanded)

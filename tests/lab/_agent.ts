@@ -158,6 +158,10 @@ export const COMMANDS: Record<string, Command> = {
     const { relay, connections } = node.metrics();
     return { relay, connections };
   },
+  async disconnect(node, params) {
+    const info = await node.peer(required(params, "address"))?.close();
+    return { closed: info !== undefined };
+  },
   async whisper(node, params) {
     const options = typeof params.encrypted === "boolean" ? { encrypted: params.encrypted } : {};
     const result = await node.whisper(required(params, "to"), String(params.text ?? ""), options);
@@ -203,6 +207,13 @@ function forwardEvents(node: Node): void {
   });
   node.addEventListener("relays", (e) => {
     print({ event: "relays", relays: e.detail.relays });
+  });
+  node.addEventListener("peer:path", (e) => {
+    const { address, path, relay } = e.detail;
+    print({ event: "peer:path", address, path, relay });
+  });
+  node.addEventListener("holepunch", (e) => {
+    print({ event: "holepunch", ...e.detail });
   });
   for (const type of ["nat:mapped", "nat:lost", "nat:failed"] as const) {
     node.addEventListener(type, (e) => {

@@ -706,6 +706,19 @@ export interface NatRouterOptions {
   lanSubnet?: string;
   /** More miniupnpd.conf lines (before the allow/deny rules). @default {[]} */
   miniupnpdConfig?: string[];
+  /**
+   * What the router does with a TCP SYN from the WAN that no connection or
+   * mapping expects: `"reset"` (Linux's own answer for a closed port) or
+   * `"drop"` (silence, as most home routers' firewalls).
+   * @default {"reset"}
+   */
+  unsolicited?: "reset" | "drop";
+  /**
+   * Masquerade with random source ports (`masquerade random`): each new
+   * connection gets its own external port, so a port seen by one peer says
+   * nothing of the next (a symmetric NAT, for hole punching). @default {false}
+   */
+  randomPorts?: boolean;
 }
 
 /** A port mapping miniupnpd made (a DNAT rule in its `prerouting_miniupnpd` chain). */
@@ -722,8 +735,15 @@ export interface Mapping {
  * create them), the LAN's masquerade, and a WAN → LAN filter that lets in
  * only replies and mapped ports.
  */
-function routerRules(lanSubnet: string): string {
-  return `table inet filter {
+function routerRules(lanSubnet: string, options: NatRouterOptions = {}): string {
+  const unsolicited = options.unsolicited === "drop"
+    ? `
+    chain input {
+        type filter hook input priority 0; policy accept;
+        iifname "wan0" meta l4proto tcp ct state new drop
+    }`
+    : "";
+  return `table inet filter {${unsolicited}
     chain forward {
         type filter hook forward priority 0; policy accept;
         jump miniupnpd
@@ -740,7 +760,7 @@ function routerRules(lanSubnet: string): string {
     chain postrouting {
         type nat hook postrouting priority 100; policy accept;
         jump postrouting_miniupnpd
-        ip saddr ${lanSubnet} oifname "wan0" masquerade
+        ip saddr ${lanSubnet} oifname "wan0" masquerade${options.randomPorts ? " random" : ""}
     }
     chain prerouting_miniupnpd {
     }
@@ -856,7 +876,10 @@ export class NatRouter extends Namespace {
       "route add 224.0.0.0/4 dev br0",
     ]);
     await this.exec("sh", ["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"], { check: true });
-    await this.exec("nft", ["-f", "-"], { input: routerRules(this.lanSubnet), check: true });
+    await this.exec("nft", ["-f", "-"], {
+      input: routerRules(this.lanSubnet, this.#options),
+      check: true,
+    });
     if (this.upnp || this.natpmp) await this.startUpnp();
   }
 

@@ -71,7 +71,8 @@ async function withNodes(
   const nodes: Node[] = [];
   try {
     await fn(async (o = {}) => {
-      const n = await createNode({ puzzleDifficulty: 0, nat: false, ...o });
+      // Relayed connections as such (hole punching: tests/relay/holepunch_test.ts).
+      const n = await createNode({ puzzleDifficulty: 0, nat: false, holePunch: false, ...o });
       nodes.push(n);
       return n;
     });
