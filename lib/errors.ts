@@ -619,3 +619,26 @@ export class RelayClosedError extends ConnectionClosedError {
     this.reason = options.reason;
   }
 }
+
+/**
+ * A hole punch made no direct connection: no dial from the chosen port
+ * connected within the window (see `holepunch.proto`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DialError, HolePunchError } from "@carrier/p2p";
+ * const error = new HolePunchError("no direct connection within 10000 ms", { attempts: 3 });
+ * assert.ok(error instanceof DialError);
+ * assert.equal(error.attempts, 3);
+ * ```
+ */
+export class HolePunchError extends DialError {
+  /** Connection attempts made (every address). */
+  readonly attempts: number;
+  /** Creates the error. */
+  constructor(message: string, options: ErrorOptions & { attempts: number }) {
+    super(message, options);
+    this.attempts = options.attempts;
+  }
+}

@@ -226,14 +226,13 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
         acceptThrough: (stream) => manager.acceptThrough(stream),
       })(host),
     );
-    if (options.holePunch !== false) {
-      dispatcher.add(
-        holePunch(options.holePunch ?? {}, {
-          connectOver: (identityKey, stream, s) => manager.connectOver({ identityKey }, stream, s),
-          acceptOver: (stream) => manager.acceptThrough(stream),
-        })(host),
-      );
-    }
+    // Registered even when off, to refuse HOLE_PUNCH with FORBIDDEN.
+    dispatcher.add(
+      holePunch(options.holePunch === false ? { enabled: false } : options.holePunch ?? {}, {
+        connectOver: (identityKey, stream, s) => manager.connectOver({ identityKey }, stream, s),
+        acceptOver: (stream) => manager.acceptThrough(stream),
+      })(host),
+    );
     this.#contacts.relayed = (contact, o) => this.#relay.connect(contact, contact.relays ?? [], o);
     this.#handlers = new ApplicationHandlers(host);
     for (const factory of options.services ?? []) dispatcher.add(factory(host));

@@ -11,6 +11,7 @@ export * from "../gen/carrier/v1/control_pb.ts";
 export * from "../gen/carrier/v1/dht_pb.ts";
 export * from "../gen/carrier/v1/frame_pb.ts";
 export * from "../gen/carrier/v1/handshake_pb.ts";
+export * from "../gen/carrier/v1/holepunch_pb.ts";
 export * from "../gen/carrier/v1/messaging_pb.ts";
 export * from "../gen/carrier/v1/options_pb.ts";
 export * from "../gen/carrier/v1/relay_pb.ts";

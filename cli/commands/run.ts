@@ -36,7 +36,7 @@ import { defaultBudgetText } from "./limits.ts";
 export const runCommand: Command = {
   summary: "run a node, reading commands from standard input until `quit` or its end",
   synopsis:
-    "[--listen HOST:PORT]... [--no-listen] [--announce HOST:PORT]... [--nat PROTOCOLS | --no-nat] [--bootstrap ADDRESS@HOST:PORT]... [--key FILE] [--difficulty N] [--serve-metrics] [--relay] [--no-stdin] [--json]",
+    "[--listen HOST:PORT]... [--no-listen] [--announce HOST:PORT]... [--nat PROTOCOLS | --no-nat] [--bootstrap ADDRESS@HOST:PORT]... [--key FILE] [--difficulty N] [--serve-metrics] [--relay] [--no-holepunch] [--no-stdin] [--json]",
   options: {
     listen: {
       type: "string",
@@ -75,6 +75,10 @@ export const runCommand: Command = {
       type: "boolean",
       help:
         "relay for nodes that accept no connections (reservations and circuits, default limits)",
+    },
+    "no-holepunch": {
+      type: "boolean",
+      help: "neither start nor answer hole punches (relayed connections stay relayed)",
     },
     "no-stdin": {
       type: "boolean",
@@ -125,6 +129,7 @@ export const runCommand: Command = {
       puzzleDifficulty: difficulty,
       serveMetrics: flagOf(parsed, "serve-metrics"),
       relay: flagOf(parsed, "relay") ? { serve: true } : undefined,
+      holePunch: flagOf(parsed, "no-holepunch") ? false : undefined,
     });
     const printer = new Printer(io, json);
     printer.event(
@@ -243,6 +248,16 @@ function printAddressEvents(node: Node, printer: Printer): void {
           relays.join(", ")
         }`
         : "holds no relay reservation",
+    );
+  });
+  node.addEventListener("holepunch", (e) => {
+    const { address, direct, ms, attempts, connected, error } = e.detail;
+    printer.event(
+      "holepunch",
+      { address, direct, ms, attempts, connected: connected ?? null, error: error ?? null },
+      direct
+        ? `direct connection to ${address} through the NATs (${connected}) in ${ms} ms`
+        : `no direct connection to ${address} (${error}); it stays relayed`,
     );
   });
   for (const type of ["nat:lost", "nat:failed"] as const) {

@@ -21,6 +21,7 @@ import {
   HolePunchSchema,
 } from "../../gen/carrier/v1/holepunch_pb.ts";
 import type { TimerHandle } from "../clock.ts";
+import { HolePunchError } from "../errors.ts";
 import { errorMessage } from "../_error_message.ts";
 import type { HolePunchEventDetail } from "../events.ts";
 import type { PeerConnection } from "../peer/connection.ts";
@@ -196,13 +197,7 @@ class HolePunch implements HolePunchService {
       // side half a round trip after sending it.
       const synced = peer.request(Opcode.HOLE_PUNCH, sync, { signal }).catch(() => {});
       await new Promise((r) => clock.setTimeout(() => r(undefined), rtt / 2));
-      const punched = await punchTcp(remote, {
-        localPort: port,
-        signal: AbortSignal.any([signal, AbortSignal.timeout(window)]),
-      }).catch((err) => {
-        throw new Error(`no direct connection within ${window} ms: ${errorMessage(err)}`);
-      });
-      outcome.attempts = punched.attempts;
+      const punched = await this.#punch(outcome, remote, port, window);
       outcome.connected = punched.address;
       await this.#lend.acceptOver(punched.stream);
       await synced;
@@ -320,14 +315,7 @@ class HolePunch implements HolePunchService {
     };
     this.#running.add(peer.address);
     try {
-      const window = AbortSignal.any([signal, AbortSignal.timeout(answered.window)]);
-      const punched = await punchTcp(answered.remote, { localPort: answered.port, signal: window })
-        .catch((err) => {
-          throw new Error(
-            `no direct connection within ${answered.window} ms: ${errorMessage(err)}`,
-          );
-        });
-      outcome.attempts = punched.attempts;
+      const punched = await this.#punch(outcome, answered.remote, answered.port, answered.window);
       outcome.connected = punched.address;
       const connection = await this.#lend.connectOver(peer.identityKey, punched.stream, signal);
       if (connection.channel.stream.relay !== undefined || !this.#direct(peer.address)) {
@@ -339,6 +327,22 @@ class HolePunch implements HolePunchService {
       this.#report(outcome, answered.started, errorMessage(err));
     } finally {
       this.#running.delete(peer.address);
+    }
+  }
+
+  /** Dials `remote` from `port` for `window` ms, counting the attempts in `outcome`. */
+  async #punch(outcome: HolePunchEventDetail, remote: string[], port: number, window: number) {
+    try {
+      const punched = await punchTcp(remote, {
+        localPort: port,
+        window,
+        signal: this.#host.signal,
+      });
+      outcome.attempts = punched.attempts;
+      return punched;
+    } catch (err) {
+      if (err instanceof HolePunchError) outcome.attempts = err.attempts;
+      throw err;
     }
   }
 

@@ -16,7 +16,7 @@
  * @module
  */
 import { connect, createServer, type Socket } from "node:net";
-import { ConnectionClosedError, DialError } from "../errors.ts";
+import { ConnectionClosedError, DialError, HolePunchError } from "../errors.ts";
 import { errorMessage } from "../_error_message.ts";
 import { StreamBase } from "./_stream.ts";
 import { formatHostPort, parseHostPort } from "./tcp.ts";
@@ -50,8 +50,10 @@ export function freeTcpPort(ipv6 = false): Promise<number> {
 export interface PunchOptions {
   /** The local port every attempt dials from (see {@linkcode freeTcpPort}). */
   localPort: number;
-  /** Ends the punch: it rejects with the signal's reason, and every socket is closed. */
-  signal: AbortSignal;
+  /** How long to keep dialling, in ms. */
+  window: number;
+  /** Ends the punch at once: it rejects with the signal's reason, and every socket is closed. */
+  signal?: AbortSignal;
   /** Pause after an attempt fails at once (a reset), in ms: a random value in this range. @default {[2, 10]} */
   retryPause?: readonly [number, number];
   /** Attempts in all (every address), at most. @default {2000} */
@@ -74,12 +76,13 @@ export interface PunchResult {
  * that answers with a reset) after a short pause, until one connects.
  * The first to connect wins; every other socket is closed.
  *
- * @throws {DialError} When every attempt failed and none may be made
- * (`maxAttempts`), or an address is not `host:port`.
+ * @throws {HolePunchError} When nothing connected within `window`, or
+ * every attempt failed and none may be made (`maxAttempts`).
+ * @throws {TransportAddressError} When an address is not `host:port`.
  * @throws The signal's reason when `options.signal` aborts first.
  */
 export function punchTcp(targets: readonly string[], options: PunchOptions): Promise<PunchResult> {
-  const { localPort, signal } = options;
+  const { localPort, signal, window } = options;
   const [minPause, maxPause] = options.retryPause ?? [2, 10];
   const maxAttempts = options.maxAttempts ?? 2000;
   const parsed = targets.map((t) => ({ target: t, ...parseHostPort(t) }));
@@ -90,30 +93,34 @@ export function punchTcp(targets: readonly string[], options: PunchOptions): Pro
     const finish = (outcome: () => void) => {
       if (settled) return;
       settled = true;
-      signal.removeEventListener("abort", onAbort);
+      signal?.removeEventListener("abort", onAbort);
       for (const t of timers) clearTimeout(t);
       for (const s of sockets) s.destroy();
       sockets.clear();
       outcome();
     };
-    const onAbort = () => finish(() => reject(signal.reason));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
+    const failed = (why: string) =>
+      finish(() =>
+        reject(
+          new HolePunchError(
+            `Cannot punch a hole to ${
+              targets.join(", ")
+            } from port ${localPort}: ${why}, ${attempts} attempts (last: ${
+              lastError === undefined ? "none failed" : errorMessage(lastError)
+            })`,
+            { cause: lastError, attempts },
+          ),
+        )
+      );
+    const onAbort = () => finish(() => reject(signal!.reason));
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const deadline = setTimeout(() => failed(`nothing connected within ${window} ms`), window);
+    timers.add(deadline);
     const attempt = (t: (typeof parsed)[number]) => {
       if (settled) return;
       if (attempts >= maxAttempts) {
-        if (running === 0) {
-          finish(() =>
-            reject(
-              new DialError(
-                `Cannot punch a hole to ${
-                  targets.join(", ")
-                } from port ${localPort}: ${attempts} attempts failed (${errorMessage(lastError)})`,
-                { cause: lastError },
-              ),
-            )
-          );
-        }
+        if (running === 0) failed("every attempt failed");
         return;
       }
       attempts++;

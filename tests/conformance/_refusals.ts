@@ -12,6 +12,7 @@ import {
   DialBackRequestSchema,
   FindNodeRequestSchema,
   FindValueRequestSchema,
+  HolePunchSchema,
   LockHeldSchema,
   LockRequestSchema,
   MetricsRequestSchema,
@@ -1149,6 +1150,20 @@ export const REFUSAL_SCENARIOS: Record<string, Scenario> = {
     for (const [what, payload] of tries) {
       await cases.run(what, async () => {
         await expectNack(c, row, { opcode: op("RELAY"), payload }, `RELAY ${what}`);
+      });
+    }
+  },
+
+  "holepunch-direct": async (env, row, cases) => {
+    const c = await env.connect(env.main);
+    for (const kind of ["connect", "sync"] as const) {
+      await cases.run(`${kind} over a direct connection`, async () => {
+        const payload = enc(HolePunchSchema, {
+          kind: kind === "connect"
+            ? { case: kind, value: { addrs: ["127.0.0.1:40000"], windowMs: 1_000 } }
+            : { case: kind, value: {} },
+        });
+        await expectNack(c, row, { opcode: op("HOLE_PUNCH"), payload }, `HOLE_PUNCH ${kind}`);
       });
     }
   },

@@ -27,9 +27,11 @@ import {
   DisconnectSchema,
   FindNodeRequestSchema,
   FindValueRequestSchema,
+  HolePunchSchema,
   IdentifySchema,
   LockRequestSchema,
   MetricsRequestSchema,
+  NackReason,
   NackSchema,
   PatchRequestSchema,
   PingSchema,
@@ -248,6 +250,13 @@ Deno.test("registry: PROTOCOL_OPCODES is the README's opcode table", () => {
 
 // ---- the live node ----
 
+/**
+ * Requests that only a relayed connection takes (HOLE_PUNCH): over the
+ * conformance client's direct connection a valid one gets NACK FORBIDDEN
+ * (the refusal table's `holepunch-direct`), not an ACK.
+ */
+const ONLY_RELAYED = ["HOLE_PUNCH"];
+
 /** Requests that SHOUT and WHISPER carry out with id 0 (README, "Requests and one-way frames"). */
 const CARRIED_OUT_AT_ID_0 = ["SHOUT", "WHISPER"];
 
@@ -364,6 +373,12 @@ const REQUESTS: Record<string, Builder> = {
           reply.ttlSeconds > 0 && reply.limits !== undefined,
           `RELAY: Reservation ttl ${reply.ttlSeconds} s, limits ${reply.limits?.maxBytes} bytes`,
         ),
+    }),
+  HOLE_PUNCH: () =>
+    Promise.resolve({
+      payload: enc(HolePunchSchema, {
+        kind: { case: "connect", value: { addrs: ["127.0.0.1:40000"], windowMs: 1_000 } },
+      }),
     }),
   DIAL_BACK: () => {
     // The client does not listen: a port nothing listens on, on its own host.
@@ -580,6 +595,19 @@ Deno.test({ name: "live node: the tables, over a real connection", ...live }, as
           if (!build) fail(`no request for ${row.name}`);
           const valid = await build(env, c);
           const id = c.newId();
+          if (ONLY_RELAYED.includes(row.name)) {
+            const reply = await c.request(
+              { id, opcode: row.opcode, payload: valid.payload },
+              5_000,
+            );
+            check(
+              reply?.nack?.reason === NackReason.FORBIDDEN,
+              `${row.name} over a direct connection: expected NACK FORBIDDEN, got ${
+                reply ? describe(reply) : "no reply"
+              }`,
+            );
+            return;
+          }
           const data = await expectAck(
             c,
             { id, opcode: row.opcode, payload: valid.payload },

@@ -12,6 +12,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import {
   DialBackRequestSchema,
   DisconnectSchema,
+  HolePunchSchema,
   IdentifySchema,
   KeepaliveSchema,
   MetricsRequestSchema,
@@ -603,6 +604,23 @@ export async function opcodeSeed(
       );
     case 22:
       return seed(RelayDataSchema, { data: rng.bytes(rng.length(4096)) });
+    case 23:
+      return seed(
+        HolePunchSchema,
+        rng.weighted<() => Record<string, unknown>>([
+          [4, () => ({
+            kind: {
+              case: "connect",
+              value: {
+                addrs: Array.from({ length: rng.int(10) }, () => addressSeed(rng)),
+                windowMs: rng.pick([0, 1, 1_000, 60_000, 60_001, 0xffffffff]),
+              },
+            },
+          })],
+          [2, () => ({ kind: { case: "sync", value: {} } })],
+          [1, () => ({})],
+        ])(),
+      );
     case 21:
       return seed(DialBackRequestSchema, {
         addrs: Array.from({ length: rng.int(6) }, () => addressSeed(rng)),

@@ -550,6 +550,12 @@ export class NodeProcess implements AsyncDisposable {
     return found!;
   }
 
+  /** Kills the process at once (SIGKILL): a crash, the node says nothing to its peers. */
+  async crash(): Promise<void> {
+    this.#process.kill("SIGKILL");
+    await this.#process.wait();
+  }
+
   /**
    * Closes the node (the agent's `close` command), then ends the process
    * (SIGTERM, then SIGKILL) if it has not exited. Idempotent.

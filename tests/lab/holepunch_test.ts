@@ -182,7 +182,12 @@ for (const setup of SETUPS) {
         } else {
           assert.equal(times.length, 0, "a symmetric NAT should not let a predicted port through");
         }
-        console.log(`circuits closed ${JSON.stringify(lingers)} ms after the disconnect`);
+        lingers.sort((a, b) => a - b);
+        console.log(
+          `circuits closed at the relay ${quantile(lingers, 0.5)} ms (median), ${
+            lingers.at(-1)
+          } ms (max) after the disconnect`,
+        );
         const counters = (await relay.request("metrics")).relay;
         assert.ok(counters.circuitsTotal >= ATTEMPTS, JSON.stringify(counters));
       } finally {

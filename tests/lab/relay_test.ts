@@ -101,3 +101,68 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "lab: a relay crashes; the node reserved there reserves at another and is reached through it",
+  ignore: !lab.ok,
+  async fn() {
+    await using net = await Lab.create();
+    const [p1, p2] = [await net.publicHost("relay1"), await net.publicHost("relay2")];
+    const [r1, r2] = [await net.natRouter("r1"), await net.natRouter("r2")];
+    const [h1, h2] = [await r1.lanHost("h1"), await r2.lanHost("h2")];
+    const relays: NodeProcess[] = [];
+    for (const p of [p1, p2]) {
+      relays.push(
+        await p.spawnNode({
+          listen: ["0.0.0.0:0"],
+          options: { puzzleDifficulty: 0, relay: { serve: true }, holePunch: false },
+        }),
+      );
+    }
+    const bootstrap = relays.flatMap((r) => r.peerAddresses);
+    const behind: NodeProcess[] = [];
+    try {
+      for (const h of [h1, h2]) {
+        behind.push(
+          await h.spawnNode({
+            listen: ["0.0.0.0:0"],
+            bootstrap,
+            options: {
+              puzzleDifficulty: 0,
+              nat: { retryInterval: 600_000 },
+              holePunch: false,
+              relay: { maxRelays: 1 },
+            },
+          }),
+        );
+      }
+      const [alice, bob] = behind;
+      await bob.waitFor((e) => e.event === "relays" && e.relays.length === 1, 30_000);
+      const first = (await bob.request("addresses")).relays[0].address as string;
+      const [crashed, other] = relays[0].address === first ? relays : [relays[1], relays[0]];
+      const since = bob.events.length;
+      await crashed.crash();
+      const started = performance.now();
+      await bob.waitFor(
+        (e) => e.event === "relays" && e.relays.length === 1 && e.relays[0] === other.address,
+        30_000,
+        { since },
+      );
+      console.log(
+        `re-reserved at the other relay ${
+          Math.round(performance.now() - started)
+        } ms after the crash`,
+      );
+      const peer = await alice.request("connect", { peer: bob.address });
+      assert.equal(peer.relay, other.address, "alice reaches bob through the relay left");
+      assert.ok((await alice.request("ping", { address: bob.address })).rttMs >= 0);
+      assert.equal(
+        (await alice.request("echo", { address: bob.address, text: "after the crash" })).text,
+        "echo after the crash",
+      );
+    } finally {
+      for (const n of [...behind, ...relays]) await n.close();
+    }
+  },
+});

@@ -52,8 +52,10 @@ export const file_carrier_v1_holepunch: GenFile = /*@__PURE__*/
  * Payload of HOLE_PUNCH (opcode 23), a request; only over a relayed
  * connection. Which field is set says what it is. Refusals: NACK FORBIDDEN
  * (over a direct connection, or the node does not punch holes), MALFORMED
- * (no field set, no address or over 8, a sync before a connect),
- * RATE_LIMITED (a hole punch with this peer is already running).
+ * (no field set, no address or over 8, an address that is not an IP host and
+ * a port, a sync before a connect), RATE_LIMITED (a hole punch with this peer
+ * is already running), UNREACHABLE (the receiver knows no address of its own
+ * to offer).
  *
  * @generated from message carrier.v1.HolePunch
  */
