@@ -423,7 +423,8 @@ export class Node extends TypedEventTarget<NodeEventMap> implements AsyncDisposa
       return await this.#connectByKey(peer, signal);
     }
     const target = typeof peer === "string" ? parsePeerAddress(peer) : peer;
-    return await this.#manager.connect(target, { ...options, signal });
+    // Where it listens: over a relayed connection, a direct one replaces it.
+    return await this.#manager.connect(target, { ...options, signal, direct: true });
   }
 
   async #connectByKey(address: string, signal: AbortSignal): Promise<PeerConnection> {

@@ -114,6 +114,9 @@ export function holePunch(
   return (host) => new HolePunch(host, init, lend);
 }
 
+/** Peers whose last hole punch's start is remembered (for `retryAfter`). */
+const MAX_REMEMBERED = 1024;
+
 /** A responder's state between its ACK of `connect` and the `sync`. */
 interface Answered {
   port: number;
@@ -176,7 +179,12 @@ class HolePunch implements HolePunchService {
       return this.#report(outcome, started, "the connection is direct already");
     }
     this.#running.add(peer.address);
+    this.#started.delete(peer.address);
     this.#started.set(peer.address, started);
+    // Bounded: the oldest (whose retryAfter has likely passed) go first.
+    if (this.#started.size > MAX_REMEMBERED) {
+      this.#started.delete(this.#started.keys().next().value!);
+    }
     try {
       const port = await freeTcpPort();
       const addrs = this.#candidates(peer, port);

@@ -215,9 +215,9 @@ export class ConnectionManager {
         `Cannot connect to ${peer.address}: ${stats.outbound} connections and ${stats.dialing} dials reach maxOutbound (ℓ) ${maxOutbound}`,
       );
     const existing = this.#connections.get(peer.address);
-    // A dial to where the peer listens goes on over a relayed connection: it migrates.
-    const upgrade = existing?.channel.stream.relay !== undefined && open === undefined &&
-      peer.transportAddress !== "";
+    // A direct dial asked for over a relayed connection goes on: it migrates.
+    const upgrade = options.direct === true && open === undefined &&
+      existing?.channel.stream.relay !== undefined;
     if (existing && !upgrade) {
       if (options.ephemeral) {
         if (this.#ephemeral.has(peer.address)) this.#ephemeral.set(peer.address, this.#clock.now());
@@ -231,7 +231,7 @@ export class ConnectionManager {
     const inFlight = this.#dials.get(peer.address);
     // A dial of another path (a relayed circuit) waits for the one in flight, and goes on if it fails.
     if (inFlight) return open ? inFlight.catch(() => this.#connect(peer, options, open)) : inFlight;
-    if (!options.ephemeral && stats.outbound + stats.dialing >= maxOutbound) {
+    if (!options.ephemeral && !upgrade && stats.outbound + stats.dialing >= maxOutbound) {
       return Promise.reject(overLimit());
     }
     const dial = (open ?? ((signal) => this.#dial(peer, signal)))(options.signal).then(
@@ -307,7 +307,8 @@ export class ConnectionManager {
     this.#abort.abort(new NodeClosedError("The node is closing"));
     for (const listener of this.#listeners) listener.close();
     for (const stream of this.#streams) stream.close();
-    await Promise.all(this.all().map((c) => c.close(DisconnectReason.SHUTDOWN)));
+    const open = [...this.all(), ...this.#retired];
+    await Promise.all(open.map((c) => c.close(DisconnectReason.SHUTDOWN)));
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
   }
 

@@ -156,6 +156,13 @@ export interface ConnectOptions {
    * @default {false}
    */
   ephemeral?: boolean;
+  /**
+   * Over a relayed connection to the peer, dial its address anyway: the
+   * direct connection replaces the relayed one (migration). Otherwise the
+   * relayed connection is returned, as any open one.
+   * @default {false}
+   */
+  direct?: boolean;
 }
 
 /**

@@ -201,3 +201,18 @@ Deno.test("HOLE_PUNCH is refused by a node that does not punch holes", async () 
     );
   });
 });
+
+Deno.test("a node that closes while a replaced relayed connection lingers closes that one too", async () => {
+  const nodes: Node[] = [];
+  try {
+    const { hidden, dialler } = await relayed(nodes);
+    const relayedConnection = dialler.peer(hidden.address)!;
+    await dialler.connect(`${hidden.address}@${hidden.listenAddrs[0]}`);
+    assert.equal(relayedConnection.isClosed, false, "still lingering");
+    await dialler.close();
+    assert.equal(relayedConnection.isClosed, true);
+    assert.equal((await relayedConnection.closed).reason, DisconnectReason.SHUTDOWN);
+  } finally {
+    await Promise.all(nodes.map((n) => n.close()));
+  }
+});
