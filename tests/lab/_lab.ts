@@ -441,6 +441,19 @@ export class AgentCommandError extends Error {
  * commands with {@linkcode NodeProcess.request}, its events in
  * {@linkcode NodeProcess.events}.
  */
+/** Waits until `node` holds a reservation at `relay`. */
+export async function reserved(node: NodeProcess, relay: NodeProcess): Promise<void> {
+  const has = async () =>
+    (await node.request("addresses")).relays.some((r: { address: string }) =>
+      r.address === relay.address
+    );
+  if (await has()) return;
+  await node.waitFor(
+    (e) => e.event === "relays" && e.relays.includes(relay.address),
+    30_000,
+  );
+}
+
 export class NodeProcess implements AsyncDisposable {
   /** The namespace it runs in. */
   readonly namespace: string;

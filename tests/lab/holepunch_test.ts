@@ -13,7 +13,7 @@
 // relayed connection stay. Skipped, saying why, where the lab cannot be
 // built (see tests/lab/_lab.ts).
 import assert from "node:assert/strict";
-import { Lab, labAvailable, type NatRouterOptions, type NodeProcess } from "./_lab.ts";
+import { Lab, labAvailable, type NatRouterOptions, type NodeProcess, reserved } from "./_lab.ts";
 
 const lab = await labAvailable();
 if (!lab.ok) console.log(`network lab skipped: ${lab.why}`);
@@ -49,16 +49,6 @@ const SETUPS: Setup[] = [
     direct: false,
   },
 ];
-
-/** Waits until `node` holds a reservation at `relay`. */
-async function reserved(node: NodeProcess, relay: NodeProcess): Promise<void> {
-  const has = async () =>
-    (await node.request("addresses")).relays.some((r: { address: string }) =>
-      r.address === relay.address
-    );
-  if (await has()) return;
-  await node.waitFor((e) => e.event === "relays" && e.relays.includes(relay.address), 30_000);
-}
 
 /**
  * Waits until the relay has no circuit open: a migrated one closes after its

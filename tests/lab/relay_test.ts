@@ -4,23 +4,10 @@
 // the other by its key alone, through the relay. Skipped, saying why, where
 // the lab cannot be built (see tests/lab/_lab.ts).
 import assert from "node:assert/strict";
-import { Lab, labAvailable, type NodeProcess } from "./_lab.ts";
+import { Lab, labAvailable, type NodeProcess, reserved } from "./_lab.ts";
 
 const lab = await labAvailable();
 if (!lab.ok) console.log(`network lab skipped: ${lab.why}`);
-
-/** Waits until `node` holds a reservation at `relay`. */
-async function reserved(node: NodeProcess, relay: NodeProcess): Promise<void> {
-  const has = async () =>
-    (await node.request("addresses")).relays.some((r: { address: string }) =>
-      r.address === relay.address
-    );
-  if (await has()) return;
-  await node.waitFor(
-    (e) => e.event === "relays" && e.relays.includes(relay.address),
-    30_000,
-  );
-}
 
 Deno.test({
   name:

@@ -3,10 +3,8 @@
 // routers: the network lab (tests/lab/holepunch_test.ts) measures it.
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { StringValueSchema } from "@bufbuild/protobuf/wkt";
 import {
   createNode,
-  defineOpcode,
   DisconnectReason,
   type HolePunchEventDetail,
   NackError,
@@ -18,22 +16,7 @@ import {
 } from "../../mod.ts";
 import { HolePunchConnectSchema, HolePunchSchema } from "../../lib/protocol.ts";
 import { decodePayload } from "../../lib/wire/opcodes.ts";
-
-const ECHO = defineOpcode(1000, {
-  name: "ECHO",
-  request: StringValueSchema,
-  reply: StringValueSchema,
-});
-
-const str = (value: string) => create(StringValueSchema, { value });
-
-async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { ECHO, str, until } from "./_relay.ts";
 
 /**
  * A relay, a node reserved at it (it listens, but says it is private, so

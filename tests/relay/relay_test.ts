@@ -3,11 +3,9 @@
 // alone, Noise XX end to end inside the circuit. Across NAT routers: the
 // network lab (tests/lab/relay_test.ts).
 import assert from "node:assert/strict";
-import { StringValueSchema } from "@bufbuild/protobuf/wkt";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
   createNode,
-  defineOpcode,
   DisconnectReason,
   NackError,
   NackReason,
@@ -19,6 +17,7 @@ import { RelayDataSchema, RelayRequestSchema } from "../../lib/protocol.ts";
 import { FrameChannel } from "../../lib/swarm/circuit.ts";
 import { FrameDecoder } from "../../lib/wire/frame.ts";
 import { decodePayload } from "../../lib/wire/opcodes.ts";
+import { ECHO, str, until } from "./_relay.ts";
 
 /**
  * Every RELAY_DATA payload written on any circuit connection in this
@@ -57,14 +56,6 @@ function includes(haystack: Uint8Array, needle: Uint8Array): boolean {
   return false;
 }
 
-const ECHO = defineOpcode(1000, {
-  name: "ECHO",
-  request: StringValueSchema,
-  reply: StringValueSchema,
-});
-
-const str = (value: string) => create(StringValueSchema, { value });
-
 async function withNodes(
   fn: (make: (o?: NodeOptions) => Promise<Node>) => Promise<void>,
 ): Promise<void> {
@@ -78,14 +69,6 @@ async function withNodes(
     });
   } finally {
     await Promise.all(nodes.map((n) => n.close()));
-  }
-}
-
-async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
