@@ -72,6 +72,7 @@ export {
 } from "./lib/services/relay.ts";
 export type { RelayHint } from "./lib/secure/_handshake_payload.ts";
 export type { HolePunchInit } from "./lib/services/holepunch.ts";
+export { aesGcmImplementation } from "./lib/secure/_aes_gcm.ts";
 export { NatPmpClient, type NatPmpClientOptions } from "./lib/nat/natpmp.ts";
 export { PcpClient, type PcpClientOptions } from "./lib/nat/pcp.ts";
 export {

@@ -29,7 +29,11 @@
 import { generateIdentity, type Identity } from "../lib/identity/keys.ts";
 import { PeerConnection } from "../lib/peer/connection.ts";
 import { secureInbound, secureOutbound } from "../lib/secure/channel.ts";
-import { createHandshake, generateX25519KeyPair } from "../lib/secure/noise.ts";
+import {
+  aesGcmImplementation,
+  createHandshake,
+  generateX25519KeyPair,
+} from "../lib/secure/noise.ts";
 import { MemoryNetwork } from "../lib/transport/memory.ts";
 import type { Transport } from "../lib/transport/types.ts";
 import { TcpTransport } from "../lib/transport/tcp.ts";
@@ -172,6 +176,8 @@ async function startSubprocessServer(): Promise<Server> {
       "--allow-net=127.0.0.1",
       "--allow-read",
       "--allow-env",
+      // The server gets the AES-GCM backend this process has (OpenSSL when FFI is granted).
+      ...(Deno.permissions.querySync({ name: "ffi" }).state === "granted" ? ["--allow-ffi"] : []),
       "--config",
       config.pathname,
       import.meta.filename!,
@@ -578,6 +584,7 @@ async function main(): Promise<void> {
     }
   }
   console.log(`\n${await machine()}\n`);
+  console.log(`AES-256-GCM: ${aesGcmImplementation()} (OpenSSL needs --allow-ffi).\n`);
   console.log(
     `TCP on 127.0.0.1, Nagle off on both sides; median of ${REPETITIONS} repetitions after a` +
       ` warm-up; pump ${PUMP_BYTES / 1024 / 1024} MiB per repetition; MB = 10^6 bytes.` +

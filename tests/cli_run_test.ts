@@ -23,6 +23,8 @@ Deno.test("two carrier run processes connect, a third pings one, and signals sto
     const listening = await a.take(() => true);
     assert.equal(listening.event, "listening");
     assert.equal(listening.address, keygen.address);
+    // Run without --allow-ffi (tests/_cli.ts): the fallback AES-256-GCM, and it says so.
+    assert.equal(listening.aesGcm, "webcrypto+node", "the AES-256-GCM backend it reports");
     const [listen] = listening.listen as string[];
     assert.match(listen, /^127\.0\.0\.1:\d+$/);
     const target = `${listening.address}@${listen}`;

@@ -4,6 +4,7 @@
  * @module
  */
 import {
+  aesGcmImplementation,
   CarrierError,
   createNode,
   type MappingProtocol,
@@ -134,7 +135,12 @@ export const runCommand: Command = {
     const printer = new Printer(io, json);
     printer.event(
       "listening",
-      { address: node.address, listen: node.listenAddrs, announced: node.peerAddresses },
+      {
+        address: node.address,
+        listen: node.listenAddrs,
+        announced: node.peerAddresses,
+        aesGcm: aesGcmImplementation(),
+      },
       node.listenAddrs.length > 0
         ? `listening as ${node.address} on ${node.listenAddrs.join(", ")}; reach it at ${
           node.peerAddresses.join(", ") || "(no address to announce)"

@@ -1,10 +1,12 @@
 /**
  * AES-256-GCM as the Noise `AESGCM` cipher functions use it: 256-bit key,
  * 96-bit nonce made of 32 zero bits and the 64-bit big-endian counter, 128-bit
- * tag appended to the ciphertext. Three implementations behind one interface:
- * WebCrypto (`crypto.subtle`, native, async, on a worker thread), `node:crypto`
- * (native, sync, on the calling thread) and `@noble/ciphers` (pure
- * TypeScript, sync), plus an `auto` mode that picks one per message size.
+ * tag appended to the ciphertext. Four implementations behind one interface:
+ * OpenSSL's libcrypto through FFI (native, sync, on the calling thread, the
+ * key schedule kept: `_openssl.ts`), WebCrypto (`crypto.subtle`, native,
+ * async, on a worker thread), `node:crypto` (native, sync) and
+ * `@noble/ciphers` (pure TypeScript, sync), plus an `auto` mode: OpenSSL
+ * when it loads, else one of WebCrypto and `node:crypto` per message size.
  *
  * Private to `lib/secure/`; `noise.ts` re-exports the public part.
  *
@@ -15,6 +17,7 @@ import { gcm } from "@noble/ciphers/aes.js";
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import { ArgumentError } from "../errors.ts";
 import { DecryptError } from "./errors.ts";
+import { openSsl, type OpenSslAesGcmKey } from "./_openssl.ts";
 
 /** Key length of AES-256, in bytes. */
 export const KEY_LENGTH = 32;
@@ -31,10 +34,30 @@ const EMPTY = new Uint8Array(0);
  * - `"node"`: `node:crypto` `createCipheriv` (native, synchronous: it runs
  *   on the calling thread with no thread hop).
  * - `"noble"`: `@noble/ciphers` (pure TypeScript, synchronous).
- * - `"auto"`: `node` below {@linkcode AES_GCM_WEBCRYPTO_THRESHOLD} bytes of
+ * - `"openssl"`: the platform's OpenSSL 3 `libcrypto` through Deno's FFI
+ *   (synchronous, on the calling thread; needs `--allow-ffi` and the
+ *   library, else creating a key throws).
+ * - `"auto"`: `openssl` when FFI is granted and the library loads; else
+ *   `node` below {@linkcode AES_GCM_WEBCRYPTO_THRESHOLD} bytes of
  *   plaintext, WebCrypto from there up. All produce the same bytes.
  */
-export type AesGcmBackend = "auto" | "webcrypto" | "node" | "noble";
+export type AesGcmBackend = "auto" | "webcrypto" | "node" | "noble" | "openssl";
+
+/**
+ * Which implementation the `"auto"` backend uses in this process:
+ * `"openssl"` when FFI is granted and OpenSSL 3's libcrypto loads, else
+ * `"webcrypto+node"` (see {@linkcode AesGcmBackend}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { aesGcmImplementation } from "@carrier/p2p";
+ * assert.ok(["openssl", "webcrypto+node"].includes(aesGcmImplementation()));
+ * ```
+ */
+export function aesGcmImplementation(): "openssl" | "webcrypto+node" {
+  return openSsl() === undefined ? "webcrypto+node" : "openssl";
+}
 
 /**
  * Plaintext size, in bytes, from which the `"auto"` backend hands a message to
@@ -154,8 +177,10 @@ export function createAesGcm(
       return new NodeAesGcm(key);
     case "webcrypto":
       return new WebCryptoAesGcm(key);
+    case "openssl":
+      return new OpenSslAesGcm(key);
     case "auto":
-      return new AutoAesGcm(key);
+      return openSsl() === undefined ? new AutoAesGcm(key) : new OpenSslAesGcm(key);
     default:
       throw new ArgumentError(
         `Cannot create AES-256-GCM key: unknown backend "${backend}"`,
@@ -192,7 +217,7 @@ export function syncAesGcm(
   plaintextLength: number,
 ): SyncAesGcm | undefined {
   if (aead instanceof AutoAesGcm) return aead.syncFor(plaintextLength);
-  if (aead instanceof NodeAesGcm || aead instanceof NobleAesGcm) return aead;
+  if (aead instanceof SyncBackedAesGcm) return aead;
   return undefined;
 }
 
@@ -223,7 +248,7 @@ function authFailed(nonce: bigint, cause: unknown): DecryptError {
 
 /** A synchronous backend's promise-returning side: the sync call, settled. */
 abstract class SyncBackedAesGcm implements AesGcm, SyncAesGcm {
-  abstract readonly backend: "noble" | "node";
+  abstract readonly backend: "noble" | "node" | "openssl";
   /** The 32-byte key (a copy of the caller's). */
   protected readonly key: Uint8Array;
 
@@ -292,6 +317,48 @@ class NobleAesGcm extends SyncBackedAesGcm {
     } catch (cause) {
       throw authFailed(nonce, cause);
     }
+  }
+}
+
+class OpenSslAesGcm extends SyncBackedAesGcm {
+  readonly backend = "openssl" as const;
+  readonly #key: OpenSslAesGcmKey;
+
+  constructor(key: Uint8Array) {
+    super(key);
+    const lib = openSsl();
+    if (lib === undefined) {
+      throw new ArgumentError(
+        "Cannot create an AES-256-GCM key with OpenSSL: FFI is not granted (--allow-ffi) or no libcrypto 3 loads",
+      );
+    }
+    this.#key = lib.key(this.key);
+    this.key.fill(0); // kept by OpenSSL's contexts only
+  }
+
+  encryptSync(
+    nonce: bigint,
+    plaintext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Uint8Array {
+    const iv = gcmNonce(nonce);
+    const out = new Uint8Array(plaintext.length + TAG_LENGTH);
+    this.#key.seal(iv, options?.ad ?? EMPTY, plaintext, out);
+    return out;
+  }
+
+  decryptSync(
+    nonce: bigint,
+    ciphertext: Uint8Array,
+    options?: AesGcmCallOptions,
+  ): Uint8Array {
+    const iv = gcmNonce(nonce);
+    if (ciphertext.length < TAG_LENGTH) throw tooShort(ciphertext, nonce);
+    const out = new Uint8Array(ciphertext.length - TAG_LENGTH);
+    if (!this.#key.open(iv, options?.ad ?? EMPTY, ciphertext, out)) {
+      throw authFailed(nonce, undefined);
+    }
+    return out;
   }
 }
 

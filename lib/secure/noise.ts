@@ -52,6 +52,7 @@ export {
   type AesGcm,
   type AesGcmBackend,
   type AesGcmCallOptions,
+  aesGcmImplementation,
   type AesGcmOptions,
   createAesGcm,
 } from "./_aes_gcm.ts";

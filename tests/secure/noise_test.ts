@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { DecryptError, HandshakeError, NonceExhaustedError } from "../../lib/secure/errors.ts";
 import {
   type AesGcmBackend,
+  aesGcmImplementation,
   CipherState,
   createAesGcm,
   createHandshake,
@@ -37,7 +38,13 @@ interface Vector {
 
 const vectors: Vector[] = vectorFile.vectors;
 const encoder = new TextEncoder();
-const BACKENDS: AesGcmBackend[] = ["noble", "webcrypto", "node", "auto"];
+const BACKENDS: AesGcmBackend[] = [
+  "noble",
+  "webcrypto",
+  "node",
+  ...(aesGcmImplementation() === "openssl" ? ["openssl" as const] : []),
+  "auto",
+];
 
 function fromHex(hex: string): Uint8Array {
   return Uint8Array.from(hex.match(/../g) ?? [], (b) => parseInt(b, 16));
@@ -70,53 +77,61 @@ function side(vector: Vector, prefix: "init" | "resp"): Handshake {
 
 assert.equal(vectors.length, 59);
 
-for (const vector of vectors) {
-  Deno.test(`${vector.protocol_name} reproduces the cacophony vector`, async () => {
-    const initiator = side(vector, "init");
-    const responder = side(vector, "resp");
-    const oneWay = /^Noise_[NKX](psk\d)?_/.test(vector.protocol_name);
-    let transport:
-      | { init: TransportCiphers; resp: TransportCiphers }
-      | undefined;
-    for (const [i, message] of vector.messages.entries()) {
-      const payload = fromHex(message.payload);
-      const fromInitiator = oneWay || i % 2 === 0;
-      if (transport === undefined) {
-        const [writer, reader] = fromInitiator ? [initiator, responder] : [responder, initiator];
-        assert.equal(writer.isMyTurn, true);
-        const written = await writer.writeMessage(payload);
-        assert.equal(
-          toHex(written),
-          message.ciphertext,
-          `handshake message ${i}`,
-        );
-        assert.deepEqual(await reader.readMessage(written), payload);
-        if (initiator.isComplete) {
-          assert.equal(responder.isComplete, true);
-          assert.equal(toHex(initiator.handshakeHash), vector.handshake_hash);
-          assert.equal(toHex(responder.handshakeHash), vector.handshake_hash);
-          // Each direction is encrypted by one AES-GCM backend and decrypted
-          // by the other, so both are checked against the vector's bytes.
-          transport = {
-            init: initiator.split({ backend: "webcrypto" }),
-            resp: responder.split({ backend: "noble" }),
-          };
+/** Transport backends per run of the vectors: each encrypts one direction and decrypts the other. */
+const VECTOR_PAIRS: [AesGcmBackend, AesGcmBackend][] = [["webcrypto", "noble"], [
+  "openssl",
+  "node",
+]];
+
+for (const [initBackend, respBackend] of VECTOR_PAIRS) {
+  for (const vector of vectors) {
+    Deno.test(`${vector.protocol_name} reproduces the cacophony vector (${initBackend}, ${respBackend})`, async () => {
+      const initiator = side(vector, "init");
+      const responder = side(vector, "resp");
+      const oneWay = /^Noise_[NKX](psk\d)?_/.test(vector.protocol_name);
+      let transport:
+        | { init: TransportCiphers; resp: TransportCiphers }
+        | undefined;
+      for (const [i, message] of vector.messages.entries()) {
+        const payload = fromHex(message.payload);
+        const fromInitiator = oneWay || i % 2 === 0;
+        if (transport === undefined) {
+          const [writer, reader] = fromInitiator ? [initiator, responder] : [responder, initiator];
+          assert.equal(writer.isMyTurn, true);
+          const written = await writer.writeMessage(payload);
+          assert.equal(
+            toHex(written),
+            message.ciphertext,
+            `handshake message ${i}`,
+          );
+          assert.deepEqual(await reader.readMessage(written), payload);
+          if (initiator.isComplete) {
+            assert.equal(responder.isComplete, true);
+            assert.equal(toHex(initiator.handshakeHash), vector.handshake_hash);
+            assert.equal(toHex(responder.handshakeHash), vector.handshake_hash);
+            // Each direction is encrypted by one AES-GCM backend and decrypted
+            // by the other, so both are checked against the vector's bytes.
+            transport = {
+              init: initiator.split({ backend: initBackend }),
+              resp: responder.split({ backend: respBackend }),
+            };
+          }
+        } else {
+          const [sender, receiver] = fromInitiator
+            ? [transport.init, transport.resp]
+            : [transport.resp, transport.init];
+          const sealed = await sender.send.encrypt(payload);
+          assert.equal(
+            toHex(sealed),
+            message.ciphertext,
+            `transport message ${i}`,
+          );
+          assert.deepEqual(await receiver.receive.decrypt(sealed), payload);
         }
-      } else {
-        const [sender, receiver] = fromInitiator
-          ? [transport.init, transport.resp]
-          : [transport.resp, transport.init];
-        const sealed = await sender.send.encrypt(payload);
-        assert.equal(
-          toHex(sealed),
-          message.ciphertext,
-          `transport message ${i}`,
-        );
-        assert.deepEqual(await receiver.receive.decrypt(sealed), payload);
       }
-    }
-    assert.ok(transport !== undefined, "the handshake completed");
-  });
+      assert.ok(transport !== undefined, "the handshake completed");
+    });
+  }
 }
 
 /** Runs a complete XX handshake with fresh keys. */
@@ -533,6 +548,48 @@ Deno.test("WebCrypto and noble AES-GCM produce identical ciphertexts", async () 
     ),
     { numRuns: 40 },
   );
+});
+
+const noOpenSsl = aesGcmImplementation() !== "openssl";
+if (noOpenSsl) console.log("OpenSSL AES-GCM tests skipped: no --allow-ffi, or no libcrypto 3");
+
+Deno.test({
+  name: "OpenSSL (FFI) and WebCrypto AES-GCM agree on random sizes 0 to 65535, keys, nonces and AD",
+  ignore: noOpenSsl,
+  fn: async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.bigInt({ min: 0n, max: MAX_NONCE }),
+        fc.integer({ min: 0, max: 65535 }),
+        fc.uint8Array({ maxLength: 64 }),
+        fc.integer({ min: 0, max: 31 }),
+        async (key, nonce, size, ad, offset) => {
+          // A view at an odd offset into a larger buffer, as the channel passes.
+          const backing = new Uint8Array(size + offset + 7);
+          for (let at = 0; at < backing.length; at += 65536) {
+            crypto.getRandomValues(backing.subarray(at, at + 65536));
+          }
+          const plaintext = backing.subarray(offset, offset + size);
+          const web = createAesGcm(key, { backend: "webcrypto" });
+          const ssl = createAesGcm(key, { backend: "openssl" });
+          const a = await web.encrypt(nonce, plaintext, { ad });
+          const b = await ssl.encrypt(nonce, plaintext, { ad });
+          assert.deepEqual(b, a);
+          assert.deepEqual(await ssl.decrypt(nonce, a, { ad }), plaintext);
+          assert.deepEqual(await web.decrypt(nonce, b, { ad }), plaintext);
+          const tampered = b.slice();
+          tampered[(size * 7 + offset) % tampered.length] ^= 0x80;
+          await assert.rejects(ssl.decrypt(nonce, tampered, { ad }), DecryptError);
+          await assert.rejects(ssl.decrypt(nonce ^ 1n, b, { ad }), DecryptError);
+          await assert.rejects(ssl.decrypt(nonce, b.subarray(0, 15), { ad }), DecryptError);
+          // The key is usable after a failure (the contexts are reset per message).
+          assert.deepEqual(await ssl.decrypt(nonce, b, { ad }), plaintext);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  },
 });
 
 Deno.test("AES-GCM uses the Noise nonce layout (4 zero bytes, 64-bit big-endian counter)", async () => {
