@@ -83,16 +83,6 @@ export interface HolePunchHost {
   acceptOver(stream: ByteStream): Promise<void>;
 }
 
-/** The hole-punching service. */
-export interface HolePunchService extends Service {
-  /**
-   * Punches a hole to `peer` now (it must be a relayed connection); resolves
-   * the outcome, also emitted as a `holepunch` event. Never rejects: a
-   * failure is an outcome with `direct: false`.
-   */
-  punch(peer: PeerConnection): Promise<HolePunchEventDetail>;
-}
-
 /**
  * The hole-punching service's factory.
  *
@@ -110,7 +100,7 @@ export interface HolePunchService extends Service {
 export function holePunch(
   init: HolePunchInit,
   lend: HolePunchHost,
-): ServiceFactory<HolePunchService> {
+): ServiceFactory {
   return (host) => new HolePunch(host, init, lend);
 }
 
@@ -126,7 +116,7 @@ interface Answered {
   timer: TimerHandle;
 }
 
-class HolePunch implements HolePunchService {
+class HolePunch implements Service {
   readonly name = "holepunch";
   readonly opcodes = [HOLE_PUNCH_OPCODE];
   readonly #host: ServiceHost;
@@ -152,7 +142,7 @@ class HolePunch implements HolePunchService {
     if (!this.#enabled || peer.channel.stream.relay === undefined || peer.channel.initiator) return;
     const last = this.#started.get(peer.address);
     if (last !== undefined && this.#host.clock.now() - last < this.#retryAfter) return;
-    this.punch(peer).catch((err) => this.#host.error(err, "holepunch"));
+    this.#start(peer).catch((err) => this.#host.error(err, "holepunch"));
   }
 
   cleanup(): void {
@@ -160,7 +150,8 @@ class HolePunch implements HolePunchService {
     this.#answered.clear();
   }
 
-  async punch(peer: PeerConnection): Promise<HolePunchEventDetail> {
+  /** Runs one hole punch as its initiator; the outcome is also a `holepunch` event. */
+  async #start(peer: PeerConnection): Promise<HolePunchEventDetail> {
     const { clock, signal } = this.#host;
     const started = clock.now();
     const outcome: HolePunchEventDetail = {

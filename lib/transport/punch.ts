@@ -25,13 +25,19 @@ import type { ByteStream } from "./types.ts";
 /** Unread bytes a socket may hold before it stops reading from the kernel. */
 const READ_HIGH_WATER = 256 * 1024;
 
+/** An attempt refused at once is retried after a pause in this range, in ms. */
+const RETRY_PAUSE = [2, 10] as const;
+
+/** Connection attempts of one punch, every address, at most. */
+const MAX_ATTEMPTS = 2000;
+
 /**
- * A free TCP port on the wildcard address of IPv4 (`"0.0.0.0"`) or IPv6
- * (`"::"`): bound for a moment to learn it, then released for dialling from.
+ * A free TCP port on IPv4's wildcard address: bound for a moment to learn
+ * it, then released for dialling from.
  *
  * @throws {DialError} When no port can be bound.
  */
-export function freeTcpPort(ipv6 = false): Promise<number> {
+export function freeTcpPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once(
@@ -39,7 +45,7 @@ export function freeTcpPort(ipv6 = false): Promise<number> {
       (err) =>
         reject(new DialError(`Cannot find a free TCP port: ${errorMessage(err)}`, { cause: err })),
     );
-    server.listen({ host: ipv6 ? "::" : "0.0.0.0", port: 0, exclusive: true }, () => {
+    server.listen({ host: "0.0.0.0", port: 0, exclusive: true }, () => {
       const { port } = server.address() as { port: number };
       server.close(() => resolve(port));
     });
@@ -54,10 +60,6 @@ export interface PunchOptions {
   window: number;
   /** Ends the punch at once: it rejects with the signal's reason, and every socket is closed. */
   signal?: AbortSignal;
-  /** Pause after an attempt fails at once (a reset), in ms: a random value in this range. @default {[2, 10]} */
-  retryPause?: readonly [number, number];
-  /** Attempts in all (every address), at most. @default {2000} */
-  maxAttempts?: number;
 }
 
 /** What {@linkcode punchTcp} returns. */
@@ -77,14 +79,13 @@ export interface PunchResult {
  * The first to connect wins; every other socket is closed.
  *
  * @throws {HolePunchError} When nothing connected within `window`, or
- * every attempt failed and none may be made (`maxAttempts`).
+ * every attempt failed and none may be made (2000 in all).
  * @throws {TransportAddressError} When an address is not `host:port`.
  * @throws The signal's reason when `options.signal` aborts first.
  */
 export function punchTcp(targets: readonly string[], options: PunchOptions): Promise<PunchResult> {
   const { localPort, signal, window } = options;
-  const [minPause, maxPause] = options.retryPause ?? [2, 10];
-  const maxAttempts = options.maxAttempts ?? 2000;
+  const [minPause, maxPause] = RETRY_PAUSE;
   const parsed = targets.map((t) => ({ target: t, ...parseHostPort(t) }));
   return new Promise((resolve, reject) => {
     const sockets = new Set<Socket>();
@@ -119,7 +120,7 @@ export function punchTcp(targets: readonly string[], options: PunchOptions): Pro
     timers.add(deadline);
     const attempt = (t: (typeof parsed)[number]) => {
       if (settled) return;
-      if (attempts >= maxAttempts) {
+      if (attempts >= MAX_ATTEMPTS) {
         if (running === 0) failed("every attempt failed");
         return;
       }

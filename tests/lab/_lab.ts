@@ -441,6 +441,24 @@ export class AgentCommandError extends Error {
  * commands with {@linkcode NodeProcess.request}, its events in
  * {@linkcode NodeProcess.events}.
  */
+/**
+ * Two LAN hosts behind two NAT routers (`r1`, `r2`, with `router`'s
+ * options; no port mapping unless asked), each running a node with `spawn`'s
+ * options. The lab closes them with itself.
+ */
+export async function behindTwoNats(
+  lab: Lab,
+  spawn: SpawnNodeOptions,
+  router: NatRouterOptions = {},
+): Promise<[NodeProcess, NodeProcess]> {
+  const nodes: NodeProcess[] = [];
+  for (const n of [1, 2]) {
+    const host = await (await lab.natRouter(`r${n}`, router)).lanHost(`h${n}`);
+    nodes.push(await host.spawnNode(spawn));
+  }
+  return [nodes[0], nodes[1]];
+}
+
 /** Waits until `node` holds a reservation at `relay`. */
 export async function reserved(node: NodeProcess, relay: NodeProcess): Promise<void> {
   const has = async () =>

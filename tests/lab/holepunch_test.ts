@@ -13,7 +13,14 @@
 // relayed connection stay. Skipped, saying why, where the lab cannot be
 // built (see tests/lab/_lab.ts).
 import assert from "node:assert/strict";
-import { Lab, labAvailable, type NatRouterOptions, type NodeProcess, reserved } from "./_lab.ts";
+import {
+  behindTwoNats,
+  Lab,
+  labAvailable,
+  type NatRouterOptions,
+  type NodeProcess,
+  reserved,
+} from "./_lab.ts";
 
 const lab = await labAvailable();
 if (!lab.ok) console.log(`network lab skipped: ${lab.why}`);
@@ -75,114 +82,101 @@ for (const setup of SETUPS) {
     async fn() {
       await using net = await Lab.create();
       const pub = await net.publicHost("relay");
-      const r1 = await net.natRouter("r1", setup.router);
-      const r2 = await net.natRouter("r2", setup.router);
-      const [h1, h2] = [await r1.lanHost("h1"), await r2.lanHost("h2")];
       await using relay = await pub.spawnNode({
         listen: ["0.0.0.0:0"],
         options: { puzzleDifficulty: 0, relay: { serve: true } },
       });
-      const behind: NodeProcess[] = [];
-      try {
-        for (const h of [h1, h2]) {
-          behind.push(
-            await h.spawnNode({
-              listen: ["0.0.0.0:0"],
-              bootstrap: relay.peerAddresses,
-              options: {
-                puzzleDifficulty: 0,
-                nat: { retryInterval: 600_000 },
-                holePunch: { window: setup.window, retryAfter: 0 },
-              },
-            }),
-          );
-        }
-        const [alice, bob] = behind;
-        for (const n of behind) {
-          await n.waitFor((e) => e.event === "addresses" && e.reachability === "private", 30_000);
-          await reserved(n, relay);
-        }
-        const times: number[] = [];
-        const failures: string[] = [];
-        let dials = 0;
-        const lingers: number[] = [];
-        for (let i = 0; i < ATTEMPTS; i++) {
-          const [sinceA, sinceB] = [alice.events.length, bob.events.length];
-          const peer = await alice.request("connect", { peer: bob.address });
-          assert.equal(peer.relay, relay.address, `attempt ${i}: the first connection is relayed`);
-          const punched = await bob.waitFor(
-            (e) => e.event === "holepunch" && e.address === alice.address,
-            setup.window + 20_000,
-            { since: sinceB },
-          );
-          assert.equal(punched.initiator, true);
-          const answered = await alice.waitFor(
-            (e) => e.event === "holepunch" && e.address === bob.address,
-            setup.window + 20_000,
-            { since: sinceA },
-          ).catch(() => undefined); // a responder that never got the sync has nothing to say
-          dials += punched.attempts + (answered?.attempts ?? 0);
-          if (punched.direct) {
-            times.push(punched.ms);
-            await alice.waitFor(
-              (e) => e.event === "peer:path" && e.address === bob.address && e.path === "direct",
-              10_000,
-              { since: sinceA },
-            );
-            const now = (await alice.request("peers")).find((p: { address: string }) =>
-              p.address === bob.address
-            );
-            assert.equal(now?.relay, undefined, `attempt ${i}: alice is on the direct path`);
-          } else {
-            failures.push(punched.error);
-          }
-          // Either way the pair can talk: over the direct connection or the relayed one kept.
-          assert.ok((await alice.request("ping", { address: bob.address })).rttMs >= 0);
-          assert.equal(
-            (await bob.request("echo", { address: alice.address, text: `n${i}` })).text,
-            `echo n${i}`,
-          );
-          const gone = bob.events.length;
-          await alice.request("disconnect", { address: bob.address });
-          await bob.waitFor(
-            (e) => e.event === "peer:disconnect" && e.address === alice.address,
-            10_000,
-            { since: gone },
-          );
-          // The next attempt starts from nothing: this one's circuit closed at the relay.
-          const settled = performance.now();
-          await circuitsClosed(relay);
-          lingers.push(Math.round(performance.now() - settled));
-        }
-        times.sort((a, b) => a - b);
-        const rate = times.length / ATTEMPTS;
-        console.log(
-          `hole punching, ${setup.name}: ${times.length}/${ATTEMPTS} direct (${
-            (rate * 100).toFixed(0)
-          } %), time to direct median ${quantile(times, 0.5)} ms, p90 ${
-            quantile(times, 0.9)
-          } ms, max ${
-            times.at(-1) ?? NaN
-          } ms; ${dials} connection attempts in all; ${failures.length} fell back to the relay${
-            failures.length > 0 ? ` (first: ${failures[0]})` : ""
-          }`,
-        );
-        if (setup.direct) {
-          assert.ok(rate >= 0.9, `${times.length}/${ATTEMPTS} direct: ${failures.slice(0, 3)}`);
-        } else {
-          assert.equal(times.length, 0, "a symmetric NAT should not let a predicted port through");
-        }
-        lingers.sort((a, b) => a - b);
-        console.log(
-          `circuits closed at the relay ${quantile(lingers, 0.5)} ms (median), ${
-            lingers.at(-1)
-          } ms (max) after the disconnect`,
-        );
-        const counters = (await relay.request("metrics")).relay;
-        assert.ok(counters.circuitsTotal >= ATTEMPTS, JSON.stringify(counters));
-      } finally {
-        for (const n of behind) await n.close();
+      const [alice, bob] = await behindTwoNats(net, {
+        listen: ["0.0.0.0:0"],
+        bootstrap: relay.peerAddresses,
+        options: {
+          puzzleDifficulty: 0,
+          nat: { retryInterval: 600_000 },
+          holePunch: { window: setup.window, retryAfter: 0 },
+        },
+      }, setup.router);
+      for (const n of [alice, bob]) {
+        await n.waitFor((e) => e.event === "addresses" && e.reachability === "private", 30_000);
+        await reserved(n, relay);
       }
+      const times: number[] = [];
+      const failures: string[] = [];
+      let dials = 0;
+      const lingers: number[] = [];
+      for (let i = 0; i < ATTEMPTS; i++) {
+        const [sinceA, sinceB] = [alice.events.length, bob.events.length];
+        const peer = await alice.request("connect", { peer: bob.address });
+        assert.equal(peer.relay, relay.address, `attempt ${i}: the first connection is relayed`);
+        const punched = await bob.waitFor(
+          (e) => e.event === "holepunch" && e.address === alice.address,
+          setup.window + 20_000,
+          { since: sinceB },
+        );
+        assert.equal(punched.initiator, true);
+        const answered = await alice.waitFor(
+          (e) => e.event === "holepunch" && e.address === bob.address,
+          setup.window + 20_000,
+          { since: sinceA },
+        ).catch(() => undefined); // a responder that never got the sync has nothing to say
+        dials += punched.attempts + (answered?.attempts ?? 0);
+        if (punched.direct) {
+          times.push(punched.ms);
+          await alice.waitFor(
+            (e) => e.event === "peer:path" && e.address === bob.address && e.path === "direct",
+            10_000,
+            { since: sinceA },
+          );
+          const now = (await alice.request("peers")).find((p: { address: string }) =>
+            p.address === bob.address
+          );
+          assert.equal(now?.relay, undefined, `attempt ${i}: alice is on the direct path`);
+        } else {
+          failures.push(punched.error);
+        }
+        // Either way the pair can talk: over the direct connection or the relayed one kept.
+        assert.ok((await alice.request("ping", { address: bob.address })).rttMs >= 0);
+        assert.equal(
+          (await bob.request("echo", { address: alice.address, text: `n${i}` })).text,
+          `echo n${i}`,
+        );
+        const gone = bob.events.length;
+        await alice.request("disconnect", { address: bob.address });
+        await bob.waitFor(
+          (e) => e.event === "peer:disconnect" && e.address === alice.address,
+          10_000,
+          { since: gone },
+        );
+        // The next attempt starts from nothing: this one's circuit closed at the relay.
+        const settled = performance.now();
+        await circuitsClosed(relay);
+        lingers.push(Math.round(performance.now() - settled));
+      }
+      times.sort((a, b) => a - b);
+      const rate = times.length / ATTEMPTS;
+      console.log(
+        `hole punching, ${setup.name}: ${times.length}/${ATTEMPTS} direct (${
+          (rate * 100).toFixed(0)
+        } %), time to direct median ${quantile(times, 0.5)} ms, p90 ${
+          quantile(times, 0.9)
+        } ms, max ${
+          times.at(-1) ?? NaN
+        } ms; ${dials} connection attempts in all; ${failures.length} fell back to the relay${
+          failures.length > 0 ? ` (first: ${failures[0]})` : ""
+        }`,
+      );
+      if (setup.direct) {
+        assert.ok(rate >= 0.9, `${times.length}/${ATTEMPTS} direct: ${failures.slice(0, 3)}`);
+      } else {
+        assert.equal(times.length, 0, "a symmetric NAT should not let a predicted port through");
+      }
+      lingers.sort((a, b) => a - b);
+      console.log(
+        `circuits closed at the relay ${quantile(lingers, 0.5)} ms (median), ${
+          lingers.at(-1)
+        } ms (max) after the disconnect`,
+      );
+      const counters = (await relay.request("metrics")).relay;
+      assert.ok(counters.circuitsTotal >= ATTEMPTS, JSON.stringify(counters));
     },
   });
 }
